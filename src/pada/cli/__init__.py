@@ -1,0 +1,1 @@
+"""The ``pada`` command line."""

@@ -1,0 +1,54 @@
+"""Entry point of the ``pada`` command.
+
+Each sub-command lives in its own module ``pada.cli.<name>`` that defines ``add_parser(subparsers)``
+(register the sub-command and its options, set ``func``) . This file only wires them together and turns a
+:class:`~pada.errors.PadaError` into one ``error: ...`` line and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from pada import __version__
+from pada.errors import PadaError
+
+# Sub-command modules in the order `pada --help` lists them.
+COMMAND_MODULES = ("age", "align", "label", "data", "train", "sample", "evaluate", "app", "weights")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pada", description="PADA: pluralistic face aging with diffusion autoencoders")
+    parser.add_argument("--version", action="version", version=f"pada {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"pada.cli.{name}")
+        except ModuleNotFoundError as exc:  # a command whose module is not written yet
+            if exc.name == f"pada.cli.{name}":
+                continue
+            raise
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except PadaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

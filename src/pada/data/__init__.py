@@ -1,0 +1,1 @@
+"""Data: age groups and descriptions (FFHQ-AT), the demo face set, relabeling, datasets."""
