@@ -1,0 +1,577 @@
+"""One generic training loop on Hugging Face Accelerate, shared by every pada trainer.
+
+A trainer is a :class:`TrainTask` (what to train: modules, data, loss, sample grids, export) plus a
+:class:`TrainConfig` (how: batch, optimizer, EMA, precision, schedule of logs/samples/checkpoints).
+:class:`Trainer` drives any task::
+
+    result = Trainer(MyTask(...), TrainConfig(out_dir="runs/x", max_steps=1000)).fit()
+
+What the engine guarantees
+--------------------------
+* **Same code on 1 CPU, 1 GPU, N GPUs, N nodes**: Accelerate wraps the trainable modules (DDP when
+  several processes), runs autocast for ``mixed_precision`` ``bf16``/``fp16`` and scales fp16 losses.
+  ``batch_size`` is the *global* batch: each of the ``W`` processes gets ``batch_size / (W * grad_accum)``
+  samples per micro-step.
+* **Data order depends only on (seed, step)**: epoch ``e`` visits the dataset in the permutation drawn
+  from ``seed`` and ``e`` (``drop_last``); optimizer step ``s`` uses global batch ``s mod steps_per_epoch``
+  of epoch ``s // steps_per_epoch``; process ``r`` takes its contiguous slice. Resuming at step ``s``
+  starts exactly at that batch, mid-epoch included, without iterating the skipped batches.
+* **Exact resume**: a checkpoint holds the trainable weights, the EMA, the optimizer state, the step,
+  the config and, per process, the task generator and the torch/numpy/python global RNG states. Training
+  ``N`` steps straight and ``N/2 + resume + N/2`` gives bitwise identical weights on the same hardware
+  and world size (tested on CPU).
+* **Atomic checkpoints**: written to a temporary file and renamed (:mod:`pada.training.checkpointing`).
+* **EMA** updated only after real optimizer steps (not on accumulation micro-steps or fp16-skipped steps);
+  gradient clipping by global norm before each optimizer step.
+* **Logs**: every ``log_every`` steps each loss term of the task's loss dict (averaged over the window
+  and over processes), the learning rate, the gradient norm and the throughput go to TensorBoard
+  (``OUT/tb``), to ``OUT/metrics.jsonl`` and to the tqdm bar.
+
+Randomness inside the loss (noise, timesteps, flips) must come from the ``generator`` argument of
+:meth:`TrainTask.loss`: one ``torch.Generator`` per process on the training device, seeded from
+``(seed, process index)`` and saved in checkpoints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import math
+import random
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from pada.errors import CheckpointError, PadaError
+from pada.training import checkpointing as ckpt
+from pada.training.ema import EMA, ema_decay_at
+
+MIXED_PRECISION = ("no", "bf16", "fp16")
+
+
+# ------------------------------------------------------------------------------------------------ config
+@dataclass
+class TrainConfig:
+    """How to train (the task decides what). Every field can be set with ``--set key=value``."""
+
+    out_dir: str = "runs/train"
+    batch_size: int = 64                  # global batch (all processes and accumulation steps together)
+    grad_accum: int = 1                   # micro-steps per optimizer step
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    weight_decay: float = 0.0             # AdamW; 0 = plain Adam (official DiffAE)
+    warmup_steps: int = 0                 # linear LR warm-up from 0, then constant
+    grad_clip: float = 1.0                # max global grad norm; 0 = no clipping
+    ema_decay: float = 0.9999
+    ema_warmup: bool = False              # decay = min(ema_decay, (1+s)/(10+s)); off in official DiffAE
+    max_steps: int = 0                    # optimizer steps; 0 = use ``epochs``
+    epochs: int = 0
+    mixed_precision: str = "no"           # "no" | "bf16" | "fp16"
+    seed: int = 0
+    num_workers: int = 0
+    log_every: int = 50
+    sample_every: int = 0                 # 0 = only at the end
+    ckpt_every: int = 1000                # 0 = only at the end
+    keep_last: int = 3                    # checkpoints kept (0 = all)
+    resume: str = ""                      # "" | "auto" (newest in out_dir, if any) | path to a step_*.pt
+    cpu: bool = False                     # force CPU even when a GPU is present
+    progress: bool = True                 # tqdm bar on the main process
+    tensorboard: bool = True
+    find_unused_parameters: bool = False  # DDP option for tasks whose loss skips some trainable params
+    export: bool = True                   # call task.export(...) at the end
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)  # type: ignore[assignment]
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise PadaError(f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}")
+        for name in ("batch_size", "grad_accum"):
+            if getattr(self, name) < 1:
+                raise PadaError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema_decay <= 1.0:
+            raise PadaError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise PadaError(f"unknown training option(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+def _parse_value(text: str, current: Any, key: str) -> Any:
+    t = text.strip()
+    try:
+        if isinstance(current, bool):
+            if t.lower() in ("1", "true", "yes", "on"):
+                return True
+            if t.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(t)
+        if isinstance(current, int):
+            return int(t)
+        if isinstance(current, float):
+            return float(t)
+        if isinstance(current, tuple):
+            return tuple(float(v) for v in t.strip("()[]").split(","))
+        return t
+    except ValueError:
+        raise PadaError(f"--set {key}={text}: expected a value of type {type(current).__name__}") from None
+
+
+def apply_overrides(config: Any, items: Sequence[str]) -> Any:
+    """Apply ``["key=value", ...]`` to a config dataclass (returns a new one; unknown keys are errors)."""
+    names = {f.name for f in dataclasses.fields(config)}
+    changes = {}
+    for item in items:
+        if "=" not in item:
+            raise PadaError(f"--set {item}: expected key=value")
+        key, value = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        if key not in names:
+            raise PadaError(f"--set {key}: unknown option; known: {', '.join(sorted(names))}")
+        changes[key] = _parse_value(value, getattr(config, key), key)
+    return dataclasses.replace(config, **changes)
+
+
+def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None = None) -> None:
+    """Add the common trainer flags (``--out --steps --batch-size --bf16 --resume --set ...``) to a parser."""
+    d = defaults or TrainConfig()
+    g = parser.add_argument_group("training (shared by every pada trainer)")
+    g.add_argument("--out", default=d.out_dir, help="output folder (checkpoints, tb/, samples/, export)")
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"optimizer steps (default {d.max_steps or 'from --epochs'})")
+    g.add_argument("--epochs", type=int, default=None, help="epochs, used when --steps is not given")
+    g.add_argument("--batch-size", type=int, default=None, help=f"global batch size (default {d.batch_size})")
+    g.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation micro-steps")
+    g.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.lr})")
+    g.add_argument("--ema-decay", type=float, default=None, help=f"EMA decay (default {d.ema_decay})")
+    g.add_argument("--seed", type=int, default=None,
+                   help=f"seed of data order, init and noise (default {d.seed})")
+    prec = g.add_mutually_exclusive_group()
+    prec.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    prec.add_argument("--fp16", action="store_true", help="float16 autocast with loss scaling (GPU only)")
+    g.add_argument("--resume", nargs="?", const="auto", default=None,
+                   help="resume from the newest checkpoint in --out (no value) or from a given step_*.pt")
+    g.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
+    g.add_argument("--num-workers", type=int, default=None, help="data-loader worker processes")
+    g.add_argument("--log-every", type=int, default=None)
+    g.add_argument("--sample-every", type=int, default=None,
+                   help="steps between sample grids (0 = at the end)")
+    g.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (0 = at the end)")
+    g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="set any TrainConfig field, e.g. --set warmup_steps=500 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace, defaults: TrainConfig | None = None) -> TrainConfig:
+    """Build a :class:`TrainConfig` from :func:`add_train_args` flags (flags override ``--set``)."""
+    cfg = apply_overrides(defaults or TrainConfig(), args.overrides)
+    flag_map = {"steps": "max_steps", "epochs": "epochs", "batch_size": "batch_size",
+                "grad_accum": "grad_accum",
+                "lr": "lr", "ema_decay": "ema_decay", "seed": "seed", "num_workers": "num_workers",
+                "log_every": "log_every", "sample_every": "sample_every", "ckpt_every": "ckpt_every",
+                "resume": "resume"}
+    changes: dict[str, Any] = {"out_dir": args.out}
+    for flag, name in flag_map.items():
+        v = getattr(args, flag, None)
+        if v is not None:
+            changes[name] = v
+    if args.bf16:
+        changes["mixed_precision"] = "bf16"
+    if args.fp16:
+        changes["mixed_precision"] = "fp16"
+    if args.cpu:
+        changes["cpu"] = True
+    if args.no_progress:
+        changes["progress"] = False
+    return dataclasses.replace(cfg, **changes)
+
+
+# -------------------------------------------------------------------------------------------------- task
+class TrainTask:
+    """What to train. Subclass and implement :meth:`build`, :meth:`trainable_modules`, :meth:`dataset`,
+    :meth:`loss`; the rest is optional.
+
+    Call order: ``build()`` (the engine has seeded the global torch RNG with ``config.seed`` on every
+    process, so default ``nn.Module`` initialisation is identical across processes), then
+    ``dataset()``, then the modules are moved to the device and wrapped; then ``loss`` is called once
+    per micro-batch inside autocast. ``loss`` must reach the trainable modules through the same module
+    objects returned by ``trainable_modules()`` (the engine wraps those objects; it does not copy them).
+    """
+
+    #: short name stored in checkpoints; resuming a checkpoint of another task is refused
+    name: str = "task"
+
+    def build(self) -> None:
+        """Create the modules (and load any frozen weights)."""
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """``{name: module}`` optimised with AdamW and tracked by the EMA."""
+        raise NotImplementedError
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        """``{name: module}`` used by the loss but not trained (moved to the device, eval, no grad)."""
+        return {}
+
+    def dataset(self) -> Dataset:
+        """Map-style dataset; items are collated with the default collate function."""
+        raise NotImplementedError
+
+    def loss(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Loss terms of one micro-batch on the device: ``{"total": scalar, "<term>": scalar, ...}``.
+
+        ``"total"`` is back-propagated; every entry is logged as ``loss/<key>``.
+        """
+        raise NotImplementedError
+
+    def sample_grids(self, step: int, out_dir: Path, modules: nn.ModuleDict) -> list[Path]:
+        """Write PNG grids for ``step`` under ``out_dir`` using ``modules`` (the EMA copies). Main process."""
+        return []
+
+    def config_dict(self) -> dict[str, Any]:
+        """The task's own configuration, stored in checkpoints (must match on resume)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Extra task state to checkpoint (weights_only-loadable values)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+    def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
+        """Write the final inference weights from ``modules`` (EMA copies). Main process.
+
+        ``info`` holds ``steps``, ``images_seen``, ``final_losses`` and ``train_config``.
+        """
+        return []
+
+
+class _TaskModule(nn.Module):
+    """The trainable modules in one ``nn.Module`` whose ``forward`` is the task's loss.
+
+    Going through ``forward`` lets DDP hook gradient synchronisation and Accelerate apply autocast.
+    """
+
+    def __init__(self, task: TrainTask, modules: dict[str, nn.Module]):
+        super().__init__()
+        self.trainable = nn.ModuleDict(modules)
+        self._task = [task]  # a list so that nn.Module does not register the task as an attribute
+
+    def forward(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self._task[0].loss(batch, generator)
+
+
+# -------------------------------------------------------------------------------------------------- data
+def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The dataset order of ``epoch``: a permutation of ``range(n)`` drawn from ``(seed, epoch)``."""
+    g = torch.Generator().manual_seed((int(seed) * 1_000_003 + int(epoch)) % (2**63))
+    return torch.randperm(n, generator=g)
+
+
+class StepBatchSampler:
+    """Batch sampler over optimizer steps ``[start_step, total_steps)`` for one process.
+
+    Yields ``grad_accum`` micro-batches (lists of dataset indices) per step. Step ``s`` covers global
+    batch ``j = s mod S`` (``S = n // global_batch``) of epoch ``e = s // S``; micro-batch ``m`` of
+    process ``r`` is shard ``k = m * world + r`` of that global batch. Nothing is iterated to skip.
+    """
+
+    def __init__(self, n: int, global_batch: int, world: int, rank: int, grad_accum: int, seed: int,
+                 start_step: int, total_steps: int):
+        shards = world * grad_accum
+        if global_batch % shards:
+            raise PadaError(f"batch_size {global_batch} is not divisible by "
+                            f"processes x grad_accum = {shards}")
+        if n < global_batch:
+            raise PadaError(f"dataset has {n} items, fewer than one global batch of {global_batch}")
+        self.n, self.global_batch, self.world, self.rank = n, global_batch, world, rank
+        self.grad_accum, self.seed = grad_accum, seed
+        self.micro = global_batch // shards
+        self.steps_per_epoch = n // global_batch
+        self.start_step, self.total_steps = start_step, total_steps
+
+    def __len__(self) -> int:
+        return max(0, self.total_steps - self.start_step) * self.grad_accum
+
+    def __iter__(self) -> Iterator[list[int]]:
+        perm, perm_epoch = None, -1
+        for step in range(self.start_step, self.total_steps):
+            epoch, j = divmod(step, self.steps_per_epoch)
+            if epoch != perm_epoch:
+                perm, perm_epoch = epoch_permutation(self.n, self.seed, epoch), epoch
+            batch = perm[j * self.global_batch:(j + 1) * self.global_batch]
+            for m in range(self.grad_accum):
+                k = m * self.world + self.rank
+                yield batch[k * self.micro:(k + 1) * self.micro].tolist()
+
+
+# ------------------------------------------------------------------------------------------------ engine
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` returns (on every process)."""
+
+    step: int
+    modules: nn.ModuleDict                 # trainable modules (unwrapped, on the training device)
+    ema: nn.ModuleDict                     # EMA copies
+    history: list[dict[str, float]] = field(default_factory=list)  # logged rows (main process)
+    exported: list[Path] = field(default_factory=list)
+    last_checkpoint: Path | None = None
+
+
+def _reset_accelerate_state() -> None:
+    """Let several ``fit`` calls in one process use different precisions (tests, notebooks).
+
+    Accelerate keeps ``mixed_precision`` in a process-wide singleton and refuses to change it; the
+    distributed set-up (``PartialState``) is kept, only the per-run state is cleared.
+    """
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=False)
+    GradientState._reset_state()
+
+
+def _generator_seed(seed: int, rank: int) -> int:
+    return (int(seed) * 7919 + 104_729 * (int(rank) + 1)) % (2**63)
+
+
+def _lr_at(step: int, cfg: TrainConfig) -> float:
+    if cfg.warmup_steps > 0 and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    return cfg.lr
+
+
+class Trainer:
+    """Runs a :class:`TrainTask` under a :class:`TrainConfig` (see the module docstring)."""
+
+    def __init__(self, task: TrainTask, config: TrainConfig):
+        self.task = task
+        self.config = config
+
+    # -- checkpoint helpers ------------------------------------------------------------------------
+    def _task_meta(self) -> dict[str, Any]:
+        return {"name": self.task.name, "config": self.task.config_dict()}
+
+    def _check_resume(self, state: dict[str, Any], path: Path) -> None:
+        meta = state.get("task", {})
+        if meta.get("name") != self.task.name:
+            raise CheckpointError(f"{path}: checkpoint of task {meta.get('name')!r}, not {self.task.name!r}")
+        if meta.get("config") != json.loads(json.dumps(self.task.config_dict())):
+            raise CheckpointError(f"{path}: the checkpoint's task config differs from this run's "
+                                  f"({meta.get('config')} vs {self.task.config_dict()})")
+        old = state.get("config", {})
+        for key in ("batch_size", "seed", "grad_accum"):
+            if key in old and old[key] != getattr(self.config, key):
+                warnings.warn(f"{path}: {key} changed from {old[key]} to {getattr(self.config, key)}; "
+                              "the resumed run will not reproduce an uninterrupted one", stacklevel=2)
+
+    # -- main loop -----------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:  # noqa: C901 - one readable loop on purpose
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs, gather_object, send_to_device
+
+        cfg = self.config
+        out_dir = Path(cfg.out_dir)
+        ckpt_dir = out_dir / "checkpoints"
+        kwargs = [DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)]
+        _reset_accelerate_state()
+        try:
+            acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, kwargs_handlers=kwargs)
+        except ValueError as exc:
+            raise PadaError(f"cannot set up training with mixed_precision={cfg.mixed_precision}: "
+                            f"{exc}") from None
+        if cfg.mixed_precision == "fp16" and acc.device.type == "cpu":
+            raise PadaError("fp16 training needs a GPU; use --bf16 on the CPU")
+        world, rank, device = acc.num_processes, acc.process_index, acc.device
+        main = acc.is_main_process
+
+        # Identical module initialisation on every process, then per-process global RNG streams.
+        torch.manual_seed(cfg.seed)
+        self.task.build()
+        trainable = self.task.trainable_modules()
+        if not trainable:
+            raise PadaError(f"task {self.task.name!r} has no trainable modules")
+        dataset = self.task.dataset()
+        n = len(dataset)  # type: ignore[arg-type]
+        steps_per_epoch = n // cfg.batch_size if n >= cfg.batch_size else 0
+        if cfg.max_steps > 0:
+            total_steps = cfg.max_steps
+        elif cfg.epochs > 0:
+            total_steps = cfg.epochs * steps_per_epoch
+        else:
+            raise PadaError("give the length of training: --steps N (max_steps) or --epochs N")
+        torch.manual_seed(cfg.seed + 1 + rank)
+        np.random.seed((cfg.seed + 1 + rank) % 2**32)
+        random.seed(cfg.seed + 1 + rank)
+
+        for m in self.task.frozen_modules().values():
+            m.to(device).eval().requires_grad_(False)
+        module = _TaskModule(self.task, trainable).to(device)
+        ema = EMA(dict(module.trainable.items())).to(device)
+        params = [p for p in module.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
+                                      weight_decay=cfg.weight_decay)
+        generator = torch.Generator(device=device).manual_seed(_generator_seed(cfg.seed, rank))
+
+        # ---- resume
+        step = 0
+        path = ckpt.resolve_resume(cfg.resume, ckpt_dir)
+        state: dict[str, Any] | None = None
+        if path is not None:
+            state = ckpt.load_checkpoint(path)
+            self._check_resume(state, path)
+            try:
+                module.trainable.load_state_dict(state["model"], strict=True)
+                ema.load_state_dict(state["ema"])
+            except RuntimeError as exc:
+                raise CheckpointError(f"{path}: weights do not fit this model ({str(exc).splitlines()[0]})") \
+                    from None
+            step = int(state["step"])
+            self.task.load_state_dict(state.get("task_state", {}))
+
+        model, optimizer = acc.prepare(module, optimizer)
+        unwrapped: _TaskModule = acc.unwrap_model(model)
+        if state is not None:
+            optimizer.load_state_dict(state["optimizer"])
+            rngs = state.get("rng", [])
+            if len(rngs) == world:
+                generator.set_state(rngs[rank]["generator"])
+                ckpt.set_global_rng_state(rngs[rank]["global"])
+            else:
+                warnings.warn(f"{path}: saved with {len(rngs)} process(es), now {world}; random streams are "
+                              "reseeded, the run will not reproduce an uninterrupted one", stacklevel=2)
+                generator.manual_seed(_generator_seed(cfg.seed + step, rank))
+            del state
+
+        sampler = StepBatchSampler(n, cfg.batch_size, world, rank, cfg.grad_accum, cfg.seed, step,
+                                   total_steps)
+        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                            pin_memory=device.type == "cuda", persistent_workers=False)
+        batches = iter(loader)
+
+        writer = None
+        history: list[dict[str, float]] = []
+        if main:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / "train_config.json").write_text(json.dumps(
+                {"train": cfg.to_dict(), "task": self._task_meta(), "world_size": world}, indent=2) + "\n")
+            if cfg.tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+                writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=step if step else None)
+        bar = None
+        if main and cfg.progress:
+            from tqdm.auto import tqdm
+            bar = tqdm(total=total_steps, initial=step, desc=f"train {self.task.name}", dynamic_ncols=True)
+
+        def save(at_step: int) -> Path | None:
+            rng_all = gather_object([{"generator": generator.get_state(), "global": ckpt.global_rng_state()}])
+            saved = None
+            if main:
+                saved = ckpt.save_checkpoint({
+                    "step": at_step, "world_size": world, "config": cfg.to_dict(), "task": self._task_meta(),
+                    "model": {k: v.detach().cpu() for k, v in unwrapped.trainable.state_dict().items()},
+                    "ema": {k: v.cpu() for k, v in ema.state_dict().items()},
+                    "optimizer": optimizer.state_dict(), "rng": rng_all,
+                    "task_state": self.task.state_dict(),
+                }, ckpt_dir, keep_last=cfg.keep_last)
+            acc.wait_for_everyone()
+            return saved
+
+        def write_samples(at_step: int) -> None:
+            if main:
+                self.task.sample_grids(at_step, out_dir / "samples", ema.modules)
+            acc.wait_for_everyone()
+
+        # ---- loop
+        window: dict[str, float] = {}
+        window_steps, t_window = 0, time.perf_counter()
+        last_losses: dict[str, float] = {}
+        last_ckpt = None
+        grad_norm = torch.zeros((), device=device)
+        model.train()
+        while step < total_steps:
+            lr = _lr_at(step, cfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            for micro in range(cfg.grad_accum):
+                batch = send_to_device(next(batches), device)
+                sync = micro == cfg.grad_accum - 1
+                ctx = contextlib.nullcontext() if sync else acc.no_sync(model)
+                with ctx:
+                    losses = model(batch, generator)
+                    if "total" not in losses:
+                        raise PadaError(f"task {self.task.name!r}: loss() must return a dict "
+                                        "with key 'total'")
+                    acc.backward(losses["total"] / cfg.grad_accum)
+                for k, v in losses.items():  # summed on the device: no host sync per step
+                    window[k] = window.get(k, 0.0) + v.detach().double() / cfg.grad_accum
+            if cfg.grad_clip > 0:
+                grad_norm = acc.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if not acc.optimizer_step_was_skipped:
+                ema.update(unwrapped.trainable, ema_decay_at(step, cfg.ema_decay, cfg.ema_warmup))
+            step += 1
+            window_steps += 1
+            if bar is not None:
+                bar.update(1)
+
+            if step % max(1, cfg.log_every) == 0 or step == total_steps:
+                keys = sorted(window)
+                vals = torch.stack([window[k] / window_steps for k in keys]).to(device)
+                vals = acc.reduce(vals, reduction="mean") if world > 1 else vals
+                dt = time.perf_counter() - t_window
+                row = {f"loss/{k}": float(v) for k, v in zip(keys, vals.tolist())}
+                row.update({"lr": lr, "grad_norm": float(grad_norm),
+                            "img_per_s": cfg.batch_size * window_steps / dt})
+                last_losses = {k: row[f"loss/{k}"] for k in keys}
+                if main:
+                    history.append({"step": step, **row})
+                    with open(out_dir / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps({"step": step, **row}) + "\n")
+                    if writer is not None:
+                        for k, v in row.items():
+                            writer.add_scalar(k, v, step)
+                    if bar is not None:
+                        bar.set_postfix(loss=f"{row['loss/total']:.4f}", refresh=False)
+                window, window_steps, t_window = {}, 0, time.perf_counter()
+                if not all(math.isfinite(v) for v in last_losses.values()):
+                    raise PadaError(f"training diverged at step {step}: losses {last_losses}; "
+                                    f"last checkpoint: {last_ckpt or 'none'}")
+            if cfg.sample_every > 0 and step % cfg.sample_every == 0 and step != total_steps:
+                write_samples(step)
+            if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step != total_steps:
+                last_ckpt = save(step)
+
+        if bar is not None:
+            bar.close()
+        # ---- end: final checkpoint, grids, export
+        last_ckpt = save(step)
+        write_samples(step)
+        exported: list[Path] = []
+        if main and cfg.export:
+            info = {"steps": step, "images_seen": step * cfg.batch_size, "final_losses": last_losses,
+                    "train_config": cfg.to_dict(), "world_size": world}
+            exported = list(self.task.export(ema.modules, out_dir, info) or [])
+        acc.wait_for_everyone()
+        if writer is not None:
+            writer.close()
+        return TrainResult(step=step, modules=unwrapped.trainable, ema=ema.modules, history=history,
+                           exported=exported, last_checkpoint=last_ckpt)
