@@ -1,0 +1,149 @@
+"""``pada align INPUT... --out DIR``: detect and FFHQ-align faces in photos (:mod:`pada.faces`).
+
+Inputs are image files or folders (searched recursively for .jpg/.jpeg/.png/.webp/.bmp/.tif/.tiff; the
+sub-folder layout is kept under ``--out``). For each photo the largest face (or with ``--all-faces`` every
+face, largest first) is aligned and written as ``<stem>.png`` (``<stem>_<k>.png`` with ``--all-faces``).
+``DIR/transforms.json`` records, per written crop, the source file, the quad, the original -> crop affine
+matrix, the box, score and landmarks, so that :func:`pada.faces.paste_back` can put an edited crop back into
+the photo later (docs/faces.md). Records of an earlier run into the same folder are kept.
+
+A file that cannot be read or has no face gets one line on stderr (``<file>: no face found``) and the run
+goes on; the exit status is 1 when any file failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pada.errors import PadaError
+
+TRANSFORMS_FILE = "transforms.json"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "align",
+        help="detect and FFHQ-align faces (writes crops + transforms.json for paste-back)",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders (searched recursively)")
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument("--size", type=int, default=256, help="side of the aligned crops in pixels (default 256)")
+    p.add_argument("--all-faces", action="store_true", help="align every face, not only the largest")
+    p.add_argument("--ext", default="png", choices=["png", "jpg", "webp"], help="output format (default png)")
+    p.add_argument("--score-threshold", type=float, default=0.7, help="detector confidence (default 0.7)")
+    p.add_argument("--max-megapixels", type=float, default=100.0,
+                   help="refuse larger images (decompression-bomb guard, default 100)")
+    p.set_defaults(func=run)
+    return p
+
+
+def collect_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[str]]:
+    """``(file, relative output stem path)`` pairs from files and folders, plus one-line problems."""
+    from pada.faces.io import IMAGE_EXTENSIONS
+
+    items: list[tuple[Path, Path]] = []
+    problems: list[str] = []
+    for raw in inputs:
+        p = Path(raw)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                problems.append(f"{raw}: no image files found in this folder")
+            items.extend((f, f.relative_to(p).with_suffix("")) for f in found)
+        else:
+            items.append((p, Path(p.stem)))  # a missing file is reported by load_image
+    return items, problems
+
+
+def _load_records(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+        files = data["files"]
+        if not isinstance(files, dict):
+            raise TypeError("'files' is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PadaError(f"{path}: existing transforms file is unreadable ({exc}); move it away") from None
+    return files
+
+
+def _write_records(path: Path, records: dict, size: int) -> None:
+    payload = {"format": "pada-align-transforms", "version": 1, "size": size,
+               "note": "matrix maps original pixel coords (x, y, 1) to crop pixel coords; pixel centres at "
+                       "integers. quad corners: top-left, bottom-left, bottom-right, top-right.",
+               "files": dict(sorted(records.items()))}
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+
+
+def run(args: argparse.Namespace) -> int:
+    import cv2
+
+    from pada.faces.align import align_face
+    from pada.faces.detect import FaceDetector
+    from pada.faces.io import load_image, save_image
+
+    if args.size < 8:
+        raise PadaError(f"--size must be at least 8, got {args.size}")
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise PadaError(f"{out}: exists and is not a folder")
+    items, problems = collect_inputs(args.inputs)
+    detector = FaceDetector(score_threshold=args.score_threshold)  # missing weights -> one error line
+    out.mkdir(parents=True, exist_ok=True)
+    tpath = out / TRANSFORMS_FILE
+    records = _load_records(tpath)
+    max_pixels = int(args.max_megapixels * 1e6) if args.max_megapixels > 0 else None
+
+    for line in problems:
+        print(line, file=sys.stderr)
+    failed = len(problems)
+    n_faces = n_ok = 0
+    used: set[str] = set()
+    try:
+        for path, stem in tqdm(items, desc="align", unit="file", disable=None, file=sys.stderr):
+            try:
+                img = load_image(path, max_pixels=max_pixels)
+                faces = detector.detect(img)
+                if not faces:
+                    raise PadaError(f"{path}: no face found")
+                if not args.all_faces:
+                    faces = faces[:1]
+                for k, face in enumerate(faces):
+                    name = stem.as_posix() + (f"_{k}" if args.all_faces else "")
+                    key, n = f"{name}.{args.ext}", 2
+                    while key in used:  # two inputs with the same stem
+                        key, n = f"{name}-{n}.{args.ext}", n + 1
+                    used.add(key)
+                    aligned = align_face(img, face, args.size, source=os.path.abspath(path))
+                    save_image(out / key, aligned.image)
+                    records[key] = {**aligned.to_record(), "face_index": k}
+                    n_faces += 1
+                n_ok += 1
+            except PadaError as exc:
+                failed += 1
+                tqdm.write(str(exc), file=sys.stderr)
+            except (cv2.error, MemoryError, ValueError) as exc:
+                failed += 1
+                detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+                tqdm.write(f"{path}: could not align ({detail})", file=sys.stderr)
+    finally:
+        if records:
+            _write_records(tpath, records, args.size)
+    print(f"aligned {n_faces} face(s) from {n_ok} of {len(items)} file(s) into {out}"
+          + (f" (transforms: {tpath})" if records else ""))
+    if failed:
+        print(f"{failed} input(s) failed; see the lines above", file=sys.stderr)
+        return 1
+    return 0

