@@ -20,8 +20,13 @@ from pada.app import create_app  # noqa: E402
 from pada.app.service import ServiceLimits  # noqa: E402
 
 
+class _Out:
+    def __init__(self, images, labels=None):
+        self.images, self.labels = images, labels
+
+
 class FakePipeline:
-    """Deterministic stand-in with the app's pipeline interface; detects concurrent use."""
+    """Deterministic stand-in with AgingPipeline's ``age`` / ``lifespan`` API; detects concurrent use."""
 
     image_size = 32
 
@@ -32,21 +37,37 @@ class FakePipeline:
         self.calls = []
         self._count_lock = threading.Lock()
 
-    def age(self, image, target, *, n, seed, high_level, low_level):
+    def _enter(self):
         with self._count_lock:
             self.active += 1
             self.max_active = max(self.max_active, self.active)
+
+    def _leave(self):
+        with self._count_lock:
+            self.active -= 1
+
+    def age(self, image, *, text=None, ref=None, n=1, seed=0, high_diversity=True, low_diversity=False):
+        self._enter()
         try:
             assert image.shape == (1, 3, 32, 32) and -1 <= float(image.min()) <= float(image.max()) <= 1
-            self.calls.append((target if isinstance(target, str) else tuple(target.shape), n, seed,
-                               high_level, low_level))
+            self.calls.append((text, None if ref is None else tuple(ref.shape), n, seed, high_diversity,
+                               low_diversity))
             time.sleep(self.delay)
             g = torch.Generator().manual_seed(seed)
-            noise = torch.randn(n, 3, 32, 32, generator=g) * (0.2 if low_level else 0.0)
-            return (image.repeat(n, 1, 1, 1) * 0.8 + noise).clamp(-1, 1)
+            noise = torch.randn(n, 3, 32, 32, generator=g) * (0.2 if low_diversity else 0.0)
+            return _Out((image.repeat(n, 1, 1, 1) * 0.8 + noise).clamp(-1, 1))
         finally:
-            with self._count_lock:
-                self.active -= 1
+            self._leave()
+
+    def lifespan(self, image, *, gender=None):
+        self._enter()
+        try:
+            self.calls.append(("lifespan", gender))
+            frames = torch.stack([image[0] * (1 - k / 6) for k in range(13)])  # 7 anchors, 1 frame between
+            labels = [f"age {k // 2}" if k % 2 == 0 else "" for k in range(13)]
+            return _Out(frames, labels)
+        finally:
+            self._leave()
 
 
 def _png_bytes(size=32, seed=0) -> bytes:
@@ -66,7 +87,7 @@ def _post(client, path="/api/age", image=None, name="face.png", **fields):
 @pytest.fixture
 def app_and_pipe():
     pipe = FakePipeline()
-    return create_app(pipe, max_upload_mb=0.5, gender_fn=lambda x: "female"), pipe
+    return create_app(pipe, max_upload_mb=0.5), pipe
 
 
 def test_api_happy_path_returns_png_grid(app_and_pipe):
@@ -77,7 +98,10 @@ def test_api_happy_path_returns_png_grid(app_and_pipe):
     grid = Image.open(io.BytesIO(r.data))
     grid.load()
     assert grid.size == (4 * (32 + 4) + 4, 32 + 8)  # source + 3 outputs, one row
-    assert pipe.calls == [("woman's face in her sixties", 3, 5, False, True)]
+    assert pipe.calls == [("woman's face in her sixties", None, 3, 5, False, True)]
+    # the source sits at the left of the grid, unchanged (aligned upload of the right size)
+    src = np.asarray(Image.open(io.BytesIO(_png_bytes())).convert("RGB"))
+    assert np.array_equal(np.asarray(grid)[4:36, 4:36], src)
     r2 = _post(app.test_client(), "/api/age?format=gif", image=_png_bytes(), target="old", n=2, aligned="on")
     assert r2.status_code == 200 and r2.data[:6] in (b"GIF87a", b"GIF89a")
     assert Image.open(io.BytesIO(r2.data)).n_frames == 3  # the source then two outputs
@@ -87,14 +111,16 @@ def test_lifespan_reference_and_html_page(app_and_pipe):
     app, pipe = app_and_pipe
     c = app.test_client()
     r = _post(c, image=_png_bytes(), lifespan="on", n=2, aligned="on", gender="auto")
-    assert r.status_code == 200
-    assert r.headers["X-Pada-Rows"].split(",") == ["0-5", "6-15", "16-25", "26-35", "36-50", "51-70", "70+"]
-    assert [c_[0] for c_ in pipe.calls][-1] == "woman's face in her eighties"  # gender_fn said female
+    assert r.status_code == 200 and pipe.calls == [("lifespan", None)]
+    assert r.headers["X-Pada-Labels"].split("|") == [f"age {k}" for k in range(7)]  # the 7 anchors
+    assert Image.open(io.BytesIO(r.data)).size == (8 * 36 + 4, 40)
+    r = _post(c, "/api/age?format=gif", image=_png_bytes(), lifespan="on", aligned="on", gender="male")
+    assert Image.open(io.BytesIO(r.data)).n_frames == 13 and pipe.calls[-1] == ("lifespan", "male")
     pipe.calls.clear()
     data = {"image": (io.BytesIO(_png_bytes()), "a.png"),
             "reference": (io.BytesIO(_png_bytes(48, 1)), "r.png"), "aligned": "on", "n": "1"}
     r = c.post("/api/age", data=data, content_type="multipart/form-data")
-    assert r.status_code == 200 and pipe.calls[0][0] == (1, 3, 32, 32)  # reference given as a face tensor
+    assert r.status_code == 200 and pipe.calls[0][:2] == (None, (1, 3, 32, 32))  # reference as a face
     assert c.get("/").status_code == 200 and b"<form" in c.get("/").data
     r = _post(c, "/", image=_png_bytes(), target="a very old face", aligned="on", n=2)
     assert r.status_code == 200
@@ -146,7 +172,7 @@ def test_unaligned_photo_without_face_is_a_clear_400(app_and_pipe):
 
 def test_internal_error_is_500_without_traceback():
     class Broken(FakePipeline):
-        def age(self, *a, **k):
+        def age(self, *a, **k):  # noqa: ARG002
             raise RuntimeError("secret internals")
 
     app = create_app(Broken())
@@ -198,7 +224,7 @@ def test_concurrent_requests_on_a_real_server_all_succeed():
     for status, ctype, body in results.values():
         assert status == 200 and ctype == "image/png" and body[:8] == b"\x89PNG\r\n\x1a\n"
     assert pipe.max_active == 1  # the lock serialised the model
-    assert sorted(c[2] for c in pipe.calls) == list(range(6))  # each request used its own seed
+    assert sorted(c[3] for c in pipe.calls) == list(range(6))  # each request used its own seed
     # a request's pixels depend only on its own inputs and seed, not on the interleaving
     alone = _post(create_app(FakePipeline()).test_client(), image=_png_bytes(seed=3), name="f3.png",
                   target="face 3", n=2, seed=3, aligned="on")

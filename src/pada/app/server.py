@@ -10,8 +10,9 @@ Routes:
 
 Form fields: ``image`` (file, required), ``target`` (text), ``reference`` (file), ``n`` (1..max_n),
 ``seed``, ``high_level`` / ``low_level`` (on/off: diversity from the probabilistic aging embedding /
-from fresh DDIM noise), ``lifespan`` (on: one row per age group), ``gender`` (female/male/auto, for the
-lifespan descriptions), ``aligned`` (on: the upload is already an FFHQ-aligned crop).
+from fresh DDIM noise), ``lifespan`` (on: the pipeline's child-to-old sweep instead; it ignores N, seed
+and the diversity switches), ``gender`` (female/male/auto, for the lifespan descriptions), ``aligned``
+(on: the upload is already an FFHQ-aligned crop). Text and reference together are both used.
 
 Why Flask: multipart parsing, an upload size limit and a test client come with it (the stdlib's ``cgi``
 module is gone from Python 3.13). It is only imported by ``pada.app``, never by the library.
@@ -25,7 +26,7 @@ import logging
 from flask import Flask, Response, render_template_string, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from pada.app.service import AgingBackend, AgingService, ServiceLimits
+from pada.app.service import AgingService, ServiceLimits
 from pada.errors import PadaError
 
 log = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ PAGE = """<!doctype html>
    placeholder="man's face in his sixties"></label><br>
  <label>or reference photo <input type="file" name="reference" accept="image/*"></label><br>
  <label><input type="checkbox" name="lifespan" value="on" {{ 'checked' if f.lifespan }}> lifespan
- (every age group)</label>
+ (child-to-old sweep; ignores N, seed and diversity)</label>
  <label>gender for lifespan <select name="gender">
   {% for g in ['auto', 'female', 'male'] %}
   <option {{ 'selected' if f.gender == g }}>{{ g }}</option>{% endfor %}
@@ -117,13 +118,13 @@ def _file(name: str):
     return f.read(), f.filename
 
 
-def create_app(pipeline: AgingBackend, *, max_upload_mb: float = 10.0, limits: ServiceLimits | None = None,
-               gender_fn=None, model_name: str = "custom pipeline") -> Flask:
+def create_app(pipeline, *, max_upload_mb: float = 10.0, limits: ServiceLimits | None = None,
+               model_name: str = "custom pipeline") -> Flask:
     """Build the Flask app around ``pipeline`` (see :mod:`pada.app.service` for the interface).
 
     ``max_upload_mb`` caps the whole request body (photo + reference); larger requests get HTTP 413.
     """
-    service = AgingService(pipeline, limits=limits, gender_fn=gender_fn)
+    service = AgingService(pipeline, limits=limits)
     app = Flask("pada.app")
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
     app.extensions["pada_service"] = service
@@ -164,8 +165,8 @@ def create_app(pipeline: AgingBackend, *, max_upload_mb: float = 10.0, limits: S
             return Response(str(exc).splitlines()[0] + "\n", 400, mimetype="text/plain")
         if request.args.get("format", "png") == "gif":
             return Response(result.gif, mimetype="image/gif")
-        return Response(result.png, mimetype="image/png",
-                        headers={"X-Pada-Rows": ",".join(result.labels), "X-Pada-N": str(result.n)})
+        labels = "|".join(result.labels).encode("ascii", "replace").decode()
+        return Response(result.png, mimetype="image/png", headers={"X-Pada-Labels": labels})
 
     @app.get("/healthz")
     def healthz():

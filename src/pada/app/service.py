@@ -2,20 +2,21 @@
 
 :class:`AgingService` takes an uploaded photo (bytes), validates it with :func:`pada.faces.io.load_image`,
 detects and aligns the face (or takes an already aligned crop), asks the aging pipeline for ``N`` outputs
-per target and returns a PNG grid and an animated GIF.
+and returns a PNG grid and an animated GIF.
 
-The pipeline is any object with
+The pipeline is a :class:`pada.aging.pipeline.AgingPipeline` or anything with the same methods:
 
-* ``image_size: int`` — side of the aligned face it works on;
-* ``age(image, target, *, n, seed, high_level, low_level) -> Tensor (n, 3, S, S)`` — ``image`` is one
-  aligned face ``(1, 3, S, S)`` in [-1, 1]; ``target`` a text or a reference face ``(1, 3, S, S)``.
-
-:func:`pada.app.backend.pipeline_backend` adapts :class:`pada.aging.pipeline.AgingPipeline` to it.
+* ``age(image (1,3,S,S), *, text=None, ref=None, n, seed, high_diversity, low_diversity)`` returning an
+  object with ``images (n, 3, S, S)`` in [-1, 1];
+* ``lifespan(image, *, gender=None)`` returning an object with ``images (F, 3, S, S)`` and ``labels``
+  (one string per frame, empty between anchors) — used when "lifespan" is ticked;
+* the face size ``S`` is read from ``image_size`` on the pipeline, or from its ``diffae`` (``image_size``
+  or ``cfg.image_size``).
 
 Concurrency: requests may arrive on many threads. The service keeps no per-request state on itself;
-randomness comes from the request's seed (the pipeline builds its own ``torch.Generator``), and a lock
-serialises calls into the pipeline so one model instance is never run by two threads at once (CPU torch
-would only thrash; a GPU has one stream anyway).
+randomness comes from the request's seed (the pipeline draws each output from its own
+``torch.Generator``), and a lock serialises calls into the pipeline so one model instance is never run by
+two threads at once (CPU torch would only thrash; a GPU runs one stream anyway).
 """
 
 from __future__ import annotations
@@ -24,26 +25,29 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from pada.data.groups import AGE_GROUPS, GENDERS, description
+from pada.data.groups import GENDERS
 from pada.errors import BadImageError, PadaError
 
-GenderFn = Callable[[torch.Tensor], str]
 
-
-class AgingBackend(Protocol):
-    image_size: int
-
-    def age(self, image: torch.Tensor, target: str | torch.Tensor, *, n: int, seed: int,
-            high_level: bool, low_level: bool) -> torch.Tensor: ...
+def image_size_of(pipeline: Any) -> int:
+    """Side of the aligned faces ``pipeline`` works on."""
+    for obj in (pipeline, getattr(pipeline, "diffae", None)):
+        if obj is None:
+            continue
+        if isinstance(getattr(obj, "image_size", None), int):
+            return obj.image_size
+        cfg = getattr(obj, "cfg", None) or getattr(obj, "config", None)
+        if isinstance(getattr(cfg, "image_size", None), int):
+            return cfg.image_size
+    raise TypeError("cannot tell the pipeline's image size (no image_size on it or on its diffae)")
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class AgingRequest:
     high_level: bool = True
     low_level: bool = True
     lifespan: bool = False
-    gender: str = "auto"  # for the lifespan sweep's descriptions: female, male or auto
+    gender: str = "auto"  # lifespan descriptions: female, male, or auto (the pipeline infers it)
     aligned: bool = False
 
 
@@ -68,14 +72,13 @@ class AgingRequest:
 class AgingResult:
     png: bytes
     gif: bytes
-    labels: list[str]  # one per row of the grid
+    labels: list[str]  # one per output column of the grid (after the source)
     n: int
 
 
 @dataclass(frozen=True)
 class ServiceLimits:
     max_n: int = 8
-    max_images: int = 48  # rows x n
     max_text: int = 200
     max_pixels: int = 40_000_000
 
@@ -122,26 +125,15 @@ def _to_face_tensor(img: np.ndarray, size: int, aligned: bool, name: str) -> tor
     return x.clamp(-1, 1)
 
 
-def _tile(rows: list[torch.Tensor], labels: list[str], source: torch.Tensor) -> np.ndarray:
-    """Grid image: one row per target, the source face first, then the outputs. uint8 (H, W, 3)."""
+def _tile(images: torch.Tensor, source: torch.Tensor, pad: int = 4) -> np.ndarray:
+    """One-row grid: the source face, then ``images (K, 3, S, S)``; white padding. uint8 (H, W, 3)."""
     from pada.faces.io import to_uint8
 
     s = source.shape[-1]
-    label_w = 0 if len(rows) == 1 and not labels[0] else 150
-    n = max(r.shape[0] for r in rows)
-    pad = 4
-    h = len(rows) * (s + pad) + pad
-    w = label_w + (n + 1) * (s + pad) + pad
-    canvas = Image.new("RGB", (w, h), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    src = Image.fromarray(to_uint8(source[0]))
-    for i, (row, lab) in enumerate(zip(rows, labels)):
-        y = pad + i * (s + pad)
-        if label_w:
-            draw.text((pad, y + s // 2 - 6), lab[:24], fill=(0, 0, 0))
-        canvas.paste(src, (label_w + pad, y))
-        for j, im in enumerate(to_uint8(row)):
-            canvas.paste(Image.fromarray(im), (label_w + pad + (j + 1) * (s + pad), y))
+    k = images.shape[0]
+    canvas = Image.new("RGB", ((k + 1) * (s + pad) + pad, s + 2 * pad), (255, 255, 255))
+    for j, im in enumerate([to_uint8(source[0])] + list(to_uint8(images))):
+        canvas.paste(Image.fromarray(im), (pad + j * (s + pad), pad))
     return np.asarray(canvas)
 
 
@@ -161,12 +153,11 @@ def _png(img: np.ndarray) -> bytes:
 class AgingService:
     """Thread-safe request handler around one pipeline (see the module docstring)."""
 
-    def __init__(self, pipeline: AgingBackend, limits: ServiceLimits | None = None,
-                 gender_fn: GenderFn | None = None) -> None:
+    def __init__(self, pipeline: Any, limits: ServiceLimits | None = None) -> None:
         self.pipeline = pipeline
+        self.image_size = image_size_of(pipeline)
         self.limits = limits or ServiceLimits()
-        self._gender_fn = gender_fn
-        self._lock = threading.Lock()  # guards the pipeline (and lazy creation of the gender critic)
+        self._lock = threading.Lock()  # one request at a time inside the pipeline
 
     # -------------------------------------------------------------------------------- validation
     def parse(self, form: dict[str, Any], image: tuple[bytes, str] | None,
@@ -211,10 +202,6 @@ class AgingService:
         gender = str(form.get("gender", "auto") or "auto").strip().lower()
         if gender not in (*GENDERS, "auto"):
             raise PadaError(f"gender must be female, male or auto, got {gender[:20]!r}")
-        rows = len(AGE_GROUPS) if lifespan else 1
-        if rows * n > lim.max_images:
-            raise PadaError(f"{rows} rows x {n} outputs is over the limit of {lim.max_images} images; "
-                            "lower N")
         return AgingRequest(
             image=image[0], image_name=image[1] or "photo", target=text or None,
             reference=reference[0] if has_ref else None,
@@ -223,54 +210,39 @@ class AgingService:
             lifespan=lifespan, gender=gender, aligned=_bool("aligned", False))
 
     # -------------------------------------------------------------------------------- running
-    def _gender(self, face: torch.Tensor) -> str:
-        if self._gender_fn is None:
-            from pada.critics.registry import load_critic
-
-            critic = load_critic("dlib-gender")
-
-            def fn(x: torch.Tensor) -> str:
-                with torch.inference_mode():
-                    p = critic(x)
-                return GENDERS[int(p[0].argmax())]
-
-            self._gender_fn = fn
-        return self._gender_fn(face)
-
     def run(self, req: AgingRequest) -> AgingResult:
         """Decode, align, age and render one request. Raises :class:`PadaError` on bad input."""
         lim = self.limits
-        size = int(self.pipeline.image_size)
+        size = self.image_size
         face = _to_face_tensor(_decode_upload(req.image, req.image_name, lim.max_pixels), size,
                                req.aligned, os.path.basename(req.image_name))
         ref = None
         if req.reference is not None:
             ref = _to_face_tensor(_decode_upload(req.reference, req.reference_name, lim.max_pixels), size,
                                   req.aligned, os.path.basename(req.reference_name))
-        kw = dict(n=req.n, seed=req.seed, high_level=req.high_level, low_level=req.low_level)
         rows: list[torch.Tensor] = []
         labels: list[str] = []
         with self._lock:
-            if req.lifespan:
-                gender = req.gender if req.gender != "auto" else self._gender(face)
-                for g in AGE_GROUPS:
-                    rows.append(self._age(face, description(g, gender), **kw))
-                    labels.append(g.name)
+            if req.lifespan:  # the pipeline's smooth sweep from child to old (PAE mean, inverted x_T)
+                res = self.pipeline.lifespan(face, gender=None if req.gender == "auto" else req.gender)
+                frames = res.images.detach().float().cpu().clamp(-1, 1)
+                anchors = [i for i, lab in enumerate(res.labels) if lab] or list(range(frames.shape[0]))
+                rows = [frames[anchors]]
+                labels = [res.labels[i] or str(i) for i in anchors] if res.labels else []
             else:
-                target = ref if ref is not None else req.target
-                rows.append(self._age(face, target, **kw))
-                labels.append("" if ref is None else "reference")
-        grid = _tile(rows, labels, face)
+                res = self.pipeline.age(face, text=req.target, ref=ref, n=req.n,
+                                        seed=req.seed, high_diversity=req.high_level,
+                                        low_diversity=req.low_level)
+                out = res.images
+                if out.ndim != 4 or out.shape[0] != req.n or out.shape[1] != 3:
+                    raise RuntimeError(f"pipeline returned {tuple(out.shape)}, expected ({req.n}, 3, S, S)")
+                rows = [out.detach().float().cpu().clamp(-1, 1)]
+                labels = [f"{req.target or 'reference'} #{i}" for i in range(req.n)]
+        grid = _tile(rows[0], face)
         from pada.faces.io import to_uint8
 
-        if req.lifespan:  # one frame per age group (first output of each)
-            frames = [to_uint8(r[0]) for r in rows]
+        if req.lifespan:  # every frame of the sweep
+            gif_frames = list(to_uint8(frames))
         else:  # the source, then each of the N outputs
-            frames = [to_uint8(face[0])] + list(to_uint8(rows[0]))
-        return AgingResult(png=_png(grid), gif=_gif(frames), labels=labels, n=req.n)
-
-    def _age(self, face: torch.Tensor, target, **kw) -> torch.Tensor:
-        out = self.pipeline.age(face, target, **kw)
-        if out.ndim != 4 or out.shape[0] != kw["n"] or out.shape[1] != 3:
-            raise RuntimeError(f"pipeline returned {tuple(out.shape)}, expected ({kw['n']}, 3, S, S)")
-        return out.detach().float().cpu().clamp(-1, 1)
+            gif_frames = [to_uint8(face[0])] + list(to_uint8(rows[0]))
+        return AgingResult(png=_png(grid), gif=_gif(gif_frames), labels=labels, n=req.n)
