@@ -101,7 +101,9 @@ class DiffAEConfig:
         if self.enc_pool != "adaptivenonzero":
             raise PadaError(f"DiffAEConfig: enc_pool {self.enc_pool!r} unsupported (only 'adaptivenonzero')")
         if not self.resblock_updown:
-            raise PadaError("DiffAEConfig: resblock_updown=False is not supported (every DiffAE model uses True)")
+            raise PadaError(
+                "DiffAEConfig: resblock_updown=False is not supported (every DiffAE model uses True)"
+            )
         for name in ("image_size", "model_channels", "embed_channels", "enc_out_channels", "num_res_blocks"):
             if int(getattr(self, name)) <= 0:
                 raise PadaError(f"DiffAEConfig: {name} must be positive, got {getattr(self, name)}")
@@ -120,7 +122,9 @@ class DiffAEConfig:
 
     @property
     def encoder_attention_resolutions(self) -> tuple[int, ...]:
-        return self.enc_attn_resolutions if self.enc_attn_resolutions is not None else self.attention_resolutions
+        return (
+            self.enc_attn_resolutions if self.enc_attn_resolutions is not None else self.attention_resolutions
+        )
 
     @property
     def style_channels(self) -> int:

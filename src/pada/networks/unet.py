@@ -115,7 +115,9 @@ class ResBlock(nn.Module):
         self.out_channels = out_channels
         self.plain = False
         self.in_layers = nn.Sequential(
-            _norm(channels, where + ".in_layers.0"), nn.SiLU(), nn.Conv2d(channels, out_channels, 3, padding=1)
+            _norm(channels, where + ".in_layers.0"),
+            nn.SiLU(),
+            nn.Conv2d(channels, out_channels, 3, padding=1),
         )
         if use_condition:
             self.emb_layers = nn.Sequential(nn.SiLU(), nn.Linear(emb_channels, 2 * out_channels))
@@ -214,7 +216,9 @@ class AttentionBlock(nn.Module):
             self.num_heads = num_heads
         else:
             if channels % num_head_channels:
-                raise PadaError(f"DiffAEConfig: {channels} channels not divisible by head size {num_head_channels}")
+                raise PadaError(
+                    f"DiffAEConfig: {channels} channels not divisible by head size {num_head_channels}"
+                )
             self.num_heads = channels // num_head_channels
         if channels % self.num_heads:
             raise PadaError(f"DiffAEConfig: {channels} channels not divisible by {self.num_heads} heads")
@@ -407,7 +411,9 @@ class DiffAEUNet(nn.Module):
                 layers = [res_block(ch + ich, out, where + ".0", has_lateral=ich > 0)]
                 ch = out
                 if res in cfg.attention_resolutions:
-                    layers.append(AttentionBlock(ch, heads_up, cfg.num_head_channels, f"{where}.{len(layers)}"))
+                    layers.append(
+                        AttentionBlock(ch, heads_up, cfg.num_head_channels, f"{where}.{len(layers)}")
+                    )
                 if level and i == cfg.num_res_blocks:
                     layers.append(res_block(ch, ch, f"{where}.{len(layers)}", up=True))
                     res *= 2

@@ -1,0 +1,45 @@
+"""Gaussian diffusion for DiffAE: schedules, forward process, DDIM sampling and inversion.
+
+Knows nothing about networks: samplers take ``model_fn(x_t, t) -> ε̂`` with ``t`` the (B,) int64
+original timesteps. See :mod:`pada.diffusion.schedule` and :mod:`pada.diffusion.ddim`.
+"""
+
+from pada.diffusion.ddim import (
+    ddim_invert,
+    ddim_reverse_step,
+    ddim_sample,
+    ddim_step,
+    eps_mse_loss,
+    resolve_steps,
+)
+from pada.diffusion.schedule import (
+    Schedule,
+    SpacedSchedule,
+    ddim_schedule,
+    extract,
+    linear_schedule,
+    predict_x0,
+    q_sample,
+    sample_timesteps,
+    space_timesteps,
+    spaced,
+)
+
+__all__ = [
+    "Schedule",
+    "SpacedSchedule",
+    "ddim_invert",
+    "ddim_reverse_step",
+    "ddim_sample",
+    "ddim_schedule",
+    "ddim_step",
+    "eps_mse_loss",
+    "extract",
+    "linear_schedule",
+    "predict_x0",
+    "q_sample",
+    "resolve_steps",
+    "sample_timesteps",
+    "space_timesteps",
+    "spaced",
+]

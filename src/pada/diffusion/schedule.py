@@ -1,0 +1,211 @@
+"""Noise schedules of DiffAE: float64 tables, DDIM spacing, forward process, x̂0 (paper Eq. 3).
+
+Everything here is a pure function over frozen schedules. Tables are computed in float64 numpy,
+like the official ``GaussianDiffusionBeatGans``, and cast to float32 only where they meet a tensor
+(official ``_extract_into_tensor``). Timesteps ``t`` are always *original* steps 0..T-1; a spaced
+schedule keeps its own ``timestep_map`` and the sampler asks it for the previous/next step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from pada.errors import PadaError
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+def _tables(betas: np.ndarray) -> dict[str, np.ndarray]:
+    """The official coefficient tables from betas (float64)."""
+    alphas = 1.0 - betas
+    ac = np.cumprod(alphas, axis=0)
+    return {
+        "betas": betas,
+        "alphas_cumprod": ac,
+        "alphas_cumprod_prev": np.append(1.0, ac[:-1]),
+        "alphas_cumprod_next": np.append(ac[1:], 0.0),
+        "sqrt_alphas_cumprod": np.sqrt(ac),
+        "sqrt_one_minus_alphas_cumprod": np.sqrt(1.0 - ac),
+        "sqrt_recip_alphas_cumprod": np.sqrt(1.0 / ac),
+        "sqrt_recipm1_alphas_cumprod": np.sqrt(1.0 / ac - 1.0),
+    }
+
+
+@dataclass(frozen=True, eq=False)
+class Schedule:
+    """A discrete diffusion schedule q(x_t | x_0) = N(sqrt(ᾱ_t) x_0, (1 - ᾱ_t) I), t = 0..T-1.
+
+    Attributes (float64, read-only, shape (T,)): ``betas``, ``alphas_cumprod`` (ᾱ_t),
+    ``alphas_cumprod_prev`` (ᾱ_{t-1}, 1 at t=0), ``alphas_cumprod_next`` (ᾱ_{t+1}, 0 at the end),
+    ``sqrt_alphas_cumprod``, ``sqrt_one_minus_alphas_cumprod``, ``sqrt_recip_alphas_cumprod``,
+    ``sqrt_recipm1_alphas_cumprod``.
+    """
+
+    betas: np.ndarray
+    alphas_cumprod: np.ndarray = field(init=False)
+    alphas_cumprod_prev: np.ndarray = field(init=False)
+    alphas_cumprod_next: np.ndarray = field(init=False)
+    sqrt_alphas_cumprod: np.ndarray = field(init=False)
+    sqrt_one_minus_alphas_cumprod: np.ndarray = field(init=False)
+    sqrt_recip_alphas_cumprod: np.ndarray = field(init=False)
+    sqrt_recipm1_alphas_cumprod: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        betas = np.asarray(self.betas, dtype=np.float64)
+        if betas.ndim != 1 or not ((betas > 0) & (betas <= 1)).all():
+            raise PadaError("Schedule: betas must be a 1-D array in (0, 1]")
+        for k, v in _tables(betas).items():
+            object.__setattr__(self, k, _frozen(v))
+
+    @property
+    def T(self) -> int:  # noqa: N802 - the paper's symbol
+        return int(self.betas.shape[0])
+
+    @property
+    def base(self) -> Schedule:
+        return self
+
+
+@dataclass(frozen=True, eq=False)
+class SpacedSchedule(Schedule):
+    """A schedule that keeps only some original steps (official ``SpacedDiffusionBeatGans``).
+
+    ``timestep_map[i]`` is the original t of spaced index i (ascending); the tables are indexed by
+    i. Betas are ``1 - ᾱ_t / ᾱ_{prev kept}``, so ``alphas_cumprod[i] == base.alphas_cumprod[t_i]``
+    (to 1 ulp in float64). ``alphas_cumprod_prev[i]`` is ᾱ of the previous *kept* step.
+    """
+
+    timestep_map: tuple[int, ...] = ()
+    base_schedule: Schedule | None = None
+
+    @property
+    def base(self) -> Schedule:
+        assert self.base_schedule is not None
+        return self.base_schedule
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.timestep_map)
+
+    def timesteps_tensor(self, device: torch.device | str | None = None) -> Tensor:
+        """(N,) int64 original timesteps, ascending."""
+        return torch.tensor(self.timestep_map, dtype=torch.int64, device=device)
+
+
+@lru_cache(maxsize=8)
+def linear_schedule(T: int = 1000) -> Schedule:  # noqa: N803
+    """DDPM linear betas from 1e-4 to 0.02 (scaled by 1000/T as in the official code)."""
+    scale = 1000 / T
+    return Schedule(np.linspace(scale * 0.0001, scale * 0.02, T, dtype=np.float64))
+
+
+def space_timesteps(T: int, section: str | int) -> list[int]:  # noqa: N803
+    """Original timesteps kept by a spaced sampler, ascending (official ``space_timesteps``).
+
+    ``"ddimN"``: the smallest integer stride s with ``len(range(0, T, s)) == N``; kept steps are
+    ``0, s, 2s, ...`` (so the last one is not T-1). An int N (or ``"N"``) spreads N steps evenly
+    over ``0..T-1`` with rounding, including both ends (the official section-count rule).
+    """
+    if isinstance(section, str) and section.startswith("ddim"):
+        try:
+            n = int(section[4:])
+        except ValueError:
+            raise PadaError(f"bad DDIM section {section!r}; expected e.g. 'ddim25'") from None
+        for stride in range(1, T):
+            if len(range(0, T, stride)) == n:
+                return list(range(0, T, stride))
+        raise PadaError(f"cannot make exactly {n} DDIM steps out of T={T} with an integer stride")
+    try:
+        n = int(section)
+    except (TypeError, ValueError):
+        raise PadaError(f"bad timestep section {section!r}; expected 'ddimN' or an integer") from None
+    if not 1 <= n <= T:
+        raise PadaError(f"cannot take {n} steps out of T={T}")
+    frac = 1.0 if n <= 1 else (T - 1) / (n - 1)
+    return sorted({round(i * frac) for i in range(n)})
+
+
+def spaced(schedule: Schedule, timesteps: list[int] | tuple[int, ...]) -> SpacedSchedule:
+    """The spaced schedule over the given original ``timesteps`` (any order; duplicates dropped)."""
+    keep = sorted({int(t) for t in timesteps})
+    if not keep or keep[0] < 0 or keep[-1] >= schedule.T:
+        raise PadaError(f"timesteps must lie in 0..{schedule.T - 1}")
+    base_ac = schedule.alphas_cumprod
+    betas, last = [], 1.0
+    for t in keep:
+        betas.append(1.0 - base_ac[t] / last)
+        last = base_ac[t]
+    return SpacedSchedule(np.asarray(betas), timestep_map=tuple(keep), base_schedule=schedule)
+
+
+@lru_cache(maxsize=32)
+def ddim_schedule(steps: int, T: int = 1000) -> SpacedSchedule:  # noqa: N803
+    """``spaced(linear_schedule(T), space_timesteps(T, f"ddim{steps}"))``, cached."""
+    return spaced(linear_schedule(T), space_timesteps(T, f"ddim{steps}"))
+
+
+def extract(table: np.ndarray, index: Tensor, ndim: int) -> Tensor:
+    """``table[index]`` as float32, shaped (B, 1, ..., 1) with ``ndim`` dims (``_extract_into_tensor``)."""
+    vals = np.asarray(table)[index.detach().cpu().numpy()]  # fancy indexing copies: writable
+    out = torch.from_numpy(vals).to(index.device).float()
+    return out.reshape(out.shape + (1,) * (ndim - out.dim()))
+
+
+def _as_t(t: Tensor | int, batch: int, device: torch.device) -> Tensor:
+    if not torch.is_tensor(t):
+        t = torch.tensor([int(t)], device=device)
+    t = t.to(device=device, dtype=torch.int64)
+    if t.dim() == 0:
+        t = t[None]
+    return t.expand(batch) if t.shape[0] == 1 else t
+
+
+def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """Forward process x_t = sqrt(ᾱ_t)·x0 + sqrt(1 - ᾱ_t)·ε (paper Eq. 1; official ``q_sample``).
+
+    Args:
+        schedule: base schedule (a spaced one is mapped to its base; t is original).
+        x0: (B, C, H, W) clean image in [-1, 1]; t: (B,) int64 original timesteps;
+        noise: ε, same shape as x0.
+    """
+    s = schedule.base
+    t = _as_t(t, x0.shape[0], x0.device)
+    return (
+        extract(s.sqrt_alphas_cumprod, t, x0.dim()) * x0
+        + extract(s.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * noise
+    )
+
+
+def predict_x0(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    """x̂0 = (x_t - sqrt(1 - ᾱ_t)·ε) / sqrt(ᾱ_t) (paper Eq. 3), computed as the official
+    ``sqrt(1/ᾱ_t)·x_t - sqrt(1/ᾱ_t - 1)·ε``. Differentiable in x_t and eps; no clamping.
+
+    Args: x_t, eps: (B, C, H, W); t: (B,) int64 original timesteps.
+    """
+    s = schedule.base
+    t = _as_t(t, x_t.shape[0], x_t.device)
+    return (
+        extract(s.sqrt_recip_alphas_cumprod, t, x_t.dim()) * x_t
+        - extract(s.sqrt_recipm1_alphas_cumprod, t, x_t.dim()) * eps
+    )
+
+
+def sample_timesteps(
+    batch: int,
+    T: int = 1000,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> Tensor:  # noqa: N803
+    """(batch,) int64 timesteps drawn uniformly from 0..T-1 with ``generator``."""
+    if device is None:
+        device = generator.device if generator is not None else "cpu"
+    return torch.randint(0, T, (batch,), generator=generator, device=device)
