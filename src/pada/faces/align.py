@@ -325,11 +325,13 @@ def paste_back(
     new_crop: np.ndarray,
     feather: float = 0.1,
     mask_shape: str = "square",
-) -> np.ndarray:
+    return_mask: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Warp a (possibly edited) aligned crop back into the original photo with a soft mask.
 
-    The crop is resized to ``S`` if needed, warped with the inverse of ``aligned.matrix`` (bicubic) into the
-    bounding box of the quad, and blended as ``out = orig + mask * (crop - orig)`` where ``mask`` is
+    The crop is resized to ``S`` if needed, warped with the inverse of ``aligned.matrix`` (bicubic; rendered
+    ``k`` times larger and box-filtered down when the face is over 2x smaller in the photo than in the crop)
+    into the bounding box of the quad, and blended as ``out = orig + mask * (crop - orig)`` where ``mask`` is
     :func:`feather_mask` warped the same way. Pixels outside the mask are returned unchanged, bit for bit.
 
     Args:
@@ -338,9 +340,11 @@ def paste_back(
         new_crop: ``uint8`` ``(h, w, 3)`` RGB crop, any size (resized to ``S x S``).
         feather: soft-edge width as a fraction of ``S``.
         mask_shape: ``"square"`` or ``"ellipse"``.
+        return_mask: also return the blend mask.
 
     Returns:
-        New ``uint8`` ``(H, W, 3)`` array (``original`` is not modified).
+        New ``uint8`` ``(H, W, 3)`` array (``original`` is not modified); with ``return_mask`` also the
+        ``float32`` ``(H, W)`` mask in ``[0, 1]`` (exactly 0 where the photo was left untouched).
     """
     orig = np.asarray(original)
     crop = np.asarray(new_crop)
@@ -359,17 +363,6 @@ def paste_back(
         crop = cv2.resize(crop, (S, S), interpolation=interp)
 
     m = np.asarray(aligned.matrix, dtype=np.float64).copy()
-    # When the face is smaller in the photo than in the crop, box-filter the crop down to about 1:1 first
-    # (a bicubic warp that shrinks would alias), and rescale the matrix to the smaller crop.
-    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))  # crop pixels per original pixel
-    if scale > 1.5:
-        s2 = max(8, int(np.ceil(S / scale)))
-        crop = cv2.resize(crop, (s2, s2), interpolation=cv2.INTER_AREA)
-        r = s2 / S
-        m = m * r
-        m[:, 2] += 0.5 * r - 0.5  # pixel centres: p2 = (p + 0.5) * r - 0.5
-        S = s2
-
     H, W = orig.shape[:2]
     quad = np.asarray(aligned.quad, dtype=np.float64)
     bx0 = max(int(np.floor(quad[:, 0].min())) - 1, 0)
@@ -377,8 +370,37 @@ def paste_back(
     bx1 = min(int(np.ceil(quad[:, 0].max())) + 2, W)
     by1 = min(int(np.ceil(quad[:, 1].max())) + 2, H)
     out = orig.copy()
+    full_mask = np.zeros((H, W), np.float32)
     if bx1 <= bx0 or by1 <= by0:
-        return out
+        return (out, full_mask) if return_mask else out
+    # Map ROI pixel (u, v) -> original (u + bx0, v + by0) -> crop via `matrix`.
+    m[:, 2] += m[:, 0] * bx0 + m[:, 1] * by0
+    roi_w, roi_h = bx1 - bx0, by1 - by0
+    # When the face is much smaller in the photo than in the crop (`scale` crop pixels per photo pixel > 2),
+    # render the ROI k times larger, so the bicubic warp shrinks by at most 2x, then box-filter down by k
+    # (a strongly shrinking bicubic warp would alias; always supersampling would blur the 1:1 case).
+    scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
+    k = max(1, int(np.ceil(scale / 2.0 - 1e-6)))  # the bicubic warp itself shrinks by at most 2x
+    if k > 1:
+        # super-sampled pixel centre p_s sits at ROI coordinate (p_s + 0.5) / k - 0.5
+        m = np.concatenate([m[:, :2] / k, (m[:, 2] + m[:, :2].sum(1) * (0.5 / k - 0.5))[:, None]], axis=1)
+    flags = _PASTE_INTERP | cv2.WARP_INVERSE_MAP
+    size_k = (roi_w * k, roi_h * k)
+    warped = cv2.warpAffine(crop.astype(np.float32), m, size_k, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    mask = cv2.warpAffine(feather_mask(S, feather, mask_shape), m, size_k, flags=flags,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    if k > 1:
+        warped = cv2.resize(warped, (roi_w, roi_h), interpolation=cv2.INTER_AREA)
+        mask = cv2.resize(mask, (roi_w, roi_h), interpolation=cv2.INTER_AREA)
+    mask = np.clip(mask, 0.0, 1.0)
+    mask[mask < 1e-4] = 0.0  # float noise of the box filter
+    roi = out[by0:by1, bx0:bx1]
+    a = mask[..., None]
+    blended = roi.astype(np.float32) + a * (warped - roi.astype(np.float32))
+    blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    out[by0:by1, bx0:bx1] = np.where(a > 0, blended, roi)
+    full_mask[by0:by1, bx0:bx1] = mask
+    return (out, full_mask) if return_mask else out
     # Map ROI pixel (u, v) -> original (u + bx0, v + by0) -> crop via `matrix`.
     m[:, 2] += m[:, 0] * bx0 + m[:, 1] * by0
     size_roi = (bx1 - bx0, by1 - by0)
