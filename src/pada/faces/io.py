@@ -93,15 +93,18 @@ def load_image(
     if size == 0:
         raise BadImageError(f"{name}: empty file (0 bytes)")
     try:
+        # Pillow warns (UserWarning) about recoverable oddities such as corrupt EXIF; they must not leak
+        # onto the CLI's stderr, whose one-line-per-problem promise they would break.
         with _PIL_LIMIT_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore")
             old_limit = Image.MAX_IMAGE_PIXELS
             Image.MAX_IMAGE_PIXELS = None
             try:
                 im = Image.open(p)
             finally:
                 Image.MAX_IMAGE_PIXELS = old_limit
-        with im:
+        with im, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             w, h = im.size
             if max_pixels is not None and w * h > max_pixels:
                 raise BadImageError(
