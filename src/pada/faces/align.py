@@ -380,13 +380,13 @@ def paste_back(
     # render the ROI k times larger, so the bicubic warp shrinks by at most 2x, then box-filter down by k
     # (a strongly shrinking bicubic warp would alias; always supersampling would blur the 1:1 case).
     scale = float(np.sqrt(abs(np.linalg.det(m[:, :2]))))
-    k = max(1, int(np.ceil(scale / 2.0 - 1e-6)))  # the bicubic warp itself shrinks by at most 2x
+    k = max(1, int(np.ceil(scale / 2.0 - 1e-6)))
     if k > 1:
         # super-sampled pixel centre p_s sits at ROI coordinate (p_s + 0.5) / k - 0.5
         m = np.concatenate([m[:, :2] / k, (m[:, 2] + m[:, :2].sum(1) * (0.5 / k - 0.5))[:, None]], axis=1)
     flags = _PASTE_INTERP | cv2.WARP_INVERSE_MAP
     size_k = (roi_w * k, roi_h * k)
-    warped = cv2.warpAffine(crop.astype(np.float32), m, size_k, flags=flags, borderMode=cv2.BORDER_REPLICATE)
+    warped = cv2.warpAffine(crop, m, size_k, flags=flags, borderMode=cv2.BORDER_REPLICATE)
     mask = cv2.warpAffine(feather_mask(S, feather, mask_shape), m, size_k, flags=flags,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
     if k > 1:
@@ -394,23 +394,12 @@ def paste_back(
         mask = cv2.resize(mask, (roi_w, roi_h), interpolation=cv2.INTER_AREA)
     mask = np.clip(mask, 0.0, 1.0)
     mask[mask < 1e-4] = 0.0  # float noise of the box filter
-    roi = out[by0:by1, bx0:bx1]
-    a = mask[..., None]
-    blended = roi.astype(np.float32) + a * (warped - roi.astype(np.float32))
-    blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    out[by0:by1, bx0:bx1] = np.where(a > 0, blended, roi)
+    mask[mask > 1.0 - 1e-6] = 1.0
+    roi = out[by0:by1, bx0:bx1]  # a view: written in place
+    np.copyto(roi, warped, where=(mask == 1.0)[..., None])
+    part = np.nonzero((mask > 0.0) & (mask < 1.0))  # only the soft edge needs blending
+    a = mask[part][:, None]
+    o = roi[part].astype(np.float32)
+    roi[part] = np.clip(np.rint(o + a * (warped[part].astype(np.float32) - o)), 0, 255).astype(np.uint8)
     full_mask[by0:by1, bx0:bx1] = mask
     return (out, full_mask) if return_mask else out
-    # Map ROI pixel (u, v) -> original (u + bx0, v + by0) -> crop via `matrix`.
-    m[:, 2] += m[:, 0] * bx0 + m[:, 1] * by0
-    size_roi = (bx1 - bx0, by1 - by0)
-    flags = _PASTE_INTERP | cv2.WARP_INVERSE_MAP
-    warped = cv2.warpAffine(crop, m, size_roi, flags=flags, borderMode=cv2.BORDER_REPLICATE)
-    mask = cv2.warpAffine(feather_mask(S, feather, mask_shape), m, size_roi, flags=flags,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    roi = out[by0:by1, bx0:bx1]
-    a = mask[..., None]
-    blended = roi.astype(np.float32) + a * (warped.astype(np.float32) - roi.astype(np.float32))
-    blended = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    out[by0:by1, bx0:bx1] = np.where(a > 0, blended, roi)
-    return out
