@@ -13,6 +13,15 @@ from pada.networks.config import DiffAEConfig, list_presets, load_preset
 from pada.networks.unet import DiffAEUNet
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is as fast and avoids OpenMP stalls on a loaded machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _fixtures() -> Path:
     root = Path(os.environ.get("PADA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
     path = root / "fixtures" / "diffae_official"

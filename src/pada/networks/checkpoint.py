@@ -58,7 +58,7 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
         if not trust_pickle and "weights_only" in str(e):
             raise _refusal(path) from None
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({str(e).splitlines()[0]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, ModuleNotFoundError) as e:
+    except Exception as e:  # torch raises many types for corrupt files (IndexError, EOFError, ...)
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({first})") from None
 

@@ -1,0 +1,177 @@
+"""``DiffAE``: the diffusion autoencoder with the official method names.
+
+Holds the network (:class:`pada.networks.unet.DiffAEUNet`, semantic encoder + conditional UNet)
+and a base :class:`pada.diffusion.Schedule` (T=1000 linear). Methods follow the official
+``LitModel``: :meth:`encode` (x0 -> z_sem), :meth:`encode_stochastic` (DDIM inversion x0 -> x_T
+given z), :meth:`render` (DDIM sampling x_T -> x0 given z).
+
+**Image range.** pada uses [-1, 1] everywhere: ``render`` returns the raw sampler output in
+[-1, 1]. The official ``LitModel.render`` returns ``(x + 1) / 2`` in [0, 1]; convert with
+``(img + 1) / 2`` when comparing with official notebooks.
+
+``encode_stochastic`` and ``render`` run under :func:`torch.inference_mode` and return ordinary
+tensors (cloned out of inference mode, so they can feed later autograd code). ``encode``,
+``eps``, ``predict_x0`` and ``loss`` follow the caller's autograd mode (PADA differentiates
+through them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from pada import diffusion as D
+from pada.errors import CheckpointError
+from pada.networks.checkpoint import load_diffae
+from pada.networks.config import DiffAEConfig
+from pada.networks.unet import DiffAEUNet
+
+
+def _randn(shape: torch.Size, generator: torch.Generator | None, like: Tensor) -> Tensor:
+    """Standard normal noise drawn with ``generator`` (on its device), moved to ``like``'s device."""
+    gdev = generator.device if generator is not None else like.device
+    return torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32).to(like.device, like.dtype)
+
+
+class DiffAE(nn.Module):
+    """Diffusion autoencoder (Preechakul et al., CVPR 2022) around a :class:`DiffAEUNet`.
+
+    Args:
+        unet: the network. schedule: base diffusion schedule (default: T=1000 linear betas).
+    """
+
+    def __init__(self, unet: DiffAEUNet, schedule: D.Schedule | None = None) -> None:
+        super().__init__()
+        self.unet = unet
+        self.schedule = schedule if schedule is not None else D.linear_schedule()
+
+    @property
+    def config(self) -> DiffAEConfig:
+        return self.unet.config
+
+    @property
+    def T(self) -> int:  # noqa: N802
+        return self.schedule.T
+
+    # ---- network ---------------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """Semantic encoder: x (B, 3, H, W) in [-1, 1] -> z_sem (B, style)."""
+        return self.unet.encode(x)
+
+    def eps(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
+        """ε_θ(x_t, t, z): (B, 3, H, W), (B,) original t, (B, style) -> (B, 3, H, W)."""
+        return self.unet(x_t, t, z)
+
+    def _model_fn(self, z: Tensor, bf16: bool):
+        if not bf16:
+            return lambda x, t: self.unet(x, t, z)
+        dev = z.device.type
+
+        def fn(x: Tensor, t: Tensor) -> Tensor:
+            with torch.autocast(device_type=dev, dtype=torch.bfloat16):
+                out = self.unet(x, t, z)
+            return out.float()
+
+        return fn
+
+    # ---- diffusion -------------------------------------------------------------------------------
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t = sqrt(ᾱ_t)·x0 + sqrt(1 - ᾱ_t)·ε (paper Eq. 1)."""
+        return D.q_sample(self.schedule, x0, t, noise)
+
+    def predict_x0(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+        """x̂0 from x_t and ε̂ (paper Eq. 3); differentiable, not clamped."""
+        return D.predict_x0(self.schedule, x_t, t, eps)
+
+    def encode_stochastic(
+        self, x: Tensor, z: Tensor, T: int = 250, clip: bool = True, progress: bool = False  # noqa: N803
+    ) -> Tensor:
+        """Stochastic encoding x0 -> x_T by deterministic DDIM inversion with ``T`` steps.
+
+        x: (B, 3, H, W) in [-1, 1]; z: (B, style) from :meth:`encode`. Returns (B, 3, H, W).
+        """
+        sched = D.resolve_steps(T, self.schedule)
+        with torch.inference_mode():
+            out = D.ddim_invert(self._model_fn(z, False), x, sched, clip=clip, progress=progress)
+        return out.clone()
+
+    def render(
+        self,
+        x_T: Tensor,  # noqa: N803
+        z: Tensor,
+        T: int = 25,  # noqa: N803
+        eta: float = 0.0,
+        clip: bool = True,
+        generator: torch.Generator | None = None,
+        bf16: bool = False,
+        progress: bool = False,
+    ) -> Tensor:
+        """Decode x_T with semantic code z by DDIM sampling with ``T`` steps.
+
+        Args:
+            x_T: (B, 3, H, W) start noise (or the output of :meth:`encode_stochastic`).
+            z: (B, style). eta: DDIM η (needs ``generator`` when > 0).
+            bf16: run the network under bfloat16 autocast (diffusion math stays float32).
+        Returns:
+            (B, 3, H, W) image in [-1, 1] (official ``render`` returns (x+1)/2 instead).
+        """
+        sched = D.resolve_steps(T, self.schedule)
+        with torch.inference_mode():
+            out = D.ddim_sample(
+                self._model_fn(z, bf16), x_T, sched, eta=eta, clip=clip, generator=generator, progress=progress
+            )
+        return out.clone()
+
+    def sample_noise(self, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
+        """(batch, 3, H, W) standard normal x_T drawn with ``generator``."""
+        s = self.config.image_size
+        like = torch.empty(0, device=device if device is not None else self.unet.out[2].weight.device)
+        return _randn(torch.Size((batch, self.config.in_channels, s, s)), generator, like)
+
+    def loss(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """DiffAE training loss: ‖ε_θ(x_t, t, Enc(x0)) - ε‖² at t ~ U{0..T-1} (scalar, mean).
+
+        The encoder is trained jointly through z, as in the official code.
+        ``generator`` draws t and ε (None: torch's global RNG).
+        """
+        t = D.sample_timesteps(x0.shape[0], self.T, generator).to(x0.device)
+        noise = _randn(x0.shape, generator, x0)
+        z = self.unet.encode(x0)
+        return D.eps_mse_loss(lambda x, tt: self.unet(x, tt, z), x0, t, noise, self.schedule)
+
+    # ---- loading ---------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        path_or_name: str | os.PathLike,
+        preset: str | DiffAEConfig | None = None,
+        trust_pickle: bool = False,
+        device: torch.device | str = "cpu",
+    ) -> DiffAE:
+        """Load from a file (pada safetensors or official ``.ckpt`` + ``preset``) or from a name in
+        the weights registry (``pada.weights``; its ``recipe.preset`` supplies the preset)."""
+        path = Path(path_or_name).expanduser()
+        if not path.is_file():
+            from pada import weights
+
+            name = str(path_or_name)
+            if name not in weights.registry():
+                raise CheckpointError(f"{name}: neither a checkpoint file nor a registered weight name")
+            path = weights.resolve(name)
+            if preset is None:
+                preset = weights.get(name).recipe.get("preset")
+        unet = load_diffae(path, preset=preset, trust_pickle=trust_pickle, device=device)
+        return cls(unet).eval()
+
+    @contextlib.contextmanager
+    def plain(self):
+        """Context in which the network runs the literal official forward (reference path)."""
+        self.unet.set_plain(True)
+        try:
+            yield self
+        finally:
+            self.unet.set_plain(False)
