@@ -34,7 +34,9 @@ from pada.networks.unet import DiffAEUNet
 def _randn(shape: torch.Size, generator: torch.Generator | None, like: Tensor) -> Tensor:
     """Standard normal noise drawn with ``generator`` (on its device), moved to ``like``'s device."""
     gdev = generator.device if generator is not None else like.device
-    return torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32).to(like.device, like.dtype)
+    return torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32).to(
+        like.device, like.dtype
+    )
 
 
 class DiffAE(nn.Module):
@@ -88,7 +90,12 @@ class DiffAE(nn.Module):
         return D.predict_x0(self.schedule, x_t, t, eps)
 
     def encode_stochastic(
-        self, x: Tensor, z: Tensor, T: int = 250, clip: bool = True, progress: bool = False  # noqa: N803
+        self,
+        x: Tensor,
+        z: Tensor,
+        T: int = 250,
+        clip: bool = True,
+        progress: bool = False,  # noqa: N803
     ) -> Tensor:
         """Stochastic encoding x0 -> x_T by deterministic DDIM inversion with ``T`` steps.
 
@@ -122,7 +129,13 @@ class DiffAE(nn.Module):
         sched = D.resolve_steps(T, self.schedule)
         with torch.inference_mode():
             out = D.ddim_sample(
-                self._model_fn(z, bf16), x_T, sched, eta=eta, clip=clip, generator=generator, progress=progress
+                self._model_fn(z, bf16),
+                x_T,
+                sched,
+                eta=eta,
+                clip=clip,
+                generator=generator,
+                progress=progress,
             )
         return out.clone()
 

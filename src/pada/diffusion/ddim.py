@@ -39,7 +39,7 @@ ModelFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def resolve_steps(steps: int | str | SpacedSchedule, schedule: Schedule | None = None) -> SpacedSchedule:
-    """``25``, ``"ddim25"`` or a SpacedSchedule -> SpacedSchedule (over ``schedule``, default T=1000 linear)."""
+    """``25``, ``"ddim25"`` or a SpacedSchedule -> SpacedSchedule (default base: T=1000 linear)."""
     if isinstance(steps, SpacedSchedule):
         return steps
     section = steps if isinstance(steps, str) else f"ddim{int(steps)}"
