@@ -338,3 +338,18 @@ def test_save_image_is_atomic_and_round_trips(tmp_path):
     assert sorted(f.name for f in tmp_path.iterdir()) == ["keep.png", "sub"]
     with pytest.raises(PadaError, match="unknown image extension"):
         save_image(tmp_path / "x.xyz", img)
+
+
+def test_alignment_is_mirror_equivariant_and_accepts_views(astronaut, detector):
+    """Mirroring the photo and its landmarks (swapping left/right rows) mirrors the crop exactly."""
+    lm = detector.detect(astronaut)[0].landmarks
+    mirrored = astronaut[:, ::-1]  # a negative-stride view, not a copy
+    mlm = lm.copy()
+    mlm[:, 0] = astronaut.shape[1] - 1 - mlm[:, 0]
+    mlm = mlm[[1, 0, 2, 4, 3]]  # the image-left eye / mouth corner is now the other one
+    a = align_face(astronaut, lm, 128)
+    b = align_face(mirrored, mlm, 128)
+    assert np.abs(a.image[:, ::-1].astype(int) - b.image).max() <= 1
+    assert len(detector.detect(astronaut[::2, ::2])) == 1  # strided views are fine too
+    out = paste_back(mirrored, b, b.image[::-1, ::-1][::-1, ::-1])
+    assert out.shape == astronaut.shape

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pada.errors import PadaError
+from pada.errors import NoFaceError, PadaError
 
 TRANSFORMS_FILE = "transforms.json"
 
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                 img = load_image(path, max_pixels=max_pixels)
                 faces = detector.detect(img)
                 if not faces:
-                    raise PadaError(f"{path}: no face found")
+                    raise NoFaceError(f"{path}: no face found")
                 if not args.all_faces:
                     faces = faces[:1]
                 for k, face in enumerate(faces):

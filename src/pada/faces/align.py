@@ -193,7 +193,7 @@ def align_face(
     Returns:
         :class:`AlignedFace` with the ``(S, S, 3)`` crop and the original -> crop affine matrix.
     """
-    img = np.asarray(image)
+    img = np.ascontiguousarray(image)
     if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"align_face expects uint8 (H, W, 3) RGB, got {img.dtype} {img.shape}")
     if size < 8:
@@ -346,8 +346,8 @@ def paste_back(
         New ``uint8`` ``(H, W, 3)`` array (``original`` is not modified); with ``return_mask`` also the
         ``float32`` ``(H, W)`` mask in ``[0, 1]`` (exactly 0 where the photo was left untouched).
     """
-    orig = np.asarray(original)
-    crop = np.asarray(new_crop)
+    orig = np.ascontiguousarray(original)
+    crop = np.ascontiguousarray(new_crop)
     if orig.dtype != np.uint8 or orig.ndim != 3 or orig.shape[2] != 3:
         raise ValueError(f"paste_back expects a uint8 (H, W, 3) original, got {orig.dtype} {orig.shape}")
     if crop.dtype != np.uint8 or crop.ndim != 3 or crop.shape[2] != 3:
@@ -370,9 +370,8 @@ def paste_back(
     bx1 = min(int(np.ceil(quad[:, 0].max())) + 2, W)
     by1 = min(int(np.ceil(quad[:, 1].max())) + 2, H)
     out = orig.copy()
-    full_mask = np.zeros((H, W), np.float32)
     if bx1 <= bx0 or by1 <= by0:
-        return (out, full_mask) if return_mask else out
+        return (out, np.zeros((H, W), np.float32)) if return_mask else out
     # Map ROI pixel (u, v) -> original (u + bx0, v + by0) -> crop via `matrix`.
     m[:, 2] += m[:, 0] * bx0 + m[:, 1] * by0
     roi_w, roi_h = bx1 - bx0, by1 - by0
@@ -401,5 +400,8 @@ def paste_back(
     a = mask[part][:, None]
     o = roi[part].astype(np.float32)
     roi[part] = np.clip(np.rint(o + a * (warped[part].astype(np.float32) - o)), 0, 255).astype(np.uint8)
+    if not return_mask:
+        return out
+    full_mask = np.zeros((H, W), np.float32)
     full_mask[by0:by1, bx0:bx1] = mask
-    return (out, full_mask) if return_mask else out
+    return out, full_mask

@@ -124,7 +124,7 @@ class FaceDetector:
         Returns:
             list of :class:`Face`, largest box first, coordinates in the pixels of ``image``.
         """
-        img = np.asarray(image)
+        img = np.ascontiguousarray(image)
         if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"FaceDetector.detect expects uint8 (H, W, 3) RGB, got {img.dtype} {img.shape}")
         h, w = img.shape[:2]
