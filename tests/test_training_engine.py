@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from _train_toy import ToyTask
 
+from _train_toy import ToyTask
 from pada.errors import CheckpointError, PadaError
 from pada.training import checkpointing as ckpt
 from pada.training.ema import EMA, ema_decay_at

@@ -4,6 +4,13 @@ Other trainers (PADA's age encoder + modulation, FaceCLIP) subclass :class:`Trai
 the same :class:`Trainer`; see docs/training.md.
 """
 
-from pada.training.engine import TrainConfig, Trainer, TrainResult, TrainTask, add_train_args, config_from_args
+from pada.training.engine import (
+    TrainConfig,
+    Trainer,
+    TrainResult,
+    TrainTask,
+    add_train_args,
+    config_from_args,
+)
 
 __all__ = ["TrainConfig", "TrainResult", "TrainTask", "Trainer", "add_train_args", "config_from_args"]

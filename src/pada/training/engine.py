@@ -39,6 +39,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import os
 import random
 import time
 import warnings
@@ -336,6 +337,13 @@ class TrainResult:
     last_checkpoint: Path | None = None
 
 
+def _use_cpu(cfg: TrainConfig) -> bool:
+    """CPU when asked, or when launched as several processes without CUDA (Accelerate only sets up
+    multi-process CPU training, gloo, when told ``cpu=True``)."""
+    multi = int(os.environ.get("WORLD_SIZE", "1")) > 1 or int(os.environ.get("LOCAL_RANK", "-1")) != -1
+    return cfg.cpu or (multi and not torch.cuda.is_available())
+
+
 def _reset_accelerate_state() -> None:
     """Let several ``fit`` calls in one process use different precisions (tests, notebooks).
 
@@ -367,15 +375,19 @@ class Trainer:
 
     # -- checkpoint helpers ------------------------------------------------------------------------
     def _task_meta(self) -> dict[str, Any]:
-        return {"name": self.task.name, "config": self.task.config_dict()}
+        # JSON round trip: tuples become lists, so a saved config compares equal to a fresh one
+        return {"name": self.task.name, "config": json.loads(json.dumps(self.task.config_dict()))}
 
     def _check_resume(self, state: dict[str, Any], path: Path) -> None:
         meta = state.get("task", {})
         if meta.get("name") != self.task.name:
             raise CheckpointError(f"{path}: checkpoint of task {meta.get('name')!r}, not {self.task.name!r}")
-        if meta.get("config") != json.loads(json.dumps(self.task.config_dict())):
+        now = self._task_meta()["config"]
+        if meta.get("config") != now:
+            diff = sorted(k for k in set(now) | set(meta.get("config", {}))
+                          if now.get(k) != meta.get("config", {}).get(k))
             raise CheckpointError(f"{path}: the checkpoint's task config differs from this run's "
-                                  f"({meta.get('config')} vs {self.task.config_dict()})")
+                                  f"in {', '.join(diff)}")
         old = state.get("config", {})
         for key in ("batch_size", "seed", "grad_accum"):
             if key in old and old[key] != getattr(self.config, key):
@@ -393,7 +405,7 @@ class Trainer:
         kwargs = [DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)]
         _reset_accelerate_state()
         try:
-            acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=cfg.cpu, kwargs_handlers=kwargs)
+            acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=_use_cpu(cfg), kwargs_handlers=kwargs)
         except ValueError as exc:
             raise PadaError(f"cannot set up training with mixed_precision={cfg.mixed_precision}: "
                             f"{exc}") from None
