@@ -193,3 +193,51 @@ def test_cli_label(tmp_path, monkeypatch, capsys):
 def test_unknown_critic_name():
     with pytest.raises(PadaError, match="unknown critic 'foo'"):
         L.load_critics("foo")
+
+
+@pytest.mark.slow
+def test_relabel_killed_hard_resumes(tmp_path):
+    """SIGKILL (no Python cleanup at all) in the middle of a run: the rerun loses and duplicates nothing."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    write_images(tmp_path / "f", 40)
+    reference = L.load_labels(_run(tmp_path / "f", tmp_path / "ref.csv").table)
+    script = f"""
+import sys, time
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_data_fakes import BrightnessAge, RedBlueGender
+from pada.data.labels import relabel
+class Slow(BrightnessAge):
+    def __call__(self, x):
+        time.sleep(0.3)
+        return super().__call__(x)
+relabel({str(tmp_path / "f")!r}, {str(tmp_path / "out.csv")!r}, age_critic=Slow(),
+        gender_critic=RedBlueGender(), size=32, batch_size=4, progress=False)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    journal = tmp_path / "out.csv.part"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            if journal.exists() and journal.read_text().count("\n") >= 1 + 8:  # header + two batches
+                break
+            if proc.poll() is not None:
+                pytest.fail(f"labelling process ended early with status {proc.returncode}")
+            time.sleep(0.05)
+        else:
+            pytest.fail("no rows written within 60 s")
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (tmp_path / "out.csv").exists()
+    saved = {r["file"] for r in L.load_labels(journal)}
+    assert 8 <= len(saved) < 40
+    crit = BrightnessAge()
+    res = _run(tmp_path / "f", tmp_path / "out.csv", age_critic=crit)
+    assert res.already == len(saved) and crit.images_seen == 40 - len(saved)
+    assert L.load_labels(tmp_path / "out.csv") == reference
