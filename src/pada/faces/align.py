@@ -259,7 +259,7 @@ def align_face(
 
 
 def align_image(
-    image_or_path: np.ndarray | str | os.PathLike,
+    img_or_path: np.ndarray | str | os.PathLike,
     size: int = 256,
     all_faces: bool = False,
     detector: FaceDetector | None = None,
@@ -267,7 +267,7 @@ def align_image(
     """Detect and align the faces of a photo.
 
     Args:
-        image_or_path: ``uint8`` ``(H, W, 3)`` RGB array or an image file (read with
+        img_or_path: ``uint8`` ``(H, W, 3)`` RGB array or an image file (read with
             :func:`pada.faces.io.load_image`).
         size: output side in pixels.
         all_faces: align every detected face (largest first) instead of only the largest.
@@ -277,10 +277,10 @@ def align_image(
         NoFaceError: ``"<file>: no face found"`` when the detector finds nothing.
         BadImageError: when the file cannot be read.
     """
-    if isinstance(image_or_path, np.ndarray):
-        img, source, name = image_or_path, None, "image"
+    if isinstance(img_or_path, np.ndarray):
+        img, source, name = img_or_path, None, "image"
     else:
-        source = os.fspath(image_or_path)
+        source = os.fspath(img_or_path)
         name = source
         img = load_image(Path(source))
     det = detector if detector is not None else default_detector()

@@ -184,7 +184,7 @@ def _to_rgb_uint8(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
-def save_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95) -> Path:
+def save_image(path: str | os.PathLike, array: np.ndarray, *, quality: int = 95) -> Path:
     """Write a ``uint8`` ``(H, W, 3)`` RGB (or ``(H, W)`` grey) array atomically.
 
     The file is written to a temporary name in the same folder and renamed into place, so an interrupted
@@ -195,7 +195,7 @@ def save_image(path: str | os.PathLike, image: np.ndarray, *, quality: int = 95)
     fmt = _SAVE_FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise PadaError(f"{p}: unknown image extension {p.suffix!r}; use one of {', '.join(_SAVE_FORMATS)}")
-    arr = np.asarray(image)
+    arr = np.asarray(array)
     if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ValueError(f"save_image expects uint8 (H, W, 3) or (H, W), got {arr.dtype} {arr.shape}")
     p.parent.mkdir(parents=True, exist_ok=True)
