@@ -1,0 +1,176 @@
+"""The DiffAE linear age baseline (paper Fig. 6): move z_sem along one fitted age direction.
+
+DiffAE edits attributes by moving its semantic code along a linear direction. Here the direction is fitted
+on age labels:
+
+* ``method="regression"`` (default): per-channel least squares of z on age, z ≈ a + age·w, so
+  w = Cov(z, age) / Var(age) (S,) is "the change of z per year". Uses every labelled image and no groups.
+* ``method="class_means"``: the difference of the mean codes of the oldest and youngest age groups present,
+  divided by the difference of their mean ages (also "per year").
+
+To know how far to move, the source age is read off z by a ridge regression age ≈ b + zᵀv (λ = ``ridge``),
+and an edit to ``target_age`` is ``z' = z + strength · (target_age − â(z)) · w``.
+:class:`LinearBaselinePipeline` exposes the same ``age(...)`` API as :class:`~pada.aging.pipeline.AgingPipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from pada.aging.pipeline import AgingResult, _as_batch, _Clock, output_seed, target_age_of_text
+from pada.errors import CheckpointError, PadaError
+
+FORMAT = "pada-linear-age/1"
+
+
+@dataclass
+class LinearAgeDirection:
+    """Fitted age direction in z_sem. ``direction`` (S,) per year; ``reg_weight`` (S,), ``reg_bias`` () the
+    ridge age read-out; ``z_mean`` (S,) and ``age_mean`` the training means."""
+
+    direction: torch.Tensor
+    reg_weight: torch.Tensor
+    reg_bias: torch.Tensor
+    z_mean: torch.Tensor
+    age_mean: float
+    method: str = "regression"
+
+    @classmethod
+    def fit(cls, z: torch.Tensor, ages: torch.Tensor, method: str = "regression", ridge: float = 1.0,
+            groups: torch.Tensor | None = None) -> LinearAgeDirection:
+        """Fit on codes z (N, S) and ages (N,) (``groups`` (N,) group indices for ``"class_means"``)."""
+        z, a = z.double(), ages.double().reshape(-1)
+        if z.dim() != 2 or z.shape[0] != a.shape[0] or z.shape[0] < 2:
+            raise PadaError(f"fit needs z (N, S) and ages (N,) with N >= 2, got {tuple(z.shape)} and {tuple(a.shape)}")
+        if float(a.var()) <= 0:
+            raise PadaError("fit needs images of different ages")
+        zm, am = z.mean(0), a.mean()
+        zc, ac = z - zm, a - am
+        if method == "regression":
+            w = (zc * ac[:, None]).mean(0) / (ac * ac).mean()
+        elif method == "class_means":
+            if groups is None:
+                from pada.data.groups import group_of_age
+
+                groups = torch.tensor([group_of_age(float(x)).index for x in a])
+            groups = groups.reshape(-1)
+            lo, hi = int(groups.min()), int(groups.max())
+            if lo == hi:
+                raise PadaError("class_means needs images of at least two age groups")
+            m_lo, m_hi = groups == lo, groups == hi
+            w = (z[m_hi].mean(0) - z[m_lo].mean(0)) / (a[m_hi].mean() - a[m_lo].mean())
+        else:
+            raise PadaError(f"method must be 'regression' or 'class_means', got {method!r}")
+        s = z.shape[1]
+        v = torch.linalg.solve(zc.T @ zc + ridge * torch.eye(s, dtype=z.dtype), zc.T @ ac)
+        return cls(direction=w.float(), reg_weight=v.float(), reg_bias=am.float(), z_mean=zm.float(),
+                   age_mean=float(am), method=method)
+
+    def predict_age(self, z: torch.Tensor) -> torch.Tensor:
+        """â(z) (N,) from codes (N, S)."""
+        return (z.float() - self.z_mean.to(z.device)) @ self.reg_weight.to(z.device) + self.reg_bias.to(z.device)
+
+    def apply(self, z: torch.Tensor, target_age: float | torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+        """z' = z + strength·(target_age − â(z))·w, z (N, S) → (N, S)."""
+        delta = torch.as_tensor(target_age, dtype=torch.float32, device=z.device) - self.predict_age(z)
+        return z.float() + strength * delta.reshape(-1, 1) * self.direction.to(z.device)
+
+    def save(self, path: str | Path) -> Path:
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"direction": self.direction.contiguous(), "reg_weight": self.reg_weight.contiguous(),
+                   "reg_bias": self.reg_bias.reshape(1).contiguous(), "z_mean": self.z_mean.contiguous()},
+                  str(path), metadata={"format": FORMAT,
+                                       "config": json.dumps({"age_mean": self.age_mean, "method": self.method})})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> LinearAgeDirection:
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"{path}: no such age-direction file")
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != FORMAT:
+                raise CheckpointError(f"{path}: not a linear age direction (format {meta.get('format')!r})")
+            t = {k: f.get_tensor(k) for k in f.keys()}
+        cfg = json.loads(meta["config"])
+        return cls(direction=t["direction"], reg_weight=t["reg_weight"], reg_bias=t["reg_bias"][0],
+                   z_mean=t["z_mean"], age_mean=float(cfg["age_mean"]), method=cfg["method"])
+
+
+@torch.no_grad()
+def fit_from_dataset(diffae, dataset, batch_size: int = 32, method: str = "regression", ridge: float = 1.0,
+                     device: torch.device | str = "cpu", max_items: int | None = None) -> LinearAgeDirection:
+    """Encode a labelled :class:`~pada.data.datasets.AlignedFaceDataset` and fit the direction on its ages."""
+    from torch.utils.data import DataLoader, Subset
+
+    if max_items is not None:
+        dataset = Subset(dataset, range(min(max_items, len(dataset))))
+    zs, ages, groups = [], [], []
+    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+        zs.append(diffae.encode(batch["image"].to(device)).float().cpu())
+        ages.append(torch.as_tensor(batch["age"]).float())
+        groups.append(torch.as_tensor(batch["group"]).long())
+    return LinearAgeDirection.fit(torch.cat(zs), torch.cat(ages), method=method, ridge=ridge,
+                                  groups=torch.cat(groups))
+
+
+class LinearBaselinePipeline:
+    """DiffAE + a :class:`LinearAgeDirection`, with the ``age`` API of ``AgingPipeline``.
+
+    The target age comes from ``target_age``, else from a canonical description (its group centre), else
+    from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
+    diversity (fresh x_T per output) works as in PADA.
+    """
+
+    def __init__(self, diffae, direction: LinearAgeDirection, device: torch.device | str = "cpu",
+                 steps: int = 25, strength: float = 1.0) -> None:
+        self.diffae, self.direction, self.steps, self.strength = diffae, direction, int(steps), float(strength)
+        self.device = torch.device(device)
+        if isinstance(diffae, torch.nn.Module):
+            diffae.to(self.device).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
+            high_diversity: bool = True, low_diversity: bool = False, seed: int = 0, steps: int | None = None,
+            eta: float = 0.0, target_age: float | None = None, strength: float | None = None,
+            batch_size: int | None = None, **_: object) -> AgingResult:
+        del high_diversity
+        clock = _Clock(self.device)
+        t0 = time.perf_counter()
+        x = _as_batch(image, "input image").to(self.device)
+        z_src = self.diffae.encode(x).float()
+        if target_age is None and text is not None:
+            target_age = target_age_of_text(text)
+        if target_age is None and ref is not None:
+            target_age = float(self.direction.predict_age(self.diffae.encode(
+                _as_batch(ref, "reference image").to(self.device)).float())[0])
+        if target_age is None:
+            raise PadaError("the linear baseline needs target_age, one of the 14 descriptions, or a reference image")
+        z = self.direction.apply(z_src, target_age, self.strength if strength is None else strength)
+        z_age = z.expand(n, -1)
+        t0 = clock.lap("encode", t0)
+        seeds = [output_seed(seed, i) for i in range(n)]
+        if low_diversity:
+            x_T = torch.cat([torch.randn((1, *x.shape[1:]), generator=torch.Generator().manual_seed(s))  # noqa: N806
+                             for s in seeds]).to(self.device)
+        else:
+            x_T = self.diffae.encode_stochastic(x, z_src, steps or self.steps).float().expand(n, -1, -1, -1)  # noqa: N806
+        t0 = clock.lap("invert", t0)
+        bs = batch_size or n
+        gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
+        images = torch.cat([self.diffae.render(x_T[i:i + bs].contiguous(), z_age[i:i + bs], steps or self.steps,
+                                               eta=eta, clip=True, generator=gen).float()
+                            for i in range(0, n, bs)])
+        clock.lap("decode", t0)
+        return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds, timings=clock.times)

@@ -1,0 +1,154 @@
+"""Configuration dataclasses of PADA (paper §3.2–§3.3 and §4 "Implementation Details").
+
+Two small, typed configs:
+
+* :class:`PadaConfig` describes the trainable networks (the CLIP-guided age encoder ``E_age`` of §3.2.1
+  and the adaptive modulation of §3.2.2) and the names of the frozen models they were trained with. It is
+  stored in the metadata of every exported model, so a model file rebuilds itself.
+* :class:`LossConfig` holds the loss weights λ1..λ5 of Eq. 12, the triplet margin of Eq. 8 and the switches
+  used for the ablations of Table 3.
+
+Unknown keys are rejected loudly by :func:`from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from pada.errors import PadaError
+
+LOSS_NAMES = ("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec")
+STATS_MODES = ("instance", "dataset")
+
+
+@dataclass
+class PadaConfig:
+    """Shapes and choices of ``E_age`` (PAE, Eq. 5) and the adaptive modulation (Eq. 6).
+
+    ``e_dim``: dimension D of the vision-language (CLIP) space; ``z_dim``: dimension S of the DiffAE
+    semantic code ``z_sem``. ``sigma_param``: how the σ head's output becomes a positive σ: ``"softplus"``
+    (σ = softplus(h) + 1e-4, default, gradients stay bounded) or ``"exp"`` (σ = exp(log σ)).
+    ``sigma_init``: σ at initialisation (set through the head's bias). ``eps``: the text-driven sampling
+    intensity ε of §3.2.1 (paper: 1e-3). ``normalize_e_age``: L2-normalise every sampled e_age back onto the
+    unit sphere of the CLIP space before the modulation (see docs/pada_method.md).
+    ``stats``: which "channel-wise statistics" of z_src Eq. 6 uses: ``"instance"`` (mean/std over the S
+    entries of each z, AdaIN-style; default) or ``"dataset"`` (per-channel mean/std over a data set, stored
+    as buffers, see :func:`pada.aging.modulation.compute_latent_stats`). ``init_gain``: scale of the random
+    initial weights of the last layer of γ and β; 0 makes the modulation exactly the identity at
+    initialisation (z_age = z_src), a small value keeps it close while letting gradients reach every layer
+    from the first step.
+    """
+
+    e_dim: int = 512
+    z_dim: int = 512
+    enc_hidden: int = 512
+    enc_layers: int = 2
+    sigma_param: str = "softplus"
+    sigma_init: float = 0.1
+    eps: float = 1e-3
+    normalize_e_age: bool = True
+    mod_hidden: int = 512
+    mod_layers: int = 2
+    stats: str = "instance"
+    stats_eps: float = 1e-5
+    init_gain: float = 1e-3
+    # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
+    diffae: str = ""
+    vl: str = ""
+    age_critic: str = ""
+    id_critic: str = ""
+
+    def __post_init__(self) -> None:
+        if self.sigma_param not in ("softplus", "exp"):
+            raise PadaError(f"sigma_param must be 'softplus' or 'exp', got {self.sigma_param!r}")
+        if self.stats not in STATS_MODES:
+            raise PadaError(f"stats must be one of {STATS_MODES}, got {self.stats!r}")
+        if min(self.e_dim, self.z_dim, self.enc_hidden, self.mod_hidden) <= 0:
+            raise PadaError("PadaConfig dimensions must be positive")
+        if self.enc_layers < 1 or self.mod_layers < 1:
+            raise PadaError("PadaConfig needs at least one hidden layer in E_age and in the modulation MLP")
+        if self.sigma_init <= 0 or self.eps < 0:
+            raise PadaError("sigma_init must be > 0 and eps >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PadaConfig:
+        return from_dict(cls, d)
+
+
+@dataclass
+class LossConfig:
+    """Weights and switches of the PADA objective (Eq. 7–12).
+
+    Total (Eq. 12): ``L = w_age·L_age + λ1·L_clip + λ2·L_tKL + λ3·L_id + λ4·L_norm + λ5·L_rec`` with the
+    paper's λ = (0.6, 0.01, 0.2, 0.01, 0.1) and w_age = 1. ``disabled`` lists loss names (see
+    :data:`LOSS_NAMES`) that are switched off (Table 3 ablations): they are neither computed nor added.
+
+    Choices the paper leaves open (documented in docs/pada_method.md):
+    ``kl_sigma_reduction``: Eq. 7 sums the σ terms over the D channels (``"sum"``, default) — ``"mean"``
+    divides by D. ``norm_reduction``: Eq. 10 is ‖z_age‖² (``"sum"``); default ``"mean"`` divides by S so the
+    term does not scale with the latent size. ``rec_reduction``: Eq. 11 as a per-pixel mean (``"mean"``,
+    default) or a per-image sum. ``ref_features``: f_ref of Eq. 8 from x̂0 of the reference (``"x0hat"``,
+    paper; one extra frozen UNet pass) or from the clean reference image (``"real"``).
+    ``t_min``/``t_max``: range of the random timestep of the losses (original steps, max exclusive).
+    ``clip_x0``: clamp x̂0 (Eq. 3) to [-1, 1] before the critics.
+    """
+
+    w_age: float = 1.0
+    lambda_clip: float = 0.6
+    lambda_tkl: float = 0.01
+    lambda_id: float = 0.2
+    lambda_norm: float = 0.01
+    lambda_rec: float = 0.1
+    margin: float = 0.15
+    disabled: tuple[str, ...] = field(default_factory=tuple)
+    kl_sigma_reduction: str = "sum"
+    norm_reduction: str = "mean"
+    rec_reduction: str = "mean"
+    ref_features: str = "x0hat"
+    t_min: int = 0
+    t_max: int = 1000
+    clip_x0: bool = True
+
+    def __post_init__(self) -> None:
+        self.disabled = tuple(self.disabled)
+        bad = [n for n in self.disabled if n not in LOSS_NAMES]
+        if bad:
+            raise PadaError(f"unknown loss name(s) {bad}; known: {', '.join(LOSS_NAMES)}")
+        for name, value in (("kl_sigma_reduction", self.kl_sigma_reduction),
+                            ("norm_reduction", self.norm_reduction), ("rec_reduction", self.rec_reduction)):
+            if value not in ("sum", "mean"):
+                raise PadaError(f"{name} must be 'sum' or 'mean', got {value!r}")
+        if self.ref_features not in ("x0hat", "real"):
+            raise PadaError(f"ref_features must be 'x0hat' or 'real', got {self.ref_features!r}")
+        if not 0 <= self.t_min < self.t_max:
+            raise PadaError(f"need 0 <= t_min < t_max, got {self.t_min}, {self.t_max}")
+
+    def enabled(self, name: str) -> bool:
+        return name not in self.disabled
+
+    def weight(self, name: str) -> float:
+        return {"L_age": self.w_age, "L_clip": self.lambda_clip, "L_tKL": self.lambda_tkl,
+                "L_id": self.lambda_id, "L_norm": self.lambda_norm, "L_rec": self.lambda_rec}[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["disabled"] = list(self.disabled)
+        return d
+
+
+def from_dict(cls, d: dict[str, Any]):
+    """Build dataclass ``cls`` from ``d``, rejecting unknown keys with a readable error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise PadaError(f"{cls.__name__}: unknown keys {unknown}")
+    return cls(**d)

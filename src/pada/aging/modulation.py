@@ -1,0 +1,113 @@
+"""Adaptive modulation, paper §3.2.2, Eq. 6.
+
+A sampled PAE e_age (B, D) is first translated into DiffAE's semantic space, Δz = MLP(e_age) (B, S), then
+modulates the normalised source code:
+
+    z_age = γ_θ(Δz) ⊙ (z_src − μ_src) / σ_src + β_θ(Δz)                                      (Eq. 6)
+
+γ_θ and β_θ are two fully-connected layers each (Linear → LeakyReLU → Linear).
+
+Statistics (``PadaConfig.stats``):
+* ``"instance"`` (default): μ_src, σ_src are the mean / std over the S entries of each z_src, (B, 1) —
+  AdaIN-style, needs nothing but z_src.
+* ``"dataset"``: per-channel mean / std over a data set's codes, buffers ``z_mean``, ``z_std`` (S,), filled by
+  :func:`compute_latent_stats` (like DiffAE's ``conds_mean`` / ``conds_std``).
+
+Identity at initialisation: γ_θ and β_θ are written as residuals around the statistics,
+``γ_θ(Δz) = σ_src + g(Δz)`` and ``β_θ(Δz) = μ_src + b(Δz)``, so Eq. 6 becomes
+``z_age = z_src + g(Δz) ⊙ ẑ + b(Δz)`` with ẑ = (z_src − μ_src)/σ_src. The last layers of g and b start with
+weights of scale ``init_gain`` and zero bias: z_age = z_src exactly for ``init_gain = 0`` and within
+O(init_gain) otherwise. For ``"dataset"`` statistics this is Eq. 6 with γ/β biases initialised to σ/μ; for
+``"instance"`` statistics the offset depends on the sample, which a function of Δz alone could not provide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from pada.aging.config import PadaConfig
+from pada.aging.pae import _mlp
+
+
+def _two_fc(d_in: int, hidden: int, d_out: int, gain: float) -> nn.Sequential:
+    last = nn.Linear(hidden, d_out)
+    with torch.no_grad():
+        last.weight.mul_(gain)
+        last.bias.zero_()
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.LeakyReLU(0.2), last)
+
+
+class AdaptiveModulation(nn.Module):
+    """e_age (B, D), z_src (B, S) → z_age (B, S) by Eq. 6 (module docstring)."""
+
+    def __init__(self, cfg: PadaConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        # Δz = MLP(e_age): (mod_layers − 1) hidden Linear+LeakyReLU layers, then a Linear to S.
+        hidden = cfg.mod_layers - 1
+        self.mlp = nn.Sequential(*_mlp(cfg.e_dim, cfg.mod_hidden, hidden),
+                                 nn.Linear(cfg.mod_hidden if hidden else cfg.e_dim, cfg.z_dim))
+        self.gamma = _two_fc(cfg.z_dim, cfg.z_dim, cfg.z_dim, cfg.init_gain)
+        self.beta = _two_fc(cfg.z_dim, cfg.z_dim, cfg.z_dim, cfg.init_gain)
+        # Data-set statistics (used only when cfg.stats == "dataset"); always present so files load strictly.
+        self.register_buffer("z_mean", torch.zeros(cfg.z_dim))
+        self.register_buffer("z_std", torch.ones(cfg.z_dim))
+        self.register_buffer("stats_ready", torch.tensor(cfg.stats == "instance"))
+
+    def statistics(self, z_src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(μ_src, σ_src), broadcastable to z_src (B, S): (B, 1) for "instance", (1, S) for "dataset"."""
+        if self.cfg.stats == "instance":
+            return z_src.mean(-1, keepdim=True), z_src.std(-1, keepdim=True) + self.cfg.stats_eps
+        if not bool(self.stats_ready):
+            raise RuntimeError("dataset statistics are not set: call set_statistics / compute_latent_stats first")
+        return self.z_mean[None].to(z_src.dtype), self.z_std[None].to(z_src.dtype) + self.cfg.stats_eps
+
+    @torch.no_grad()
+    def set_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        """Store per-channel data-set statistics (S,) for ``stats="dataset"``."""
+        if mean.shape != (self.cfg.z_dim,) or std.shape != (self.cfg.z_dim,):
+            raise ValueError(f"statistics must have shape ({self.cfg.z_dim},)")
+        self.z_mean.copy_(mean)
+        self.z_std.copy_(std)
+        self.stats_ready.fill_(True)
+
+    def delta(self, e_age: torch.Tensor) -> torch.Tensor:
+        """Δz = MLP(e_age): (B, D) → (B, S)."""
+        return self.mlp(e_age)
+
+    def forward(self, z_src: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
+        """Eq. 6. z_src (B, S) and e_age (B, D) → z_age (B, S). A single z_src (1, S) broadcasts over B."""
+        mu, sd = self.statistics(z_src)
+        z_hat = (z_src - mu) / sd
+        dz = self.delta(e_age.to(z_src.dtype))
+        return (sd + self.gamma(dz)) * z_hat + (mu + self.beta(dz))
+
+
+@torch.no_grad()
+def compute_latent_stats(encode: Callable[[torch.Tensor], torch.Tensor], batches: Iterable,
+                         image_key: str = "source", max_batches: int | None = None,
+                         device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std (S,) of ``encode(images)`` over a data loader (float64 accumulation).
+
+    ``batches`` yields image tensors (B, 3, H, W) in [-1, 1] or dicts holding them under ``image_key``.
+    """
+    n = 0
+    s1 = s2 = None
+    for i, batch in enumerate(batches):
+        if max_batches is not None and i >= max_batches:
+            break
+        x = batch[image_key] if isinstance(batch, dict) else batch
+        if device is not None:
+            x = x.to(device)
+        z = encode(x).double()
+        s1 = z.sum(0) if s1 is None else s1 + z.sum(0)
+        s2 = (z * z).sum(0) if s2 is None else s2 + (z * z).sum(0)
+        n += z.shape[0]
+    if n < 2:
+        raise ValueError("compute_latent_stats needs at least two images")
+    mean = s1 / n
+    var = (s2 / n - mean * mean).clamp_min(0) * n / (n - 1)
+    return mean.float().cpu(), var.sqrt().float().cpu()

@@ -1,0 +1,338 @@
+"""Inference: age one aligned face into N pluralistic futures (paper §3.1, Eq. 4; Fig. 4, 7, 8).
+
+:class:`AgingPipeline` wraps a frozen DiffAE, a frozen vision-language model and a trained
+:class:`~pada.aging.model.PadaModel`:
+
+1. **encode** once: z_src = E_sem(x) (B=1), the reference / text embeddings e_img, e_txt.
+2. **invert** once (unless low-level diversity is on): x_T = DiffAE stochastic encoding of x with z_src.
+3. **PAE**: N samples e_age (high-level diversity on; image: μ + σ⊙η, text: e_txt + ε·η, both: see
+   :mod:`pada.aging.pae`) or N copies of the PAE mean (off); z_age = modulation(z_src, e_age) (Eq. 6).
+4. **decode** all N in one batch: x_0 = DDIM(x_T, z_age) with T = 25 steps (paper: "in all cases").
+   Low-level diversity on: each output starts from fresh noise x_T ~ N(0, I); off: the inverted x_T.
+
+Reproducibility: output i draws its PAE noise and its x_T noise from its own generator seeded by
+:func:`output_seed` (seed, i), so output i is the same whatever N is (up to batched float round-off).
+
+:class:`LinearBaselinePipeline` (the DiffAE baseline of Fig. 6, :mod:`pada.aging.baseline`) has the same
+``age`` API, so evaluation can compare both.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pada.aging.model import PadaModel
+from pada.aging.pae import gaussian_noise
+from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
+from pada.errors import PadaError
+
+
+def output_seed(seed: int, index: int) -> int:
+    """Seed of output ``index`` of a request with ``seed`` (independent streams, stable everywhere)."""
+    d = hashlib.blake2b(f"pada-output/{int(seed)}/{int(index)}".encode(), digest_size=8).digest()
+    return int.from_bytes(d, "big") & ((1 << 63) - 1)
+
+
+def _as_batch(image: torch.Tensor, what: str) -> torch.Tensor:
+    if not torch.is_tensor(image) or image.dim() not in (3, 4) or image.shape[-3] != 3:
+        shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
+        raise PadaError(f"{what}: expected an aligned face tensor (3, H, W) or (1, 3, H, W) in [-1, 1], got {shape}")
+    x = image[None] if image.dim() == 3 else image
+    if x.shape[0] != 1:
+        raise PadaError(f"{what}: expected one face, got a batch of {x.shape[0]}")
+    return x.float()
+
+
+@dataclass
+class AgingResult:
+    """What :meth:`AgingPipeline.age` returns.
+
+    ``images`` (N, 3, H, W) in [-1, 1] (CPU, float32); ``e_age`` (N, D) PAE samples (None for the linear
+    baseline); ``z_age`` (N, S) decoder conditions; ``seeds`` the per-output seeds; ``timings`` seconds per
+    stage (``encode``, ``invert``, ``decode``); ``reconstruction`` the plain DiffAE reconstruction of the
+    input from (x_T, z_src) when asked for.
+    """
+
+    images: torch.Tensor
+    z_age: torch.Tensor
+    e_age: torch.Tensor | None
+    seeds: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+    reconstruction: torch.Tensor | None = None
+
+
+@dataclass
+class LifespanResult:
+    """A row of ages: ``images`` (F, 3, H, W) in [-1, 1], ``labels`` F strings, ``anchors`` frame indices."""
+
+    images: torch.Tensor
+    labels: list[str]
+    anchors: list[int]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Clock:
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.times = device, {}
+
+    def lap(self, name: str, t0: float) -> float:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + now - t0
+        return now
+
+
+class AgingPipeline:
+    """PADA inference (module docstring). ``diffae``: DiffAE wrapper; ``vl``: VisionLanguageModel;
+    ``model``: trained :class:`PadaModel`. ``steps``: default DDIM steps T (25)."""
+
+    def __init__(self, diffae, vl, model: PadaModel, device: torch.device | str | None = None,
+                 steps: int = 25) -> None:
+        self.device = torch.device(device) if device is not None else _module_device(model)
+        self.diffae, self.vl, self.model, self.steps = diffae, vl, model, int(steps)
+        for m in (diffae, vl, model):
+            if isinstance(m, torch.nn.Module):
+                m.to(self.device).eval().requires_grad_(False)
+        if getattr(vl, "dim", model.cfg.e_dim) != model.cfg.e_dim:
+            raise PadaError(f"the PADA model expects a {model.cfg.e_dim}-d vision-language space but "
+                            f"{getattr(vl, 'name', 'the VL model')} has {vl.dim} dimensions")
+
+    @classmethod
+    def from_pretrained(cls, model: str | Path, device: torch.device | str | None = None, diffae=None, vl=None,
+                        steps: int = 25) -> AgingPipeline:
+        """Load a PADA model file (path or registry name) and the DiffAE / VL models it names."""
+        path = resolve_model(model)
+        pm = PadaModel.load(path)
+        if diffae is None:
+            if not pm.cfg.diffae:
+                raise PadaError(f"{path}: the model does not name its DiffAE; pass one")
+            from pada.diffae import DiffAE
+
+            diffae = DiffAE.from_pretrained(pm.cfg.diffae)
+        if vl is None:
+            if not pm.cfg.vl:
+                raise PadaError(f"{path}: the model does not name its vision-language model; pass one")
+            from pada.vl import load_vl
+
+            vl = load_vl(pm.cfg.vl)
+        return cls(diffae, vl, pm, device=device, steps=steps)
+
+    # ----------------------------------------------------------------------------------------- pieces
+    @torch.no_grad()
+    def encode(self, image: torch.Tensor) -> torch.Tensor:
+        """z_src (1, S) of one aligned face."""
+        return self.diffae.encode(_as_batch(image, "input image").to(self.device)).float()
+
+    @torch.no_grad()
+    def invert(self, image: torch.Tensor, z_src: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """x_T (1, 3, H, W): DiffAE stochastic encoding of the face with its own z_src."""
+        x = _as_batch(image, "input image").to(self.device)
+        return self.diffae.encode_stochastic(x, z_src, steps or self.steps).float()
+
+    @torch.no_grad()
+    def pae(self, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
+            high_diversity: bool = True, seed: int = 0, text_weight: float = 0.5,
+            eps: float | None = None) -> torch.Tensor:
+        """N PAE samples e_age (N, D) from a text, a reference image or both (§3.2.1).
+
+        ``high_diversity=False`` returns N copies of the (normalised) PAE mean. ``eps`` overrides the
+        text-driven sampling intensity ε for text-only requests.
+        """
+        if text is None and ref is None:
+            raise PadaError("give a target text, a reference image, or both")
+        enc = self.model.age_encoder
+        e_txt = self.vl.encode_text([text]).float().to(self.device) if text is not None else None
+        e_img = (self.vl.encode_image(_as_batch(ref, "reference image").to(self.device)).float()
+                 if ref is not None else None)
+        mu, sigma = enc.posterior(e_img, e_txt, text_weight=text_weight)
+        if e_img is None and eps is not None:
+            sigma = torch.full_like(sigma, eps)
+        if not high_diversity:
+            return enc.finish(mu).expand(n, -1).clone()
+        out = []
+        for i in range(n):
+            g = torch.Generator().manual_seed(output_seed(seed, i))
+            out.append(enc.sample(mu, sigma, noise=gaussian_noise(tuple(mu.shape), g, self.device, mu.dtype)))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
+        """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6)."""
+        return self.model.modulation(z_src.expand(e_age.shape[0], -1), e_age.to(self.device)).float()
+
+    @torch.no_grad()
+    def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
+               generator: torch.Generator | None = None, batch_size: int | None = None) -> torch.Tensor:
+        """x_0 (N, 3, H, W) in [-1, 1] from x_T (N or 1, ...) and z (N, S), decoded in batches."""
+        n = z.shape[0]
+        x_T = x_T.expand(n, -1, -1, -1) if x_T.shape[0] == 1 else x_T  # noqa: N806
+        bs = batch_size or n
+        outs = [self.diffae.render(x_T[i:i + bs].contiguous(), z[i:i + bs], steps or self.steps, eta=eta,
+                                   clip=True, generator=generator).float()
+                for i in range(0, n, bs)]
+        return torch.cat(outs)
+
+    def start_noise(self, shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
+        """Fresh x_T (N, *shape) with output i drawn from its own generator (after its PAE noise)."""
+        out = []
+        for s in seeds:
+            g = torch.Generator().manual_seed(s)
+            gaussian_noise((1, self.model.cfg.e_dim), g, "cpu", torch.float32)  # skip the PAE draw
+            out.append(gaussian_noise((1, *shape), g, self.device, torch.float32))
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------------------------------- API
+    def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
+            high_diversity: bool = True, low_diversity: bool = False, seed: int = 0, steps: int | None = None,
+            eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
+            batch_size: int | None = None, reconstruct: bool = False) -> AgingResult:
+        """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
+
+        Args:
+            text: target age description (e.g. "man's face in his sixties"); ref: reference face; or both.
+            high_diversity: sample the PAE (True) or use its mean (False).
+            low_diversity: fresh x_T noise per output (True) or the inverted x_T of the input (False).
+            seed: request seed; output i uses :func:`output_seed` (seed, i).
+            steps: DDIM steps T (default 25); eta: DDIM η of the decode (0 = deterministic).
+            reconstruct: also return the plain DiffAE reconstruction from (x_T, z_src).
+        """
+        if n < 1:
+            raise PadaError(f"n must be >= 1, got {n}")
+        clock = _Clock(self.device)
+        t0 = time.perf_counter()
+        x = _as_batch(image, "input image").to(self.device)
+        z_src = self.encode(x)
+        e_age = self.pae(text=text, ref=ref, n=n, high_diversity=high_diversity, seed=seed,
+                         text_weight=text_weight, eps=eps)
+        z_age = self.modulate(z_src, e_age)
+        t0 = clock.lap("encode", t0)
+        seeds = [output_seed(seed, i) for i in range(n)]
+        recon = None
+        if low_diversity:
+            x_T = self.start_noise(x.shape[1:], seeds)  # noqa: N806
+        else:
+            x_T = self.invert(x, z_src, steps)  # noqa: N806
+        t0 = clock.lap("invert", t0)
+        gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
+        with torch.no_grad():
+            images = self.decode(x_T, z_age, steps, eta=eta, generator=gen, batch_size=batch_size)
+            if reconstruct:
+                recon = self.decode(x_T[:1], z_src, steps).cpu()
+        clock.lap("decode", t0)
+        return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
+                           timings=clock.times, reconstruction=recon)
+
+    @torch.no_grad()
+    def infer_gender(self, image: torch.Tensor) -> str:
+        """Zero-shot gender from the VL model: the gender whose 7 descriptions match the face best on average."""
+        e = self.vl.encode_image(_as_batch(image, "input image").to(self.device)).float()
+        sims = []
+        for gender in GENDERS:
+            t = self.vl.encode_text([description(g, gender) for g in AGE_GROUPS]).float().to(self.device)
+            sims.append(float((t @ e[0]).mean()))
+        return GENDERS[int(torch.tensor(sims).argmax())]
+
+    @torch.no_grad()
+    def lifespan(self, image: torch.Tensor, *, gender: str | None = None, texts: Sequence[str] | None = None,
+                 frames_per_segment: int = 3, steps: int | None = None, batch_size: int | None = None,
+                 ref: torch.Tensor | None = None, text_weight: float = 0.5) -> LifespanResult:
+        """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
+        interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
+        included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
+        (inferred zero-shot when None) unless ``texts`` are given."""
+        if frames_per_segment < 1:
+            raise PadaError("frames_per_segment must be >= 1")
+        clock = _Clock(self.device)
+        t0 = time.perf_counter()
+        x = _as_batch(image, "input image").to(self.device)
+        if texts is None:
+            gender = gender or self.infer_gender(x)
+            texts = [description(g, gender) for g in AGE_GROUPS]
+        texts = list(texts)
+        if len(texts) < 2:
+            raise PadaError("a lifespan needs at least two anchor descriptions")
+        z_src = self.encode(x)
+        e_anchor = torch.cat([self.pae(text=t, ref=ref, n=1, high_diversity=False, text_weight=text_weight)
+                              for t in texts])
+        z_anchor = self.modulate(z_src, e_anchor)  # (A, S)
+        zs, labels, anchors = [], [], []
+        for k in range(len(texts) - 1):
+            for j in range(frames_per_segment):
+                w = j / frames_per_segment
+                zs.append(torch.lerp(z_anchor[k], z_anchor[k + 1], w))
+                labels.append(texts[k] if j == 0 else "")
+                if j == 0:
+                    anchors.append(len(zs) - 1)
+        zs.append(z_anchor[-1])
+        labels.append(texts[-1])
+        anchors.append(len(zs) - 1)
+        t0 = clock.lap("encode", t0)
+        x_T = self.invert(x, z_src, steps)  # noqa: N806
+        t0 = clock.lap("invert", t0)
+        images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size)
+        clock.lap("decode", t0)
+        return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times)
+
+
+def _module_device(m) -> torch.device:
+    for p in m.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def target_age_of_text(text: str) -> float | None:
+    """Target age of one of the 14 canonical descriptions (the group's centre), else None."""
+    parsed = parse_description(text)
+    return parsed[0].center if parsed else None
+
+
+def resolve_model(model: str | Path) -> Path:
+    """A PADA model file from a path or a :mod:`pada.weights` registry name (PadaError when absent)."""
+    p = Path(model)
+    if p.suffix == ".safetensors" or p.exists() or "/" in str(model):
+        if not p.is_file():
+            raise PadaError(f"{p}: no such PADA model file (train one with `pada train pada --data DIR`)")
+        return p
+    from pada import weights
+
+    try:
+        return Path(weights.resolve(str(model)))
+    except PadaError as exc:
+        raise PadaError(f"PADA model {model!r} is not available ({exc}); train one with "
+                        "`pada train pada --data DIR` and pass --model PATH") from None
+
+
+# grid / GIF helpers ---------------------------------------------------------------------------------
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
+    """Write images (N, 3, H, W) in [-1, 1] as one PNG/JPEG grid (``nrow`` per row; default all in one row)."""
+    from torchvision.utils import make_grid
+
+    from pada.faces.io import save_image, to_uint8
+
+    grid = make_grid(images.float().cpu().clamp(-1, 1), nrow=nrow or images.shape[0], padding=padding,
+                     pad_value=1.0)
+    return save_image(path, to_uint8(grid))
+
+
+def save_gif(images: torch.Tensor, path: str | Path, fps: float = 6.0, bounce: bool = True) -> Path:
+    """Write frames (F, 3, H, W) in [-1, 1] as an animated GIF (forward, then back when ``bounce``)."""
+    import imageio.v2 as imageio
+
+    from pada.faces.io import to_uint8
+
+    frames = to_uint8(images.float().cpu())
+    if bounce and len(frames) > 2:
+        frames = frames + frames[-2:0:-1]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.gif")
+    imageio.mimsave(tmp, frames, duration=1.0 / fps, loop=0)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,297 @@
+"""``pada train pada``: train PADA's age encoder and adaptive modulation on the shared engine.
+
+The DiffAE (semantic encoder + conditional UNet), the age and identity critics and the vision-language
+model are frozen; only :class:`~pada.aging.model.PadaModel` (E_age of §3.2.1 + the modulation of §3.2.2)
+is optimised, with the losses of :class:`~pada.aging.objective.PadaObjective` (Eq. 7–12).
+
+Paper defaults (§4, "Implementation Details"): Adam, lr 1e-4, β = (0.9, 0.999), batch 24, 20 epochs,
+λ = (0.6, 0.01, 0.2, 0.01, 0.1), margin 0.15, ε = 1e-3, p(reference = source) = 0.167. No EMA and no
+gradient clipping are mentioned, so both are off by default (``--ema-decay``, ``--set grad_clip=1``).
+
+Example::
+
+    pada train pada --data data/demo --diffae runs/diffae/diffae.safetensors --vl faceclip \\
+        --age-critic dlib-age --id-critic sface --out runs/pada --bf16
+    pada train pada ... --without L_id          # a Table 3 variant
+
+Outputs in ``--out``: checkpoints (exact resume with ``--resume``), ``metrics.jsonl`` and TensorBoard logs
+of every loss term, sample grids, and ``pada.safetensors`` (the model, config in the metadata).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pada.aging.config import LOSS_NAMES, LossConfig, PadaConfig
+from pada.aging.model import PadaModel
+from pada.aging.objective import Frozen, PadaObjective
+from pada.errors import PadaError
+from pada.training.engine import (
+    TrainConfig,
+    Trainer,
+    TrainTask,
+    add_train_args,
+    apply_overrides,
+    config_from_args,
+)
+
+EXPORT_NAME = "pada.safetensors"
+
+# Paper defaults for the engine (§4).
+PADA_TRAIN_DEFAULTS = TrainConfig(out_dir="runs/pada", batch_size=24, epochs=20, lr=1e-4, betas=(0.9, 0.999),
+                                  ema_decay=0.0, grad_clip=0.0, log_every=20, ckpt_every=1000)
+
+# Age groups of the target descriptions shown in the sample grids (columns after the input).
+SAMPLE_GROUPS = (1, 3, 5, 6)
+
+
+@dataclass
+class PadaTaskOptions:
+    """What ``pada train pada`` trains on and with (stored in checkpoints; must match on resume)."""
+
+    data: str = ""
+    labels: str = ""
+    diffae: str = ""
+    vl: str = "faceclip"
+    age_critic: str = "dlib-age"
+    id_critic: str = "sface"
+    size: int = 0                     # 0 = the DiffAE's image size
+    p_same: float = 0.167
+    p_text: float = 0.5
+    flip: bool = True
+    stats_batches: int = 50           # batches of 16 used for dataset statistics (stats="dataset")
+    sample_faces: int = 4
+    sample_steps: int = 25
+    pada: dict[str, Any] = field(default_factory=dict)   # PadaConfig overrides
+    loss: dict[str, Any] = field(default_factory=dict)   # LossConfig overrides
+
+
+def find_data(data: str, labels: str, size: int) -> tuple[Path, Path]:
+    """(image folder, labels table) of a data folder.
+
+    Images: ``DIR/aligned/<size>`` (the demo layout; else the smallest larger size folder, else the largest),
+    else ``DIR/aligned``, else ``DIR``. Table: ``labels`` when given, else ``DIR/labels.csv|parquet``.
+    """
+    root = Path(data)
+    if not root.is_dir():
+        raise PadaError(f"{root}: no such data folder (build the demo set with `pada data demo` or point to "
+                        "a folder of aligned faces with a labels table)")
+    if labels:
+        table = Path(labels)
+        if not table.is_file():
+            raise PadaError(f"{table}: no such labels table")
+    else:
+        found = [root / n for n in ("labels.csv", "labels.parquet") if (root / n).is_file()]
+        if not found:
+            raise PadaError(f"{root}: no labels.csv or labels.parquet (label the faces with `pada label` first)")
+        table = found[0]
+    aligned = root / "aligned"
+    if not aligned.is_dir():
+        return root, table
+    sizes = sorted(int(d.name) for d in aligned.iterdir() if d.is_dir() and d.name.isdigit())
+    if not sizes:
+        return aligned, table
+    bigger = [s for s in sizes if s >= size]
+    return aligned / str(bigger[0] if bigger else sizes[-1]), table
+
+
+class PadaTask(TrainTask):
+    """The PADA :class:`~pada.training.engine.TrainTask`.
+
+    Frozen networks are loaded by name in :meth:`build` unless given to the constructor (tests inject tiny
+    random ones); ``dataset`` can also be injected (any map-style dataset of AgingPairDataset items).
+    """
+
+    name = "pada"
+
+    def __init__(self, options: PadaTaskOptions, *, diffae=None, vl=None, age_critic=None, id_critic=None,
+                 dataset=None) -> None:
+        self.options = options
+        self._diffae, self._vl, self._age, self._id, self._dataset = diffae, vl, age_critic, id_critic, dataset
+        self.loss_cfg = LossConfig(**options.loss)
+        self.model: PadaModel | None = None
+        self.objective: PadaObjective | None = None
+
+    # ---------------------------------------------------------------------------------------- setup
+    def build(self) -> None:
+        o = self.options
+        if self._dataset is None:
+            find_data(o.data, o.labels, o.size)  # bad data paths fail before any model is loaded
+        if self._diffae is None:
+            if not o.diffae:
+                raise PadaError("give the frozen DiffAE with --diffae PATH|name (train one with "
+                                "`pada train diffae`)")
+            from pada.diffae import DiffAE
+
+            self._diffae = DiffAE.from_pretrained(o.diffae)
+        if self._vl is None:
+            from pada.vl import load_vl
+
+            self._vl = load_vl(o.vl)
+        if self._age is None and self.loss_cfg.enabled("L_age"):
+            from pada.critics.registry import load_critic
+
+            self._age = load_critic(o.age_critic)
+        if self._id is None and self.loss_cfg.enabled("L_id"):
+            from pada.critics.registry import load_critic
+
+            self._id = load_critic(o.id_critic)
+        z_dim = int(self._diffae.unet.config.enc_out_channels)
+        names = {"diffae": o.diffae, "vl": o.vl, "age_critic": o.age_critic, "id_critic": o.id_critic}
+        cfg = PadaConfig(**{"e_dim": int(self._vl.dim), "z_dim": z_dim, **names, **o.pada})
+        self.model = PadaModel(cfg)
+        self.objective = PadaObjective(self.model, Frozen(self._diffae, self._vl, self._age, self._id),
+                                       self.loss_cfg)
+        if cfg.stats == "dataset":
+            self._compute_stats()
+
+    def _image_size(self) -> int:
+        return self.options.size or int(self._diffae.unet.config.image_size)
+
+    def _base_dataset(self, split: str = "train"):
+        from pada.data.datasets import AlignedFaceDataset
+
+        o = self.options
+        root, table = find_data(o.data, o.labels, self._image_size())
+        return AlignedFaceDataset(root, table, size=self._image_size(), split=split,
+                                  flip=o.flip and split == "train")
+
+    def dataset(self):
+        if self._dataset is None:
+            from pada.data.datasets import AgingPairDataset
+
+            o = self.options
+            self._dataset = AgingPairDataset(self._base_dataset("train"), p_same=o.p_same, p_text=o.p_text)
+        return self._dataset
+
+    @torch.no_grad()
+    def _compute_stats(self) -> None:
+        from torch.utils.data import DataLoader
+
+        from pada.aging.modulation import compute_latent_stats
+
+        dev = next(self._diffae.unet.parameters()).device
+        loader = DataLoader(self.dataset(), batch_size=16, shuffle=False)
+        mean, std = compute_latent_stats(lambda x: self._diffae.encode(x.to(dev)), loader, image_key="source",
+                                         max_batches=self.options.stats_batches)
+        self.model.modulation.set_statistics(mean, std)
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        return {"pada": self.model}
+
+    def frozen_modules(self) -> dict[str, nn.Module]:
+        mods = {"diffae": self._diffae if isinstance(self._diffae, nn.Module) else self._diffae.unet,
+                "vl": self._vl, "age_critic": self._age, "id_critic": self._id}
+        return {k: v for k, v in mods.items() if isinstance(v, nn.Module)}
+
+    def loss(self, batch: Any, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        return self.objective(batch, generator)
+
+    def config_dict(self) -> dict[str, Any]:
+        return {"options": dataclasses.asdict(self.options), "loss": self.loss_cfg.to_dict()}
+
+    # ---------------------------------------------------------------------------------- grids/export
+    def sample_grids(self, step: int, out_dir: Path, modules: nn.ModuleDict) -> list[Path]:
+        """Rows: the first few training faces; columns: the input, then the PAE mean for 4 target texts."""
+        o = self.options
+        if o.sample_faces <= 0:
+            return []
+        from pada.aging.pipeline import AgingPipeline, save_grid
+        from pada.data.groups import description
+
+        ds = self.dataset()
+        dev = next(modules["pada"].parameters()).device
+        pipe = AgingPipeline(self._diffae, self._vl, modules["pada"], device=dev, steps=o.sample_steps)
+        rows = []
+        for i in range(min(o.sample_faces, len(ds))):
+            item = ds[i]
+            img, gender = item["source"], item.get("source_gender", "female")
+            row = [img[None].cpu()]
+            for g in SAMPLE_GROUPS:
+                row.append(pipe.age(img, text=description(g, gender), n=1, high_diversity=False).images)
+            rows.append(torch.cat(row))
+        return [save_grid(torch.cat(rows), out_dir / f"step_{step:07d}.png", nrow=1 + len(SAMPLE_GROUPS))]
+
+    def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
+        meta = {"train_info": json.dumps(info, default=str), "loss_config": json.dumps(self.loss_cfg.to_dict())}
+        return [modules["pada"].save(Path(out_dir) / EXPORT_NAME, extra_metadata=meta)]
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def _kv(items: Sequence[str], cls) -> dict[str, Any]:
+    """``["key=value", ...]`` → the changed fields of dataclass ``cls`` (typed; unknown keys are errors)."""
+    base = cls()
+    out = apply_overrides(base, items)
+    return {f.name: getattr(out, f.name) for f in dataclasses.fields(cls)
+            if getattr(out, f.name) != getattr(base, f.name)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pada train pada", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = p.add_argument_group("PADA")
+    g.add_argument("--data", required=True, help="folder of aligned faces with labels.csv (e.g. the demo set)")
+    g.add_argument("--labels", default="", help="labels table (default: DATA/labels.csv or .parquet)")
+    g.add_argument("--diffae", required=True,
+                   help="frozen DiffAE: a .safetensors / official last.ckpt path or a registry name")
+    g.add_argument("--vl", default="faceclip", help="vision-language model (faceclip | openclip:ViT-B-32)")
+    g.add_argument("--age-critic", default="dlib-age", help="age critic of L_age (dlib-age | dex)")
+    g.add_argument("--id-critic", default="sface", help="identity critic of L_id (sface | arcface-irse50)")
+    g.add_argument("--without", action="append", default=[], choices=LOSS_NAMES, metavar="LOSS",
+                   help=f"switch a loss off (repeatable; {', '.join(LOSS_NAMES)})")
+    g.add_argument("--size", type=int, default=0, help="image size (default: the DiffAE's)")
+    g.add_argument("--p-text", type=float, default=0.5, help="probability of a text reference (default 0.5)")
+    g.add_argument("--p-same", type=float, default=0.167, help="probability that reference = source (paper 0.167)")
+    g.add_argument("--stats", choices=("instance", "dataset"), default=None,
+                   help="statistics of Eq. 6: per-vector (instance, default) or per-channel over the data")
+    g.add_argument("--sample-faces", type=int, default=4, help="faces in the sample grids (0 = none)")
+    g.add_argument("--sample-steps", type=int, default=25, help="DDIM steps of the sample grids")
+    g.add_argument("--pada-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a PadaConfig field, e.g. --pada-set eps=0.01 (repeatable)")
+    g.add_argument("--loss-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a LossConfig field, e.g. --loss-set margin=0.2 (repeatable)")
+    add_train_args(p, PADA_TRAIN_DEFAULTS)
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> PadaTaskOptions:
+    pada = _kv(args.pada_set, PadaConfig)
+    if args.stats:
+        pada["stats"] = args.stats
+    if any(k.startswith("disabled") for k in (s.split("=", 1)[0] for s in args.loss_set)):
+        raise PadaError("--loss-set disabled=...: use --without LOSS instead")
+    loss = _kv(args.loss_set, LossConfig)
+    if args.without:
+        loss["disabled"] = sorted(set(args.without))
+    return PadaTaskOptions(data=args.data, labels=args.labels, diffae=args.diffae, vl=args.vl,
+                           age_critic=args.age_critic, id_critic=args.id_critic, size=args.size,
+                           p_same=args.p_same, p_text=args.p_text, sample_faces=args.sample_faces,
+                           sample_steps=args.sample_steps, pada=pada, loss=loss)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        options = options_from_args(args)
+        cfg = config_from_args(args, PADA_TRAIN_DEFAULTS)
+        result = Trainer(PadaTask(options), cfg).fit()
+    except PadaError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if result.exported:
+        print(f"exported {result.exported[0]}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
