@@ -7,6 +7,7 @@ fails the tests that need them are skipped with the reason.
 from __future__ import annotations
 
 import json
+import warnings
 
 import cv2
 import numpy as np
@@ -318,6 +319,11 @@ def test_tensor_round_trip():
     np.testing.assert_array_equal(to_uint8(t[1]), imgs[1])
     assert to_tensor(imgs[0]).shape == (1, 3, 16, 24)
     np.testing.assert_array_equal(to_uint8(torch.full((3, 2, 2), 5.0))[0, 0], [255, 255, 255])
+    ro = imgs[0].copy()
+    ro.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "non-writable array" warning from torch
+        assert torch.equal(to_tensor(ro), t[:1])
     with pytest.raises(ValueError):
         to_tensor([imgs[0], imgs[0][:8]])
 
@@ -328,7 +334,9 @@ def test_save_image_is_atomic_and_round_trips(tmp_path):
     for ext in ("png", "webp", "bmp", "tif"):
         p = save_image(tmp_path / "sub" / f"x.{ext}", img)
         if ext != "webp":
-            np.testing.assert_array_equal(load_image(p), img)
+            loaded = load_image(p)
+            np.testing.assert_array_equal(loaded, img)
+            assert loaded.flags.writeable and loaded.flags.c_contiguous
     # A failing save leaves the previous file intact and no temporary files behind.
     target = tmp_path / "keep.png"
     save_image(target, img)

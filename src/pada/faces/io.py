@@ -117,6 +117,8 @@ def load_image(
             im.load()  # decode now so corrupt / truncated data fails here
             im = _apply_exif(im)
             arr = _to_rgb_uint8(im)
+            if not arr.flags.writeable:  # Pillow hands out read-only buffers; callers may edit in place
+                arr = arr.copy()
     except PadaError:
         raise
     except UnidentifiedImageError:
@@ -235,7 +237,9 @@ def to_tensor(images: np.ndarray | Sequence[np.ndarray]) -> torch.Tensor:
         arr = np.stack(arrs)
     if arr.ndim != 4 or arr.shape[-1] != 3 or arr.dtype != np.uint8:
         raise ValueError(f"to_tensor expects uint8 (H, W, 3) images, got {arr.dtype} {arr.shape}")
-    t = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float()
+    if not (arr.flags.writeable and arr.flags.c_contiguous):
+        arr = np.array(arr)  # torch.from_numpy warns on read-only arrays
+    t = torch.from_numpy(arr).permute(0, 3, 1, 2).float()
     return t / 127.5 - 1.0
 
 

