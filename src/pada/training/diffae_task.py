@@ -87,18 +87,14 @@ def build_model_config(preset: str, overrides: Sequence[str]):
 
 
 def reconstruct(unet: nn.Module, x0: Tensor, steps: int = 50, schedule=None) -> Tensor:
-    """DiffAE autoencoding of ``x0`` (B,3,H,W) in [-1,1]: ``z = Enc(x0)``, ``x_T = encode_stochastic``
-    (DDIM inversion with ``steps`` steps), then ``render(x_T, z)`` with the same steps. Returns (B,3,H,W)."""
-    from pada.diffusion import ddim_invert, ddim_sample
+    """DiffAE autoencoding of ``x0`` (B,3,H,W) in [-1,1]: ``z = encode(x0)``,
+    ``x_T = encode_stochastic(x0, z, T=steps)`` (DDIM inversion), ``render(x_T, z, T=steps)``."""
+    from pada.diffae import DiffAE
 
+    model = DiffAE(unet, schedule)
     with torch.no_grad():
-        z = unet.encode(x0)
-
-        def fn(x_t: Tensor, t: Tensor) -> Tensor:
-            return unet(x_t, t, z)
-
-        x_t = ddim_invert(fn, x0, steps=steps, schedule=schedule)
-        return ddim_sample(fn, x_t, steps=steps, schedule=schedule)
+        z = model.encode(x0)
+    return model.render(model.encode_stochastic(x0, z, T=steps), z, T=steps)
 
 
 def psnr(a: Tensor, b: Tensor) -> Tensor:
@@ -170,11 +166,13 @@ class DiffAETask(TrainTask):
 
     # -- TrainTask -----------------------------------------------------------------------------------
     def build(self) -> None:
+        from pada.diffae import DiffAE
         from pada.diffusion import linear_schedule
         from pada.networks.unet import DiffAEUNet
 
         self.unet = DiffAEUNet(self.model_config)
         self.schedule = linear_schedule(self.cfg.T)
+        self.diffae = DiffAE(self.unet, self.schedule)  # shares self.unet (the trained module)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet}
@@ -190,39 +188,28 @@ class DiffAETask(TrainTask):
 
         batch["image"]: (B, 3, H, W) in [-1, 1]. Randomness (flip, t, ε) comes from ``generator``.
         """
-        from pada.diffusion import eps_mse_loss, sample_timesteps
-
         x0 = batch["image"]
-        b, dev, gdev = x0.shape[0], x0.device, generator.device
         if self.cfg.flip:
-            flip = (torch.rand(b, generator=generator, device=gdev) < 0.5).to(dev)
+            flip = (torch.rand(x0.shape[0], generator=generator, device=generator.device) < 0.5).to(x0.device)
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        t = sample_timesteps(b, self.cfg.T, generator, device=gdev).to(dev)
-        noise = torch.randn(x0.shape, generator=generator, device=gdev).to(dev)
-        z = self.unet.encode(x0)  # (B, enc_out_channels): z_sem of the clean image
-
-        def model_fn(x_t: Tensor, tt: Tensor) -> Tensor:
-            return self.unet(x_t, tt, z)
-
-        mse = eps_mse_loss(model_fn, x0, t, noise, self.schedule)
+        mse = self.diffae.loss(x0, generator)  # draws t ~ U{0..T-1}, then ε, from the generator
         return {"total": mse, "eps_mse": mse.detach()}
 
     def sample_grids(self, step: int, out_dir: Path, modules: nn.ModuleDict) -> list[Path]:
-        from pada.diffusion import ddim_sample
+        from pada.diffae import DiffAE
 
-        unet = modules["unet"]
+        model = DiffAE(modules["unet"], self.schedule)
         if self._grid is None:
             self._load_data()
         assert self._grid is not None
-        dev = next(unet.parameters()).device
+        dev = next(model.parameters()).device
         x = self._grid.to(dev)
         g = torch.Generator(device=dev).manual_seed(self.cfg.grid_seed)
-        noise = torch.randn(x.shape, generator=g, device=dev)
         with torch.no_grad():
-            z = unet.encode(x)
-            samples = ddim_sample(lambda x_t, t: unet(x_t, t, z), noise, steps=self.cfg.sample_steps,
-                                  schedule=self.schedule)
-            recon = reconstruct(unet, x, self.cfg.encode_steps, self.schedule)
+            z = model.encode(x)
+        samples = model.render(model.sample_noise(x.shape[0], g, dev), z, T=self.cfg.sample_steps)
+        k = self.cfg.encode_steps
+        recon = model.render(model.encode_stochastic(x, z, T=k), z, T=k)
         p = psnr(recon, x)
         stem = out_dir / f"step_{step:08d}"
         paths = [_save_grid([x, samples], stem.with_name(stem.name + "_samples.png")),

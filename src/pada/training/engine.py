@@ -474,8 +474,11 @@ class Trainer:
 
         sampler = StepBatchSampler(n, cfg.batch_size, world, rank, cfg.grad_accum, cfg.seed, step,
                                    total_steps)
+        # The loader's own generator: without it, iter(loader) draws a worker seed from the global torch
+        # RNG, which would shift the dropout masks of a resumed run against an uninterrupted one.
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
-                            pin_memory=device.type == "cuda", persistent_workers=False)
+                            pin_memory=device.type == "cuda", persistent_workers=False,
+                            generator=torch.Generator().manual_seed(_generator_seed(cfg.seed + step, rank)))
         batches = iter(loader)
 
         writer = None
