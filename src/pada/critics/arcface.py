@@ -98,13 +98,22 @@ class ArcFaceIRSE50(nn.Module):
         return x / x.norm(dim=1, keepdim=True) if normalize else x
 
     @classmethod
+    def empty(cls) -> ArcFaceIRSE50:
+        """The module with uninitialised storage (fast to build; fill it with ``load_state_dict``)."""
+        with torch.device("meta"):
+            net = cls()
+        return net.to_empty(device="cpu")
+
+    @classmethod
     def from_file(cls, path: str | Path, trust_pickle: bool = False) -> ArcFaceIRSE50:
         """Load ``model_ir_se50.pth`` (flat state_dict; ``num_batches_tracked`` optional)."""
-        net = cls()
         sd = extract_state_dict(load_torch_file(path, trust_pickle), path)
-        own = net.state_dict()
+        with torch.device("meta"):
+            meta = cls()
+        own = meta.state_dict()
         nbt = [k for k in own if k.endswith("num_batches_tracked")]
         match_keys(sd, {k: v.shape for k, v in own.items()}, path, optional=nbt)
+        net = meta.to_empty(device="cpu")
         full = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
         for k in nbt:
             full.setdefault(k, torch.tensor(0, dtype=torch.long))

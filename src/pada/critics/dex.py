@@ -67,11 +67,20 @@ class DexVGG(nn.Module):
         return out if all_activations else x
 
     @classmethod
+    def empty(cls) -> DexVGG:
+        """The module with uninitialised storage (fast to build; fill it with ``load_state_dict``)."""
+        with torch.device("meta"):
+            net = cls()
+        return net.to_empty(device="cpu")
+
+    @classmethod
     def from_file(cls, path: str | Path, trust_pickle: bool = False) -> DexVGG:
         """Load SAM's ``dex_age_classifier.pth`` (``{"state_dict": ...}``) or HRFAE's flat Caffe dump."""
-        net = cls()
         sd = extract_state_dict(load_torch_file(path, trust_pickle), path)
-        match_keys(sd, {k: v.shape for k, v in net.state_dict().items()}, path)
+        with torch.device("meta"):
+            meta = cls()
+        match_keys(sd, {k: v.shape for k, v in meta.state_dict().items()}, path)
+        net = meta.to_empty(device="cpu")
         net.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
         return net
 

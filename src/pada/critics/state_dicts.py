@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -21,14 +22,19 @@ def load_torch_file(path: str | Path, trust_pickle: bool = False) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        if found is None:  # not a pickle of globals at all: a corrupt or foreign file
+            raise CheckpointError(
+                f"{path}: not a readable torch weight file (corrupt or not saved by torch)"
+            ) from None
         raise CheckpointError(
-            f"{path}: refusing to unpickle objects beyond plain tensors ({first[:120]}); "
+            f"{path}: refusing to unpickle {found.group(1)} (the file holds objects beyond plain tensors); "
             "re-save it as a plain state_dict or pass trust_pickle=True if you trust its source"
         ) from None
     except Exception as exc:  # noqa: BLE001 - corrupt / truncated / not a torch file
+        msg = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ""
         raise CheckpointError(
-            f"{path}: not a readable torch weight file ({type(exc).__name__}: {exc})"[:300]
+            f"{path}: not a readable torch weight file ({type(exc).__name__}: {msg})"
         ) from None
 
 
