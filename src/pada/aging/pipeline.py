@@ -310,15 +310,24 @@ def resolve_model(model: str | Path) -> Path:
 
 
 # grid / GIF helpers ---------------------------------------------------------------------------------
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
-    """Write images (N, 3, H, W) in [-1, 1] as one PNG/JPEG grid (``nrow`` per row; default all in one row)."""
-    from torchvision.utils import make_grid
+def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
+    """Tile images (N, 3, H, W) in [-1, 1] into one (3, H', W') image, ``nrow`` per row, white padding."""
+    n, c, h, w = images.shape
+    nrow = max(1, min(nrow or n, n))
+    rows = -(-n // nrow)
+    grid = torch.ones((c, rows * (h + padding) + padding, nrow * (w + padding) + padding))
+    for k in range(n):
+        r, col = divmod(k, nrow)
+        top, left = padding + r * (h + padding), padding + col * (w + padding)
+        grid[:, top:top + h, left:left + w] = images[k].float().cpu().clamp(-1, 1)
+    return grid
 
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
+    """Write images (N, 3, H, W) in [-1, 1] as one grid image (``nrow`` per row; default: one row)."""
     from pada.faces.io import save_image, to_uint8
 
-    grid = make_grid(images.float().cpu().clamp(-1, 1), nrow=nrow or images.shape[0], padding=padding,
-                     pad_value=1.0)
-    return save_image(path, to_uint8(grid))
+    return save_image(path, to_uint8(make_grid(images, nrow, padding)))
 
 
 def save_gif(images: torch.Tensor, path: str | Path, fps: float = 6.0, bounce: bool = True) -> Path:

@@ -1,0 +1,166 @@
+"""PADA inference pipeline, lifespan sweep and the DiffAE linear baseline (tiny random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from test_aging_helpers import faces, one_thread, tiny_diffae, tiny_model
+
+from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+from pada.aging.pipeline import AgingPipeline, output_seed, resolve_model, save_gif, save_grid
+from pada.aging.testing import TinyVL
+from pada.errors import PadaError
+
+TEXT = "man's face in his sixties"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def diffae():
+    return tiny_diffae()
+
+
+@pytest.fixture(scope="module")
+def vl():
+    return TinyVL(dim=32)
+
+
+def pipe(diffae, vl, init_gain=0.3, steps=4):
+    return AgingPipeline(diffae, vl, tiny_model(init_gain=init_gain), steps=steps)
+
+
+def test_age_shapes_dtypes_timings_and_determinism(diffae, vl):
+    p = pipe(diffae, vl)
+    x = faces(1)[0]
+    r = p.age(x, text=TEXT, n=3, seed=5)
+    assert r.images.shape == (3, 3, 32, 32) and r.images.dtype == torch.float32
+    assert r.e_age.shape == (3, 32) and r.z_age.shape == (3, 64)
+    assert float(r.images.abs().max()) <= 1.0
+    assert set(r.timings) == {"encode", "invert", "decode"}
+    assert r.seeds == [output_seed(5, i) for i in range(3)]
+    again = p.age(x, text=TEXT, n=3, seed=5)
+    assert torch.equal(r.images, again.images)
+    other = p.age(x, text=TEXT, n=3, seed=6)
+    assert not torch.allclose(r.e_age, other.e_age)
+
+
+def test_each_output_is_reproducible_whatever_n(diffae, vl):
+    p = pipe(diffae, vl)
+    x, ref = faces(1)[0], faces(1, seed=9)[0]
+    for kw in ({"text": TEXT}, {"ref": ref}, {"text": TEXT, "ref": ref}):
+        two = p.age(x, n=2, seed=3, low_diversity=True, **kw)
+        four = p.age(x, n=4, seed=3, low_diversity=True, **kw)
+        assert torch.allclose(two.e_age, four.e_age[:2])
+        assert torch.allclose(two.images, four.images[:2], atol=1e-4)
+
+
+def test_high_level_diversity_on_and_off(diffae, vl):
+    p = pipe(diffae, vl)
+    x, ref = faces(1)[0], faces(1, seed=9)[0]
+    on = p.age(x, ref=ref, n=3, high_diversity=True)
+    assert not torch.allclose(on.e_age[0], on.e_age[1])
+    assert not torch.allclose(on.images[0], on.images[1])
+    off = p.age(x, ref=ref, n=3, high_diversity=False)
+    mu, _ = p.model.age_encoder.posterior(vl.encode_image(ref[None]))
+    for i in range(3):
+        assert torch.allclose(off.e_age[i], torch.nn.functional.normalize(mu[0], dim=0), atol=1e-6)
+    assert torch.allclose(off.images[0], off.images[2], atol=1e-5)  # same e_age, same inverted x_T
+    low = p.age(x, ref=ref, n=2, high_diversity=False, low_diversity=True)
+    assert torch.equal(low.e_age[0], low.e_age[1]) and not torch.allclose(low.images[0], low.images[1])
+    with pytest.raises(PadaError):
+        p.age(x, n=1)
+
+
+def test_identity_modulation_reproduces_the_diffae_reconstruction(diffae, vl):
+    x = faces(1, seed=4)[0]
+    exact = pipe(diffae, vl, init_gain=0.0)
+    r = exact.age(x, ref=x, n=2, high_diversity=True, reconstruct=True)
+    assert torch.allclose(r.z_age, exact.encode(x).expand(2, -1).cpu(), atol=1e-5)
+    assert torch.allclose(r.images, r.reconstruction.expand(2, -1, -1, -1), atol=1e-4)
+    near = pipe(diffae, vl, init_gain=1e-3).age(x, ref=x, n=1, reconstruct=True)
+    assert float((near.images - near.reconstruction).abs().max()) < 0.05
+
+
+def test_lifespan_grid_and_gif(diffae, vl, tmp_path):
+    p = pipe(diffae, vl)
+    x = faces(1)[0]
+    life = p.lifespan(x, frames_per_segment=2, steps=2)
+    assert life.images.shape == (13, 3, 32, 32)  # 7 anchors, 2 frames per gap: 6*2 + 1
+    assert life.anchors == [0, 2, 4, 6, 8, 10, 12] and life.labels[0] and not life.labels[1]
+    assert "face" in life.labels[-1]
+    assert p.infer_gender(x) in ("female", "male")
+    custom = p.lifespan(x, texts=["a child", "an old person"], frames_per_segment=3, steps=2)
+    assert custom.images.shape[0] == 4
+    assert torch.allclose(custom.images[0], p.age(x, text="a child", high_diversity=False, steps=2).images[0],
+                          atol=1e-4)
+    grid = save_grid(life.images, tmp_path / "life.png", nrow=13)
+    gif = save_gif(life.images, tmp_path / "life.gif")
+    import imageio.v2 as imageio
+    from PIL import Image
+
+    assert Image.open(grid).size == (13 * 34 + 2, 36)
+    assert len(imageio.mimread(gif)) == 13 + 11  # forward, then back without repeating the ends
+
+
+def test_resolve_model_errors(tmp_path):
+    with pytest.raises(PadaError, match="nope.safetensors"):
+        resolve_model(tmp_path / "nope.safetensors")
+    with pytest.raises(PadaError, match="pada train pada"):
+        resolve_model("no-such-pada-model")
+
+
+def test_from_pretrained_rebuilds_everything(diffae, vl, tmp_path):
+    from pada.networks.checkpoint import save_diffae
+
+    dpath = tmp_path / "diffae.safetensors"
+    save_diffae(diffae.unet, dpath)
+    model = tiny_model(init_gain=0.3, diffae=str(dpath), vl="tiny")
+    mpath = model.save(tmp_path / "pada.safetensors")
+    p = AgingPipeline.from_pretrained(mpath, vl=vl, steps=3)
+    ref = AgingPipeline(diffae, vl, model, steps=3)
+    x = faces(1)[0]
+    assert torch.equal(p.model.age_encoder.mu_head.weight, model.age_encoder.mu_head.weight)
+    assert torch.allclose(p.age(x, text=TEXT, n=2).images, ref.age(x, text=TEXT, n=2).images, atol=2e-3)
+
+
+# ------------------------------------------------------------------------------------------ baseline
+def test_linear_direction_recovers_a_planted_direction(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(16, generator=g) * 0.1
+    ages = torch.rand(400, generator=g) * 70 + 5
+    z = ages[:, None] * w + torch.randn(400, 16, generator=g) * 0.05 + 1.0
+    d = LinearAgeDirection.fit(z, ages, ridge=1e-3)
+    assert torch.nn.functional.cosine_similarity(d.direction, w, dim=0) > 0.99
+    assert float((d.predict_age(z) - ages).abs().mean()) < 2.0
+    moved = d.apply(z[:5], 70.0)
+    assert float((d.predict_age(moved) - 70.0).abs().max()) < 2.0
+    cm = LinearAgeDirection.fit(z, ages, method="class_means")
+    assert torch.nn.functional.cosine_similarity(cm.direction, w, dim=0) > 0.95
+    back = LinearAgeDirection.load(d.save(tmp_path / "dir.safetensors"))
+    assert torch.equal(back.direction, d.direction) and back.age_mean == pytest.approx(d.age_mean)
+    with pytest.raises(PadaError):
+        LinearAgeDirection.fit(z, torch.full((400,), 30.0))
+
+
+def test_linear_baseline_has_the_same_api(diffae):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(50, 64, generator=g)
+    d = LinearAgeDirection.fit(z, torch.rand(50, generator=g) * 60 + 10)
+    base = LinearBaselinePipeline(diffae, d, steps=3)
+    x = faces(1)[0]
+    r = base.age(x, text=TEXT, n=2)
+    assert r.images.shape == (2, 3, 32, 32) and r.e_age is None
+    assert torch.allclose(r.images[0], r.images[1], atol=1e-5)  # no PAE: one output per x_T
+    young = base.age(x, text="a toddler boy's face", n=1)
+    assert not torch.allclose(young.z_age, r.z_age[:1])
+    weak = base.age(x, target_age=60.5, strength=0.0, n=1)
+    assert torch.allclose(weak.z_age, diffae.encode(x[None]), atol=1e-5)
+    assert not torch.allclose(base.age(x, text=TEXT, n=2, low_diversity=True).images[0],
+                              base.age(x, text=TEXT, n=2, low_diversity=True).images[1])
+    with pytest.raises(PadaError):
+        base.age(x, text="some free text", n=1)
