@@ -1,4 +1,9 @@
-"""Two processes (gloo on the CPU) against one process with the same global batch."""
+"""Two processes (gloo on the CPU) against one process with the same global batch.
+
+This file is also the worker script the tests launch with ``torch.distributed.run``: each process trains
+the toy task, then a tiny DiffAE, and saves its replica's weights and logged history to
+OUT/{toy,diffae}/rank{R}.pt.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +16,24 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _dist_worker import make  # noqa: E402
 from pada.training import checkpointing as ckpt  # noqa: E402
+from pada.training.diffae_task import DiffAETask, DiffAETaskConfig  # noqa: E402
+from pada.training.engine import TrainConfig, Trainer  # noqa: E402
+from test_training_engine import ToyTask  # noqa: E402
 
-WORKER = Path(__file__).resolve().parent / "_dist_worker.py"
+WORKER = Path(__file__).resolve()  # this file is also the worker script (see the end)
+
+
+def make(kind: str, out: str) -> Trainer:
+    if kind == "toy":
+        cfg = TrainConfig(out_dir=out, batch_size=8, max_steps=5, lr=3e-2, ema_decay=0.5, log_every=1,
+                          ckpt_every=0, progress=False, seed=3)
+        return Trainer(ToyTask(noise=0.0), cfg)
+    task = DiffAETask(DiffAETaskConfig(data="synthetic:blobs:32", preset="tiny32", holdout=2, sample_steps=2,
+                                       encode_steps=2))
+    cfg = TrainConfig(out_dir=out, batch_size=8, max_steps=3, lr=1e-3, ema_decay=0.9, log_every=1,
+                      ckpt_every=2, progress=False, seed=3)
+    return Trainer(task, cfg)
 
 
 @pytest.fixture(scope="module")
@@ -76,3 +95,14 @@ def test_two_process_diffae_replicas_identical_and_loss_close(two_process_run, t
     # ε-MSE agrees only statistically. At initialisation it is ~1 for any draw.
     for a, b in zip(r0["history"], one["history"]):
         assert a["loss/total"] == pytest.approx(b["loss/total"], rel=0.1)
+
+
+# Worker: python -m torch.distributed.run --standalone --nproc_per_node 2 THIS_FILE OUT
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    out = Path(sys.argv[1])
+    rank = int(os.environ.get("RANK", "0"))
+    for kind in ("toy", "diffae"):  # one launch for both runs: process start-up dominates the time
+        result = make(kind, str(out / kind)).fit()
+        torch.save({"modules": result.modules.state_dict(), "ema": result.ema.state_dict(),
+                    "history": result.history, "step": result.step}, out / kind / f"rank{rank}.pt")

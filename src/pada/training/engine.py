@@ -82,7 +82,7 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 0
     log_every: int = 50
-    sample_every: int = 0                 # 0 = only at the end
+    sample_every: int = 0                 # 0 = only at the end, -1 = never
     ckpt_every: int = 1000                # 0 = only at the end
     keep_last: int = 3                    # checkpoints kept (0 = all)
     resume: str = ""                      # "" | "auto" (newest in out_dir, if any) | path to a step_*.pt
@@ -174,7 +174,7 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--num-workers", type=int, default=None, help="data-loader worker processes")
     g.add_argument("--log-every", type=int, default=None)
     g.add_argument("--sample-every", type=int, default=None,
-                   help="steps between sample grids (0 = at the end)")
+                   help="steps between sample grids (0 = at the end, -1 = never)")
     g.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (0 = at the end)")
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -579,7 +579,8 @@ class Trainer:
             bar.close()
         # ---- end: final checkpoint, grids, export
         last_ckpt = save(step)
-        write_samples(step)
+        if cfg.sample_every >= 0:
+            write_samples(step)
         exported: list[Path] = []
         if main and cfg.export:
             info = {"steps": step, "images_seen": step * cfg.batch_size, "final_losses": last_losses,
