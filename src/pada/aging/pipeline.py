@@ -131,10 +131,12 @@ class AgingPipeline:
         return self.diffae.encode(_as_batch(image, "input image").to(self.device)).float()
 
     @torch.no_grad()
-    def invert(self, image: torch.Tensor, z_src: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def invert(self, image: torch.Tensor, z_src: torch.Tensor, steps: int | None = None,
+               progress: bool = False) -> torch.Tensor:
         """x_T (1, 3, H, W): DiffAE stochastic encoding of the face with its own z_src."""
         x = _as_batch(image, "input image").to(self.device)
-        return self.diffae.encode_stochastic(x, z_src, steps or self.steps).float()
+        kw = {"progress": True} if progress else {}
+        return self.diffae.encode_stochastic(x, z_src, steps or self.steps, **kw).float()
 
     @torch.no_grad()
     def pae(self, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
@@ -169,13 +171,15 @@ class AgingPipeline:
 
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
-               generator: torch.Generator | None = None, batch_size: int | None = None) -> torch.Tensor:
+               generator: torch.Generator | None = None, batch_size: int | None = None,
+               progress: bool = False) -> torch.Tensor:
         """x_0 (N, 3, H, W) in [-1, 1] from x_T (N or 1, ...) and z (N, S), decoded in batches."""
         n = z.shape[0]
         x_T = x_T.expand(n, -1, -1, -1) if x_T.shape[0] == 1 else x_T  # noqa: N806
         bs = batch_size or n
+        kw = {"progress": True} if progress else {}
         outs = [self.diffae.render(x_T[i:i + bs].contiguous(), z[i:i + bs], steps or self.steps, eta=eta,
-                                   clip=True, generator=generator).float()
+                                   clip=True, generator=generator, **kw).float()
                 for i in range(0, n, bs)]
         return torch.cat(outs)
 
@@ -192,7 +196,7 @@ class AgingPipeline:
     def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
             high_diversity: bool = True, low_diversity: bool = False, seed: int = 0, steps: int | None = None,
             eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
-            batch_size: int | None = None, reconstruct: bool = False) -> AgingResult:
+            batch_size: int | None = None, reconstruct: bool = False, progress: bool = False) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -202,6 +206,7 @@ class AgingPipeline:
             seed: request seed; output i uses :func:`output_seed` (seed, i).
             steps: DDIM steps T (default 25); eta: DDIM η of the decode (0 = deterministic).
             reconstruct: also return the plain DiffAE reconstruction from (x_T, z_src).
+            progress: show progress bars of the DDIM loops.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -218,11 +223,12 @@ class AgingPipeline:
         if low_diversity:
             x_T = self.start_noise(x.shape[1:], seeds)  # noqa: N806
         else:
-            x_T = self.invert(x, z_src, steps)  # noqa: N806
+            x_T = self.invert(x, z_src, steps, progress=progress)  # noqa: N806
         t0 = clock.lap("invert", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
-            images = self.decode(x_T, z_age, steps, eta=eta, generator=gen, batch_size=batch_size)
+            images = self.decode(x_T, z_age, steps, eta=eta, generator=gen, batch_size=batch_size,
+                                 progress=progress)
             if reconstruct:
                 recon = self.decode(x_T[:1], z_src, steps).cpu()
         clock.lap("decode", t0)
@@ -242,7 +248,8 @@ class AgingPipeline:
     @torch.no_grad()
     def lifespan(self, image: torch.Tensor, *, gender: str | None = None, texts: Sequence[str] | None = None,
                  frames_per_segment: int = 3, steps: int | None = None, batch_size: int | None = None,
-                 ref: torch.Tensor | None = None, text_weight: float = 0.5) -> LifespanResult:
+                 ref: torch.Tensor | None = None, text_weight: float = 0.5,
+                 progress: bool = False) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -274,9 +281,9 @@ class AgingPipeline:
         labels.append(texts[-1])
         anchors.append(len(zs) - 1)
         t0 = clock.lap("encode", t0)
-        x_T = self.invert(x, z_src, steps)  # noqa: N806
+        x_T = self.invert(x, z_src, steps, progress=progress)  # noqa: N806
         t0 = clock.lap("invert", t0)
-        images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size)
+        images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress)
         clock.lap("decode", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times)
 
