@@ -240,8 +240,12 @@ def _resolve_inception(weights):
 
 def features_of(extractor, images: torch.Tensor, batch_size: int = 32) -> torch.Tensor:
     """Run a feature extractor over ``images`` in batches; returns float64 ``(B, D)``."""
+    from pada.evaluation.metrics import device_of
+
+    dev = device_of(extractor)
     out = []
     with torch.inference_mode():
         for i in range(0, images.shape[0], batch_size):
-            out.append(extractor(images[i:i + batch_size]).double().cpu())
+            chunk = images[i:i + batch_size]
+            out.append(extractor(chunk if dev is None else chunk.to(dev)).double().cpu())
     return torch.cat(out, 0)

@@ -40,13 +40,26 @@ def _field(out: Any, names: Sequence[str]) -> torch.Tensor:
     raise TypeError(f"critic output of type {type(out).__name__} has none of the fields {list(names)}")
 
 
+def device_of(fn: Any) -> torch.device | None:
+    """Device of a critic's first parameter or buffer (None for plain callables)."""
+    if isinstance(fn, torch.nn.Module):
+        for t in list(fn.parameters()) + list(fn.buffers()):
+            return t.device
+    return None
+
+
 def _batched(fn: Critic, images: torch.Tensor, batch_size: int, names: Sequence[str]) -> torch.Tensor:
+    """Run ``fn`` over ``images`` in chunks on the critic's device; outputs gathered on the CPU."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    dev = device_of(fn)
     outs = []
     with torch.inference_mode():
         for i in range(0, images.shape[0], batch_size):
-            outs.append(_field(fn(images[i:i + batch_size]), names).detach().float().cpu())
+            chunk = images[i:i + batch_size]
+            if dev is not None:
+                chunk = chunk.to(dev)
+            outs.append(_field(fn(chunk), names).detach().float().cpu())
     if not outs:
         return torch.zeros(0)
     return torch.cat(outs, 0)

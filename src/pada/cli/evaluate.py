@@ -1,0 +1,151 @@
+"""``pada evaluate --model PADA.safetensors --data DIR [options]``: the paper's §4 metrics.
+
+See docs/evaluation.md for the protocol and what differs from the paper.
+
+Ages the test split of a folder of aligned, labelled faces to each target group and reports Age MAE,
+identity similarity, a Fréchet distance to real faces of that group, diversity (high-level / low-level /
+both), DiffAE reconstruction PSNR/SSIM and the DiffAE linear baseline at matched identity. With
+``--ablation NAME=PATH`` (repeatable) several checkpoints are compared side by side (Table 3).
+
+Writes ``report.json`` and ``report.md`` to ``--out`` and prints the markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pada.errors import PadaError
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        vals = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not vals:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return vals
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(w.strip() for w in text.split(",") if w.strip())
+
+
+def _ablation(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name.strip() or not path.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name.strip(), path.strip()
+
+
+def image_size_of(pipeline) -> int:
+    diffae = getattr(pipeline, "diffae", None)
+    for obj in (pipeline, diffae, getattr(diffae, "config", None)):
+        if isinstance(getattr(obj, "image_size", None), int):
+            return obj.image_size
+    raise PadaError("cannot tell the pipeline's image size")
+
+
+def _run(args: argparse.Namespace) -> int:
+    import torch
+
+    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+    from pada.aging.model import PadaModel
+    from pada.aging.pipeline import AgingPipeline, resolve_model
+    from pada.evaluation.runner import (
+        EvalConfig,
+        fit_baseline_direction,
+        load_critics,
+        load_eval_data,
+        run_evaluation,
+        to_markdown,
+        write_report,
+    )
+
+    cfg = EvalConfig(targets=args.targets, n_outputs=args.n, seed=args.seed, steps=args.steps,
+                     max_images=args.max_images, batch_size=args.batch_size, main_mode=args.main_mode,
+                     diversity=not args.no_diversity, reconstruction=not args.no_reconstruction,
+                     baseline=not args.no_baseline, baseline_strengths=args.baseline_strengths,
+                     baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps = args.steps or 25
+    main = AgingPipeline.from_pretrained(args.model, device=device, steps=steps)
+    models = {args.name: main}
+    for name, path in args.ablation:
+        if name in models:
+            raise PadaError(f"--ablation {name}={path}: the name {name!r} is used twice")
+        pm = PadaModel.load(resolve_model(path))
+        if (pm.cfg.diffae, pm.cfg.vl) == (main.model.cfg.diffae, main.model.cfg.vl):
+            models[name] = AgingPipeline(main.diffae, main.vl, pm, device=device, steps=steps)
+        else:
+            models[name] = AgingPipeline.from_pretrained(path, device=device, steps=steps)
+    size = image_size_of(main)
+    data = load_eval_data(args.data, size, labels=args.labels, split=args.split,
+                          test_fraction=args.test_fraction, max_images=args.max_images)
+    critics = load_critics(args.age_critic, args.id_critic, args.fid_features, device=device,
+                           age_weights=args.age_weights, inception_weights=args.inception_weights)
+    baseline, note = None, ""
+    if cfg.baseline:
+        if args.baseline_direction:
+            direction = LinearAgeDirection.load(args.baseline_direction)
+            note = f"loaded {args.baseline_direction}"
+        else:
+            direction, note = fit_baseline_direction(main, args.data, size, cfg, labels=args.labels,
+                                                     test_fraction=args.test_fraction, eval_data=data)
+        baseline = LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps)
+    training = {"age": main.model.cfg.age_critic, "identity": main.model.cfg.id_critic}
+    report = run_evaluation(models, data, critics, cfg, baseline=baseline, baseline_note=note,
+                            verbose=not args.quiet, training_critics=training)
+    report["model_paths"] = {args.name: str(args.model), **{n: p for n, p in args.ablation}}
+    if args.out:
+        js, md = write_report(report, args.out)
+        print(f"wrote {js} and {md}", file=sys.stderr)
+    print(json.dumps(report, indent=1, default=float) if args.json else to_markdown(report))
+    return 0
+
+
+def add_parser(sub) -> None:
+    from pada.evaluation.runner import DEFAULT_TARGETS, DIVERSITY_MODES, FID_FEATURES
+
+    p = sub.add_parser("evaluate", help="age MAE, identity, Fréchet distance, diversity, baseline, ablations",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="PADA model file (.safetensors) or registry name")
+    p.add_argument("--name", default="PADA", help="name of --model in the tables (default PADA)")
+    p.add_argument("--ablation", action="append", type=_ablation, default=[], metavar="NAME=PATH",
+                   help="another checkpoint to compare (repeat; e.g. 'w/o L_id=runs/no_id/pada.safetensors')")
+    p.add_argument("--data", required=True, help="folder of aligned faces with labels.csv, or a demo set")
+    p.add_argument("--labels", help="labels table (default: DIR/labels.csv)")
+    p.add_argument("--split", choices=("test", "all"), default="test", help="which faces (default test)")
+    p.add_argument("--test-fraction", type=float, default=0.05, help="test split fraction used in training")
+    p.add_argument("--targets", type=_words, default=DEFAULT_TARGETS,
+                   help="comma-separated age-group words (default twenties,forties,sixties,eighties)")
+    p.add_argument("--n", type=int, default=4, help="outputs per face and target (default 4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps T (default 25, the paper's)")
+    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first K test faces")
+    p.add_argument("--batch-size", type=int, default=16, help="critic batch size")
+    p.add_argument("--main-mode", choices=sorted(DIVERSITY_MODES), default="high",
+                   help="diversity mode of the headline metrics (default high: PAE samples, inverted x_T)")
+    p.add_argument("--age-critic", default="dlib-age", help="age estimator for Age MAE (dlib-age, dex)")
+    p.add_argument("--age-weights", help="explicit weight file of the age estimator")
+    p.add_argument("--id-critic", default="sface", help="identity network for ID (default sface)")
+    p.add_argument("--fid-features", choices=FID_FEATURES, default="sface",
+                   help="features of the Fréchet distance (inception needs the pytorch-fid weight file)")
+    p.add_argument("--inception-weights", help="path of pt_inception-2015-12-05-6726825d.pth")
+    p.add_argument("--fid-max-real", type=int, default=1000, help="real images per group for the distance")
+    p.add_argument("--no-diversity", action="store_true", help="skip the low-level / both diversity runs")
+    p.add_argument("--no-reconstruction", action="store_true", help="skip reconstruction PSNR/SSIM")
+    p.add_argument("--no-baseline", action="store_true", help="skip the DiffAE linear baseline")
+    p.add_argument("--baseline-direction", help="LinearAgeDirection file (default: fit on train split)")
+    p.add_argument("--baseline-strengths", type=_floats, default=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
+                   help="strengths searched to match PADA's identity similarity")
+    p.add_argument("--baseline-search-images", type=int, default=8)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", help="folder for report.json and report.md")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of markdown")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(func=_run)
