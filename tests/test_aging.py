@@ -267,7 +267,8 @@ def test_engine_run_exports_a_loadable_model(tmp_path, frozen):
 def test_train_cli_reports_bad_data_in_one_line(tmp_path, capsys):
     from pada.aging.train import main
 
-    rc = main(["--data", str(tmp_path / "nope"), "--diffae", "x", "--out", str(tmp_path / "o"), "--steps", "1"])
+    rc = main(["--data", str(tmp_path / "nope"), "--diffae", "x", "--out", str(tmp_path / "o"),
+               "--steps", "1"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1 and "nope" in err[0] and err[0].startswith("error:")
 
@@ -275,8 +276,9 @@ def test_train_cli_reports_bad_data_in_one_line(tmp_path, capsys):
 def test_train_cli_options(tmp_path):
     from pada.aging.train import build_parser, options_from_args
 
-    args = build_parser().parse_args(["--data", "d", "--diffae", "x", "--without", "L_id", "--without", "L_rec",
-                                      "--pada-set", "eps=0.01", "--loss-set", "margin=0.2", "--stats", "dataset"])
+    args = build_parser().parse_args(["--data", "d", "--diffae", "x", "--without", "L_id",
+                                      "--without", "L_rec", "--pada-set", "eps=0.01",
+                                      "--loss-set", "margin=0.2", "--stats", "dataset"])
     o = options_from_args(args)
     assert o.loss == {"disabled": ["L_id", "L_rec"], "margin": 0.2}
     assert o.pada == {"eps": 0.01, "stats": "dataset"}

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_aging_helpers import one_thread, tiny_diffae, tiny_model
 
 import pada.cli.age as age_cli
 from pada.aging.pipeline import AgingPipeline
 from pada.aging.testing import TinyVL
 from pada.cli.main import main
+from test_aging_helpers import one_thread, tiny_diffae, tiny_model
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -50,7 +50,8 @@ def test_no_trained_model_is_one_clear_line(tmp_path, capsys):
     assert main(["age", str(f), "--text", "man's face in his sixties", "--device", "cpu"]) == 1
     [line] = _err_lines(capsys)
     assert line.startswith("error: no trained PADA model") and "pada train pada" in line
-    assert main(["age", str(f), "--text", "x", "--model", str(tmp_path / "m.safetensors"), "--device", "cpu"]) == 1
+    missing = str(tmp_path / "m.safetensors")
+    assert main(["age", str(f), "--text", "x", "--model", missing, "--device", "cpu"]) == 1
     [line] = _err_lines(capsys)
     assert "m.safetensors" in line
 
@@ -92,7 +93,8 @@ def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline):
     pasted = sorted(tmp_path.glob("aged_pasted_*.png"))
     assert len(pasted) == 2 and Image.open(pasted[0]).size == Image.open(photo).size
     life = tmp_path / "life.png"
-    assert main(["age", str(photo), "--lifespan", "--frames", "1", "--out", str(life), "--device", "cpu"]) == 0
+    assert main(["age", str(photo), "--lifespan", "--frames", "1", "--out", str(life),
+                 "--device", "cpu"]) == 0
     assert Image.open(life).size == (7 * 34 + 2, 36) and life.with_suffix(".gif").is_file()
 
 

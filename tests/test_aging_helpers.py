@@ -1,4 +1,4 @@
-"""Shared tiny models for the PADA tests (no tests here; imported by tests/test_aging*.py and test_pada*.py)."""
+"""Shared tiny models for the PADA tests (no tests here; imported by tests/test_aging*.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pada.networks.unet import DiffAEUNet
 
 @contextlib.contextmanager
 def one_thread():
-    """Run torch on one thread: the tiny models are far faster so on a shared, busy CPU (no thread spinning)."""
+    """Run torch on one thread: tiny models are far faster so on a shared, busy CPU (no thread spinning)."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -38,7 +38,8 @@ def tiny_diffae(seed: int = 0) -> DiffAE:
 def tiny_model(init_gain: float = 1e-3, **kw) -> PadaModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(kw.pop("seed", 0))
-        return PadaModel(PadaConfig(e_dim=32, z_dim=64, enc_hidden=32, mod_hidden=32, init_gain=init_gain, **kw))
+        cfg = PadaConfig(e_dim=32, z_dim=64, enc_hidden=32, mod_hidden=32, init_gain=init_gain, **kw)
+        return PadaModel(cfg)
 
 
 def frozen_set():

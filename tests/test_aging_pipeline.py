@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_aging_helpers import faces, one_thread, tiny_diffae, tiny_model
 
 from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
 from pada.aging.pipeline import AgingPipeline, output_seed, resolve_model, save_gif, save_grid
 from pada.aging.testing import TinyVL
 from pada.errors import PadaError
+from test_aging_helpers import faces, one_thread, tiny_diffae, tiny_model
 
 TEXT = "man's face in his sixties"
 

@@ -10,7 +10,8 @@ on age labels:
 
 To know how far to move, the source age is read off z by a ridge regression age ≈ b + zᵀv (λ = ``ridge``),
 and an edit to ``target_age`` is ``z' = z + strength · (target_age − â(z)) · w``.
-:class:`LinearBaselinePipeline` exposes the same ``age(...)`` API as :class:`~pada.aging.pipeline.AgingPipeline`.
+:class:`LinearBaselinePipeline` exposes the same ``age(...)`` API as
+:class:`~pada.aging.pipeline.AgingPipeline`.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ class LinearAgeDirection:
         """Fit on codes z (N, S) and ages (N,) (``groups`` (N,) group indices for ``"class_means"``)."""
         z, a = z.double(), ages.double().reshape(-1)
         if z.dim() != 2 or z.shape[0] != a.shape[0] or z.shape[0] < 2:
-            raise PadaError(f"fit needs z (N, S) and ages (N,) with N >= 2, got {tuple(z.shape)} and {tuple(a.shape)}")
+            raise PadaError(f"fit needs z (N, S) and ages (N,) with N >= 2, got {tuple(z.shape)} and "
+                            f"{tuple(a.shape)}")
         if float(a.var()) <= 0:
             raise PadaError("fit needs images of different ages")
         zm, am = z.mean(0), a.mean()
@@ -73,7 +75,8 @@ class LinearAgeDirection:
 
     def predict_age(self, z: torch.Tensor) -> torch.Tensor:
         """â(z) (N,) from codes (N, S)."""
-        return (z.float() - self.z_mean.to(z.device)) @ self.reg_weight.to(z.device) + self.reg_bias.to(z.device)
+        dev = z.device
+        return (z.float() - self.z_mean.to(dev)) @ self.reg_weight.to(dev) + self.reg_bias.to(dev)
 
     def apply(self, z: torch.Tensor, target_age: float | torch.Tensor, strength: float = 1.0) -> torch.Tensor:
         """z' = z + strength·(target_age − â(z))·w, z (N, S) → (N, S)."""
@@ -87,8 +90,8 @@ class LinearAgeDirection:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_file({"direction": self.direction.contiguous(), "reg_weight": self.reg_weight.contiguous(),
                    "reg_bias": self.reg_bias.reshape(1).contiguous(), "z_mean": self.z_mean.contiguous()},
-                  str(path), metadata={"format": FORMAT,
-                                       "config": json.dumps({"age_mean": self.age_mean, "method": self.method})})
+                  str(path), metadata={"format": FORMAT, "config": json.dumps(
+                      {"age_mean": self.age_mean, "method": self.method})})
         return path
 
     @classmethod
@@ -135,14 +138,16 @@ class LinearBaselinePipeline:
 
     def __init__(self, diffae, direction: LinearAgeDirection, device: torch.device | str = "cpu",
                  steps: int = 25, strength: float = 1.0) -> None:
-        self.diffae, self.direction, self.steps, self.strength = diffae, direction, int(steps), float(strength)
+        self.diffae, self.direction = diffae, direction
+        self.steps, self.strength = int(steps), float(strength)
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             diffae.to(self.device).eval().requires_grad_(False)
 
     @torch.no_grad()
-    def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
-            high_diversity: bool = True, low_diversity: bool = False, seed: int = 0, steps: int | None = None,
+    def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None,
+            n: int = 1, high_diversity: bool = True, low_diversity: bool = False, seed: int = 0,
+            steps: int | None = None,
             eta: float = 0.0, target_age: float | None = None, strength: float | None = None,
             batch_size: int | None = None, **_: object) -> AgingResult:
         del high_diversity
@@ -156,7 +161,8 @@ class LinearBaselinePipeline:
             target_age = float(self.direction.predict_age(self.diffae.encode(
                 _as_batch(ref, "reference image").to(self.device)).float())[0])
         if target_age is None:
-            raise PadaError("the linear baseline needs target_age, one of the 14 descriptions, or a reference image")
+            raise PadaError("the linear baseline needs target_age, one of the 14 descriptions, or a "
+                            "reference image")
         z = self.direction.apply(z_src, target_age, self.strength if strength is None else strength)
         z_age = z.expand(n, -1)
         t0 = clock.lap("encode", t0)
@@ -169,8 +175,9 @@ class LinearBaselinePipeline:
         t0 = clock.lap("invert", t0)
         bs = batch_size or n
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
-        images = torch.cat([self.diffae.render(x_T[i:i + bs].contiguous(), z_age[i:i + bs], steps or self.steps,
-                                               eta=eta, clip=True, generator=gen).float()
+        images = torch.cat([self.diffae.render(x_T[i:i + bs].contiguous(), z_age[i:i + bs],
+                                               steps or self.steps, eta=eta, clip=True, generator=gen).float()
                             for i in range(0, n, bs)])
         clock.lap("decode", t0)
-        return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds, timings=clock.times)
+        return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds,
+                           timings=clock.times)

@@ -56,7 +56,8 @@ def age_triplet_loss(f_src: torch.Tensor, f_ref: torch.Tensor, f_tar: torch.Tens
 
 def clip_direction_loss(img_tar: torch.Tensor, img_src: torch.Tensor, txt_tar: torch.Tensor,
                         txt_src: torch.Tensor) -> torch.Tensor:
-    """CLIP directional loss L_clip (StyleGAN-NADA): 1 − cos(E_I(x_tar) − E_I(x_src), E_T(t_tar) − E_T(t_src)).
+    """CLIP directional loss L_clip (StyleGAN-NADA):
+    1 − cos(E_I(x_tar) − E_I(x_src), E_T(t_tar) − E_T(t_src)).
 
     All inputs (B, D) unit embeddings. (B,). Undefined (set to 1, no gradient direction) when either
     difference is zero; callers mask rows whose source and target texts are equal.

@@ -76,7 +76,8 @@ class PadaModel(nn.Module):
         try:
             model.load_state_dict(state, strict=True)
         except RuntimeError as exc:
-            raise CheckpointError(f"{path}: shapes do not match its config ({str(exc).splitlines()[0]})") from None
+            first = str(exc).splitlines()[0]
+            raise CheckpointError(f"{path}: shapes do not match its config ({first})") from None
         return model.to(map_location).eval()
 
     @staticmethod

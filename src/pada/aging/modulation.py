@@ -62,7 +62,8 @@ class AdaptiveModulation(nn.Module):
         if self.cfg.stats == "instance":
             return z_src.mean(-1, keepdim=True), z_src.std(-1, keepdim=True) + self.cfg.stats_eps
         if not bool(self.stats_ready):
-            raise RuntimeError("dataset statistics are not set: call set_statistics / compute_latent_stats first")
+            raise RuntimeError("dataset statistics are not set: call set_statistics / compute_latent_stats "
+                               "first")
         return self.z_mean[None].to(z_src.dtype), self.z_std[None].to(z_src.dtype) + self.cfg.stats_eps
 
     @torch.no_grad()

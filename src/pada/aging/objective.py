@@ -69,7 +69,8 @@ class Frozen:
 
     ``diffae``: ``.encode(x) -> z (B,S)``, ``.unet(x_t, t, z) -> ε``, ``.schedule`` (for
     :func:`pada.diffusion.q_sample` / :func:`pada.diffusion.predict_x0`). ``vl``: ``encode_image`` /
-    ``encode_text`` → unit (B, D). ``age_critic(x) -> AgeOutput`` with ``.features``; ``id_critic(x) -> (B, E)``.
+    ``encode_text`` → unit (B, D). ``age_critic(x) -> AgeOutput`` with ``.features``;
+    ``id_critic(x) -> (B, E)``.
     """
 
     diffae: object
@@ -199,8 +200,8 @@ class PadaObjective:
             out["L_norm"] = norm_loss(z_age, cfg.norm_reduction).mean()
 
         if cfg.enabled("L_rec"):
-            out["L_rec"] = masked_mean(rec_loss(x0_src, x0_tar, cfg.rec_reduction), is_same) if is_same.any() \
-                else zero
+            per = rec_loss(x0_src, x0_tar, cfg.rec_reduction)
+            out["L_rec"] = masked_mean(per, is_same) if is_same.any() else zero
 
         total = zero
         for name, value in out.items():

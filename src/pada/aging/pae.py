@@ -43,14 +43,15 @@ def _mlp(d_in: int, hidden: int, layers: int) -> nn.Sequential:
 def gaussian_noise(shape: tuple[int, ...], generator: torch.Generator | None, device, dtype) -> torch.Tensor:
     """N(0, I) noise drawn on the generator's device, moved to ``device`` (no global RNG when given)."""
     gdev = generator.device if generator is not None else torch.device("cpu")
-    return torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32).to(device=device, dtype=dtype)
+    out = torch.randn(shape, generator=generator, device=gdev, dtype=torch.float32)
+    return out.to(device=device, dtype=dtype)
 
 
 class AgeEncoder(nn.Module):
     """``E_age``: e_img (B, D) → (μ (B, D), σ (B, D)) of the PAE posterior (Eq. 5).
 
-    σ = softplus(h) + 1e-4 (``sigma_param="softplus"``) or exp(h) (``"exp"``); the σ head's bias is set so that
-    σ starts at ``sigma_init``. μ is not normalised (the stable KL variant keeps it near the unit sphere
+    σ = softplus(h) + 1e-4 (``sigma_param="softplus"``) or exp(h) (``"exp"``); the σ head's bias is set so
+    that σ starts at ``sigma_init``. μ is not normalised (the stable KL variant keeps it near the unit sphere
     through ‖μ − e_img‖₂); samples are.
     """
 

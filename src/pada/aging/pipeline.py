@@ -42,7 +42,8 @@ def output_seed(seed: int, index: int) -> int:
 def _as_batch(image: torch.Tensor, what: str) -> torch.Tensor:
     if not torch.is_tensor(image) or image.dim() not in (3, 4) or image.shape[-3] != 3:
         shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
-        raise PadaError(f"{what}: expected an aligned face tensor (3, H, W) or (1, 3, H, W) in [-1, 1], got {shape}")
+        raise PadaError(f"{what}: expected an aligned face tensor (3, H, W) or (1, 3, H, W) in [-1, 1], "
+                        f"got {shape}")
     x = image[None] if image.dim() == 3 else image
     if x.shape[0] != 1:
         raise PadaError(f"{what}: expected one face, got a batch of {x.shape[0]}")
@@ -105,8 +106,8 @@ class AgingPipeline:
                             f"{getattr(vl, 'name', 'the VL model')} has {vl.dim} dimensions")
 
     @classmethod
-    def from_pretrained(cls, model: str | Path, device: torch.device | str | None = None, diffae=None, vl=None,
-                        steps: int = 25) -> AgingPipeline:
+    def from_pretrained(cls, model: str | Path, device: torch.device | str | None = None, diffae=None,
+                        vl=None, steps: int = 25) -> AgingPipeline:
         """Load a PADA model file (path or registry name) and the DiffAE / VL models it names."""
         path = resolve_model(model)
         pm = PadaModel.load(path)
@@ -193,8 +194,9 @@ class AgingPipeline:
         return torch.cat(out)
 
     # ------------------------------------------------------------------------------------------- API
-    def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
-            high_diversity: bool = True, low_diversity: bool = False, seed: int = 0, steps: int | None = None,
+    def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None,
+            n: int = 1, high_diversity: bool = True, low_diversity: bool = False, seed: int = 0,
+            steps: int | None = None,
             eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
@@ -237,7 +239,7 @@ class AgingPipeline:
 
     @torch.no_grad()
     def infer_gender(self, image: torch.Tensor) -> str:
-        """Zero-shot gender from the VL model: the gender whose 7 descriptions match the face best on average."""
+        """Zero-shot gender from the VL model: the gender whose 7 descriptions match the face best."""
         e = self.vl.encode_image(_as_batch(image, "input image").to(self.device)).float()
         sims = []
         for gender in GENDERS:

@@ -93,7 +93,8 @@ def find_data(data: str, labels: str, size: int) -> tuple[Path, Path]:
     else:
         found = [root / n for n in ("labels.csv", "labels.parquet") if (root / n).is_file()]
         if not found:
-            raise PadaError(f"{root}: no labels.csv or labels.parquet (label the faces with `pada label` first)")
+            raise PadaError(f"{root}: no labels.csv or labels.parquet (label the faces with `pada label` "
+                            "first)")
         table = found[0]
     aligned = root / "aligned"
     if not aligned.is_dir():
@@ -117,7 +118,8 @@ class PadaTask(TrainTask):
     def __init__(self, options: PadaTaskOptions, *, diffae=None, vl=None, age_critic=None, id_critic=None,
                  dataset=None) -> None:
         self.options = options
-        self._diffae, self._vl, self._age, self._id, self._dataset = diffae, vl, age_critic, id_critic, dataset
+        self._diffae, self._vl, self._dataset = diffae, vl, dataset
+        self._age, self._id = age_critic, id_critic
         self.loss_cfg = LossConfig(**options.loss)
         self.model: PadaModel | None = None
         self.objective: PadaObjective | None = None
@@ -223,7 +225,8 @@ class PadaTask(TrainTask):
         return [save_grid(torch.cat(rows), out_dir / f"step_{step:07d}.png", nrow=1 + len(SAMPLE_GROUPS))]
 
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
-        meta = {"train_info": json.dumps(info, default=str), "loss_config": json.dumps(self.loss_cfg.to_dict())}
+        meta = {"train_info": json.dumps(info, default=str),
+                "loss_config": json.dumps(self.loss_cfg.to_dict())}
         return [modules["pada"].save(Path(out_dir) / EXPORT_NAME, extra_metadata=meta)]
 
 
@@ -240,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pada train pada", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("PADA")
-    g.add_argument("--data", required=True, help="folder of aligned faces with labels.csv (e.g. the demo set)")
+    g.add_argument("--data", required=True,
+                   help="folder of aligned faces with labels.csv (e.g. the demo set)")
     g.add_argument("--labels", default="", help="labels table (default: DATA/labels.csv or .parquet)")
     g.add_argument("--diffae", required=True,
                    help="frozen DiffAE: a .safetensors / official last.ckpt path or a registry name")
@@ -251,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"switch a loss off (repeatable; {', '.join(LOSS_NAMES)})")
     g.add_argument("--size", type=int, default=0, help="image size (default: the DiffAE's)")
     g.add_argument("--p-text", type=float, default=0.5, help="probability of a text reference (default 0.5)")
-    g.add_argument("--p-same", type=float, default=0.167, help="probability that reference = source (paper 0.167)")
+    g.add_argument("--p-same", type=float, default=0.167,
+                   help="probability that reference = source (paper 0.167)")
     g.add_argument("--stats", choices=("instance", "dataset"), default=None,
                    help="statistics of Eq. 6: per-vector (instance, default) or per-channel over the data")
     g.add_argument("--sample-faces", type=int, default=4, help="faces in the sample grids (0 = none)")

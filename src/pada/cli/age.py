@@ -23,23 +23,28 @@ DEFAULT_MODEL = "pada-ffhq256"  # registry name of the shipped model (not releas
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("age", help="age a face photo (text and/or reference face; N pluralistic results)",
+    p = subparsers.add_parser("age", help="age a face photo (text and/or reference face; N results)",
                               description=__doc__.split("\n\n", 1)[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("photo", type=Path, help="photo with a face (or an aligned crop with --aligned)")
-    p.add_argument("--text", default=None, help="target age description, e.g. \"woman's face in her forties\"")
+    p.add_argument("--text", default=None,
+                   help="target age description, e.g. \"woman's face in her forties\"")
     p.add_argument("--ref", type=Path, default=None, help="reference face photo giving the target age")
     p.add_argument("-n", "--num", type=int, default=4, help="number of results (default 4)")
     p.add_argument("--out", type=Path, default=Path("aged.png"), help="output grid (default aged.png)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="trained PADA model: .safetensors path or registry name")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="trained PADA model: .safetensors path or registry name")
     p.add_argument("--seed", type=int, default=0, help="seed of the request (output i uses its own stream)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps T (paper: 25)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
-    p.add_argument("--low-diversity", action="store_true", help="fresh x_T noise per result (not the inversion)")
-    p.add_argument("--text-weight", type=float, default=0.5, help="with --text and --ref: pull toward the text")
+    p.add_argument("--low-diversity", action="store_true",
+                   help="fresh x_T noise per result (not the inversion)")
+    p.add_argument("--text-weight", type=float, default=0.5,
+                   help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
-    p.add_argument("--gender", choices=("female", "male"), default=None, help="lifespan anchors (default: guessed)")
+    p.add_argument("--gender", choices=("female", "male"), default=None,
+                   help="lifespan anchors (default: guessed)")
     p.add_argument("--frames", type=int, default=3, help="lifespan frames per age gap (default 3)")
     p.add_argument("--gif", type=Path, default=None, help="lifespan GIF path (default: --out with .gif)")
     p.add_argument("--paste-back", action="store_true", help="also write each result pasted into the photo")
@@ -71,9 +76,9 @@ def load_pipeline(model: str, device, steps: int):
         path = resolve_model(model)
     except PadaError:
         if model == DEFAULT_MODEL:
-            raise PadaError(f"no trained PADA model is available (the default {DEFAULT_MODEL!r} is not released "
-                            "yet); train one with `pada train pada --data DIR --diffae DIFFAE` and pass "
-                            "--model runs/pada/pada.safetensors") from None
+            raise PadaError(f"no trained PADA model is available (the default {DEFAULT_MODEL!r} is not "
+                            "released yet); train one with `pada train pada --data DIR --diffae DIFFAE` and "
+                            "pass --model runs/pada/pada.safetensors") from None
         raise
     return AgingPipeline.from_pretrained(path, device=device, steps=steps)
 
@@ -92,9 +97,8 @@ def _load_face(path: Path, size: int, aligned: bool):
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size
                              else cv2.INTER_CUBIC)
         return to_tensor(img)[0], None, None
-    from pada.faces.align import align_image
-
     from pada.errors import NoFaceError
+    from pada.faces.align import align_image
 
     original = load_image(path)
     try:
@@ -119,10 +123,10 @@ def run(args: argparse.Namespace) -> int:
     x, face, original = _load_face(args.photo, size, args.aligned)
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
 
+    import torch
+
     from pada.aging.pipeline import save_gif, save_grid
     from pada.faces.io import save_image, to_uint8
-
-    import torch
 
     written: list[Path] = []
     if args.lifespan:
