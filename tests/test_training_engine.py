@@ -238,3 +238,18 @@ def test_overrides_and_errors():
         TrainConfig(mixed_precision="fp8")
     with pytest.raises(PadaError, match="--steps"):
         Trainer(ToyTask(), TrainConfig(progress=False)).fit()
+
+
+def test_param_groups_lr_scale(tmp_path):
+    class TwoSpeed(ToyTask):
+        def param_groups(self):
+            return [{"params": list(self.net[0].parameters()), "lr_scale": 0.0},
+                    {"params": list(self.net[2].parameters())}]
+
+    task = TwoSpeed()
+    r = Trainer(task, _cfg(tmp_path, max_steps=3)).fit()
+    init = ToyTask()
+    torch.manual_seed(7)
+    init.build()
+    assert torch.equal(r.modules["net"][0].weight, init.net[0].weight)  # lr 0: frozen in place
+    assert not torch.equal(r.modules["net"][2].weight, init.net[2].weight)

@@ -227,6 +227,11 @@ class TrainTask:
         """``{name: module}`` optimised with AdamW and tracked by the EMA."""
         raise NotImplementedError
 
+    def param_groups(self) -> list[dict[str, Any]] | None:
+        """Optional AdamW parameter groups (torch format). A group may carry ``lr_scale`` (the group's
+        learning rate is ``lr_scale * lr`` at every step) or its own ``weight_decay``. None = one group."""
+        return None
+
     def frozen_modules(self) -> dict[str, nn.Module]:
         """``{name: module}`` used by the loss but not trained (moved to the device, eval, no grad)."""
         return {}
@@ -352,8 +357,11 @@ def _reset_accelerate_state() -> None:
     """
     from accelerate.state import AcceleratorState, GradientState
 
-    AcceleratorState._reset_state(reset_partial_state=False)
-    GradientState._reset_state()
+    try:  # private API of accelerate 1.x; without it only a change of precision in one process fails
+        AcceleratorState._reset_state(reset_partial_state=False)
+        GradientState._reset_state()
+    except AttributeError:
+        pass
 
 
 def _generator_seed(seed: int, rank: int) -> int:
@@ -438,7 +446,8 @@ class Trainer:
         module = _TaskModule(self.task, trainable).to(device)
         ema = EMA(dict(module.trainable.items())).to(device)
         params = [p for p in module.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
+        groups = self.task.param_groups() or [{"params": params}]
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
                                       weight_decay=cfg.weight_decay)
         generator = torch.Generator(device=device).manual_seed(_generator_seed(cfg.seed, rank))
 
@@ -524,7 +533,7 @@ class Trainer:
         while step < total_steps:
             lr = _lr_at(step, cfg)
             for group in optimizer.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             for micro in range(cfg.grad_accum):
                 batch = send_to_device(next(batches), device)
                 sync = micro == cfg.grad_accum - 1
