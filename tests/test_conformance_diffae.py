@@ -69,6 +69,12 @@ def test_network_outputs(name: str) -> None:
         model.set_plain(True)
         _close(model.encode(x0), io["cond"], 1e-5)
         _close(model(io["x_t"], t, io["cond"]), io["pred"], 1e-4)
+        # the optimised path with channels_last weights/activations
+        model.set_plain(False).to_channels_last(True)
+        _close(model.encode(x0), io["cond"], 1e-5)
+        pred = model(io["x_t"], t, io["cond"])
+        _close(pred, io["pred"], 1e-4)
+        assert pred.is_contiguous()
 
 
 def test_lightning_ckpt_ema_and_nonema() -> None:
@@ -120,9 +126,10 @@ def test_teacher_forced_ddim_steps_both_directions() -> None:
             _close(D.ddim_reverse_step(fn, x_in, sched, k), enc_traj[k], 1e-4)
 
 
-@pytest.mark.parametrize("name", ["tiny", "tiny_gn"])
-def test_ddim10_loops(name: str) -> None:
+@pytest.mark.parametrize("name,channels_last", [("tiny", False), ("tiny_gn", False), ("tiny", True)])
+def test_ddim10_loops(name: str, channels_last: bool) -> None:
     model, io = _model(name)
+    model.to_channels_last(channels_last)
     with torch.inference_mode():
         z = model.encode(io["x0"])
 

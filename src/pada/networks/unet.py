@@ -233,8 +233,8 @@ class AttentionBlock(nn.Module):
         """x: (B, C, H, W) -> (B, C, H, W)."""
         b, c, hgt, wid = x.shape
         heads, ch = self.num_heads, c // self.num_heads
-        xs = x.reshape(b, c, hgt * wid)
         if self.plain:
+            xs = x.reshape(b, c, hgt * wid)
             qkv = self.qkv(_gn(self.norm, xs))  # (B, 3C, T)
             q, k, v = qkv.reshape(b * heads, 3 * ch, -1).split(ch, dim=1)
             scale = 1 / math.sqrt(math.sqrt(ch))
@@ -242,17 +242,21 @@ class AttentionBlock(nn.Module):
             w = torch.softmax(w.float(), dim=-1).type(w.dtype)
             a = torch.einsum("bts,bcs->bct", w, v).reshape(b, c, -1)
             return (xs + self.proj_out(a)).reshape(b, c, hgt, wid)
-        n = _gn(self.norm, xs).transpose(1, 2)  # (B, T, C)
+        # fast path: GroupNorm on the 4-D tensor, then a (B, T, C) token view (free for channels_last)
+        channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        n = _gn(self.norm, x).permute(0, 2, 3, 1).reshape(b, hgt * wid, c)  # (B, T, C)
         qkv = F.linear(n, self.qkv.weight.squeeze(-1), self.qkv.bias)  # (B, T, 3C)
         # legacy channel order: [head][q|k|v][ch]
         qkv = qkv.reshape(b, -1, heads, 3, ch).permute(3, 0, 2, 1, 4)  # (3, B, heads, T, ch)
         q, k, v = qkv.unbind(0)
         if q.dtype != torch.float32 and not torch.is_autocast_enabled(q.device.type):
             q, k, v = q.float(), k.float(), v.float()
-        a = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, ch)
+        a = F.scaled_dot_product_attention(q, k, v)  # (B, heads, T, ch), softmax in fp32
         a = a.transpose(1, 2).reshape(b, -1, c).to(n.dtype)  # (B, T, C)
         out = F.linear(a, self.proj_out.weight.squeeze(-1), self.proj_out.bias)  # (B, T, C)
-        out = out.transpose(1, 2).reshape(b, c, hgt, wid)
+        out = out.reshape(b, hgt, wid, c).permute(0, 3, 1, 2)  # (B, C, H, W), channels_last strides
+        if not channels_last:
+            out = out.contiguous()
         if not torch.is_grad_enabled():
             return out.add_(x)
         return x + out
@@ -426,6 +430,7 @@ class DiffAEUNet(nn.Module):
         nn.init.zeros_(self.out[2].weight)  # official zero_module
         nn.init.zeros_(self.out[2].bias)
         self.encoder = SemanticEncoder(cfg)
+        self.channels_last = False
 
     # ---- modes ----------------------------------------------------------------------------------
     def set_plain(self, plain: bool = True) -> DiffAEUNet:
@@ -439,6 +444,17 @@ class DiffAEUNet(nn.Module):
     def plain(self) -> bool:
         return self.encoder.plain
 
+    def to_channels_last(self, enable: bool = True) -> DiffAEUNet:
+        """Store conv weights and run activations in ``torch.channels_last`` (fast path only).
+
+        oneDNN convolutions on CPU avoid layout reorders this way; outputs are returned in the
+        default contiguous layout either way, and the state_dict keeps the same values.
+        """
+        fmt = torch.channels_last if enable else torch.contiguous_format
+        self.to(memory_format=fmt)
+        self.channels_last = enable
+        return self
+
     def num_parameters(self, encoder: bool | None = None) -> int:
         """Parameter count: all (None), encoder only (True) or the UNet without encoder (False)."""
         total = 0
@@ -451,6 +467,8 @@ class DiffAEUNet(nn.Module):
     # ---- forward --------------------------------------------------------------------------------
     def encode(self, x0: Tensor) -> Tensor:
         """Semantic encoder: x0 (B, C, H, W) in [-1, 1] -> z_sem (B, enc_out_channels)."""
+        if self.channels_last and not self.plain:
+            x0 = x0.contiguous(memory_format=torch.channels_last)
         return self.encoder(x0)
 
     def time_embedding(self, t: Tensor) -> Tensor:
@@ -483,6 +501,8 @@ class DiffAEUNet(nn.Module):
         args = (emb, cond, None, emb_act, cond_act)
         laterals: list[list[Tensor]] = [[] for _ in range(len(self.config.channel_mult))]
         h = x_t.to(dtype)
+        if self.channels_last and not self.plain:
+            h = h.contiguous(memory_format=torch.channels_last)
         for block, level in zip(self.input_blocks, self._input_levels):
             h = self._run(block, h, *args)
             laterals[level].append(h)
@@ -491,4 +511,4 @@ class DiffAEUNet(nn.Module):
             lateral = laterals[level].pop() if laterals[level] else None
             h = self._run(block, h, emb, cond, lateral, emb_act, cond_act)
         h = _gn(self.out[0], h)
-        return self.out[2](F.silu(h) if self.plain else _silu(h))
+        return self.out[2](F.silu(h) if self.plain else _silu(h)).contiguous()
