@@ -1,0 +1,232 @@
+"""The evaluation runner with fake pipelines / critics (exact numbers) and one tiny real pipeline."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pada.data.groups import group_by_word
+from pada.errors import PadaError
+from pada.evaluation.fid import CriticFeatures
+from pada.evaluation.runner import (
+    Critics,
+    EvalConfig,
+    EvalData,
+    evaluate_pipeline,
+    reconstruction_metrics,
+    run_evaluation,
+    search_baseline_strength,
+    to_markdown,
+    write_report,
+)
+
+
+# ------------------------------------------------------------------------------------------ fakes
+class Out:
+    def __init__(self, images):
+        self.images = images
+
+
+class BrightnessAge(torch.nn.Module):
+    """Age critic: age = 40 + 40 * mean pixel value."""
+
+    def forward(self, x):
+        return torch.as_tensor(40 + 40 * x.mean(dim=(1, 2, 3)))
+
+
+class PooledId(torch.nn.Module):
+    def forward(self, x):
+        return torch.nn.functional.normalize(torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1), dim=1)
+
+
+class FakePipeline:
+    """Output brightness encodes the target age exactly (so the brightness critic reads it back), plus
+    'high' noise on the whole image and 'low' noise per pixel, each from the seed."""
+
+    def __init__(self, age_bias: float = 0.0):
+        self.age_bias = age_bias
+        self.calls = []
+
+    def age(self, image, *, text, n, seed, high_diversity, low_diversity, steps=None, **kw):
+        from pada.aging.pipeline import target_age_of_text
+
+        self.calls.append((text, n, seed, high_diversity, low_diversity))
+        level = (target_age_of_text(text) + self.age_bias - 40) / 40  # mean pixel value for that age
+        out = torch.full((n, *image.shape[1:]), level)
+        g = torch.Generator().manual_seed(seed)
+        if high_diversity:
+            out = out + 0.1 * torch.randn(n, 1, 1, 1, generator=g)
+        if low_diversity:
+            px = torch.randn(n, *image.shape[1:], generator=g)
+            out = out + 0.05 * (px - px.mean(dim=(1, 2, 3), keepdim=True))  # zero-mean: age unchanged
+        return Out(out.clamp(-1, 1))
+
+    # DiffAE round trip for reconstruction_metrics: decode adds a constant offset
+    def encode(self, x):
+        return x.flatten(1)[:, :4]
+
+    def invert(self, x, z, steps=None):
+        return x
+
+    def decode(self, x_t, z, steps=None):
+        return x_t + 0.2
+
+
+def _data(m=3, size=16, real_counts=None):
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(m, 3, size, size, generator=g) * 2 - 1
+    real_counts = real_counts or {}
+
+    def real(group, n):
+        k = min(real_counts.get(group, 5), n)
+        gg = torch.Generator().manual_seed(100 + group)
+        return torch.rand(k, 3, size, size, generator=gg) * 2 - 1
+
+    return EvalData(images=images, files=[f"{i}.png" for i in range(m)], ages=torch.tensor([30.0] * m),
+                    genders=(["female", "male"] * m)[:m], groups=torch.tensor([3] * m), real_loader=real,
+                    source="fake set")
+
+
+def _critics():
+    idc = PooledId()
+    return Critics(BrightnessAge(), idc, CriticFeatures(idc), {"age": "bright", "identity": "pool",
+                                                              "fid_features": "pool"})
+
+
+# ------------------------------------------------------------------------------------------ tests
+def test_config_rejects_bad_values():
+    with pytest.raises(PadaError, match="unknown age group"):
+        EvalConfig(targets=("fifties",))
+    with pytest.raises(PadaError):
+        EvalConfig(main_mode="sideways")
+
+
+def test_age_mae_reads_back_the_bias_and_modes_separate_diversity():
+    data, critics = _data(), _critics()
+    cfg = EvalConfig(targets=("twenties", "sixties"), n_outputs=3, diversity=True)
+    res = evaluate_pipeline(FakePipeline(age_bias=5.0), data, critics, cfg)
+    for word in cfg.targets:
+        e = res["per_target"][word]
+        assert e["target_age"] == group_by_word(word).center
+        # the "low" mode adds zero-mean pixel noise only -> every output's age is target + 5 exactly
+        assert e["modes"]["low"]["age_mae"] == pytest.approx(5.0, abs=1e-3)
+        assert e["modes"]["low"]["diversity_age_std"] == pytest.approx(0.0, abs=1e-3)
+        # the "high" mode shifts the brightness of each output: ages spread, pixels differ
+        assert e["modes"]["high"]["diversity_age_std"] > 0.5
+        assert e["modes"]["both"]["diversity_pixel"] > e["modes"]["high"]["diversity_pixel"] > 0
+        assert e["age_mae"] == e["modes"]["high"]["age_mae"]  # main mode = high
+        assert e["n_images"] == 3 * 3
+        assert e["fd"] is not None and e["fd"] >= 0
+    assert res["overall"]["age_mae"] == pytest.approx(np.mean([res["per_target"][w]["age_mae"]
+                                                               for w in cfg.targets]))
+
+
+def test_each_face_gets_its_gender_description_and_seed():
+    data, critics = _data(m=2), _critics()
+    pipe = FakePipeline()
+    evaluate_pipeline(pipe, data, critics, EvalConfig(targets=("forties",), n_outputs=2, seed=7,
+                                                      diversity=False))
+    assert pipe.calls == [("woman's face in her forties", 2, 7, True, False),
+                          ("man's face in his forties", 2, 8, True, False)]
+
+
+def test_frechet_distance_needs_two_real_images():
+    data = _data(real_counts={group_by_word("eighties").index: 1})
+    res = evaluate_pipeline(FakePipeline(), data, _critics(), EvalConfig(targets=("eighties",), n_outputs=2,
+                                                                         diversity=False))
+    e = res["per_target"]["eighties"]
+    assert e["fd"] is None and "needs >= 2 real" in e["fd_note"]
+
+
+def test_reconstruction_psnr_of_a_constant_offset():
+    data = _data(m=2)
+    data.images = data.images.clamp(-0.5, 0.5)  # keep x + 0.2 inside [-1, 1]
+    r = reconstruction_metrics(FakePipeline(), data.images)
+    assert r["psnr"] == pytest.approx(20.0, abs=1e-3)  # 0.1 on the [0, 1] scale
+    assert 0 < r["ssim"] < 1 and r["n_images"] == 2
+
+
+class FakeBaseline:
+    """Identity falls with strength: output = (1 - s/4) * source + (s/4) * fixed other image."""
+
+    def __init__(self):
+        self.other = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(9)) * 2 - 1
+
+    def age(self, image, *, text, n, seed, high_diversity, low_diversity, steps=None, strength=1.0, **kw):
+        w = min(strength / 4, 1.0)
+        return Out(((1 - w) * image + w * self.other).repeat(n, 1, 1, 1))
+
+
+def test_baseline_strength_search_matches_identity():
+    data, critics = _data(), _critics()
+    cfg = EvalConfig(targets=("sixties",), baseline_strengths=(0.5, 1.0, 2.0, 4.0), baseline_search_images=3)
+    _, table = search_baseline_strength(FakeBaseline(), data, critics, cfg, target_id=1.0)
+    ids = [r["id_similarity"] for r in table]
+    assert ids == sorted(ids, reverse=True)  # monotone in strength for this fake
+    for k, row in enumerate(table):
+        s, _ = search_baseline_strength(FakeBaseline(), data, critics, cfg, target_id=row["id_similarity"])
+        assert s == cfg.baseline_strengths[k]
+
+
+def test_run_evaluation_report_markdown_and_files(tmp_path):
+    data, critics = _data(), _critics()
+    cfg = EvalConfig(targets=("twenties", "eighties"), n_outputs=2, baseline_strengths=(1.0, 3.0),
+                     baseline_search_images=2)
+    models = {"PADA": FakePipeline(), "w/o L_age": FakePipeline(age_bias=12.0)}
+    rep = run_evaluation(models, data, critics, cfg, baseline=FakeBaseline(), baseline_note="fake",
+                         training_critics={"age": "bright", "identity": "arcface"})
+    assert set(rep["models"]) == {"PADA", "w/o L_age"}
+    assert "reconstruction" in rep["models"]["PADA"] and "reconstruction" not in rep["models"]["w/o L_age"]
+    assert set(rep["models"]["w/o L_age"]["per_target"]["twenties"]["modes"]) == {"high"}
+    assert rep["models"]["w/o L_age"]["overall"]["age_mae"] > rep["models"]["PADA"]["overall"]["age_mae"] + 5
+    assert rep["baseline"]["strength"] in (1.0, 3.0) and rep["baseline"]["note"] == "fake"
+    assert any("also used in training" in n for n in rep["notes"])  # the age evaluator 'bright'
+    assert any("not Inception-FID" in n for n in rep["notes"])
+    md = to_markdown(rep)
+    assert "| w/o L_age | twenties (20.5) |" in md and "DiffAE linear (strength" in md and "PSNR" in md
+    js, mdp = write_report(rep, tmp_path / "out")
+    back = json.loads(js.read_text())
+    mae = rep["models"]["PADA"]["overall"]["age_mae"]
+    assert back["models"]["PADA"]["overall"]["age_mae"] == pytest.approx(mae)
+    assert mdp.read_text() == md
+    assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+@pytest.mark.slow
+def test_tiny_real_pipeline_and_linear_baseline():
+    """AgingPipeline + LinearBaselinePipeline on a random tiny DiffAE: the protocol runs end to end."""
+    pytest.importorskip("pada.diffae")
+    from pada.aging.baseline import LinearBaselinePipeline
+    from pada.aging.pipeline import AgingPipeline
+    from pada.aging.testing import TinyAgeCritic, TinyIdentityCritic, TinyVL
+    from pada.evaluation.runner import fit_baseline_direction
+    from test_aging_helpers import faces, tiny_diffae, tiny_model  # tests/ is on sys.path under pytest
+
+    pipe = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(), steps=2)
+    x = faces(2)
+    fit_data = EvalData(images=x, files=["a.png", "b.png"], ages=torch.tensor([25.0, 60.0]),
+                        genders=["female", "male"], groups=torch.tensor([2, 5]), source="tiny")
+    data = EvalData(images=x[:1], files=["a.png"], ages=torch.tensor([25.0]), genders=["female"],
+                    groups=torch.tensor([2]), real_loader=lambda g, n: faces(3, seed=g)[:n], source="tiny")
+    idc = TinyIdentityCritic()
+    critics = Critics(TinyAgeCritic(), idc, CriticFeatures(idc), {"age": "tiny-age", "identity": "tiny-id",
+                                                                 "fid_features": "tiny-id"})
+    cfg = EvalConfig(targets=("sixties",), n_outputs=2, steps=2, baseline_strengths=(1.0,),
+                     baseline_search_images=1)
+    direction, note = fit_baseline_direction(pipe, None, 32, cfg, eval_data=fit_data)
+    assert "2 evaluation faces" in note
+    base = LinearBaselinePipeline(pipe.diffae, direction, steps=2)
+    rep = run_evaluation({"PADA": pipe}, data, critics, cfg, baseline=base, baseline_note=note)
+    e = rep["models"]["PADA"]["per_target"]["sixties"]
+    for key in ("age_mae", "id_similarity", "fd"):
+        assert math.isfinite(e[key])
+    assert e["modes"]["both"]["diversity_pixel"] > 0  # fresh noise + PAE samples differ
+    b = rep["baseline"]["per_target"]["sixties"]
+    assert b["modes"]["high"]["diversity_pixel"] == pytest.approx(0.0, abs=1e-6)  # no PAE: identical
+    assert b["modes"]["low"]["diversity_pixel"] > 0
+    r = rep["models"]["PADA"]["reconstruction"]
+    assert math.isfinite(r["psnr"]) and -1 <= r["ssim"] <= 1
