@@ -70,6 +70,15 @@ class ToyTask(TrainTask):
         return {"noise": self.noise, "n": self.n}
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    # On a busy 2-core machine two intra-op threads are many times slower than one.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def _cfg(out: Path, **kw) -> TrainConfig:
     base = dict(out_dir=str(out), batch_size=4, max_steps=6, lr=3e-2, ema_decay=0.9, log_every=1,
                 ckpt_every=0, keep_last=0, progress=False, seed=7)
@@ -86,6 +95,8 @@ def test_resume_is_exact(tmp_path):
     # 20 items / batch 4 = 5 steps per epoch: the split at step 7 is mid-epoch 1.
     straight = Trainer(ToyTask(), _cfg(tmp_path / "a", max_steps=12)).fit()
     first = Trainer(ToyTask(), _cfg(tmp_path / "b", max_steps=7)).fit()
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:  # as if it had gone on, then crashed mid-line
+        f.write('{"step": 8, "loss/total": 1.0}\n{"step": 9, "los')
     task = ToyTask()
     resumed = Trainer(task, _cfg(tmp_path / "b", max_steps=12, resume="auto")).fit()
     assert resumed.step == straight.step == 12
@@ -104,6 +115,8 @@ def test_resume_is_exact(tmp_path):
         for key in sa[i]:
             assert torch.equal(sa[i][key], sb[i][key])
     assert first.step == 7
+    rows = [json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(1, 13))  # one row per step, none repeated
     # the loss actually moved: training does something
     hist = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     assert hist[-1]["loss/total"] < 0.75 * hist[0]["loss/total"]

@@ -342,6 +342,20 @@ class TrainResult:
     last_checkpoint: Path | None = None
 
 
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows with ``step`` beyond ``step`` (a run that went on after its last checkpoint, then died)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the crash
+    path.write_text("".join(k + "\n" for k in keep))
+
+
 def _use_cpu(cfg: TrainConfig) -> bool:
     """CPU when asked, or when launched as several processes without CUDA (Accelerate only sets up
     multi-process CPU training, gloo, when told ``cpu=True``)."""
@@ -494,6 +508,7 @@ class Trainer:
         history: list[dict[str, float]] = []
         if main:
             out_dir.mkdir(parents=True, exist_ok=True)
+            _truncate_metrics(out_dir / "metrics.jsonl", step)  # rows logged after the resumed checkpoint
             (out_dir / "train_config.json").write_text(json.dumps(
                 {"train": cfg.to_dict(), "task": self._task_meta(), "world_size": world}, indent=2) + "\n")
             if cfg.tensorboard:
