@@ -148,7 +148,8 @@ class PadaObjective:
         z_age = model.modulation(z_src, e_age)
 
         # ---- one random timestep and noise per sample, shared by source / target / reference
-        t = torch.randint(cfg.t_min, cfg.t_max, (B,), generator=generator,
+        t_max = min(cfg.t_max, int(fz.diffae.schedule.T))
+        t = torch.randint(min(cfg.t_min, t_max - 1), t_max, (B,), generator=generator,
                           device=generator.device if generator is not None else "cpu").to(dev)
         noise = gaussian_noise(tuple(x_src.shape), generator, dev, torch.float32)
         sched = fz.diffae.schedule

@@ -1,0 +1,88 @@
+"""PADA inference time per stage, printed as JSON.
+
+``python benchmarks/bench_pada_inference.py`` ages one face into ``--n`` (default 8) results with the
+``pada64`` DiffAE preset (random weights: timing does not depend on the values) through
+:class:`pada.aging.pipeline.AgingPipeline` and reports, per stage, the best of ``--repeats`` runs:
+
+* ``encode``: semantic encoder z_src, VL text / image embedding, N PAE samples, modulation (Eq. 5-6);
+* ``invert``: one DDIM inversion of the input with z_src (``--steps`` steps, shared by the N results);
+* ``decode``: the N DDIM decodes (``--steps`` steps) as one batch.
+
+``--vl``: ``tiny`` (a small random stand-in, default, so the numbers are those of PADA's own stages),
+``faceclip`` (the offline FaceCLIP, needs its heads) or ``openclip:ViT-B-32:random``.
+``--low-diversity`` replaces the inversion by fresh noise per result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import torch
+
+
+def build(preset: str, vl_name: str, device: torch.device):
+    from pada.aging.config import PadaConfig
+    from pada.aging.model import PadaModel
+    from pada.aging.pipeline import AgingPipeline
+    from pada.aging.testing import TinyVL
+    from pada.diffae import DiffAE
+    from pada.networks.config import load_preset
+    from pada.networks.unet import DiffAEUNet
+
+    torch.manual_seed(0)
+    diffae = DiffAE(DiffAEUNet(load_preset(preset))).eval()
+    if vl_name == "tiny":
+        vl = TinyVL(dim=512)
+    else:
+        from pada.vl import load_vl
+
+        vl = load_vl(vl_name)
+    cfg = PadaConfig(e_dim=int(vl.dim), z_dim=int(diffae.config.enc_out_channels), vl=vl_name, diffae=preset)
+    return AgingPipeline(diffae, vl, PadaModel(cfg), device=device)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--preset", default="pada64")
+    ap.add_argument("--vl", default="tiny")
+    ap.add_argument("-n", type=int, default=8)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--low-diversity", action="store_true")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    pipe = build(args.preset, args.vl, device)
+    size = int(pipe.diffae.config.image_size)
+    g = torch.Generator().manual_seed(0)
+    face = torch.rand((3, size, size), generator=g) * 2 - 1
+    kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
+          "low_diversity": args.low_diversity}
+    pipe.age(face, **{**kw, "n": 1, "steps": 2})  # warm-up
+    best: dict[str, float] = {}
+    totals = []
+    for r in range(args.repeats):
+        t0 = time.perf_counter()
+        res = pipe.age(face, seed=r, **kw)
+        totals.append(time.perf_counter() - t0)
+        for k, v in res.timings.items():
+            best[k] = min(best.get(k, float("inf")), v)
+    print(json.dumps({
+        "benchmark": "pada_inference",
+        "preset": args.preset, "image_size": size, "vl": args.vl, "n_outputs": args.n, "steps": args.steps,
+        "low_diversity": args.low_diversity, "device": str(device), "threads": torch.get_num_threads(),
+        "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},
+        "total_seconds_best": round(min(totals), 4), "total_seconds_all": [round(t, 4) for t in totals],
+        "seconds_per_output": round(min(totals) / args.n, 4),
+        "torch": torch.__version__, "cpu": platform.processor() or platform.machine(),
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
