@@ -78,11 +78,10 @@ def _run(args: argparse.Namespace) -> int:
     for name, path in args.ablation:
         if name in models:
             raise PadaError(f"--ablation {name}={path}: the name {name!r} is used twice")
-        pm = PadaModel.load(resolve_model(path))
-        if (pm.cfg.diffae, pm.cfg.vl) == (main.model.cfg.diffae, main.model.cfg.vl):
-            models[name] = AgingPipeline(main.diffae, main.vl, pm, device=device, steps=steps)
-        else:
-            models[name] = AgingPipeline.from_pretrained(path, device=device, steps=steps)
+        pcfg = PadaModel.read_config(resolve_model(path))
+        same = (pcfg.diffae, pcfg.vl) == (main.model.cfg.diffae, main.model.cfg.vl)
+        shared = {"diffae": main.diffae, "vl": main.vl} if same else {}  # load the frozen models once
+        models[name] = AgingPipeline.from_pretrained(path, device=device, steps=steps, **shared)
     size = image_size_of(main)
     data = load_eval_data(args.data, size, labels=args.labels, split=args.split,
                           test_fraction=args.test_fraction, max_images=args.max_images)
@@ -104,7 +103,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.out:
         js, md = write_report(report, args.out)
         print(f"wrote {js} and {md}", file=sys.stderr)
-    print(json.dumps(report, indent=1, default=float) if args.json else to_markdown(report))
+    print(json.dumps(report, indent=1, default=float) + "\n" if args.json else to_markdown(report), end="")
     return 0
 
 

@@ -1,0 +1,98 @@
+"""`pada evaluate` wiring: arguments -> data -> runner -> report files (fake pipeline and critics)."""
+
+from __future__ import annotations
+
+import json
+import types
+
+import numpy as np
+import pytest
+
+from pada.cli.main import main
+from pada.data.labels import label_row, write_labels
+from pada.faces.io import save_image
+from test_evaluation_runner import BrightnessAge, FakePipeline, PooledId  # tests/ is on sys.path
+
+
+@pytest.fixture
+def face_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i, age in enumerate([22, 31, 45, 58, 63, 75]):
+        name = f"{i:03d}.png"
+        save_image(tmp_path / "faces" / name, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+        rows.append(label_row(name, float(age), p_male=float(i % 2)))
+    write_labels(tmp_path / "faces" / "labels.csv", rows)
+    return tmp_path / "faces"
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    from pada.aging import pipeline as pl
+    from pada.evaluation import runner
+    from pada.evaluation.fid import CriticFeatures
+
+    made = []
+
+    def from_pretrained(model, device=None, steps=25, **kw):
+        if not str(model).endswith(".safetensors"):
+            from pada.errors import PadaError
+
+            raise PadaError(f"{model}: no such PADA model file")
+        p = FakePipeline()
+        p.image_size = 32
+        p.diffae, p.vl = object(), object()
+        p.model = types.SimpleNamespace(cfg=types.SimpleNamespace(age_critic="dlib-age", id_critic="arcface",
+                                                                  diffae="d", vl="v"))
+        made.append((model, device, steps, sorted(kw)))
+        return p
+
+    def load_critics(age, identity, fid, device="cpu", **kw):
+        idc = PooledId()
+        return runner.Critics(BrightnessAge(), idc, CriticFeatures(idc),
+                              {"age": age, "identity": identity, "fid_features": fid})
+
+    monkeypatch.setattr(pl.AgingPipeline, "from_pretrained", staticmethod(from_pretrained))
+    monkeypatch.setattr(runner, "load_critics", load_critics)
+    monkeypatch.setattr(pl.PadaModel, "read_config", staticmethod(
+        lambda path: types.SimpleNamespace(diffae="d", vl="v")))
+    monkeypatch.setattr(pl, "resolve_model", lambda m: m)
+    return made
+
+
+def test_evaluate_writes_report(face_folder, fakes, tmp_path, capsys):
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--split", "all",
+               "--targets", "twenties,eighties", "--n", "2", "--no-baseline", "--no-reconstruction",
+               "--device", "cpu", "--out", str(out), "--quiet"])
+    assert rc == 0
+    md = capsys.readouterr().out
+    assert "| PADA | twenties (20.5) |" in md and "| PADA | eighties (80) |" in md
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["n_faces"] == 6 and rep["config"]["targets"] == ["twenties", "eighties"]
+    # FakePipeline renders the target age exactly in the 'low' mode; the brightness critic reads it back
+    low = rep["models"]["PADA"]["per_target"]["twenties"]["modes"]["low"]
+    assert low["age_mae"] == pytest.approx(0, abs=1e-3)
+    assert any("also used in training" in n for n in rep["notes"])  # dlib-age trained and evaluates
+    assert (out / "report.md").read_text() == md
+    assert fakes == [("m.safetensors", "cpu", 25, [])]
+
+
+def test_evaluate_ablation_and_errors(face_folder, fakes, capsys):
+    rc = main(["evaluate", "--model", "m.safetensors", "--ablation", "w/o L_id=a.safetensors", "--data",
+               str(face_folder), "--split", "all", "--targets", "sixties", "--n", "1", "--no-baseline",
+               "--no-diversity", "--no-reconstruction", "--device", "cpu", "--quiet", "--json"])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert list(rep["models"]) == ["PADA", "w/o L_id"]
+    assert rep["model_paths"]["w/o L_id"] == "a.safetensors"
+    assert fakes[-1] == ("a.safetensors", "cpu", 25, ["diffae", "vl"])  # shares the frozen models
+    assert main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder),
+                 "--targets", "fifties"]) == 1
+    assert "unknown age group 'fifties'" in capsys.readouterr().err
+    assert main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder / "nope"), "--quiet",
+                 "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nope: no such folder" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--ablation", "noequals"])
