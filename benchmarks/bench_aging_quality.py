@@ -1,0 +1,159 @@
+"""Aging quality (PADA §4: Age MAE, ID, Fréchet distance, diversity, reconstruction) as one JSON document.
+
+Three modes:
+
+``--model PADA.safetensors --data DIR``  the real protocol of ``pada evaluate`` (test split of DIR, critics
+    from the registry: dlib-age for Age MAE, SFace for ID and the Fréchet-distance features by default),
+    including the DiffAE linear baseline at matched identity and ``--ablation NAME=PATH`` checkpoints.
+    Prints the full report plus wall times.
+``--tiny`` (default when no model is given)  the same runner on a random tiny pipeline (tiny32 DiffAE,
+    random PAE / modulation / critics) and smooth random "faces": it checks that the protocol runs end to
+    end and times the runner's overhead. **Its metric values mean nothing about aging quality.**
+``--kernels``  timings of the metric kernels themselves: Fréchet distance (float64 eigh square root) at
+    D = 128 / 512 / 2048, SSIM and PSNR on 256² batches.
+
+    python benchmarks/bench_aging_quality.py --kernels
+    python benchmarks/bench_aging_quality.py --tiny
+    python benchmarks/bench_aging_quality.py --model runs/pada/pada.safetensors --data data/demo \\
+        --n 4 --max-images 50 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+
+def _env(device: str) -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "device": device,
+            "threads": torch.get_num_threads(), "machine": platform.machine()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def _best(fn, repeats: int = 3) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def bench_kernels(device: str) -> dict:
+    from pada.evaluation import GaussianStats, frechet_distance, psnr, ssim
+
+    g = torch.Generator().manual_seed(0)
+    out: dict = {"frechet_distance_s": {}, "image_metrics_s": {}}
+    for d in (128, 512, 2048):
+        a = GaussianStats.from_features(torch.randn(4 * d, d, generator=g, dtype=torch.float64))
+        b = GaussianStats.from_features(torch.randn(4 * d, d, generator=g, dtype=torch.float64) + 0.1)
+        out["frechet_distance_s"][str(d)] = _best(lambda a=a, b=b: frechet_distance(a, b), 2)
+    x = (torch.rand(16, 3, 256, 256, generator=g) * 2 - 1).to(device)
+    y = (x + 0.05 * torch.randn(x.shape, generator=g).to(device)).clamp(-1, 1)
+    out["image_metrics_s"]["ssim_16x256"] = _best(lambda: ssim(x, y))
+    out["image_metrics_s"]["psnr_16x256"] = _best(lambda: psnr(x, y))
+    return out
+
+
+def bench_tiny(args) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from pada.aging.baseline import LinearBaselinePipeline
+    from pada.aging.pipeline import AgingPipeline
+    from pada.aging.testing import TinyAgeCritic, TinyIdentityCritic, TinyVL
+    from pada.evaluation.fid import CriticFeatures
+    from pada.evaluation.runner import Critics, EvalConfig, EvalData, fit_baseline_direction, run_evaluation
+    from test_aging_helpers import faces, tiny_diffae, tiny_model
+
+    m = args.max_images or 4
+    pipe = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(), steps=args.steps or 5)
+    x = faces(m)
+    ages = torch.linspace(20, 75, m)
+    from pada.data.groups import group_of_age
+
+    groups = torch.tensor([group_of_age(float(a)).index for a in ages])
+    data = EvalData(images=x, files=[f"{i}.png" for i in range(m)], ages=ages,
+                    genders=(["female", "male"] * m)[:m], groups=groups,
+                    real_loader=lambda grp, n: faces(8, seed=100 + grp)[:n],
+                    source=f"{m} smooth random faces")
+    idc = TinyIdentityCritic()
+    critics = Critics(TinyAgeCritic(), idc, CriticFeatures(idc),
+                      {"age": "tiny-random", "identity": "tiny-random", "fid_features": "tiny-random"})
+    cfg = EvalConfig(targets=tuple(args.targets), n_outputs=args.n, steps=args.steps or 5, max_images=m,
+                     baseline_strengths=(0.5, 1.0, 2.0), baseline_search_images=2)
+    direction, note = fit_baseline_direction(pipe, None, 32, cfg, eval_data=data)
+    base = LinearBaselinePipeline(pipe.diffae, direction, steps=cfg.steps)
+    t0 = time.perf_counter()
+    report = run_evaluation({"tiny-random": pipe}, data, critics, cfg, baseline=base, baseline_note=note)
+    return {"warning": "random tiny networks: the metric values say nothing about aging quality",
+            "wall_s": time.perf_counter() - t0, "report": report}
+
+
+def bench_real(args) -> dict:
+    from pada.cli.main import main as cli
+
+    out = Path(args.out or "runs/bench_aging_quality")
+    argv = ["evaluate", "--model", args.model, "--data", args.data, "--n", str(args.n),
+            "--seed", str(args.seed), "--targets", ",".join(args.targets), "--device", args.device,
+            "--out", str(out), "--quiet", "--fid-features", args.fid_features]
+    for a in args.ablation:
+        argv += ["--ablation", a]
+    if args.max_images:
+        argv += ["--max-images", str(args.max_images)]
+    if args.steps:
+        argv += ["--steps", str(args.steps)]
+    if args.no_baseline:
+        argv.append("--no-baseline")
+    t0 = time.perf_counter()
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        rc = cli(argv)
+    if rc != 0:
+        raise SystemExit(rc)
+    report = json.loads((out / "report.json").read_text())
+    return {"wall_s": time.perf_counter() - t0, "command": "pada " + " ".join(argv), "report": report}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model")
+    p.add_argument("--data")
+    p.add_argument("--ablation", action="append", default=[], metavar="NAME=PATH")
+    p.add_argument("--tiny", action="store_true")
+    p.add_argument("--kernels", action="store_true")
+    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--max-images", type=int, default=None)
+    p.add_argument("--targets", type=lambda s: s.split(","),
+                   default=["twenties", "forties", "sixties", "eighties"])
+    p.add_argument("--fid-features", default="sface")
+    p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--out")
+    args = p.parse_args(argv)
+    result: dict = {"benchmark": "aging_quality", "env": _env(args.device)}
+    if args.kernels:
+        result["kernels"] = bench_kernels(args.device)
+    if args.model:
+        if not args.data:
+            p.error("--model needs --data")
+        result["real"] = bench_real(args)
+    elif args.tiny or not args.kernels:
+        result["tiny"] = bench_tiny(args)
+    print(json.dumps(result, indent=1, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
