@@ -291,3 +291,32 @@ def test_tiny_diffae_depends_on_z():
     z = d.encode(x)
     t = torch.tensor([100, 100])
     assert not torch.allclose(d.unet(x, t, z), d.unet(x, t, z + 1.0))
+
+
+def test_objective_under_bf16_autocast(frozen):
+    model = tiny_model(init_gain=0.05)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = PadaObjective(model, frozen, LossConfig(t_max=300))(pair_batch(4), gen())
+    assert all(torch.isfinite(v) and v.dtype == torch.float32 for v in out.values())
+    out["total"].backward()
+    assert _grad_norms(model.modulation) > 0
+
+
+@pytest.mark.slow
+def test_engine_resume_is_exact(tmp_path, frozen):
+    from pada.aging.train import PadaTask, PadaTaskOptions
+    from pada.training.engine import TrainConfig, Trainer
+
+    def run(out, steps, resume=""):
+        task = PadaTask(PadaTaskOptions(sample_faces=0, loss={"t_max": 300}), diffae=frozen.diffae,
+                        vl=frozen.vl, age_critic=frozen.age_critic, id_critic=frozen.id_critic,
+                        dataset=PairDataset(8))
+        cfg = TrainConfig(out_dir=str(out), batch_size=4, max_steps=steps, lr=1e-3, ema_decay=0.0, log_every=1,
+                          ckpt_every=0, progress=False, tensorboard=False, cpu=True, resume=resume, export=False)
+        return Trainer(task, cfg).fit()
+
+    straight = run(tmp_path / "a", 4)
+    run(tmp_path / "b", 2)
+    resumed = run(tmp_path / "b", 4, resume="auto")
+    for k, v in straight.modules["pada"].state_dict().items():
+        assert torch.equal(v, resumed.modules["pada"].state_dict()[k]), k

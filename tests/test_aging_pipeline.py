@@ -164,3 +164,29 @@ def test_linear_baseline_has_the_same_api(diffae):
                               base.age(x, text=TEXT, n=2, low_diversity=True).images[1])
     with pytest.raises(PadaError):
         base.age(x, text="some free text", n=1)
+
+
+def test_fit_from_dataset_encodes_labelled_items(diffae):
+    from pada.aging.baseline import fit_from_dataset
+
+    items = [{"image": faces(1, seed=i)[0], "age": float(10 + 5 * i), "group": i % 7} for i in range(10)]
+    d = fit_from_dataset(diffae, items, batch_size=4, ridge=1e-6)  # 10 codes in 64-d: an exact fit
+    assert d.direction.shape == (64,) and d.age_mean == pytest.approx(32.5)
+    assert float((d.predict_age(diffae.encode(torch.stack([it["image"] for it in items]))) -
+                  torch.tensor([it["age"] for it in items])).abs().mean()) < 1.0
+
+
+def test_find_data_layouts(tmp_path):
+    from pada.aging.train import find_data
+
+    (tmp_path / "aligned" / "64").mkdir(parents=True)
+    (tmp_path / "aligned" / "256").mkdir()
+    (tmp_path / "labels.csv").write_text("file\n")
+    assert find_data(str(tmp_path), "", 64) == (tmp_path / "aligned" / "64", tmp_path / "labels.csv")
+    assert find_data(str(tmp_path), "", 128)[0] == tmp_path / "aligned" / "256"
+    assert find_data(str(tmp_path), "", 512)[0] == tmp_path / "aligned" / "256"
+    with pytest.raises(PadaError, match="no such labels"):
+        find_data(str(tmp_path), str(tmp_path / "x.csv"), 64)
+    (tmp_path / "labels.csv").unlink()
+    with pytest.raises(PadaError, match="pada label"):
+        find_data(str(tmp_path), "", 64)

@@ -93,8 +93,8 @@ class LossConfig:
     :data:`LOSS_NAMES`) that are switched off (Table 3 ablations): they are neither computed nor added.
 
     Choices the paper leaves open (documented in docs/pada_method.md):
-    ``kl_sigma_reduction``: Eq. 7 sums the σ terms over the D channels (``"sum"``, default) — ``"mean"``
-    divides by D. ``norm_reduction``: Eq. 10 is ‖z_age‖² (``"sum"``); default ``"mean"`` divides by S so the
+    ``kl_sigma_reduction``: Eq. 7 sums the σ terms over the D channels (``"sum"``); the default ``"mean"``
+    divides by D (with the sum, σ is driven to 1 in every channel, where ‖σ⊙η‖ ≈ √D ≫ ‖μ‖ = 1). ``norm_reduction``: Eq. 10 is ‖z_age‖² (``"sum"``); default ``"mean"`` divides by S so the
     term does not scale with the latent size. ``rec_reduction``: Eq. 11 as a per-pixel mean (``"mean"``,
     default) or a per-image sum. ``ref_features``: f_ref of Eq. 8 from x̂0 of the reference (``"x0hat"``,
     paper; one extra frozen UNet pass) or from the clean reference image (``"real"``).
@@ -110,7 +110,7 @@ class LossConfig:
     lambda_rec: float = 0.1
     margin: float = 0.15
     disabled: tuple[str, ...] = field(default_factory=tuple)
-    kl_sigma_reduction: str = "sum"
+    kl_sigma_reduction: str = "mean"
     norm_reduction: str = "mean"
     rec_reduction: str = "mean"
     ref_features: str = "x0hat"
