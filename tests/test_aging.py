@@ -311,8 +311,9 @@ def test_engine_resume_is_exact(tmp_path, frozen):
         task = PadaTask(PadaTaskOptions(sample_faces=0, loss={"t_max": 300}), diffae=frozen.diffae,
                         vl=frozen.vl, age_critic=frozen.age_critic, id_critic=frozen.id_critic,
                         dataset=PairDataset(8))
-        cfg = TrainConfig(out_dir=str(out), batch_size=4, max_steps=steps, lr=1e-3, ema_decay=0.0, log_every=1,
-                          ckpt_every=0, progress=False, tensorboard=False, cpu=True, resume=resume, export=False)
+        cfg = TrainConfig(out_dir=str(out), batch_size=4, max_steps=steps, lr=1e-3, ema_decay=0.0,
+                          log_every=1, ckpt_every=0, progress=False, tensorboard=False, cpu=True,
+                          resume=resume, export=False)
         return Trainer(task, cfg).fit()
 
     straight = run(tmp_path / "a", 4)
