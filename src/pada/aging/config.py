@@ -94,8 +94,9 @@ class LossConfig:
 
     Choices the paper leaves open (documented in docs/pada_method.md):
     ``kl_sigma_reduction``: Eq. 7 sums the σ terms over the D channels (``"sum"``); the default ``"mean"``
-    divides by D (with the sum, σ is driven to 1 in every channel, where ‖σ⊙η‖ ≈ √D ≫ ‖μ‖ = 1). ``norm_reduction``: Eq. 10 is ‖z_age‖² (``"sum"``); default ``"mean"`` divides by S so the
-    term does not scale with the latent size. ``rec_reduction``: Eq. 11 as a per-pixel mean (``"mean"``,
+    divides by D (with the sum, σ is driven to 1 in every channel, where ‖σ⊙η‖ ≈ √D ≫ ‖μ‖ = 1).
+    ``norm_reduction``: Eq. 10 is ‖z_age‖² (``"sum"``); default ``"mean"`` divides by S so the term does
+    not scale with the latent size. ``rec_reduction``: Eq. 11 as a per-pixel mean (``"mean"``,
     default) or a per-image sum. ``ref_features``: f_ref of Eq. 8 from x̂0 of the reference (``"x0hat"``,
     paper; one extra frozen UNet pass) or from the clean reference image (``"real"``).
     ``t_min``/``t_max``: range of the random timestep of the losses (original steps, max exclusive).
