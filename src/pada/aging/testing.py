@@ -96,8 +96,7 @@ class TinyVL(VisionLanguageModel):
 def randomize_zero_params(module: nn.Module, std: float = 0.02, seed: int = 0) -> nn.Module:
     """Re-draw every parameter that is exactly zero everywhere (weights N(0, std²), biases kept 0)."""
     g = torch.Generator().manual_seed(seed)
-    for name, p in module.named_parameters():
+    for p in module.parameters():
         if p.dim() > 1 and not bool(p.any()):
             p.copy_(torch.randn(p.shape, generator=g) * std)
-        del name
     return module
