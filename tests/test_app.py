@@ -229,3 +229,34 @@ def test_concurrent_requests_on_a_real_server_all_succeed():
     alone = _post(create_app(FakePipeline()).test_client(), image=_png_bytes(seed=3), name="f3.png",
                   target="face 3", n=2, seed=3, aligned="on")
     assert alone.data == results[3][2]
+
+
+def test_fake_matches_the_real_pipeline_signature():
+    """The app calls AgingPipeline.age / lifespan with keyword names that the real class accepts."""
+    import inspect
+
+    from pada.aging.pipeline import AgingPipeline
+
+    age = inspect.signature(AgingPipeline.age).parameters
+    for name in ("text", "ref", "n", "seed", "high_diversity", "low_diversity"):
+        assert name in age and age[name].kind == inspect.Parameter.KEYWORD_ONLY, name
+    assert "gender" in inspect.signature(AgingPipeline.lifespan).parameters
+
+
+def test_image_size_is_read_from_the_diffae_config():
+    import types
+
+    from pada.app.service import image_size_of
+
+    pipe = types.SimpleNamespace(diffae=types.SimpleNamespace(config=types.SimpleNamespace(image_size=128)))
+    assert image_size_of(pipe) == 128
+    with pytest.raises(TypeError):
+        image_size_of(object())
+
+
+def test_app_cli_reports_a_missing_model_in_one_line(capsys):
+    from pada.cli.main import main
+
+    assert main(["app", "--model", "/nonexistent/pada.safetensors"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: /nonexistent/pada.safetensors") and len(err.splitlines()) == 1

@@ -230,3 +230,18 @@ def test_tiny_real_pipeline_and_linear_baseline():
     assert b["modes"]["low"]["diversity_pixel"] > 0
     r = rep["models"]["PADA"]["reconstruction"]
     assert math.isfinite(r["psnr"]) and -1 <= r["ssim"] <= 1
+
+
+def test_runner_calls_match_the_real_pipeline_signatures():
+    import inspect
+
+    from pada.aging.baseline import LinearBaselinePipeline
+    from pada.aging.pipeline import AgingPipeline
+
+    for cls, extra in ((AgingPipeline, ()), (LinearBaselinePipeline, ("strength",))):
+        params = inspect.signature(cls.age).parameters
+        for name in ("text", "n", "seed", "high_diversity", "low_diversity", "steps", *extra):
+            assert name in params, (cls.__name__, name)
+    for meth in ("encode", "invert", "decode"):
+        assert callable(getattr(AgingPipeline, meth))
+    assert list(inspect.signature(AgingPipeline.invert).parameters)[:4] == ["self", "image", "z_src", "steps"]
