@@ -18,7 +18,7 @@ from test_evaluation_runner import BrightnessAge, FakePipeline, PooledId  # test
 def face_folder(tmp_path):
     rng = np.random.default_rng(0)
     rows = []
-    for i, age in enumerate([22, 31, 45, 58, 63, 75]):
+    for i, age in enumerate([22, 24, 31, 45, 58, 63, 75, 78]):
         name = f"{i:03d}.png"
         save_image(tmp_path / "faces" / name, rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
         rows.append(label_row(name, float(age), p_male=float(i % 2)))
@@ -69,8 +69,11 @@ def test_evaluate_writes_report(face_folder, fakes, tmp_path, capsys):
     md = capsys.readouterr().out
     assert "| PADA | twenties (20.5) |" in md and "| PADA | eighties (80) |" in md
     rep = json.loads((out / "report.json").read_text())
-    assert rep["n_faces"] == 6 and rep["config"]["targets"] == ["twenties", "eighties"]
+    assert rep["n_faces"] == 8 and rep["config"]["targets"] == ["twenties", "eighties"]
     # FakePipeline renders the target age exactly in the 'low' mode; the brightness critic reads it back
+    for word in ("twenties", "eighties"):  # 2 real faces in each of these groups (batched loader)
+        e = rep["models"]["PADA"]["per_target"][word]
+        assert e["fd_n_real"] == 2 and e["fd"] is not None and e["fd"] >= 0
     low = rep["models"]["PADA"]["per_target"]["twenties"]["modes"]["low"]
     assert low["age_mae"] == pytest.approx(0, abs=1e-3)
     assert any("also used in training" in n for n in rep["notes"])  # dlib-age trained and evaluates

@@ -139,7 +139,8 @@ class EvalData:
     ages: torch.Tensor
     genders: list[str]
     groups: torch.Tensor
-    real_loader: Callable[[int, int], torch.Tensor] | None = None  # (group index, max n) -> images
+    # (group index, max n) -> images (K, 3, S, S) or an iterable of such batches
+    real_loader: Callable[[int, int], Any] | None = None
     source: str = ""
 
 
@@ -177,11 +178,11 @@ def load_eval_data(data: str | os.PathLike, size: int, labels: str | os.PathLike
     for j, f in enumerate(everything.files):
         by_group.setdefault(int(everything.labels[f]["group"]), []).append(j)
 
-    def real(group: int, n: int) -> torch.Tensor:
+    def real(group: int, n: int, chunk: int = 64):
+        """Real faces of ``group`` (at most ``n``), in batches, so a large set never sits in memory."""
         js = by_group.get(group, [])[:n]
-        if not js:
-            return torch.zeros(0, 3, size, size)
-        return torch.stack([everything.load(j) for j in js])
+        for k in range(0, len(js), chunk):
+            yield torch.stack([everything.load(j) for j in js[k:k + chunk]])
 
     return EvalData(images=torch.stack([it["image"] for it in items]), files=[it["file"] for it in items],
                     ages=torch.tensor([it["age"] for it in items]), genders=[it["gender"] for it in items],
@@ -259,8 +260,9 @@ def _frechet(critics: Critics, data: EvalData, group: AgeGroup, feats: list[torc
         return {"fd": None, "fd_note": "no real images given"}
     if group.index not in cache:
         real = data.real_loader(group.index, cfg.fid_max_real)
-        cache[group.index] = (features_of(critics.fid, real, cfg.batch_size) if real.shape[0]
-                              else torch.zeros(0))
+        batches = [real] if torch.is_tensor(real) else real
+        feats_real = [features_of(critics.fid, b, cfg.batch_size) for b in batches if b.shape[0]]
+        cache[group.index] = torch.cat(feats_real) if feats_real else torch.zeros(0)
     fr = cache[group.index]
     fg = torch.cat(feats) if feats else torch.zeros(0)
     if fr.shape[0] < 2 or fg.shape[0] < 2:
