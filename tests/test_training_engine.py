@@ -266,3 +266,11 @@ def test_param_groups_lr_scale(tmp_path):
     init.build()
     assert torch.equal(r.modules["net"][0].weight, init.net[0].weight)  # lr 0: frozen in place
     assert not torch.equal(r.modules["net"][2].weight, init.net[2].weight)
+
+
+@pytest.mark.slow
+def test_loader_workers_do_not_change_results(tmp_path):
+    a = Trainer(ToyTask(), _cfg(tmp_path / "a", max_steps=3)).fit()
+    b = Trainer(ToyTask(), _cfg(tmp_path / "b", max_steps=3, num_workers=1)).fit()
+    for k, v in a.modules.state_dict().items():
+        assert torch.equal(v, b.modules.state_dict()[k]), k

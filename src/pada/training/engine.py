@@ -499,7 +499,10 @@ class Trainer:
                                    total_steps)
         # The loader's own generator: without it, iter(loader) draws a worker seed from the global torch
         # RNG, which would shift the dropout masks of a resumed run against an uninterrupted one.
+        # Workers are spawned, not forked: a fork of a process that has run OpenCV / OpenMP thread pools
+        # can deadlock (see pada.data).
         loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                            multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
                             pin_memory=device.type == "cuda", persistent_workers=False,
                             generator=torch.Generator().manual_seed(_generator_seed(cfg.seed + step, rank)))
         batches = iter(loader)
