@@ -189,22 +189,23 @@ def test_critic_features_take_the_requested_field():
 
 
 # ------------------------------------------------------------------------------------------ Inception
-def _inception_state(seed=0):
+@pytest.fixture(scope="module")
+def inception_net():
     from torchvision.models import inception_v3
 
-    torch.manual_seed(seed)  # torchvision's init draws from the global RNG; test-only
-    net = inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=True)
+    with torch.random.fork_rng(devices=[]):  # torchvision's init draws from the global RNG
+        torch.manual_seed(0)
+        net = inception_v3(weights=None, aux_logits=False, num_classes=1008, init_weights=False)
     return net.eval()
 
 
-def test_fid_inception_blocks_differ_from_torchvision_only_in_pooling():
-    net = _inception_state()
+def test_fid_inception_blocks_differ_from_torchvision_only_in_pooling(inception_net):
     g = torch.Generator().manual_seed(0)
     cases = [("Mixed_5b", 192, _FIDInceptionA, {}), ("Mixed_6b", 768, _FIDInceptionC, {}),
              ("Mixed_7b", 1280, _FIDInceptionE, {"max_pool": False})]
     with torch.no_grad():
         for name, ch, wrapper, kw in cases:
-            block = getattr(net, name)
+            block = getattr(inception_net, name)
             x = torch.randn(1, ch, 7, 7, generator=g)
             ref, got = block(x), wrapper(block, **kw)(x)
             assert ref.shape == got.shape
@@ -213,24 +214,28 @@ def test_fid_inception_blocks_differ_from_torchvision_only_in_pooling():
             assert not torch.allclose(ref, got, atol=1e-5), name
 
 
-def test_inception_features_with_random_weights_and_error_paths(tmp_path, monkeypatch):
-    state = _inception_state(1).state_dict()
-    feats = InceptionFeatures(state_dict=state)
-    x = _imgs(2, 9, size=64)
-    f = feats(x)
-    assert f.shape == (2, 2048) and torch.isfinite(f).all()
+def test_inception_weight_errors(inception_net, tmp_path, monkeypatch):
+    state = inception_net.state_dict()
     bad = dict(state)
     bad.pop("fc.weight")
-    with pytest.raises(CheckpointError):
+    with pytest.raises(CheckpointError, match="1 missing"):
         InceptionFeatures(state_dict=bad)
     monkeypatch.setenv("PADA_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(MissingWeightsError, match="inception"):
         InceptionFeatures()
     wrong = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
-    torch.save(state, wrong)
-    with pytest.raises(CheckpointError, match="6726825d"):  # bytes are not the pytorch-fid file
+    wrong.write_bytes(b"not the pytorch-fid file")
+    with pytest.raises(CheckpointError, match="6726825d"):  # the sha256 prefix is checked before loading
         InceptionFeatures(weights=wrong)
+
+
+@pytest.mark.slow
+def test_inception_features_with_random_weights(inception_net):
+    feats = InceptionFeatures(state_dict=inception_net.state_dict())
+    f = feats(_imgs(1, 9, size=64))
+    assert f.shape == (1, 2048) and f.dtype == torch.float64 and torch.isfinite(f).all()
+    assert bool((f >= 0).all())  # pool3 follows a ReLU
 
 
 # ------------------------------------------------------------------------------------------ diversity
