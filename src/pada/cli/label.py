@@ -55,7 +55,9 @@ def add_parser(sub) -> None:
     p.add_argument("--workers", type=int, default=min(4, max(1, (os.cpu_count() or 2) - 1)),
                    help="DataLoader workers decoding and detecting (default: CPUs - 1, at most 4)")
     p.add_argument("--device", default="cpu", help="torch device of the critics (cpu, cuda, ...)")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads of the critics (default 1: the dlib critics are small and the "
+                        "workers need the cores; raise it for dex on CPU; 0 = torch default)")
     p.add_argument("--no-detect", action="store_true", help="skip the face detector (det_score left empty)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
