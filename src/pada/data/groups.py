@@ -31,7 +31,8 @@ class AgeGroup:
         return f"{self.lo}+" if self.hi is None else f"{self.lo}-{self.hi}"
 
     def contains(self, age: float) -> bool:
-        return age >= self.lo - 0.5 and (self.hi is None or age < self.hi + 0.5)
+        """True when the labelling rule (:func:`group_of_age`) puts ``age`` in this group."""
+        return group_of_age(age).index == self.index
 
 
 AGE_GROUPS: tuple[AgeGroup, ...] = (
@@ -61,8 +62,12 @@ DESCRIPTIONS: tuple[str, ...] = tuple(description(g, s) for g in AGE_GROUPS for 
 
 
 def group_of_age(age: float) -> AgeGroup:
-    """Group whose anchor is closest to ``age`` (the paper's rule; equals the interval rule)."""
-    return min(AGE_GROUPS, key=lambda g: (abs(age - g.anchor), g.index))
+    """Group whose anchor is closest to ``age`` (the paper's rule; equals the interval rule).
+
+    Anchors are symmetric about the boundaries 5.5, 15.5, 25.5, 35.5, 50.5 and 70.5; an age exactly on
+    a boundary goes to the older group, so each group covers ``[boundary_below, boundary_above)``.
+    """
+    return min(AGE_GROUPS, key=lambda g: (abs(age - g.anchor), -g.index))
 
 
 def parse_description(text: str) -> tuple[AgeGroup, str] | None:
