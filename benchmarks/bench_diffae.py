@@ -105,6 +105,7 @@ def bench_preset(name: str, args: argparse.Namespace) -> dict:
         row: dict = {}
         ref = None
         for path in paths:
+            print(f"[bench] {name} batch {b} forward {path}", file=sys.stderr, flush=True)
             with set_path(model, path):
                 ac = (
                     torch.autocast("cpu", dtype=torch.bfloat16)
@@ -135,6 +136,7 @@ def bench_preset(name: str, args: argparse.Namespace) -> dict:
         if b in args.ddim_batches and not (large and b > 1 and not args.full):
             ddim: dict = {}
             for path in ("plain", "fast_cl"):
+                print(f"[bench] {name} batch {b} ddim{args.ddim_steps} {path}", file=sys.stderr, flush=True)
                 with set_path(model, path):
 
                     def sample(x: torch.Tensor = x, z: torch.Tensor = z) -> torch.Tensor:

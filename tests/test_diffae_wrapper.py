@@ -108,5 +108,12 @@ def test_from_pretrained(tmp_path: Path, model: DiffAE) -> None:
     path = save_diffae(model.unet, tmp_path / "tiny.safetensors")
     loaded = DiffAE.from_pretrained(path)
     assert loaded.config == model.config
+    assert loaded.unet.channels_last  # CPU default
+    x = _images(2, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode(x), model.encode(x), atol=1e-5, rtol=1e-5)
+    # exporting a channels_last model gives the same file as the original
+    again = save_diffae(loaded.unet, tmp_path / "again.safetensors")
+    assert again.read_bytes() == path.read_bytes()
     with pytest.raises(CheckpointError, match="neither a checkpoint file nor a registered"):
         DiffAE.from_pretrained(tmp_path / "nope.safetensors")

@@ -164,9 +164,14 @@ class DiffAE(nn.Module):
         preset: str | DiffAEConfig | None = None,
         trust_pickle: bool = False,
         device: torch.device | str = "cpu",
+        channels_last: bool | None = None,
     ) -> DiffAE:
         """Load from a file (pada safetensors or official ``.ckpt`` + ``preset``) or from a name in
-        the weights registry (``pada.weights``; its ``recipe.preset`` supplies the preset)."""
+        the weights registry (``pada.weights``; its ``recipe.preset`` supplies the preset).
+
+        ``channels_last`` (default: on for CPU) stores the network in ``torch.channels_last``,
+        1.3-1.5x faster on CPU with the same outputs (see docs/diffae.md, benchmark).
+        """
         path = Path(path_or_name).expanduser()
         if not path.is_file():
             from pada import weights
@@ -178,6 +183,9 @@ class DiffAE(nn.Module):
             if preset is None:
                 preset = weights.get(name).recipe.get("preset")
         unet = load_diffae(path, preset=preset, trust_pickle=trust_pickle, device=device)
+        if channels_last is None:
+            channels_last = torch.device(device).type == "cpu"
+        unet.to_channels_last(channels_last)
         return cls(unet).eval()
 
     @contextlib.contextmanager
