@@ -141,3 +141,16 @@ def test_plain_and_fast_paths_agree_and_grad_flows() -> None:
     loss.backward()
     assert model.encoder.input_blocks[0][0].weight.grad is not None
     assert model.input_blocks[1][0].in_layers[2].weight.grad.abs().sum() > 0
+    # channels_last gives the same loss and gradients (PADA differentiates through a CL model)
+    model.zero_grad(set_to_none=True)
+    model.eval()  # no dropout: compare deterministic losses
+    loss_ref = model(x, t, model.encode(x)).square().mean()
+    loss_ref.backward()
+    ref = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    model.to_channels_last(True)
+    loss_cl = model(x, t, model.encode(x)).square().mean()
+    loss_cl.backward()
+    torch.testing.assert_close(loss_cl, loss_ref, atol=1e-5, rtol=1e-5)
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(p.grad, ref[n], atol=1e-4, rtol=1e-3, msg=n)
