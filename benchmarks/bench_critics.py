@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -61,6 +62,7 @@ def _critics(names: list[str]) -> dict[str, torch.nn.Module]:
 def bench_speed(args) -> dict:
     torch.set_num_threads(args.threads)
     g = torch.Generator().manual_seed(0)
+    load_before = [round(v, 2) for v in os.getloadavg()]
     result = {}
     for name, critic in _critics(args.critics).items():
         row = {}
@@ -76,13 +78,16 @@ def bench_speed(args) -> dict:
                 out = critic(t)
                 (out.age if hasattr(out, "age") else out).sum().backward()
 
-            reps = args.repeats if batch == 1 else max(1, args.repeats // 3)
+            reps = 3 * args.repeats if batch == 1 else args.repeats
             row[f"forward_ms_per_image_b{batch}"] = round(1000 * _time(fwd, x, reps), 3)
             row[f"forward_backward_ms_per_image_b{batch}"] = round(1000 * _time(fwd_bwd, x, reps), 3)
         result[name] = row
     return {
         "mode": "speed",
         "device": "cpu",
+        "load_average_1_5_15min_before": load_before,
+        "load_average_1_5_15min_after": [round(v, 2) for v in os.getloadavg()],
+        "timing": "best of repeats; milliseconds per image",
         "threads": torch.get_num_threads(),
         "input": "256x256",
         "torch": torch.__version__,
