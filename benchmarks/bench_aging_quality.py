@@ -9,11 +9,16 @@ Three modes:
 ``--tiny`` (default when no model is given)  the same runner on a random tiny pipeline (tiny32 DiffAE,
     random PAE / modulation / critics) and smooth random "faces": it checks that the protocol runs end to
     end and times the runner's overhead. **Its metric values mean nothing about aging quality.**
+``--reference --data DIR``  reference scales on real faces only (no model): SFace cosine of a face and its
+    mirror image vs of two different people; the Fréchet distance between two disjoint halves of one age
+    group (the noise floor at that sample size) and between groups; real faces' Age MAE to their group
+    centre (when the labels came from the same age critic this is the within-group spread only).
 ``--kernels``  timings of the metric kernels themselves: Fréchet distance (float64 eigh square root) at
     D = 128 / 512 / 2048, SSIM and PSNR on 256² batches.
 
     python benchmarks/bench_aging_quality.py --kernels
     python benchmarks/bench_aging_quality.py --tiny
+    python benchmarks/bench_aging_quality.py --reference --data data/demo
     python benchmarks/bench_aging_quality.py --model runs/pada/pada.safetensors --data data/demo \\
         --n 4 --max-images 50 --device cuda
 """
@@ -97,6 +102,48 @@ def bench_tiny(args) -> dict:
             "wall_s": time.perf_counter() - t0, "report": report}
 
 
+def bench_reference(args) -> dict:
+    from pada.data.groups import AGE_GROUPS
+    from pada.evaluation import embed, frechet_distance_features, predict_ages
+    from pada.evaluation.fid import features_of
+    from pada.evaluation.runner import load_critics, load_eval_data
+
+    t0 = time.perf_counter()
+    critics = load_critics("dlib-age", "sface", args.fid_features, device=args.device)
+    data = load_eval_data(args.data, 256, split="all", max_images=args.max_images)
+    x = data.images
+    emb = embed(critics.identity, x, 32)
+    emb_flip = embed(critics.identity, x.flip(-1), 32)
+    g = torch.Generator().manual_seed(0)
+    perm = torch.randperm(x.shape[0], generator=g)
+    other = perm[perm != torch.arange(x.shape[0])]
+    same = torch.arange(x.shape[0])[perm != torch.arange(x.shape[0])]
+    ages = predict_ages(critics.age, x, 32)
+    feats = features_of(critics.fid, x, 32)
+    out: dict = {"n_faces": int(x.shape[0]), "fid_features": args.fid_features,
+                 "id_mirror_mean": float((emb * emb_flip).sum(1).mean()),
+                 "id_different_people_mean": float((emb[same] * emb[other]).sum(1).mean()),
+                 "groups": {}}
+    halves = {}
+    for grp in AGE_GROUPS:
+        idx = (data.groups == grp.index).nonzero().flatten()
+        if idx.numel() < 4:
+            continue
+        idx = idx[torch.randperm(idx.numel(), generator=g)]
+        a, b = idx[: idx.numel() // 2], idx[idx.numel() // 2:]
+        halves[grp.word] = a
+        out["groups"][grp.word] = {
+            "n": int(idx.numel()),
+            "age_mae_to_center": float((ages[idx] - grp.center).abs().mean()),
+            "fd_between_halves": frechet_distance_features(feats[a], feats[b]),
+        }
+    words = list(halves)
+    out["fd_between_groups"] = {f"{u}-{v}": frechet_distance_features(feats[halves[u]], feats[halves[v]])
+                                for i, u in enumerate(words) for v in words[i + 1:]}
+    out["wall_s"] = time.perf_counter() - t0
+    return out
+
+
 def bench_real(args) -> dict:
     from pada.cli.main import main as cli
 
@@ -131,6 +178,7 @@ def main(argv=None) -> int:
     p.add_argument("--ablation", action="append", default=[], metavar="NAME=PATH")
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--kernels", action="store_true")
+    p.add_argument("--reference", action="store_true")
     p.add_argument("--n", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
@@ -145,11 +193,15 @@ def main(argv=None) -> int:
     result: dict = {"benchmark": "aging_quality", "env": _env(args.device)}
     if args.kernels:
         result["kernels"] = bench_kernels(args.device)
+    if args.reference:
+        if not args.data:
+            p.error("--reference needs --data")
+        result["reference"] = bench_reference(args)
     if args.model:
         if not args.data:
             p.error("--model needs --data")
         result["real"] = bench_real(args)
-    elif args.tiny or not args.kernels:
+    elif args.tiny or not (args.kernels or args.reference):
         result["tiny"] = bench_tiny(args)
     print(json.dumps(result, indent=1, default=float))
     return 0
