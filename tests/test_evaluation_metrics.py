@@ -230,7 +230,6 @@ def test_inception_weight_errors(inception_net, tmp_path, monkeypatch):
         InceptionFeatures(weights=wrong)
 
 
-@pytest.mark.slow
 def test_inception_features_with_random_weights(inception_net):
     feats = InceptionFeatures(state_dict=inception_net.state_dict())
     f = feats(_imgs(1, 9, size=64))

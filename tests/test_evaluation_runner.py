@@ -196,7 +196,6 @@ def test_run_evaluation_report_markdown_and_files(tmp_path):
     assert not list((tmp_path / "out").glob(".*tmp"))
 
 
-@pytest.mark.slow
 def test_tiny_real_pipeline_and_linear_baseline():
     """AgingPipeline + LinearBaselinePipeline on a random tiny DiffAE: the protocol runs end to end."""
     pytest.importorskip("pada.diffae")
