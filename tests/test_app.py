@@ -260,3 +260,24 @@ def test_app_cli_reports_a_missing_model_in_one_line(capsys):
     assert main(["app", "--model", "/nonexistent/pada.safetensors"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: /nonexistent/pada.safetensors") and len(err.splitlines()) == 1
+
+
+def test_real_tiny_pipeline_behind_the_app():
+    """The app around a real AgingPipeline (random tiny DiffAE / VL / PADA model): age and lifespan."""
+    pytest.importorskip("pada.diffae")
+    from pada.aging.pipeline import AgingPipeline
+    from pada.aging.testing import TinyVL
+    from test_aging_helpers import tiny_diffae, tiny_model  # tests/ is on sys.path under pytest
+
+    pipe = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(), steps=2)
+    c = create_app(pipe).test_client()
+    r = _post(c, image=_png_bytes(48), target="man's face in his sixties", n=2, seed=1, aligned="on")
+    assert r.status_code == 200, r.get_data(as_text=True)
+    assert Image.open(io.BytesIO(r.data)).size == (3 * 36 + 4, 40)  # resized to the model's 32 px
+    again = _post(c, image=_png_bytes(48), target="man's face in his sixties", n=2, seed=1, aligned="on")
+    assert again.data == r.data  # same request, same seed -> same pixels
+    r = _post(c, image=_png_bytes(48), lifespan="on", aligned="on")
+    assert r.status_code == 200
+    labels = r.headers["X-Pada-Labels"].split("|")
+    assert len(labels) == 7 and labels[-1].endswith("eighties")  # the 7 group anchors of the sweep
+    assert Image.open(io.BytesIO(r.data)).size == (8 * 36 + 4, 40)
