@@ -125,6 +125,7 @@ def test_any_architecture_and_local_weight_file_roundtrip(tmp_path):
         load_vl("openclip:ViT-S-32:random", path=tmp_path / "bad.safetensors")
 
 
+@pytest.mark.filterwarnings("ignore::FutureWarning")
 def test_read_state_dict_torchscript_archive(tmp_path):
     lin = torch.nn.Linear(3, 2)
     torch.jit.save(torch.jit.script(lin), str(tmp_path / "jit.pt"))

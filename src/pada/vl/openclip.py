@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -121,7 +122,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             is_jit = any(n.endswith("constants.pkl") or "/code/" in n for n in zf.namelist())
     try:
         if is_jit:  # OpenAI's ViT-B-32.pt is a TorchScript archive: read only its tensors
-            sd = torch.jit.load(str(path), map_location="cpu").state_dict()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated but reads this file
+                sd = torch.jit.load(str(path), map_location="cpu").state_dict()
         else:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure: one line
@@ -195,7 +198,9 @@ class OpenCLIP(VisionLanguageModel):
     def _load(model: torch.nn.Module, file: Path) -> None:
         from open_clip.model import convert_to_custom_text_state_dict, resize_pos_embed
 
-        sd = convert_to_custom_text_state_dict(read_state_dict(file))
+        sd = read_state_dict(file)
+        if "positional_embedding" in sd and not hasattr(model, "positional_embedding"):
+            sd = convert_to_custom_text_state_dict(sd)  # plain-CLIP keys into a CustomTextCLIP
         resize_pos_embed(sd, model)
         own = model.state_dict()
         missing = sorted(set(own) - set(sd))
