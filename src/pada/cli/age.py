@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--frames", type=int, default=3, help="lifespan frames per age gap (default 3)")
     p.add_argument("--gif", type=Path, default=None, help="lifespan GIF path (default: --out with .gif)")
     p.add_argument("--paste-back", action="store_true", help="also write each result pasted into the photo")
-    p.add_argument("--aligned", action="store_true", help="PHOTO is already an FFHQ-aligned crop")
+    p.add_argument("--aligned", action="store_true", help="PHOTO (and --ref) are already FFHQ-aligned crops")
     p.add_argument("--batch-size", type=int, default=None, help="decode at most this many results at once")
     p.set_defaults(func=run)
     return p
