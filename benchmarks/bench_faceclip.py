@@ -5,18 +5,15 @@
 Reports, for the committed FaceCLIP (or ``--weights``):
 
 * zero-shot FFHQ-AT age groups on the held-out faces (file-hash split, the fraction used in training): top-1
-  and
-  within-one-group accuracy, gender accuracy, confusion matrix;
+  and within-one-group accuracy, gender accuracy, confusion matrix;
 * open-world phrases (:data:`pada.vl.captions.OPEN_WORLD_PHRASES`, never in training): how many rank a
   description of an overlapping age group first;
 * the text age read-out of the 14 descriptions; wall time of ``encode_image``/``encode_text`` on this CPU.
 
 Raw-MiniLM baseline: the text space is MiniLM's own (no projection). Open-world uses MiniLM embeddings
-directly
-(text only). Zero-shot classification needs an image tower, so one is trained against the *frozen* raw MiniLM
-space with the same recipe (``FaceCLIPConfig(text_projection="none")``, same seed/steps) — it measures what
-the
-trained text projection adds.
+directly (text only). Zero-shot classification needs an image tower, so one is trained against the *frozen*
+raw MiniLM space with the same recipe (``FaceCLIPConfig(text_projection="none")``, same seed and steps): the
+difference measures what the trained text projection adds.
 """
 
 from __future__ import annotations

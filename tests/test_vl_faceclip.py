@@ -117,8 +117,7 @@ def test_committed_weights_registry_and_recipe():
 
 
 def test_committed_text_age_axis_is_ordered(committed):
-    """The age read-out of the 14 descriptions increases with the group, toddlers included (text-only
-    anchoring)."""
+    """Age read-out of the 14 descriptions rises with the group, toddlers included (text-only anchoring)."""
     with torch.no_grad():
         ages = committed.predict_age(committed.encode_text(list(DESCRIPTIONS)))
     for gender in (0, 1):

