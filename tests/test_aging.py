@@ -79,6 +79,7 @@ def test_posterior_image_text_and_both():
 
 
 # -------------------------------------------------------------------------------------- modulation
+@torch.no_grad()
 def test_modulation_identity_at_init_and_near_identity():
     z = torch.randn(4, 64, generator=gen()) * 3 + 1
     e = l2n(torch.randn(4, 32, generator=gen(1)))
