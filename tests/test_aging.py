@@ -23,7 +23,6 @@ from pada.aging.pae import AgeEncoder, l2n
 from pada.errors import CheckpointError, PadaError
 from test_aging_helpers import PairDataset, faces, frozen_set, one_thread, pair_batch, tiny_diffae, tiny_model
 
-
 # the tests read loss values with float(); torch warns once that those tensors require grad
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
 
