@@ -274,3 +274,29 @@ def test_loader_workers_do_not_change_results(tmp_path):
     b = Trainer(ToyTask(), _cfg(tmp_path / "b", max_steps=3, num_workers=1)).fit()
     for k, v in a.modules.state_dict().items():
         assert torch.equal(v, b.modules.state_dict()[k]), k
+
+
+class _EpochRecorder(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n, self.epoch = n, -1
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        return (self.epoch, i)
+
+
+def test_epoch_reaches_datasets_with_set_epoch():
+    from pada.training.engine import EpochIndexed
+
+    n, g = 22, 8  # 2 steps per epoch
+    steps = list(StepBatchSampler(n, g, world=1, rank=0, grad_accum=1, seed=3, start_step=0, total_steps=5))
+    view = EpochIndexed(_EpochRecorder(n))
+    seen = [{view[key][0] for key in batch} for batch in steps]
+    assert seen == [{0}, {0}, {1}, {1}, {2}]
+    resumed = list(StepBatchSampler(n, g, world=1, rank=0, grad_accum=1, seed=3, start_step=3, total_steps=5))
+    assert [{EpochIndexed(_EpochRecorder(n))[k][0] for k in b} for b in resumed] == [{1}, {2}]

@@ -326,7 +326,31 @@ class StepBatchSampler:
             batch = perm[j * self.global_batch:(j + 1) * self.global_batch]
             for m in range(self.grad_accum):
                 k = m * self.world + self.rank
-                yield batch[k * self.micro:(k + 1) * self.micro].tolist()
+                yield [(epoch, i) for i in batch[k * self.micro:(k + 1) * self.micro].tolist()]
+
+
+class EpochIndexed(Dataset):
+    """Dataset view indexed by ``(epoch, index)`` pairs, as :class:`StepBatchSampler` yields them.
+
+    Datasets whose per-item randomness depends on the epoch (``set_epoch(e)``, e.g. the PADA pairing)
+    get the right epoch for every item, also inside loader worker processes, which hold their own copy
+    of the dataset and never see a ``set_epoch`` call made in the main process.
+    """
+
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+        self._set_epoch = getattr(dataset, "set_epoch", None)
+        self._epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if self._set_epoch is not None and epoch != self._epoch:
+            self._set_epoch(epoch)
+            self._epoch = epoch
+        return self.dataset[index]
 
 
 # ------------------------------------------------------------------------------------------------ engine
@@ -501,7 +525,7 @@ class Trainer:
         # RNG, which would shift the dropout masks of a resumed run against an uninterrupted one.
         # Workers are spawned, not forked: a fork of a process that has run OpenCV / OpenMP thread pools
         # can deadlock (see pada.data).
-        loader = DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+        loader = DataLoader(EpochIndexed(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
                             multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
                             pin_memory=device.type == "cuda", persistent_workers=False,
                             generator=torch.Generator().manual_seed(_generator_seed(cfg.seed + step, rank)))
