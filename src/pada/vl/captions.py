@@ -96,7 +96,7 @@ WORD_PHRASES: tuple[tuple[str, str | None, float, float], ...] = (
     # young adults
     ("a young woman", "female", 18, 32), ("a young man", "male", 18, 32), ("a young adult", None, 18, 30),
     ("a young lady", "female", 18, 30), ("a young gentleman", "male", 18, 30),
-    ("a student", None, 17, 26), ("a girl in her teens", "female", 13, 19),
+    ("a student", None, 17, 24), ("a girl in her teens", "female", 13, 19),
     ("a boy in his teens", "male", 13, 19),
     # middle age
     ("a middle-aged woman", "female", 40, 60), ("a middle-aged man", "male", 40, 60),
