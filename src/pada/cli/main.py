@@ -20,7 +20,8 @@ COMMAND_MODULES = ("age", "align", "label", "data", "train", "sample", "evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pada", description="PADA: pluralistic face aging with diffusion autoencoders")
+    parser = argparse.ArgumentParser(prog="pada",
+                                     description="PADA: pluralistic face aging with diffusion autoencoders")
     parser.add_argument("--version", action="version", version=f"pada {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

@@ -29,5 +29,6 @@ def add_parser(sub) -> None:
                        description="\n".join(f"  {k:9s} {v[1]}" for k, v in TRAINERS.items()),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("trainer", choices=sorted(TRAINERS))
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of that trainer (see pada train NAME --help)")
+    p.add_argument("rest", nargs=argparse.REMAINDER,
+                   help="options of that trainer (see pada train NAME --help)")
     p.set_defaults(func=_run)

@@ -14,8 +14,8 @@ folder, so adding a model never edits shared code). Fields:
 ``recipe``      optional dict: how we produced it (command, data hash, steps, losses, ...).
 ``preprocess``  optional dict: the input convention those weights expect.
 
-Resolution order for :func:`resolve`: an explicit path the caller passes, then ``$PADA_WEIGHTS_DIR/<filename>``,
-then ``~/.cache/pada/<filename>``, then the shipping package / repo path.
+Resolution order for :func:`resolve`: an explicit path the caller passes, then
+``$PADA_WEIGHTS_DIR/<filename>``, then ``~/.cache/pada/<filename>``, then the shipping package / repo path.
 """
 
 from __future__ import annotations
@@ -145,4 +145,5 @@ def resolve(name: str, path: str | os.PathLike | None = None, check: bool = True
                 verify(p, entry)
             return p
     where = ", ".join(str(p) for p in tried) or "(no location)"
-    raise MissingWeightsError(f"{entry.filename}: weights for {name!r} not found (looked in {where}). {entry.how_to_get}")
+    raise MissingWeightsError(f"{entry.filename}: weights for {name!r} not found (looked in {where}). "
+                              f"{entry.how_to_get}")
