@@ -23,7 +23,7 @@ def _single_thread():
 @pytest.fixture
 def tiny_pipeline(monkeypatch):
     pipe = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=2)
-    monkeypatch.setattr(age_cli, "load_pipeline", lambda model, device, steps: pipe)
+    monkeypatch.setattr(age_cli, "load_pipeline", lambda model, device, steps, trust_pickle=False: pipe)
     return pipe
 
 

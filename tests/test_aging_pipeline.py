@@ -190,3 +190,25 @@ def test_find_data_layouts(tmp_path):
     (tmp_path / "labels.csv").unlink()
     with pytest.raises(PadaError, match="pada label"):
         find_data(str(tmp_path), "", 64)
+
+
+class _Opaque:
+    """A pickled object in a checkpoint: loading it needs full unpickling."""
+
+
+def test_from_pretrained_refuses_a_pickled_diffae_unless_trusted(tmp_path):
+    from pada.aging.testing import TinyVL
+    from pada.errors import CheckpointError
+    from test_aging_helpers import tiny_diffae, tiny_model
+
+    diffae = tiny_diffae()
+    ckpt = tmp_path / "last.ckpt"
+    state = {f"ema_model.{k}": v for k, v in diffae.unet.state_dict().items()}
+    torch.save({"state_dict": state, "hyper_parameters": _Opaque()}, ckpt)
+    model = tiny_model(diffae=str(ckpt), diffae_preset="tiny32", vl="faceclip")
+    path = model.save(tmp_path / "pada.safetensors")
+    with pytest.raises(CheckpointError, match="--trust-pickle"):
+        AgingPipeline.from_pretrained(path, vl=TinyVL(dim=32))
+    pipe = AgingPipeline.from_pretrained(path, vl=TinyVL(dim=32), trust_pickle=True)
+    for k, v in diffae.unet.state_dict().items():  # the EMA weights of the official layout, by preset
+        assert torch.equal(pipe.diffae.unet.state_dict()[k], v), k

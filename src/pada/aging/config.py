@@ -57,6 +57,7 @@ class PadaConfig:
     init_gain: float = 1e-3
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
+    diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
     vl: str = ""
     age_critic: str = ""
     id_critic: str = ""

@@ -107,8 +107,11 @@ class AgingPipeline:
 
     @classmethod
     def from_pretrained(cls, model: str | Path, device: torch.device | str | None = None, diffae=None,
-                        vl=None, steps: int = 25) -> AgingPipeline:
-        """Load a PADA model file (path or registry name) and the DiffAE / VL models it names."""
+                        vl=None, steps: int = 25, trust_pickle: bool = False) -> AgingPipeline:
+        """Load a PADA model file (path or registry name) and the DiffAE / VL models it names.
+
+        ``trust_pickle`` allows a DiffAE checkpoint that needs unpickling (official Lightning files may).
+        """
         path = resolve_model(model)
         pm = PadaModel.load(path)
         if diffae is None:
@@ -116,7 +119,8 @@ class AgingPipeline:
                 raise PadaError(f"{path}: the model does not name its DiffAE; pass one")
             from pada.diffae import DiffAE
 
-            diffae = DiffAE.from_pretrained(pm.cfg.diffae)
+            diffae = DiffAE.from_pretrained(pm.cfg.diffae, preset=pm.cfg.diffae_preset or None,
+                                            trust_pickle=trust_pickle)
         if vl is None:
             if not pm.cfg.vl:
                 raise PadaError(f"{path}: the model does not name its vision-language model; pass one")

@@ -62,6 +62,7 @@ class PadaTaskOptions:
     data: str = ""
     labels: str = ""
     diffae: str = ""
+    diffae_preset: str = ""           # preset of an official last.ckpt (pada safetensors carry their config)
     vl: str = "faceclip"
     age_critic: str = "dlib-age"
     id_critic: str = "sface"
@@ -116,8 +117,9 @@ class PadaTask(TrainTask):
     name = "pada"
 
     def __init__(self, options: PadaTaskOptions, *, diffae=None, vl=None, age_critic=None, id_critic=None,
-                 dataset=None) -> None:
+                 dataset=None, trust_pickle: bool = False) -> None:
         self.options = options
+        self.trust_pickle = bool(trust_pickle)  # for --diffae files that need unpickling (not a task setting)
         self._diffae, self._vl, self._dataset = diffae, vl, dataset
         self._age, self._id = age_critic, id_critic
         self.loss_cfg = LossConfig(**options.loss)
@@ -135,7 +137,8 @@ class PadaTask(TrainTask):
                                 "`pada train diffae`)")
             from pada.diffae import DiffAE
 
-            self._diffae = DiffAE.from_pretrained(o.diffae)
+            self._diffae = DiffAE.from_pretrained(o.diffae, preset=o.diffae_preset or None,
+                                                  trust_pickle=self.trust_pickle)
         if self._vl is None:
             from pada.vl import load_vl
 
@@ -149,7 +152,8 @@ class PadaTask(TrainTask):
 
             self._id = load_critic(o.id_critic)
         z_dim = int(self._diffae.unet.config.enc_out_channels)
-        names = {"diffae": o.diffae, "vl": o.vl, "age_critic": o.age_critic, "id_critic": o.id_critic}
+        names = {"diffae": o.diffae, "diffae_preset": o.diffae_preset, "vl": o.vl, "age_critic": o.age_critic,
+                 "id_critic": o.id_critic}
         cfg = PadaConfig(**{"e_dim": int(self._vl.dim), "z_dim": z_dim, **names, **o.pada})
         self.model = PadaModel(cfg)
         self.objective = PadaObjective(self.model, Frozen(self._diffae, self._vl, self._age, self._id),
@@ -248,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", default="", help="labels table (default: DATA/labels.csv or .parquet)")
     g.add_argument("--diffae", required=True,
                    help="frozen DiffAE: a .safetensors / official last.ckpt path or a registry name")
+    g.add_argument("--diffae-preset", default="",
+                   help="network preset of an official DiffAE last.ckpt (e.g. ffhq256_autoenc)")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="allow a --diffae checkpoint that needs unpickling (runs code: only files you trust)")
     g.add_argument("--vl", default="faceclip", help="vision-language model (faceclip | openclip:ViT-B-32)")
     g.add_argument("--age-critic", default="dlib-age", help="age critic of L_age (dlib-age | dex)")
     g.add_argument("--id-critic", default="sface", help="identity critic of L_id (sface | arcface-irse50)")
@@ -278,7 +286,8 @@ def options_from_args(args: argparse.Namespace) -> PadaTaskOptions:
     loss = _kv(args.loss_set, LossConfig)
     if args.without:
         loss["disabled"] = sorted(set(args.without))
-    return PadaTaskOptions(data=args.data, labels=args.labels, diffae=args.diffae, vl=args.vl,
+    return PadaTaskOptions(data=args.data, labels=args.labels, diffae=args.diffae,
+                           diffae_preset=args.diffae_preset, vl=args.vl,
                            age_critic=args.age_critic, id_critic=args.id_critic, size=args.size,
                            p_same=args.p_same, p_text=args.p_text, sample_faces=args.sample_faces,
                            sample_steps=args.sample_steps, pada=pada, loss=loss)
@@ -289,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         options = options_from_args(args)
         cfg = config_from_args(args, PADA_TRAIN_DEFAULTS)
-        result = Trainer(PadaTask(options), cfg).fit()
+        result = Trainer(PadaTask(options, trust_pickle=args.trust_pickle), cfg).fit()
     except PadaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

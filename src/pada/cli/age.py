@@ -36,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="trained PADA model: .safetensors path or registry name")
     p.add_argument("--seed", type=int, default=0, help="seed of the request (output i uses its own stream)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps T (paper: 25)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
     p.add_argument("--low-diversity", action="store_true",
@@ -68,7 +70,7 @@ def pick_device(name: str):
     return dev
 
 
-def load_pipeline(model: str, device, steps: int):
+def load_pipeline(model: str, device, steps: int, trust_pickle: bool = False):
     """The pipeline for ``--model`` (tests replace this function)."""
     from pada.aging.pipeline import AgingPipeline, resolve_model
 
@@ -80,7 +82,7 @@ def load_pipeline(model: str, device, steps: int):
                             "released yet); train one with `pada train pada --data DIR --diffae DIFFAE` and "
                             "pass --model runs/pada/pada.safetensors") from None
         raise
-    return AgingPipeline.from_pretrained(path, device=device, steps=steps)
+    return AgingPipeline.from_pretrained(path, device=device, steps=steps, trust_pickle=trust_pickle)
 
 
 def _load_face(path: Path, size: int, aligned: bool):
@@ -118,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.photo.is_file():
         raise PadaError(f"{args.photo}: no such file")
     device = pick_device(args.device)
-    pipe = load_pipeline(args.model, device, args.steps)
+    pipe = load_pipeline(args.model, device, args.steps, trust_pickle=args.trust_pickle)
     size = int(pipe.diffae.unet.config.image_size)
     x, face, original = _load_face(args.photo, size, args.aligned)
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None

@@ -29,7 +29,8 @@ def _serve(args: argparse.Namespace) -> int:
         import torch
 
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    pipeline = AgingPipeline.from_pretrained(args.model, device=device, steps=args.steps)
+    pipeline = AgingPipeline.from_pretrained(args.model, device=device, steps=args.steps,
+                                             trust_pickle=args.trust_pickle)
     app = create_app(pipeline, max_upload_mb=args.max_upload_mb, limits=ServiceLimits(max_n=args.max_n),
                      model_name=str(args.model))
     try:
@@ -56,6 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--steps", type=int, default=25, help="DDIM steps T (paper: 25)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--max-n", type=int, default=8, help="largest N a request may ask for (default 8)")
     p.add_argument("--max-upload-mb", type=float, default=10.0, help="request size limit in MB (default 10)")
     p.set_defaults(func=_serve)

@@ -73,7 +73,8 @@ def _run(args: argparse.Namespace) -> int:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     steps = args.steps or 25
-    main = AgingPipeline.from_pretrained(args.model, device=device, steps=steps)
+    main = AgingPipeline.from_pretrained(args.model, device=device, steps=steps,
+                                         trust_pickle=args.trust_pickle)
     models = {args.name: main}
     for name, path in args.ablation:
         if name in models:
@@ -81,7 +82,8 @@ def _run(args: argparse.Namespace) -> int:
         pcfg = PadaModel.read_config(resolve_model(path))
         same = (pcfg.diffae, pcfg.vl) == (main.model.cfg.diffae, main.model.cfg.vl)
         shared = {"diffae": main.diffae, "vl": main.vl} if same else {}  # load the frozen models once
-        models[name] = AgingPipeline.from_pretrained(path, device=device, steps=steps, **shared)
+        models[name] = AgingPipeline.from_pretrained(path, device=device, steps=steps,
+                                                     trust_pickle=args.trust_pickle, **shared)
     size = image_size_of(main)
     data = load_eval_data(args.data, size, labels=args.labels, split=args.split,
                           test_fraction=args.test_fraction, max_images=args.max_images)
@@ -125,6 +127,8 @@ def add_parser(sub) -> None:
     p.add_argument("--n", type=int, default=4, help="outputs per face and target (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="DDIM steps T (default 25, the paper's)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--max-images", type=int, default=None, help="evaluate only the first K test faces")
     p.add_argument("--batch-size", type=int, default=16, help="critic batch size")
     p.add_argument("--main-mode", choices=sorted(DIVERSITY_MODES), default="high",
