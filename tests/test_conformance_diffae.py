@@ -7,7 +7,6 @@ README §6. The plain reference path is checked too for the network outputs.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +18,11 @@ from pada import diffusion as D
 from pada.networks.checkpoint import load_diffae, load_state_dict_file
 from pada.networks.config import DiffAEConfig
 from pada.networks.unet import DiffAEUNet, timestep_embedding
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids OpenMP stalls on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from shared_fixtures import official_fixtures
 
 
 def _fixtures() -> Path:
-    root = Path(os.environ.get("PADA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    path = root / "fixtures" / "diffae_official"
-    if not path.is_dir():
-        pytest.skip(f"official DiffAE fixtures not found at {path} (set PADA_SHARED)")
-    return path
+    return official_fixtures()
 
 
 def _model(name: str, source: str = "safetensors") -> tuple[DiffAEUNet, dict[str, torch.Tensor]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,11 @@ import torch
 from pada.errors import PadaError
 from pada.networks.config import DiffAEConfig, list_presets, load_preset
 from pada.networks.unet import DiffAEUNet
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids OpenMP stalls on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from shared_fixtures import official_fixtures
 
 
 def _fixtures() -> Path:
-    root = Path(os.environ.get("PADA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    path = root / "fixtures" / "diffae_official"
-    if not path.is_dir():
-        pytest.skip(f"official DiffAE fixtures not found at {path} (set PADA_SHARED)")
-    return path
+    return official_fixtures()
 
 
 # Official totals from the fixture README (section 5): all params, encoder params.

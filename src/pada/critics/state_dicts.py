@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from pada.errors import CheckpointError
+from pada.state_dict_check import describe_mismatch
 
 
 def load_torch_file(path: str | Path, trust_pickle: bool = False) -> object:
@@ -70,20 +71,6 @@ def match_keys(
 
     Keys in ``optional`` may be absent (e.g. ``num_batches_tracked`` of PyTorch 0.4-era files).
     """
-    optional = set(optional)
-    missing = [k for k in expected if k not in sd and k not in optional]
-    unexpected = [k for k in sd if k not in expected]
-    wrong = [
-        f"{k} {tuple(sd[k].shape)}!={tuple(expected[k])}"
-        for k in expected
-        if k in sd and tuple(sd[k].shape) != tuple(expected[k])
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing keys (first: {', '.join(missing[:3])})")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
-    if wrong:
-        problems.append(f"{len(wrong)} wrong shapes (first: {', '.join(wrong[:2])})")
+    problems = describe_mismatch(sd, expected, optional)
     if problems:
-        raise CheckpointError(f"{path}: not the expected weights: {'; '.join(problems)}")
+        raise CheckpointError(f"{path}: not the expected weights: {problems}")

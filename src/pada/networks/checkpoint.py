@@ -30,6 +30,7 @@ from torch import Tensor
 from pada.errors import CheckpointError, PadaError
 from pada.networks.config import DiffAEConfig, load_preset
 from pada.networks.unet import DiffAEUNet
+from pada.state_dict_check import describe_mismatch
 
 META_KEY = "pada"
 PathLike = str | os.PathLike
@@ -120,30 +121,11 @@ def read_safetensors_metadata(path: PathLike) -> dict[str, Any] | None:
         raise CheckpointError(f"{path}: corrupt pada metadata (not JSON)") from None
 
 
-def _summary(names: list[str], n: int = 3) -> str:
-    more = f", +{len(names) - n} more" if len(names) > n else ""
-    return ", ".join(names[:n]) + more
-
-
 def check_state_dict(model: torch.nn.Module, state: dict[str, Tensor], source: str, what: str) -> None:
     """Raise one-line :class:`CheckpointError` unless ``state`` matches ``model`` key for key."""
-    want = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    missing = [k for k in want if k not in state]
-    unexpected = [k for k in state if k not in want]
-    shaped = [
-        f"{k} file {tuple(state[k].shape)} vs model {want[k]}"
-        for k in want
-        if k in state and tuple(state[k].shape) != want[k]
-    ]
-    if missing or unexpected or shaped:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_summary(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_summary(unexpected)})")
-        if shaped:
-            parts.append(f"{len(shaped)} mis-shaped ({_summary(shaped, 2)})")
-        raise CheckpointError(f"{source}: weights do not fit {what}: " + "; ".join(parts))
+    problems = describe_mismatch(state, {k: v.shape for k, v in model.state_dict().items()})
+    if problems:
+        raise CheckpointError(f"{source}: weights do not fit {what}: {problems}")
 
 
 def build_from_state(
