@@ -63,6 +63,27 @@ def test_cli_run_writes_all_outputs(tmp_path):
     assert state["task"]["config"]["model"]["name"] == "tiny32"
 
 
+def test_export_from_a_training_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--data", "synthetic:blobs:16", "--out", str(out), "--steps", "4", "--ckpt-every", "2",
+                 *FAST]) == 0
+    step2 = out / "checkpoints" / "step_00000002.pt"
+    dest = tmp_path / "mid.safetensors"
+    assert main(["--export-from", str(step2), "--out", str(dest)]) == 0
+    unet = load_diffae(dest)
+    state = ckpt.load_checkpoint(step2)
+    for k, v in unet.state_dict().items():  # the EMA weights of that step, not of the end of the run
+        assert torch.equal(v, state["ema"][f"unet.{k}"]), k
+    meta = read_safetensors_metadata(dest)["metadata"]
+    assert meta["steps"] == 2 and meta["images_seen"] == 8 and meta["preset"] == "tiny32"
+    assert set(meta["final_losses"]) == {"total", "eps_mse"}
+    half = tmp_path / "half.safetensors"
+    assert main(["--export-from", str(step2), "--out", str(half), "--fp16-export"]) == 0
+    assert half.stat().st_size < 0.6 * dest.stat().st_size
+    with pytest.raises(PadaError, match="not found"):
+        main(["--export-from", str(tmp_path / "nope.pt"), "--out", str(dest)])
+
+
 def test_cli_resume_is_exact(tmp_path):
     args = ["--data", "synthetic:blobs:12", "--ckpt-every", "0", *FAST]  # 3 steps per epoch
     main([*args, "--out", str(tmp_path / "a"), "--steps", "4"])

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import shlex
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -233,12 +235,36 @@ class DiffAETask(TrainTask):
         return [save_diffae(modules["unet"], out_dir / EXPORT_NAME, metadata=meta)]
 
 
+def load_checkpoint_ema(path: str | os.PathLike, ema: bool = True):
+    """The DiffAE UNet (eval mode) of a ``pada train diffae`` training checkpoint ``step_*.pt``.
+
+    Takes the EMA weights (``ema=False``: the online weights), so a run can be inspected or exported at any
+    checkpoint without finishing it. Returns ``(unet, info)`` with ``info`` = step and task config.
+    """
+    from pada.networks.config import DiffAEConfig
+    from pada.networks.unet import DiffAEUNet
+    from pada.training.checkpointing import load_checkpoint
+
+    state = load_checkpoint(Path(path))
+    task = state.get("task", {})
+    if task.get("name") != "diffae":
+        raise PadaError(f"{path}: not a `pada train diffae` checkpoint (task {task.get('name')!r})")
+    model_cfg = dict(task["config"]["model"])
+    unet = DiffAEUNet(DiffAEConfig.from_dict(model_cfg))
+    weights = state["ema" if ema else "model"]
+    unet.load_state_dict({k.removeprefix("unet."): v for k, v in weights.items()})
+    return unet.eval(), {"step": int(state["step"]), "task": task["config"], "train": state.get("config", {})}
+
+
 DEFAULTS = TrainConfig(out_dir="runs/diffae", batch_size=64, lr=1e-4, ema_decay=0.9999, log_every=50,
                        sample_every=5000, ckpt_every=5000, keep_last=2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pada train diffae", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="pada train diffae", description=__doc__.split("\n\n")[0],
+                                epilog="Export the EMA weights of any training checkpoint without training: "
+                                       "pada train diffae --export-from RUN/checkpoints/step_N.pt --out FILE "
+                                       "[--fp16-export]")
     p.add_argument("--data", required=True,
                    help="folder of aligned images (PNG/JPG), or synthetic:blobs[:N[:SEED]]")
     p.add_argument("--preset", default="pada64", help="network preset (tiny32, pada64, ffhq128_autoenc, ...)")
@@ -252,9 +278,57 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fp16: bool = False) -> Path:
+    """Export the EMA weights of training checkpoint ``ckpt`` as a pada DiffAE safetensors file ``out``.
+
+    The metadata records the run: its data folder and listing hash, preset, steps, images seen, the last
+    logged losses (``metrics.jsonl`` of the run) and the training config, like the end-of-run export.
+    """
+    from pada.networks.checkpoint import save_diffae
+
+    ckpt = Path(ckpt)
+    unet, info = load_checkpoint_ema(ckpt)
+    task, train = info["task"], info["train"]
+    run_dir = ckpt.parent.parent
+    last: dict[str, Any] = {}
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if row.get("step", 0) <= info["step"]:
+                last = row
+    data_hash = ""
+    root = Path(task.get("data", ""))
+    if root.is_dir():
+        tmp = DiffAETask(DiffAETaskConfig(data=str(root), preset=task.get("preset", "pada64")))
+        tmp.model_config = unet.config
+        tmp._load_data()
+        data_hash = tmp.data_hash
+    meta = {"recipe": f"pada train diffae (run {run_dir}), exported with --export-from {ckpt.name}",
+            "data": task.get("data", ""), "data_hash": data_hash, "preset": task.get("preset", ""),
+            "steps": info["step"], "images_seen": info["step"] * int(train.get("batch_size", 0)),
+            "final_losses": {k.removeprefix("loss/"): v for k, v in last.items() if k.startswith("loss/")},
+            "train_config": train, "T": task.get("T", 1000)}
+    return save_diffae(unet, Path(out), metadata=meta, fp16=fp16)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``pada train diffae ...`` (callable from tests with a list of arguments)."""
     argv = list(argv) if argv is not None else None
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--export-from" in argv:  # export only: --export-from CKPT --out FILE [--fp16-export]
+        ex = argparse.ArgumentParser(prog="pada train diffae --export-from")
+        ex.add_argument("--export-from", required=True, help="training checkpoint step_*.pt")
+        ex.add_argument("--out", required=True, help="output .safetensors file")
+        ex.add_argument("--fp16-export", action="store_true", help="store the weights in float16")
+        a = ex.parse_args(argv)
+        path = export_checkpoint(a.export_from, a.out, fp16=a.fp16_export)
+        print(f"exported {path}")
+        return 0
     args = build_parser().parse_args(argv)
     train_cfg = config_from_args(args, DEFAULTS)
     task_cfg = DiffAETaskConfig(data=args.data, preset=args.preset,
