@@ -20,15 +20,6 @@ from pada.networks.config import load_preset
 from pada.networks.unet import DiffAEUNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids OpenMP stalls on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny(seed: int = 0) -> DiffAEUNet:
     torch.manual_seed(seed)
     model = DiffAEUNet(load_preset("tiny32")).eval()

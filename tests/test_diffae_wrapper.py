@@ -14,15 +14,6 @@ from pada.networks.config import load_preset
 from pada.networks.unet import DiffAEUNet
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is as fast and avoids OpenMP stalls on a loaded machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def model() -> DiffAE:
     torch.manual_seed(0)

@@ -20,14 +20,6 @@ FAST = ["--preset", "tiny32", "--batch-size", "4", "--no-progress", "--holdout",
         "--encode-steps", "2", "--log-every", "1", "--ema-decay", "0.9"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On a busy 2-core machine two intra-op threads are many times slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def test_synthetic_blobs_are_deterministic():
     a, b = BlobImages(3, 32, seed=5), BlobImages(3, 32, seed=5)

@@ -70,14 +70,6 @@ class ToyTask(TrainTask):
         return {"noise": self.noise, "n": self.n}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On a busy 2-core machine two intra-op threads are many times slower than one.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _cfg(out: Path, **kw) -> TrainConfig:
     base = dict(out_dir=str(out), batch_size=4, max_steps=6, lr=3e-2, ema_decay=0.9, log_every=1,
