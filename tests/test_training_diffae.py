@@ -72,6 +72,11 @@ def test_export_from_a_training_checkpoint(tmp_path):
     half = tmp_path / "half.safetensors"
     assert main(["--export-from", str(step2), "--out", str(half), "--fp16-export"]) == 0
     assert half.stat().st_size < 0.6 * dest.stat().st_size
+    online = tmp_path / "online.safetensors"
+    assert main(["--export-from", str(step2), "--out", str(online), "--online"]) == 0
+    for k, v in load_diffae(online).state_dict().items():
+        assert torch.equal(v, state["model"][f"unet.{k}"]), k
+    assert read_safetensors_metadata(online)["metadata"]["weights"] == "online"
     with pytest.raises(PadaError, match="not found"):
         main(["--export-from", str(tmp_path / "nope.pt"), "--out", str(dest)])
 

@@ -278,8 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fp16: bool = False) -> Path:
+def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fp16: bool = False,
+                      ema: bool = True) -> Path:
     """Export the EMA weights of training checkpoint ``ckpt`` as a pada DiffAE safetensors file ``out``.
+
+    ``ema=False`` exports the online weights instead: early in a run the EMA still carries a large share of
+    the random initialisation (decay 0.999 keeps 0.999**step of it when ``ema_warmup`` is off).
 
     The metadata records the run: its data folder and listing hash, preset, steps, images seen, the last
     logged losses (``metrics.jsonl`` of the run) and the training config, like the end-of-run export.
@@ -287,7 +291,7 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fp16: boo
     from pada.networks.checkpoint import save_diffae
 
     ckpt = Path(ckpt)
-    unet, info = load_checkpoint_ema(ckpt)
+    unet, info = load_checkpoint_ema(ckpt, ema=ema)
     task, train = info["task"], info["train"]
     run_dir = ckpt.parent.parent
     last: dict[str, Any] = {}
@@ -311,7 +315,7 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fp16: boo
             "data": task.get("data", ""), "data_hash": data_hash, "preset": task.get("preset", ""),
             "steps": info["step"], "images_seen": info["step"] * int(train.get("batch_size", 0)),
             "final_losses": {k.removeprefix("loss/"): v for k, v in last.items() if k.startswith("loss/")},
-            "train_config": train, "T": task.get("T", 1000)}
+            "train_config": train, "T": task.get("T", 1000), "weights": "ema" if ema else "online"}
     return save_diffae(unet, Path(out), metadata=meta, fp16=fp16)
 
 
@@ -325,8 +329,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         ex.add_argument("--export-from", required=True, help="training checkpoint step_*.pt")
         ex.add_argument("--out", required=True, help="output .safetensors file")
         ex.add_argument("--fp16-export", action="store_true", help="store the weights in float16")
+        ex.add_argument("--online", action="store_true", help="export the online weights instead of the EMA")
         a = ex.parse_args(argv)
-        path = export_checkpoint(a.export_from, a.out, fp16=a.fp16_export)
+        path = export_checkpoint(a.export_from, a.out, fp16=a.fp16_export, ema=not a.online)
         print(f"exported {path}")
         return 0
     args = build_parser().parse_args(argv)
