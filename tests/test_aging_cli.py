@@ -44,7 +44,8 @@ def _err_lines(capsys) -> list[str]:
     return [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
 
 
-def test_no_trained_model_is_one_clear_line(tmp_path, capsys):
+def test_no_trained_model_is_one_clear_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(age_cli, "DEFAULT_MODEL", "pada-not-installed")  # a default whose file is absent
     f = tmp_path / "x.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(f)
     assert main(["age", str(f), "--text", "man's face in his sixties", "--device", "cpu"]) == 1

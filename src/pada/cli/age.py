@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pada.errors import PadaError
 
-DEFAULT_MODEL = "pada-ffhq256"  # registry name of the shipped model (not released yet)
+DEFAULT_MODEL = "pada-demo64"  # registry name of the shipped small default model (64x64, demo faces)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -78,9 +78,9 @@ def load_pipeline(model: str, device, steps: int, trust_pickle: bool = False):
         path = resolve_model(model)
     except PadaError:
         if model == DEFAULT_MODEL:
-            raise PadaError(f"no trained PADA model is available (the default {DEFAULT_MODEL!r} is not "
-                            "released yet); train one with `pada train pada --data DIR --diffae DIFFAE` and "
-                            "pass --model runs/pada/pada.safetensors") from None
+            raise PadaError(f"no trained PADA model is available (the default {DEFAULT_MODEL!r} is missing "
+                            "from this install); train one with `pada train pada --data DIR --diffae DIFFAE` "
+                            "and pass --model runs/pada/pada.safetensors") from None
         raise
     return AgingPipeline.from_pretrained(path, device=device, steps=steps, trust_pickle=trust_pickle)
 
