@@ -34,7 +34,7 @@ def fakes(monkeypatch):
 
     made = []
 
-    def from_pretrained(model, device=None, steps=25, **kw):
+    def from_pretrained(model, device=None, steps=25, trust_pickle=False, **kw):
         if not str(model).endswith(".safetensors"):
             from pada.errors import PadaError
 
@@ -44,6 +44,7 @@ def fakes(monkeypatch):
         p.diffae, p.vl = object(), object()
         p.model = types.SimpleNamespace(cfg=types.SimpleNamespace(age_critic="dlib-age", id_critic="arcface",
                                                                   diffae="d", vl="v"))
+        assert trust_pickle is False  # no --trust-pickle given
         made.append((model, device, steps, sorted(kw)))
         return p
 
