@@ -18,15 +18,13 @@ to 256 (antialiased when shrinking).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pada.critics.adapters import resize
 from pada.critics.base import IdentityCritic, check_images
-from pada.critics.state_dicts import extract_state_dict, load_torch_file, match_keys
+from pada.critics.state_dicts import LoadableFromFile
 
 _STAGES = [(64, 64, 3), (64, 128, 4), (128, 256, 14), (256, 512, 3)]
 SAM_CROP = (35, 223, 32, 220)  # rows, cols of the 256x256 face
@@ -69,7 +67,7 @@ class BottleneckIRSE(nn.Module):
         return self.res_layer(x) + sc
 
 
-class ArcFaceIRSE50(nn.Module):
+class ArcFaceIRSE50(LoadableFromFile, nn.Module):
     """``forward(x (N,3,112,112)) -> (N, 512)`` unit-norm embedding (``normalize=False``: before L2)."""
 
     dim = 512
@@ -96,29 +94,6 @@ class ArcFaceIRSE50(nn.Module):
     def forward(self, x: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         x = self.output_layer(self.body(self.input_layer(x)))
         return x / x.norm(dim=1, keepdim=True) if normalize else x
-
-    @classmethod
-    def empty(cls) -> ArcFaceIRSE50:
-        """The module with uninitialised storage (fast to build; fill it with ``load_state_dict``)."""
-        with torch.device("meta"):
-            net = cls()
-        return net.to_empty(device="cpu")
-
-    @classmethod
-    def from_file(cls, path: str | Path, trust_pickle: bool = False) -> ArcFaceIRSE50:
-        """Load ``model_ir_se50.pth`` (flat state_dict; ``num_batches_tracked`` optional)."""
-        sd = extract_state_dict(load_torch_file(path, trust_pickle), path)
-        with torch.device("meta"):
-            meta = cls()
-        own = meta.state_dict()
-        nbt = [k for k in own if k.endswith("num_batches_tracked")]
-        match_keys(sd, {k: v.shape for k, v in own.items()}, path, optional=nbt)
-        net = meta.to_empty(device="cpu")
-        full = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
-        for k in nbt:
-            full.setdefault(k, torch.tensor(0, dtype=torch.long))
-        net.load_state_dict(full, strict=True)
-        return net
 
 
 class SamIdCrop(nn.Module):

@@ -18,22 +18,20 @@ Inputs of another size than 256 are first resized to 256 (antialiased when shrin
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pada.critics.adapters import resize
 from pada.critics.base import FEATURE_LAYERS, AgeCritic, AgeOutput, check_images
-from pada.critics.state_dicts import extract_state_dict, load_torch_file, match_keys
+from pada.critics.state_dicts import LoadableFromFile
 
 _STAGES = [(1, 2, 3, 64), (2, 2, 64, 128), (3, 3, 128, 256), (4, 3, 256, 512), (5, 3, 512, 512)]
 RECIPES = ("sam", "hrfae")
 IMAGENET_MEAN_RGB = (0.48501961, 0.45795686, 0.40760392)
 
 
-class DexVGG(nn.Module):
+class DexVGG(LoadableFromFile, nn.Module):
     """VGG-16 with DEX's 101-way head. ``forward(x (N,3,224,224)) -> fc8 logits (N,101)``.
 
     ``forward(x, all_activations=True)`` returns the official dict ``r11 .. r53, p1 .. p5`` (``p5``
@@ -65,24 +63,6 @@ class DexVGG(nn.Module):
         out["fc7"] = x = F.relu(self.fc7(x))
         out["fc8"] = x = self.fc8_101(x)
         return out if all_activations else x
-
-    @classmethod
-    def empty(cls) -> DexVGG:
-        """The module with uninitialised storage (fast to build; fill it with ``load_state_dict``)."""
-        with torch.device("meta"):
-            net = cls()
-        return net.to_empty(device="cpu")
-
-    @classmethod
-    def from_file(cls, path: str | Path, trust_pickle: bool = False) -> DexVGG:
-        """Load SAM's ``dex_age_classifier.pth`` (``{"state_dict": ...}``) or HRFAE's flat Caffe dump."""
-        sd = extract_state_dict(load_torch_file(path, trust_pickle), path)
-        with torch.device("meta"):
-            meta = cls()
-        match_keys(sd, {k: v.shape for k, v in meta.state_dict().items()}, path)
-        net = meta.to_empty(device="cpu")
-        net.load_state_dict({k: v.float() for k, v in sd.items()}, strict=True)
-        return net
 
 
 class DexAdapter(nn.Module):

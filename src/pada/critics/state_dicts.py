@@ -74,3 +74,35 @@ def match_keys(
     problems = describe_mismatch(sd, expected, optional)
     if problems:
         raise CheckpointError(f"{path}: not the expected weights: {problems}")
+
+
+class LoadableFromFile:
+    """Mixin for the full-scale networks users bring as PyTorch weight files (DEX, IR-SE50).
+
+    The network is built on the meta device, the file's keys and shapes are checked strictly (one-line
+    :class:`CheckpointError` otherwise; ``num_batches_tracked`` may be absent, as in PyTorch 0.4-era files),
+    then the weights are loaded in float32.
+    """
+
+    @classmethod
+    def empty(cls):
+        """The module with uninitialised storage (fast to build; fill it with ``load_state_dict``)."""
+        with torch.device("meta"):
+            net = cls()
+        return net.to_empty(device="cpu")
+
+    @classmethod
+    def from_file(cls, path: str | Path, trust_pickle: bool = False):
+        """Load a flat state_dict or a ``{"state_dict": ...}`` file (``-`` in keys, ``module.`` handled)."""
+        sd = extract_state_dict(load_torch_file(path, trust_pickle), path)
+        with torch.device("meta"):
+            meta = cls()
+        own = meta.state_dict()
+        optional = [k for k in own if k.endswith("num_batches_tracked")]
+        match_keys(sd, {k: v.shape for k, v in own.items()}, path, optional=optional)
+        net = meta.to_empty(device="cpu")
+        full = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
+        for k in optional:
+            full.setdefault(k, torch.tensor(0, dtype=torch.long))
+        net.load_state_dict(full, strict=True)
+        return net
