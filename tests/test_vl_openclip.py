@@ -87,7 +87,7 @@ def test_missing_default_weights_one_line_how_to_get():
     with pytest.raises(MissingWeightsError) as info:
         load_vl("openclip:ViT-B-32")
     msg = str(info.value)
-    assert "\n" not in msg and "--clip-weights" in msg and "ViT-B-32.pt" in msg
+    assert "\n" not in msg and "~/.cache/pada/ViT-B-32.pt" in msg and "PADA_WEIGHTS_DIR" in msg
 
 
 def test_missing_explicit_file(tmp_path):

@@ -2,7 +2,7 @@
 
 ``OpenCLIP("ViT-B-32", "openai")`` looks for the weights, in order:
 
-1. an explicit ``path`` (``--clip-weights PATH``): OpenAI's TorchScript ``ViT-B-32.pt``, an open_clip
+1. an explicit ``path`` (``load_vl(name, path=...)``): OpenAI's TorchScript ``ViT-B-32.pt``, an open_clip
    ``.bin``/``.pt`` state dict or a ``.safetensors`` file;
 2. for the default model, the pada registry entry ``openai-clip-vit-b-32`` (``$PADA_WEIGHTS_DIR`` and
    ``~/.cache/pada``; sha256 of OpenAI's file);
@@ -103,8 +103,9 @@ def how_to_get(arch: str, tag: str) -> str:
         from pada import weights
 
         return weights.get(REGISTRY_NAME).how_to_get
-    return (f"pass --clip-weights PATH to an open_clip checkpoint of {arch} ({tag}), or put it in your "
-            f"Hugging Face / open_clip cache on a machine with internet access first")
+    return (f"copy an open_clip checkpoint of {arch} ({tag}) into $PADA_WEIGHTS_DIR or ~/.cache/pada/ (every "
+            f"pada command looks there), pass it as load_vl(name, path=...), or fill your Hugging Face / "
+            f"open_clip cache on a machine with internet access first")
 
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
