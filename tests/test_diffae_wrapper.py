@@ -108,3 +108,58 @@ def test_from_pretrained(tmp_path: Path, model: DiffAE) -> None:
     assert again.read_bytes() == path.read_bytes()
     with pytest.raises(CheckpointError, match="neither a checkpoint file nor a registered"):
         DiffAE.from_pretrained(tmp_path / "nope.safetensors")
+
+
+# ------------------------------------------------------------------------------- v-prediction networks
+def test_v_prediction_helpers_invert_each_other() -> None:
+    from pada import diffusion as D
+
+    s = D.linear_schedule()
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.rand(4, 3, 8, 8, generator=g) * 2 - 1, torch.randn(4, 3, 8, 8, generator=g)
+    t = torch.tensor([0, 10, 500, 999])
+    x_t = D.q_sample(s, x0, t, noise)
+    v = D.v_target(s, x0, t, noise)
+    assert torch.allclose(D.eps_from_v(s, x_t, t, v), noise, atol=1e-5)
+    # at the last step v is almost -x0 (what a v-network must learn there), ε almost x_t
+    assert (v[3] + x0[3]).abs().max() < 0.01 * noise[3].abs().max() + 1e-4
+
+
+def test_v_network_is_seen_as_eps_by_sampler_and_loss(model: DiffAE, tmp_path: Path) -> None:
+    from pada import diffusion as D
+
+    unet_v = DiffAEUNet(load_preset("tiny32").replace(prediction="v")).eval()
+    unet_v.load_state_dict(model.unet.state_dict())
+    mv = DiffAE(unet_v).eval()
+    x = _images(2, 5)
+    t = torch.tensor([3, 900])
+    with torch.no_grad():
+        z = mv.encode(x)
+        x_t = mv.q_sample(x, t, torch.randn_like(x))
+        raw = unet_v(x_t, t, z)
+        assert torch.equal(raw, model.unet(x_t, t, z))  # same weights, same raw output
+        assert torch.allclose(mv.eps(x_t, t, z), D.eps_from_v(mv.schedule, x_t, t, raw))
+        assert not torch.allclose(mv.eps(x_t, t, z), model.eps(x_t, t, z))
+    # the sampler goes through the conversion: a different image than the ε reading of the same weights
+    x_T = mv.sample_noise(2, torch.Generator().manual_seed(1))
+    assert not torch.allclose(mv.render(x_T, z, T=3), model.render(x_T, z, T=3))
+    # training loss is the v-MSE: replay the same t and noise draws
+    g = torch.Generator().manual_seed(7)
+    loss = mv.loss(x, g).detach()
+    g = torch.Generator().manual_seed(7)
+    tt = D.sample_timesteps(2, mv.T, g)
+    noise = torch.randn(x.shape, generator=g)
+    with torch.no_grad():
+        want = (unet_v(D.q_sample(mv.schedule, x, tt, noise), tt, mv.encode(x))
+                - D.v_target(mv.schedule, x, tt, noise)).square().mean()
+    assert float(loss) == pytest.approx(float(want), rel=1e-5)
+    # the choice travels with the file
+    path = save_diffae(unet_v, tmp_path / "v.safetensors")
+    assert DiffAE.from_pretrained(str(path)).config.prediction == "v"
+
+
+def test_unknown_prediction_is_refused() -> None:
+    from pada.errors import PadaError
+
+    with pytest.raises(PadaError, match="prediction 'x0' unknown"):
+        load_preset("tiny32").replace(prediction="x0")

@@ -127,3 +127,23 @@ def test_tiny_diffae_learns_and_reconstructs_held_out_blobs(tmp_path):
     assert p.mean() >= 25.0, p
     stats = json.loads((out / "samples" / "step_00000060.json").read_text())
     assert stats["recon_psnr_mean"] == pytest.approx(float(p.mean()), abs=1e-3)  # the grid saw the same
+
+
+def test_warm_start_from_a_checkpoint_into_a_v_network(tmp_path):
+    a = tmp_path / "a"
+    assert main(["--data", "synthetic:blobs:8", "--out", str(a), "--steps", "2", "--ckpt-every", "2",
+                 *FAST]) == 0
+    step2 = a / "checkpoints" / "step_00000002.pt"
+    b = tmp_path / "b"
+    assert main(["--data", "synthetic:blobs:8", "--out", str(b), "--steps", "1", "--ckpt-every", "0", *FAST,
+                 "--model-set", "prediction=v", "--init-from", str(step2), "--lr", "0"]) == 0
+    src, dst = ckpt.load_checkpoint(step2), ckpt.load_checkpoint(b / "checkpoints" / "step_00000001.pt")
+    for k, v in src["ema"].items():  # lr 0: still the warm-start weights (the EMA of run a)
+        assert torch.equal(dst["model"][k], v), k
+    assert dst["task"]["config"]["model"]["prediction"] == "v"
+    rows = [json.loads(line) for line in (b / "metrics.jsonl").read_text().splitlines()]
+    assert "loss/v_mse" in rows[0]
+    assert load_diffae(b / EXPORT_NAME).config.prediction == "v"
+    with pytest.raises(PadaError, match="do not fit"):  # another architecture: one line naming the file
+        main(["--data", "synthetic:blobs:8", "--out", str(tmp_path / "c"), "--steps", "1", *FAST,
+              "--model-set", "num_res_blocks=1", "--init-from", str(step2)])

@@ -65,18 +65,27 @@ class DiffAE(nn.Module):
         return self.unet.encode(x)
 
     def eps(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
-        """ε_θ(x_t, t, z): (B, 3, H, W), (B,) original t, (B, style) -> (B, 3, H, W)."""
-        return self.unet(x_t, t, z)
+        """ε_θ(x_t, t, z): (B, 3, H, W), (B,) original t, (B, style) -> (B, 3, H, W).
+
+        A v-prediction network (``config.prediction == "v"``) is converted to ε here, so every caller
+        (samplers, inversion, Eq. 3, the PADA losses) works on ε whatever the network predicts.
+        """
+        return self._to_eps(x_t, t, self.unet(x_t, t, z))
+
+    def _to_eps(self, x_t: Tensor, t: Tensor, out: Tensor) -> Tensor:
+        if self.unet.config.prediction == "v":
+            return D.eps_from_v(self.schedule, x_t, t, out)
+        return out
 
     def _model_fn(self, z: Tensor, bf16: bool):
         if not bf16:
-            return lambda x, t: self.unet(x, t, z)
+            return lambda x, t: self.eps(x, t, z)
         dev = z.device.type
 
         def fn(x: Tensor, t: Tensor) -> Tensor:
             with torch.autocast(device_type=dev, dtype=torch.bfloat16):
                 out = self.unet(x, t, z)
-            return out.float()
+            return self._to_eps(x, t, out.float())
 
         return fn
 
@@ -149,11 +158,16 @@ class DiffAE(nn.Module):
         """DiffAE training loss: ‖ε_θ(x_t, t, Enc(x0)) - ε‖² at t ~ U{0..T-1} (scalar, mean).
 
         The encoder is trained jointly through z, as in the official code.
-        ``generator`` draws t and ε (None: torch's global RNG).
+        ``generator`` draws t and ε (None: torch's global RNG). A v-prediction network
+        (``config.prediction == "v"``) is trained on ‖v_θ - v‖² with v = sqrt(ᾱ_t)ε - sqrt(1-ᾱ_t)x0.
         """
         t = D.sample_timesteps(x0.shape[0], self.T, generator).to(x0.device)
         noise = _randn(x0.shape, generator, x0)
         z = self.unet.encode(x0)
+        if self.unet.config.prediction == "v":
+            x_t = D.q_sample(self.schedule, x0, t, noise)
+            target = D.v_target(self.schedule, x0, t, noise)
+            return (self.unet(x_t, t, z).float() - target.float()).square().mean()
         return D.eps_mse_loss(lambda x, tt: self.unet(x, tt, z), x0, t, noise, self.schedule)
 
     # ---- loading ---------------------------------------------------------------------------------

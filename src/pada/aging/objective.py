@@ -67,7 +67,8 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class Frozen:
     """The frozen networks the objective uses (any objects with these interfaces).
 
-    ``diffae``: ``.encode(x) -> z (B,S)``, ``.unet(x_t, t, z) -> ε``, ``.schedule`` (for
+    ``diffae``: ``.encode(x) -> z (B,S)``, ``.eps(x_t, t, z) -> ε`` (a :class:`pada.diffae.DiffAE`
+    converts v-prediction networks to ε there), ``.schedule`` (for
     :func:`pada.diffusion.q_sample` / :func:`pada.diffusion.predict_x0`). ``vl``: ``encode_image`` /
     ``encode_text`` → unit (B, D). ``age_critic(x) -> AgeOutput`` with ``.features``;
     ``id_critic(x) -> (B, E)``.
@@ -112,7 +113,7 @@ class PadaObjective:
     def _x0(self, x_t: torch.Tensor, t: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         from pada.diffusion import predict_x0
 
-        eps = self.frozen.diffae.unet(x_t, t, z)
+        eps = self.frozen.diffae.eps(x_t, t, z)
         x0 = predict_x0(self.frozen.diffae.schedule, x_t, t, eps.float()).float()
         return x0.clamp(-1.0, 1.0) if self.cfg.clip_x0 else x0
 

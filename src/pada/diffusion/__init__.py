@@ -16,6 +16,7 @@ from pada.diffusion.schedule import (
     Schedule,
     SpacedSchedule,
     ddim_schedule,
+    eps_from_v,
     extract,
     linear_schedule,
     predict_x0,
@@ -23,6 +24,7 @@ from pada.diffusion.schedule import (
     sample_timesteps,
     space_timesteps,
     spaced,
+    v_target,
 )
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "ddim_sample",
     "ddim_schedule",
     "ddim_step",
+    "eps_from_v",
     "eps_mse_loss",
     "extract",
     "linear_schedule",
@@ -42,4 +45,5 @@ __all__ = [
     "sample_timesteps",
     "space_timesteps",
     "spaced",
+    "v_target",
 ]

@@ -199,6 +199,33 @@ def predict_x0(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tenso
     )
 
 
+def v_target(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+    """The v-prediction target v = sqrt(ᾱ_t)·ε - sqrt(1 - ᾱ_t)·x0 (Salimans & Ho, ICLR 2022).
+
+    Args: x0, noise: (B, C, H, W); t: (B,) int64 original timesteps.
+    """
+    s = schedule.base
+    t = _as_t(t, x0.shape[0], x0.device)
+    return (
+        extract(s.sqrt_alphas_cumprod, t, x0.dim()) * noise
+        - extract(s.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * x0
+    )
+
+
+def eps_from_v(schedule: Schedule, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
+    """ε̂ = sqrt(ᾱ_t)·v̂ + sqrt(1 - ᾱ_t)·x_t: the noise a v-prediction network implies.
+
+    Exact inverse of :func:`v_target` given ``x_t = q_sample(x0, t, ε)``; lets every sampler, the
+    inversion and Eq. 3 keep working on ε. Args: x_t, v: (B, C, H, W); t: (B,) int64 original timesteps.
+    """
+    s = schedule.base
+    t = _as_t(t, x_t.shape[0], x_t.device)
+    return (
+        extract(s.sqrt_alphas_cumprod, t, x_t.dim()) * v
+        + extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.dim()) * x_t
+    )
+
+
 def sample_timesteps(
     batch: int,
     T: int = 1000,

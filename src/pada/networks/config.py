@@ -25,6 +25,7 @@ from typing import Any
 from pada.errors import PadaError
 
 PRESET_DIR = Path(__file__).with_name("presets")
+PREDICTIONS = ("eps", "v")  # what the UNet outputs (DiffAEConfig.prediction)
 
 # Official fields that pada accepts only with the value every released model uses.
 _FIXED_OFFICIAL: dict[str, Any] = {
@@ -68,6 +69,10 @@ class DiffAEConfig:
             ``enc_attn_resolutions=None`` means ``attention_resolutions``.
         enc_pool: encoder head; only ``'adaptivenonzero'`` (official DiffAE) is supported.
         gradient_checkpointing: pada-only; recompute ResBlocks in backward to save memory.
+        prediction: pada-only; what the UNet outputs: ``"eps"`` (the noise ε, every official DiffAE
+            model) or ``"v"`` (v = sqrt(ᾱ)ε - sqrt(1-ᾱ)x0, Salimans & Ho 2022; used by pada's small
+            CPU-trained default, see docs/diffae.md). :class:`pada.diffae.DiffAE` converts v to ε, so
+            samplers, inversion and the PADA losses always see ε.
     """
 
     image_size: int = 64
@@ -89,6 +94,7 @@ class DiffAEConfig:
     enc_attn_resolutions: tuple[int, ...] | None = None
     enc_pool: str = "adaptivenonzero"
     gradient_checkpointing: bool = False
+    prediction: str = "eps"
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -100,6 +106,10 @@ class DiffAEConfig:
             self.enc_attn_resolutions = tuple(int(r) for r in self.enc_attn_resolutions)
         if self.enc_pool != "adaptivenonzero":
             raise PadaError(f"DiffAEConfig: enc_pool {self.enc_pool!r} unsupported (only 'adaptivenonzero')")
+        if self.prediction not in PREDICTIONS:
+            raise PadaError(
+                f"DiffAEConfig: prediction {self.prediction!r} unknown (one of {', '.join(PREDICTIONS)})"
+            )
         if not self.resblock_updown:
             raise PadaError(
                 "DiffAEConfig: resblock_updown=False is not supported (every DiffAE model uses True)"

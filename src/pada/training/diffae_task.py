@@ -56,6 +56,8 @@ class DiffAETaskConfig:
     sample_steps: int = 20                      # DDIM steps of the sample grid
     encode_steps: int = 50                      # DDIM steps of encode_stochastic and render in the recon grid
     grid_seed: int = 1234                       # noise of the sample grid (the same at every step)
+    init_from: str = ""                         # warm start: weights of a pada DiffAE file / registry
+                                                # name / training checkpoint (EMA); fresh optimiser
 
 
 def parse_model_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -173,6 +175,8 @@ class DiffAETask(TrainTask):
         from pada.networks.unet import DiffAEUNet
 
         self.unet = DiffAEUNet(self.model_config)
+        if self.cfg.init_from:
+            self.unet.load_state_dict(init_weights(self.cfg.init_from, self.unet))
         self.schedule = linear_schedule(self.cfg.T)
         self.diffae = DiffAE(self.unet, self.schedule)  # shares self.unet (the trained module)
 
@@ -186,7 +190,8 @@ class DiffAETask(TrainTask):
         return self._train
 
     def loss(self, batch: Any, generator: torch.Generator) -> dict[str, Tensor]:
-        """ε-prediction MSE at uniform random t (official DiffAE ``training_losses``).
+        """ε-prediction MSE at uniform random t (official DiffAE ``training_losses``); v-MSE for a
+        ``prediction=v`` network (logged as ``loss/v_mse``).
 
         batch["image"]: (B, 3, H, W) in [-1, 1]. Randomness (flip, t, ε) comes from ``generator``.
         """
@@ -195,7 +200,7 @@ class DiffAETask(TrainTask):
             flip = (torch.rand(x0.shape[0], generator=generator, device=generator.device) < 0.5).to(x0.device)
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
         mse = self.diffae.loss(x0, generator)  # draws t ~ U{0..T-1}, then ε, from the generator
-        return {"total": mse, "eps_mse": mse.detach()}
+        return {"total": mse, f"{self.model_config.prediction}_mse": mse.detach()}
 
     def sample_grids(self, step: int, out_dir: Path, modules: nn.ModuleDict) -> list[Path]:
         from pada.diffae import DiffAE
@@ -223,7 +228,7 @@ class DiffAETask(TrainTask):
 
     def config_dict(self) -> dict[str, Any]:
         return {"data": self.cfg.data, "preset": self.cfg.preset, "T": self.cfg.T, "flip": self.cfg.flip,
-                "model": self.model_config.to_dict()}
+                "model": self.model_config.to_dict(), "init_from": self.cfg.init_from}
 
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
         from pada.networks.checkpoint import save_diffae
@@ -233,6 +238,24 @@ class DiffAETask(TrainTask):
                 "final_losses": info["final_losses"], "train_config": info["train_config"],
                 "world_size": info["world_size"], "T": self.cfg.T}
         return [save_diffae(modules["unet"], out_dir / EXPORT_NAME, metadata=meta)]
+
+
+def init_weights(spec: str, unet: nn.Module) -> dict[str, Tensor]:
+    """The state dict of ``spec`` for warm-starting ``unet``: a ``pada train diffae`` checkpoint ``*.pt``
+    (its EMA), or a pada DiffAE safetensors file / registry name. The architectures must match key for key
+    (one-line :class:`~pada.errors.CheckpointError` otherwise); ``prediction`` may differ, so an ε-network
+    can be fine-tuned into a v-network."""
+    from pada.networks.checkpoint import check_state_dict
+
+    if spec.endswith(".pt"):
+        src, _ = load_checkpoint_ema(spec)
+    else:
+        from pada.diffae import DiffAE
+
+        src = DiffAE.from_pretrained(spec).unet
+    state = {k: v.float() for k, v in src.state_dict().items()}
+    check_state_dict(unet, state, spec, f"DiffAE config {unet.config.name!r} (--init-from)")
+    return state
 
 
 def load_checkpoint_ema(path: str | os.PathLike, ema: bool = True):
@@ -274,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-steps", type=int, default=20, help="DDIM steps of the sample grid")
     p.add_argument("--encode-steps", type=int, default=50, help="DDIM steps of the reconstruction grid")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--init-from", default="", metavar="WEIGHTS",
+                   help="warm start from a DiffAE file, registry name or training checkpoint (EMA weights)")
     add_train_args(p, DEFAULTS)
     return p
 
@@ -339,7 +364,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     task_cfg = DiffAETaskConfig(data=args.data, preset=args.preset,
                                 model_overrides=list(args.model_overrides), flip=not args.no_flip,
                                 holdout=args.holdout, sample_steps=args.sample_steps,
-                                encode_steps=args.encode_steps)
+                                encode_steps=args.encode_steps, init_from=args.init_from)
     recipe = "pada train diffae " + shlex.join(argv if argv is not None else [])
     result = Trainer(DiffAETask(task_cfg, recipe=recipe), train_cfg).fit()
     for path in result.exported:
