@@ -159,6 +159,8 @@ def bench_real(args) -> dict:
         argv += ["--steps", str(args.steps)]
     if args.no_baseline:
         argv.append("--no-baseline")
+    if args.eps is not None:
+        argv += ["--eps", str(args.eps)]
     t0 = time.perf_counter()
     import contextlib
     import io
@@ -187,6 +189,7 @@ def main(argv=None) -> int:
                    default=["twenties", "forties", "sixties", "eighties"])
     p.add_argument("--fid-features", default="sface")
     p.add_argument("--no-baseline", action="store_true")
+    p.add_argument("--eps", type=float, default=None, help="PADA's text sampling intensity ε (model default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--out")
     args = p.parse_args(argv)

@@ -83,6 +83,9 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
                  str(out), "--device", "cpu", "--seed", "1"]) == 0
     assert np.array_equal(first, np.asarray(Image.open(out)))  # reproducible from the seed
+    assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
+                 str(out), "--device", "cpu", "--seed", "1", "--eps", "0.5"]) == 0
+    assert not np.array_equal(first, np.asarray(Image.open(out)))  # ε reaches the PAE sampling
 
 
 @pytest.mark.slow

@@ -55,6 +55,7 @@ class FakePipeline:
         from pada.aging.pipeline import target_age_of_text
 
         self.calls.append((text, n, seed, high_diversity, low_diversity))
+        self.kwargs = kw
         level = (target_age_of_text(text) + self.age_bias - 40) / 40  # mean pixel value for that age
         out = torch.full((n, *image.shape[1:]), level)
         g = torch.Generator().manual_seed(seed)
@@ -194,6 +195,25 @@ def test_run_evaluation_report_markdown_and_files(tmp_path):
     assert back["models"]["PADA"]["overall"]["age_mae"] == pytest.approx(mae)
     assert mdp.read_text() == md
     assert not list((tmp_path / "out").glob(".*tmp"))
+
+
+def test_text_eps_reaches_pada_but_not_the_baseline():
+    data, critics = _data(m=2), _critics()
+    cfg = EvalConfig(targets=("sixties",), n_outputs=2, baseline_strengths=(1.0,), baseline_search_images=1,
+                     text_eps=0.05, diversity=False, reconstruction=False)
+    pada, base = FakePipeline(), FakeBaseline()
+    base.kwargs = None
+    age = base.age
+
+    def spy(*a, **kw):
+        base.kwargs = kw
+        return age(*a, **kw)
+
+    base.age = spy
+    run_evaluation({"PADA": pada}, data, critics, cfg, baseline=base)
+    assert pada.kwargs == {"eps": 0.05}
+    assert "eps" not in base.kwargs and "strength" in base.kwargs
+    assert EvalConfig().text_eps is None and EvalConfig().baseline_strengths[0] == 0.1
 
 
 def test_tiny_real_pipeline_and_linear_baseline():

@@ -42,6 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
     p.add_argument("--low-diversity", action="store_true",
                    help="fresh x_T noise per result (not the inversion)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
+                        "Larger = more high-level variety, less text fidelity")
     p.add_argument("--text-weight", type=float, default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
@@ -140,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         res = pipe.age(x, text=args.text, ref=ref, n=args.num, high_diversity=not args.no_high_diversity,
                        low_diversity=args.low_diversity, seed=args.seed, steps=args.steps,
-                       text_weight=args.text_weight, batch_size=args.batch_size, progress=True)
+                       text_weight=args.text_weight, eps=args.eps, batch_size=args.batch_size, progress=True)
         images = res.images
         row = [x[None]] + ([ref[None]] if ref is not None else []) + [images]
         written.append(save_grid(torch.cat(row), args.out))

@@ -55,6 +55,7 @@ def _run(args: argparse.Namespace) -> int:
     from pada.aging.model import PadaModel
     from pada.aging.pipeline import AgingPipeline, resolve_model
     from pada.evaluation.runner import (
+        BASELINE_STRENGTHS,
         EvalConfig,
         fit_baseline_direction,
         load_critics,
@@ -67,8 +68,10 @@ def _run(args: argparse.Namespace) -> int:
     cfg = EvalConfig(targets=args.targets, n_outputs=args.n, seed=args.seed, steps=args.steps,
                      max_images=args.max_images, batch_size=args.batch_size, main_mode=args.main_mode,
                      diversity=not args.no_diversity, reconstruction=not args.no_reconstruction,
-                     baseline=not args.no_baseline, baseline_strengths=args.baseline_strengths,
-                     baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real)
+                     baseline=not args.no_baseline,
+                     baseline_strengths=args.baseline_strengths or BASELINE_STRENGTHS,
+                     baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real,
+                     text_eps=args.eps)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -144,8 +147,11 @@ def add_parser(sub) -> None:
     p.add_argument("--no-reconstruction", action="store_true", help="skip reconstruction PSNR/SSIM")
     p.add_argument("--no-baseline", action="store_true", help="skip the DiffAE linear baseline")
     p.add_argument("--baseline-direction", help="LinearAgeDirection file (default: fit on train split)")
-    p.add_argument("--baseline-strengths", type=_floats, default=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0),
-                   help="strengths searched to match PADA's identity similarity")
+    p.add_argument("--baseline-strengths", type=_floats, default=None,
+                   help="strengths searched to match PADA's identity similarity "
+                        "(default 0.1,0.25,0.5,0.75,1,1.5,2,3)")
+    p.add_argument("--eps", type=float, default=None,
+                   help="PADA's text-driven sampling intensity ε (default: the model's, the paper's 1e-3)")
     p.add_argument("--baseline-search-images", type=int, default=8)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for report.json and report.md")

@@ -55,6 +55,10 @@ DIVERSITY_MODES = {"high": (True, False), "low": (False, True), "both": (True, T
 FID_FEATURES = ("sface", "dlib-age", "inception", "none")
 
 
+#: default candidates of the linear baseline's strength (wide, so that one of them can match PADA's ID)
+BASELINE_STRENGTHS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+
+
 @dataclass
 class EvalConfig:
     """Settings of one evaluation run.
@@ -64,7 +68,8 @@ class EvalConfig:
     ``seed``: source ``i`` is aged with seed ``seed + i``. ``max_images``: first K test faces (None: all).
     ``fid_max_real``: at most this many real images per group for the Fréchet distance.
     ``baseline_strengths``: candidates of the linear baseline's strength; the search runs on the first
-    ``baseline_search_images`` faces.
+    ``baseline_search_images`` faces. ``text_eps``: PADA's text-driven sampling intensity ε for the
+    runs (None: the model's own, the paper's 1e-3); the baseline has no PAE and ignores it.
     """
 
     targets: tuple[str, ...] = DEFAULT_TARGETS
@@ -77,10 +82,11 @@ class EvalConfig:
     diversity: bool = True
     reconstruction: bool = True
     baseline: bool = True
-    baseline_strengths: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
+    baseline_strengths: tuple[float, ...] = BASELINE_STRENGTHS
     baseline_search_images: int = 8
     baseline_fit_images: int = 512
     fid_max_real: int = 1000
+    text_eps: float | None = None
 
     def __post_init__(self) -> None:
         if self.main_mode not in DIVERSITY_MODES:
@@ -428,7 +434,8 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
         _log(f"evaluating {name}", verbose)
         is_first = name == first
         sub = evaluate_pipeline(pipe, data, critics, cfg, verbose=verbose, fid_cache=fid_cache,
-                                modes=None if is_first else [cfg.main_mode])
+                                modes=None if is_first else [cfg.main_mode],
+                                age_kwargs=None if cfg.text_eps is None else {"eps": cfg.text_eps})
         if is_first and cfg.reconstruction:
             sub["reconstruction"] = reconstruction_metrics(pipe, data.images, cfg.steps)
         report["models"][name] = sub
