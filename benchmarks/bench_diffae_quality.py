@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--diffae", required=True)
     p.add_argument("--data", default="data/demo", help="demo folder (aligned/<size>/ + labels.csv)")
     p.add_argument("--test-fraction", type=float, default=0.05)
+    p.add_argument("--split", choices=("test", "train"), default="test",
+                   help="held-out faces (default) or training faces (memorisation vs generalisation)")
     p.add_argument("--max-faces", type=int, default=24)
     p.add_argument("--steps", type=int, default=25, help="render DDIM steps")
     p.add_argument("--enc-steps", type=int, default=50, help="stochastic-encoding DDIM steps")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     diffae, info = load_diffae(args.diffae)
     size = int(diffae.unet.config.image_size)
     data = Path(args.data)
-    ds = AlignedFaceDataset(aligned_dir(data, size), data / "labels.csv", size=size, split="test",
+    ds = AlignedFaceDataset(aligned_dir(data, size), data / "labels.csv", size=size, split=args.split,
                             test_fraction=args.test_fraction)
     n = min(len(ds), args.max_faces)
     x = torch.stack([ds[i]["image"] for i in range(n)])
@@ -84,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         id_other = identity_similarity(sface, x, x.roll(1, 0))
     seconds = time.perf_counter() - t0
     result = {
-        "diffae": info, "faces": n, "image_size": size, "steps": args.steps, "enc_steps": args.enc_steps,
+        "diffae": info, "faces": n, "split": args.split, "image_size": size, "steps": args.steps,
+        "enc_steps": args.enc_steps,
         "recon": {"psnr": float(psnr(recon, x).mean()), "ssim": float(ssim(recon, x).mean()),
                   "sface_cos": float(id_recon.mean())},
         "z_only": {"psnr": float(psnr(fresh.flatten(0, 1), x.repeat_interleave(args.seeds, 0)).mean()),

@@ -147,3 +147,17 @@ def test_warm_start_from_a_checkpoint_into_a_v_network(tmp_path):
     with pytest.raises(PadaError, match="do not fit"):  # another architecture: one line naming the file
         main(["--data", "synthetic:blobs:8", "--out", str(tmp_path / "c"), "--steps", "1", *FAST,
               "--model-set", "num_res_blocks=1", "--init-from", str(step2)])
+
+
+def test_high_t_fraction_moves_that_share_of_timesteps_to_the_noisy_half():
+    from pada.training.diffae_task import DiffAETask, DiffAETaskConfig
+
+    def draw(frac):
+        task = DiffAETask(DiffAETaskConfig(data="synthetic:blobs:4", preset="tiny32", high_t_fraction=frac))
+        return task.draw_timesteps(4000, torch.Generator().manual_seed(0))
+
+    t0, t1, th = draw(0.0), draw(1.0), draw(0.5)
+    assert 0 <= int(t0.min()) and int(t0.max()) <= 999 and 0.45 < float((t0 >= 500).float().mean()) < 0.55
+    assert int(t1.min()) >= 500 and int(t1.max()) <= 999
+    assert 0.7 < float((th >= 500).float().mean()) < 0.8  # 0.5 + 0.5 * 0.5
+    assert torch.equal(th, draw(0.5))  # reproducible from the generator

@@ -154,14 +154,16 @@ class DiffAE(nn.Module):
         like = torch.empty(0, device=device if device is not None else self.unet.out[2].weight.device)
         return _randn(torch.Size((batch, self.config.in_channels, s, s)), generator, like)
 
-    def loss(self, x0: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    def loss(self, x0: Tensor, generator: torch.Generator | None = None, t: Tensor | None = None) -> Tensor:
         """DiffAE training loss: ‖ε_θ(x_t, t, Enc(x0)) - ε‖² at t ~ U{0..T-1} (scalar, mean).
 
         The encoder is trained jointly through z, as in the official code.
         ``generator`` draws t and ε (None: torch's global RNG). A v-prediction network
         (``config.prediction == "v"``) is trained on ‖v_θ - v‖² with v = sqrt(ᾱ_t)ε - sqrt(1-ᾱ_t)x0.
+        ``t``: (B,) int64 timesteps chosen by the caller instead of the uniform draw.
         """
-        t = D.sample_timesteps(x0.shape[0], self.T, generator).to(x0.device)
+        if t is None:
+            t = D.sample_timesteps(x0.shape[0], self.T, generator).to(x0.device)
         noise = _randn(x0.shape, generator, x0)
         z = self.unet.encode(x0)
         if self.unet.config.prediction == "v":

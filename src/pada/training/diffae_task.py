@@ -56,6 +56,8 @@ class DiffAETaskConfig:
     sample_steps: int = 20                      # DDIM steps of the sample grid
     encode_steps: int = 50                      # DDIM steps of encode_stochastic and render in the recon grid
     grid_seed: int = 1234                       # noise of the sample grid (the same at every step)
+    high_t_fraction: float = 0.0                # share of each batch with t ~ U{T/2..T-1} instead of
+                                                # U{0..T-1} (0 = official; more signal where only z helps)
     init_from: str = ""                         # warm start: weights of a pada DiffAE file / registry
                                                 # name / training checkpoint (EMA); fresh optimiser
 
@@ -199,8 +201,22 @@ class DiffAETask(TrainTask):
         if self.cfg.flip:
             flip = (torch.rand(x0.shape[0], generator=generator, device=generator.device) < 0.5).to(x0.device)
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        mse = self.diffae.loss(x0, generator)  # draws t ~ U{0..T-1}, then ε, from the generator
+        frac = self.cfg.high_t_fraction
+        if frac <= 0:
+            mse = self.diffae.loss(x0, generator)  # draws t ~ U{0..T-1}, then ε, from the generator
+        else:
+            mse = self.diffae.loss(x0, generator, t=self.draw_timesteps(x0.shape[0], generator).to(x0.device))
         return {"total": mse, f"{self.model_config.prediction}_mse": mse.detach()}
+
+    def draw_timesteps(self, batch: int, generator: torch.Generator) -> Tensor:
+        """(batch,) t: U{0..T-1}, except a ``high_t_fraction`` share drawn from U{T/2..T-1}. At high t the
+        image is mostly noise and only z can tell the decoder whose face it is, so this puts more of the
+        training signal on the semantic code (a pada option for small CPU runs; official DiffAE: 0)."""
+        T, dev = self.cfg.T, generator.device  # noqa: N806
+        t = torch.randint(0, T, (batch,), generator=generator, device=dev)
+        high = torch.randint(T // 2, T, (batch,), generator=generator, device=dev)
+        pick = torch.rand(batch, generator=generator, device=dev) < self.cfg.high_t_fraction
+        return torch.where(pick, high, t)
 
     def sample_grids(self, step: int, out_dir: Path, modules: nn.ModuleDict) -> list[Path]:
         from pada.diffae import DiffAE
@@ -228,7 +244,8 @@ class DiffAETask(TrainTask):
 
     def config_dict(self) -> dict[str, Any]:
         return {"data": self.cfg.data, "preset": self.cfg.preset, "T": self.cfg.T, "flip": self.cfg.flip,
-                "model": self.model_config.to_dict(), "init_from": self.cfg.init_from}
+                "model": self.model_config.to_dict(), "init_from": self.cfg.init_from,
+                "high_t_fraction": self.cfg.high_t_fraction}
 
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
         from pada.networks.checkpoint import save_diffae
@@ -297,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample-steps", type=int, default=20, help="DDIM steps of the sample grid")
     p.add_argument("--encode-steps", type=int, default=50, help="DDIM steps of the reconstruction grid")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
+    p.add_argument("--high-t-fraction", type=float, default=0.0, metavar="F",
+                   help="share of each batch with t from the noisier half U{T/2..T-1} (default 0: official)")
     p.add_argument("--init-from", default="", metavar="WEIGHTS",
                    help="warm start from a DiffAE file, registry name or training checkpoint (EMA weights)")
     add_train_args(p, DEFAULTS)
@@ -364,7 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     task_cfg = DiffAETaskConfig(data=args.data, preset=args.preset,
                                 model_overrides=list(args.model_overrides), flip=not args.no_flip,
                                 holdout=args.holdout, sample_steps=args.sample_steps,
-                                encode_steps=args.encode_steps, init_from=args.init_from)
+                                encode_steps=args.encode_steps, init_from=args.init_from,
+                                high_t_fraction=args.high_t_fraction)
     recipe = "pada train diffae " + shlex.join(argv if argv is not None else [])
     result = Trainer(DiffAETask(task_cfg, recipe=recipe), train_cfg).fit()
     for path in result.exported:
