@@ -84,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
         id_fresh = identity_similarity(sface, x, fresh)
         id_mirror = identity_similarity(sface, x, x.flip(-1))
         id_other = identity_similarity(sface, x, x.roll(1, 0))
+        # the semantics PADA edits: does z alone carry the person's apparent age and gender?
+        age_critic, gender_critic = load_critic("dlib-age"), load_critic("dlib-gender")
+        flat = fresh.flatten(0, 1)
+        age_in = age_critic(x).age.float().repeat_interleave(args.seeds)
+        age_out = age_critic(flat).age.float()
+        male_in = (gender_critic(x)[:, 1] > 0.5).repeat_interleave(args.seeds)
+        male_out = gender_critic(flat)[:, 1] > 0.5
+        other_agree = float((male_in == male_in.roll(args.seeds)).float().mean())
+        age_corr = float(torch.corrcoef(torch.stack([age_in, age_out]))[0, 1]) if n > 2 else float("nan")
     seconds = time.perf_counter() - t0
     result = {
         "diffae": info, "faces": n, "split": args.split, "image_size": size, "steps": args.steps,
@@ -91,7 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         "recon": {"psnr": float(psnr(recon, x).mean()), "ssim": float(ssim(recon, x).mean()),
                   "sface_cos": float(id_recon.mean())},
         "z_only": {"psnr": float(psnr(fresh.flatten(0, 1), x.repeat_interleave(args.seeds, 0)).mean()),
-                   "sface_cos": float(id_fresh.mean()), "seeds": args.seeds},
+                   "sface_cos": float(id_fresh.mean()), "seeds": args.seeds,
+                   "age_corr": age_corr, "age_mae": float((age_in - age_out).abs().mean()),
+                   "gender_agreement": float((male_in == male_out).float().mean()),
+                   "gender_agreement_other_people": other_agree},
         "reference": {"sface_cos_mirror": float(id_mirror.mean()),
                       "sface_cos_other_people": float(id_other.mean())},
         "targets": {"recon_psnr": 25.0, "z_only_sface_cos": 0.4},

@@ -163,3 +163,16 @@ def test_unknown_prediction_is_refused() -> None:
 
     with pytest.raises(PadaError, match="prediction 'x0' unknown"):
         load_preset("tiny32").replace(prediction="x0")
+
+
+def test_registry_preset_does_not_override_a_files_own_config(tmp_path: Path, monkeypatch) -> None:
+    from pada import weights
+
+    unet_v = DiffAEUNet(load_preset("tiny32").replace(prediction="v"))
+    path = save_diffae(unet_v, tmp_path / "v.safetensors")
+    entry = weights.WeightFile(name="fake-v", filename="v.safetensors", sha256=None, how_to_get="test",
+                               recipe={"preset": "tiny32"})  # the preset alone would say prediction=eps
+    monkeypatch.setattr(weights, "registry", lambda: {"fake-v": entry})
+    monkeypatch.setattr(weights, "get", lambda name: entry)
+    monkeypatch.setattr(weights, "resolve", lambda name: path)
+    assert DiffAE.from_pretrained("fake-v").config.prediction == "v"

@@ -39,6 +39,16 @@ def _randn(shape: torch.Size, generator: torch.Generator | None, like: Tensor) -
     )
 
 
+def _carries_config(path: Path) -> bool:
+    """True for a pada safetensors file with its DiffAE config in the metadata."""
+    if path.suffix != ".safetensors":
+        return False
+    from pada.networks.checkpoint import read_safetensors_metadata
+
+    meta = read_safetensors_metadata(path)
+    return bool(meta and "config" in meta)
+
+
 class DiffAE(nn.Module):
     """Diffusion autoencoder (Preechakul et al., CVPR 2022) around a :class:`DiffAEUNet`.
 
@@ -183,7 +193,8 @@ class DiffAE(nn.Module):
         channels_last: bool | None = None,
     ) -> DiffAE:
         """Load from a file (pada safetensors or official ``.ckpt`` + ``preset``) or from a name in
-        the weights registry (``pada.weights``; its ``recipe.preset`` supplies the preset).
+        the weights registry (``pada.weights``; its ``recipe.preset`` supplies the preset of files that
+        carry no config; a pada file's own config, e.g. ``prediction="v"``, always wins).
 
         ``channels_last`` (default: on for CPU) stores the network in ``torch.channels_last``,
         1.3-1.5x faster on CPU with the same outputs (see docs/diffae.md, benchmark).
@@ -196,7 +207,7 @@ class DiffAE(nn.Module):
             if name not in weights.registry():
                 raise CheckpointError(f"{name}: neither a checkpoint file nor a registered weight name")
             path = weights.resolve(name)
-            if preset is None:
+            if preset is None and not _carries_config(path):  # official files: the registry says which
                 preset = weights.get(name).recipe.get("preset")
         unet = load_diffae(path, preset=preset, trust_pickle=trust_pickle, device=device)
         if channels_last is None:
