@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs}
-DIFFAE_V_STEPS=${DIFFAE_V_STEPS:-2600}
-PADA_STEPS=${PADA_STEPS:-600}
+DIFFAE_V_STEPS=${DIFFAE_V_STEPS:-800}
+PADA_STEPS=${PADA_STEPS:-1200}
 
 python3 -m pada.cli.main data demo --out data/demo
 
@@ -20,11 +20,15 @@ python3 -m pada.cli.main train diffae "${DIFFAE[@]}" --out "$RUNS/diffae64" --st
 python3 -m pada.cli.main train diffae "${DIFFAE[@]}" --out "$RUNS/diffae64" --steps 1900 --sample-every 1000 \
   --set warmup_steps=200 --set ema_warmup=true --resume
 # 1b. fine-tune into a v-prediction network (docs/diffae.md: with eps-prediction z did not yet carry the
-#     face; after the switch it does), EMA with warm-up
-python3 -m pada.cli.main train diffae "${DIFFAE[@]}" --out "$RUNS/diffae64v" --steps "$DIFFAE_V_STEPS" \
+#     face), EMA with warm-up, 800 steps
+python3 -m pada.cli.main train diffae "${DIFFAE[@]}" --out "$RUNS/diffae64v" --steps 800 \
   --model-set prediction=v --init-from "$RUNS/diffae64/checkpoints/step_00001900.pt" --sample-every 500 \
   --set warmup_steps=100 --set ema_warmup=true --resume
-python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64v/checkpoints/step_$(printf %08d "$DIFFAE_V_STEPS").pt" \
+# 1c. half of each batch at noisy t, where only z helps (seed 1: new draws)
+python3 -m pada.cli.main train diffae "${DIFFAE[@]}" --seed 1 --out "$RUNS/diffae64v2" --steps "$DIFFAE_V_STEPS" \
+  --model-set prediction=v --high-t-fraction 0.5 --init-from "$RUNS/diffae64v/checkpoints/step_00000800.pt" \
+  --sample-every 500 --set warmup_steps=50 --set ema_warmup=true --resume
+python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64v2/checkpoints/step_$(printf %08d "$DIFFAE_V_STEPS").pt" \
   --out src/pada/networks/weights/diffae_demo64.safetensors --fp16-export
 python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/diffae_demo64.safetensors --max-faces 16
 
@@ -34,6 +38,6 @@ python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/di
 
 # 3. PADA age encoder + modulation on top (frozen DiffAE, FaceCLIP, dlib-age, SFace)
 python3 -m pada.cli.main train pada --data data/demo --diffae diffae-demo64 --vl faceclip --out "$RUNS/pada64" \
-  --steps "$PADA_STEPS" --batch-size 8 --lr 1e-3 --seed 0 --log-every 10 --ckpt-every 100 \
+  --steps "$PADA_STEPS" --batch-size 8 --lr 1e-4 --loss-set lambda_id=0.6 --seed 0 --log-every 10 --ckpt-every 100 \
   --sample-faces 0 --no-progress --resume
 cp "$RUNS/pada64/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors

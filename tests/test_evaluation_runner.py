@@ -213,7 +213,7 @@ def test_text_eps_reaches_pada_but_not_the_baseline():
     run_evaluation({"PADA": pada}, data, critics, cfg, baseline=base)
     assert pada.kwargs == {"eps": 0.05}
     assert "eps" not in base.kwargs and "strength" in base.kwargs
-    assert EvalConfig().text_eps is None and EvalConfig().baseline_strengths[0] == 0.1
+    assert EvalConfig().text_eps is None and EvalConfig().baseline_strengths[-1] == 24.0
 
 
 def test_tiny_real_pipeline_and_linear_baseline():

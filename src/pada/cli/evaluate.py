@@ -149,7 +149,7 @@ def add_parser(sub) -> None:
     p.add_argument("--baseline-direction", help="LinearAgeDirection file (default: fit on train split)")
     p.add_argument("--baseline-strengths", type=_floats, default=None,
                    help="strengths searched to match PADA's identity similarity "
-                        "(default 0.1,0.25,0.5,0.75,1,1.5,2,3)")
+                        "(default 0.5,1,2,4,8,12,16,24)")
     p.add_argument("--eps", type=float, default=None,
                    help="PADA's text-driven sampling intensity ε (default: the model's, the paper's 1e-3)")
     p.add_argument("--baseline-search-images", type=int, default=8)

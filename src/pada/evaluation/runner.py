@@ -56,7 +56,8 @@ FID_FEATURES = ("sface", "dlib-age", "inception", "none")
 
 
 #: default candidates of the linear baseline's strength (wide, so that one of them can match PADA's ID)
-BASELINE_STRENGTHS: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0)
+#: (the shipped 64 px model needed strength 16 to come down to PADA's identity similarity)
+BASELINE_STRENGTHS: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0)
 
 
 @dataclass
