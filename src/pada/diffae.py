@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pada import diffusion as D
@@ -171,16 +172,57 @@ class DiffAE(nn.Module):
         ``generator`` draws t and ε (None: torch's global RNG). A v-prediction network
         (``config.prediction == "v"``) is trained on ‖v_θ - v‖² with v = sqrt(ᾱ_t)ε - sqrt(1-ᾱ_t)x0.
         ``t``: (B,) int64 timesteps chosen by the caller instead of the uniform draw.
+        A network with a coarse path adds its coarse term (see :meth:`loss_terms`).
         """
-        if t is None:
-            t = D.sample_timesteps(x0.shape[0], self.T, generator).to(x0.device)
-        noise = _randn(x0.shape, generator, x0)
+        return self.loss_terms(x0, generator, t)["total"]
+
+    def loss_terms(
+        self,
+        x0: Tensor,
+        generator: torch.Generator | None = None,
+        t: Tensor | None = None,
+        diffusion_weight: float = 1.0,
+        coarse_weight: float = 1.0,
+        z_noise: float = 0.0,
+    ) -> dict[str, Tensor]:
+        """The training loss as named terms: ``"total"`` and ``"eps_mse"`` / ``"v_mse"`` (+ ``"coarse_mse"``).
+
+        Networks with a coarse path (``config.coarse_size > 0``): ``coarse_mse`` = ‖coarse(z) - A(x0)‖²
+        with A the area downsampling of x0 to ``coarse_size``; the UNet receives ``coarse(z)`` *detached*, so
+        the coarse decoder and the encoder learn only to draw the image from z (an autoencoder) and the
+        diffusion loss cannot turn the coarse image into a hidden feature map. ``z_noise`` adds Gaussian
+        noise of that fraction of each code's std to z before the coarse decoder (a denoising autoencoder:
+        nearby codes decode to nearby plausible images, which PADA relies on when it moves z).
+        ``diffusion_weight=0`` skips the UNet (autoencoder pre-training of the coarse path).
+        """
+        cfg = self.unet.config
         z = self.unet.encode(x0)
-        if self.unet.config.prediction == "v":
+        out: dict[str, Tensor] = {}
+        total = x0.new_zeros(())
+        coarse = None
+        if cfg.coarse_size:
+            zc = z
+            if z_noise > 0:
+                zc = z + z_noise * z.detach().std(dim=1, keepdim=True) * _randn(z.shape, generator, z)
+            coarse = self.unet.coarse_image(zc)
+            target = F.adaptive_avg_pool2d(x0, cfg.coarse_size)
+            out["coarse_mse"] = (coarse.float() - target.float()).square().mean()
+            total = total + coarse_weight * out["coarse_mse"]
+            coarse = coarse.detach()
+        if diffusion_weight > 0:
+            if t is None:
+                t = D.sample_timesteps(x0.shape[0], self.T, generator).to(x0.device)
+            noise = _randn(x0.shape, generator, x0)
             x_t = D.q_sample(self.schedule, x0, t, noise)
-            target = D.v_target(self.schedule, x0, t, noise)
-            return (self.unet(x_t, t, z).float() - target.float()).square().mean()
-        return D.eps_mse_loss(lambda x, tt: self.unet(x, tt, z), x0, t, noise, self.schedule)
+            if cfg.prediction == "v":
+                target = D.v_target(self.schedule, x0, t, noise)
+            else:
+                target = noise
+            mse = (self.unet(x_t, t, z, coarse=coarse).float() - target.float()).square().mean()
+            out[f"{cfg.prediction}_mse"] = mse
+            total = total + diffusion_weight * mse
+        out["total"] = total
+        return out
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod

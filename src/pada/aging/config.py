@@ -40,6 +40,10 @@ class PadaConfig:
     initial weights of the last layer of γ and β; 0 makes the modulation exactly the identity at
     initialisation (z_age = z_src), a small value keeps it close while letting gradients reach every layer
     from the first step.
+    ``max_shift``: pada-only bound on how far the modulation may move a code, relative to its norm:
+    the shift d = z_age − z_src is smoothly saturated to ‖d‖ ≤ max_shift·‖z_src‖ (``d·m·tanh(r/m)/r`` with
+    r = ‖d‖/‖z_src‖, m = max_shift), in training and at inference, so z_age stays among real codes where
+    the decoder draws faces (docs/pada_method.md, "Keeping z_age near real codes"). 0 = no bound (paper).
     """
 
     e_dim: int = 512
@@ -55,6 +59,7 @@ class PadaConfig:
     stats: str = "instance"
     stats_eps: float = 1e-5
     init_gain: float = 1e-3
+    max_shift: float = 0.0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -73,6 +78,8 @@ class PadaConfig:
             raise PadaError("PadaConfig needs at least one hidden layer in E_age and in the modulation MLP")
         if self.sigma_init <= 0 or self.eps < 0:
             raise PadaError("sigma_init must be > 0 and eps >= 0")
+        if not 0.0 <= self.max_shift < 100.0:
+            raise PadaError(f"max_shift must be in [0, 100), got {self.max_shift}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -102,6 +109,18 @@ class LossConfig:
     paper; one extra frozen UNet pass) or from the clean reference image (``"real"``).
     ``t_min``/``t_max``: range of the random timestep of the losses (original steps, max exclusive).
     ``clip_x0``: clamp x̂0 (Eq. 3) to [-1, 1] before the critics.
+
+    pada additions against critic-fooling texture (docs/pada_method.md; defaults = the paper):
+    ``norm_target``: what L_norm penalises: ``"z_age"`` (Eq. 10) or ``"shift"``, the relative move
+    ‖z_age − z_src‖² / ‖z_src‖² (keeps z_age near the real code it came from instead of near 0).
+    ``augment``: strength in [0, 1] of random, differentiable views of every x̂0 the critics score
+    (down-and-up resizing, blur, a small shift, noise; the same view for the source, target and reference of
+    a row), so a pattern that fools one exact pixel grid earns nothing. 0 = off.
+    ``skip_same_group``: no L_age / L_clip on rows whose target age group is the source's own (the triplet
+    there asks for a change without an age change).
+    ``lambda_div`` / ``div_target``: mode-seeking diversity term: a second PAE draw per row gives z_age';
+    L_div = mean(relu(div_target − ‖z_age − z_age'‖ / ‖z_src‖)), so different draws must give different codes.
+    ``train_text_eps``: sampling intensity ε of text rows during training (None: the model's ``eps``).
     """
 
     w_age: float = 1.0
@@ -119,9 +138,23 @@ class LossConfig:
     t_min: int = 0
     t_max: int = 1000
     clip_x0: bool = True
+    norm_target: str = "z_age"
+    augment: float = 0.0
+    skip_same_group: bool = False
+    lambda_div: float = 0.0
+    div_target: float = 0.1
+    train_text_eps: float | None = None
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)
+        if self.norm_target not in ("z_age", "shift"):
+            raise PadaError(f"norm_target must be 'z_age' or 'shift', got {self.norm_target!r}")
+        if not 0.0 <= self.augment <= 1.0:
+            raise PadaError(f"augment must be in [0, 1], got {self.augment}")
+        if self.lambda_div < 0 or self.div_target < 0:
+            raise PadaError("lambda_div and div_target must be >= 0")
+        if self.train_text_eps is not None and not 0.0 <= self.train_text_eps <= 1.0:
+            raise PadaError(f"train_text_eps must be in [0, 1], got {self.train_text_eps}")
         bad = [n for n in self.disabled if n not in LOSS_NAMES]
         if bad:
             raise PadaError(f"unknown loss name(s) {bad}; known: {', '.join(LOSS_NAMES)}")

@@ -84,7 +84,23 @@ class AdaptiveModulation(nn.Module):
         mu, sd = self.statistics(z_src)
         z_hat = (z_src - mu) / sd
         dz = self.delta(e_age.to(z_src.dtype))
-        return (sd + self.gamma(dz)) * z_hat + (mu + self.beta(dz))
+        z_age = (sd + self.gamma(dz)) * z_hat + (mu + self.beta(dz))
+        return bound_shift(z_src, z_age, self.cfg.max_shift)
+
+
+def bound_shift(z_src: torch.Tensor, z_age: torch.Tensor, max_shift: float) -> torch.Tensor:
+    """Smoothly limit the relative shift r = ‖z_age − z_src‖ / ‖z_src‖ to ``max_shift`` (0 = no limit).
+
+    The shift is rescaled to length ‖z_src‖·m·tanh(r/m): unchanged for small r, never beyond m·‖z_src‖,
+    differentiable everywhere (PadaConfig.max_shift).
+    """
+    if max_shift <= 0:
+        return z_age
+    d = z_age - z_src
+    ref = z_src.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+    r = d.norm(dim=-1, keepdim=True) / ref
+    scale = max_shift * torch.tanh(r / max_shift) / r.clamp_min(1e-8)
+    return z_src + d * torch.where(r > 1e-8, scale, torch.ones_like(scale))
 
 
 @torch.no_grad()

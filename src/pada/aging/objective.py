@@ -37,6 +37,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pada.aging.augment import apply_view, draw_views, subset
 from pada.aging.config import LossConfig
 from pada.aging.losses import (
     age_triplet_loss,
@@ -144,7 +145,7 @@ class PadaObjective:
         eta = gaussian_noise((B, D), generator, dev, torch.float32)
         mu, sigma = enc(e_img)  # rows without an image are computed but unused
         e_age_img = enc.sample(mu, sigma, noise=eta)
-        e_age_txt = enc.sample_text(e_txt, noise=eta)
+        e_age_txt = enc.sample_text(e_txt, eps=cfg.train_text_eps, noise=eta)
         e_age = torch.where(has_img[:, None], e_age_img, e_age_txt)
         z_age = model.modulation(z_src, e_age)
 
@@ -161,45 +162,71 @@ class PadaObjective:
 
         out: dict[str, torch.Tensor] = {}
         zero = z_age.sum() * 0.0
+        view = draw_views(B, cfg.augment, generator, dev) if cfg.augment > 0 else None
+
+        def seen(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+            """What a critic scores: x itself, or its random view (LossConfig.augment)."""
+            if view is None:
+                return x
+            return apply_view(x, view if mask is None else subset(view, mask))
+
+        # rows that ask for an age change (L_age / L_clip); optionally not the source's own group
+        change = ~is_same
+        if cfg.skip_same_group and "target_group" in batch and "source_group" in batch:
+            same_group = torch.as_tensor(batch["target_group"], device=dev).reshape(B) == \
+                torch.as_tensor(batch["source_group"], device=dev).reshape(B)
+            change = change & ~same_group
 
         if cfg.enabled("L_tKL"):
             per = tkl_loss(mu, sigma, e_txt, e_img, variant="stable", sigma_reduction=cfg.kl_sigma_reduction)
             out["L_tKL"] = masked_mean(per, has_img)
 
         if cfg.enabled("L_age"):
-            age_ref, age_mask = x_ref, ~is_same
+            age_ref, age_mask = x_ref, change
             if age_mask.any():
                 with torch.no_grad():
-                    f_src = fz.age_critic(x0_src[age_mask]).features.float()
+                    f_src = fz.age_critic(seen(x0_src[age_mask], age_mask)).features.float()
                     xr = age_ref[age_mask]
                     if cfg.ref_features == "x0hat":
                         tm = t[age_mask]
                         xr_t = q_sample(sched, xr, tm, noise[age_mask]).float()
                         xr = self._x0(xr_t, tm, fz.diffae.encode(xr).float())
-                    f_ref = fz.age_critic(xr).features.float()
-                f_tar = fz.age_critic(x0_tar[age_mask]).features.float()
+                    f_ref = fz.age_critic(seen(xr, age_mask)).features.float()
+                f_tar = fz.age_critic(seen(x0_tar[age_mask], age_mask)).features.float()
                 out["L_age"] = age_triplet_loss(f_src, f_ref, f_tar, cfg.margin).mean()
             else:
                 out["L_age"] = zero
 
         if cfg.enabled("L_clip"):
-            clip_mask = ~is_same & torch.tensor([a != b for a, b in zip(src_text, tar_text)], device=dev)
+            clip_mask = change & torch.tensor([a != b for a, b in zip(src_text, tar_text)], device=dev)
             if clip_mask.any():
                 with torch.no_grad():
-                    i_src = fz.vl.encode_image(x0_src[clip_mask]).float()
+                    i_src = fz.vl.encode_image(seen(x0_src[clip_mask], clip_mask)).float()
                     t_src = self._encode_texts([s for s, m in zip(src_text, clip_mask.tolist()) if m], dev)
-                i_tar = fz.vl.encode_image(x0_tar[clip_mask]).float()
+                i_tar = fz.vl.encode_image(seen(x0_tar[clip_mask], clip_mask)).float()
                 out["L_clip"] = clip_direction_loss(i_tar, i_src, e_txt[clip_mask], t_src).mean()
             else:
                 out["L_clip"] = zero
 
         if cfg.enabled("L_id"):
             with torch.no_grad():
-                r_src = fz.id_critic(x0_src).float()
-            out["L_id"] = identity_loss(r_src, fz.id_critic(x0_tar).float()).mean()
+                r_src = fz.id_critic(seen(x0_src)).float()
+            out["L_id"] = identity_loss(r_src, fz.id_critic(seen(x0_tar)).float()).mean()
 
         if cfg.enabled("L_norm"):
-            out["L_norm"] = norm_loss(z_age, cfg.norm_reduction).mean()
+            if cfg.norm_target == "shift":
+                rel = (z_age - z_src).float().pow(2).sum(-1) / z_src.float().pow(2).sum(-1).clamp_min(1e-8)
+                out["L_norm"] = rel.mean()
+            else:
+                out["L_norm"] = norm_loss(z_age, cfg.norm_reduction).mean()
+
+        if cfg.lambda_div > 0:  # mode seeking: a second PAE draw must give a different code
+            eta2 = gaussian_noise((B, D), generator, dev, torch.float32)
+            e2 = torch.where(has_img[:, None], enc.sample(mu, sigma, noise=eta2),
+                             enc.sample_text(e_txt, eps=cfg.train_text_eps, noise=eta2))
+            z2 = model.modulation(z_src, e2)
+            gap = (z_age - z2).float().norm(dim=-1) / z_src.float().norm(dim=-1).clamp_min(1e-8)
+            out["L_div"] = torch.relu(cfg.div_target - gap).mean()
 
         if cfg.enabled("L_rec"):
             per = rec_loss(x0_src, x0_tar, cfg.rec_reduction)
@@ -207,6 +234,6 @@ class PadaObjective:
 
         total = zero
         for name, value in out.items():
-            total = total + cfg.weight(name) * value
+            total = total + (cfg.lambda_div if name == "L_div" else cfg.weight(name)) * value
         out["total"] = total
         return out

@@ -73,6 +73,15 @@ class DiffAEConfig:
             model) or ``"v"`` (v = sqrt(ᾱ)ε - sqrt(1-ᾱ)x0, Salimans & Ho 2022; used by pada's small
             CPU-trained default, see docs/diffae.md). :class:`pada.diffae.DiffAE` converts v to ε, so
             samplers, inversion and the PADA losses always see ε.
+        coarse_size: pada-only; 0 (every official model) or the side of a *coarse image path*
+            (DiffuseVAE-style, Pandey et al. 2022): a small deterministic decoder ``coarse(z)`` draws a
+            (3, coarse_size, coarse_size) image from z alone; it is upsampled to ``image_size`` and fed to
+            the UNet as 3 extra input channels, so z reaches the image through a spatial, low-frequency
+            path the UNet follows from the first steps of training (docs/diffae.md).
+        coarse_channels: width of the coarse decoder's widest layer.
+        style_modulation: pada-only; ``False`` feeds z to the UNet's ResBlocks as zeros, so z acts on the
+            image *only* through ``coarse(z)``: edits of z (PADA) then cannot add high-frequency texture,
+            they change the coarse image and the UNet draws detail consistent with it.
     """
 
     image_size: int = 64
@@ -95,6 +104,9 @@ class DiffAEConfig:
     enc_pool: str = "adaptivenonzero"
     gradient_checkpointing: bool = False
     prediction: str = "eps"
+    coarse_size: int = 0
+    coarse_channels: int = 128
+    style_modulation: bool = True
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -117,6 +129,18 @@ class DiffAEConfig:
         for name in ("image_size", "model_channels", "embed_channels", "enc_out_channels", "num_res_blocks"):
             if int(getattr(self, name)) <= 0:
                 raise PadaError(f"DiffAEConfig: {name} must be positive, got {getattr(self, name)}")
+        if self.coarse_size:
+            cs = int(self.coarse_size)
+            if cs < 4 or cs > self.image_size or cs & (cs - 1) or self.image_size % cs:
+                raise PadaError(
+                    f"DiffAEConfig: coarse_size {self.coarse_size} must be a power of two in "
+                    f"[4, image_size={self.image_size}] dividing image_size (or 0 = no coarse path)"
+                )
+            if int(self.coarse_channels) < 8:
+                raise PadaError(f"DiffAEConfig: coarse_channels must be >= 8, got {self.coarse_channels}")
+        elif not self.style_modulation:
+            raise PadaError("DiffAEConfig: style_modulation=False needs a coarse path (coarse_size > 0), "
+                            "or z would not reach the image at all")
         n_down = len(self.channel_mult) - 1
         if self.image_size % (2**n_down) != 0:
             raise PadaError(

@@ -351,6 +351,37 @@ class SemanticEncoder(nn.Module):
         return F.linear(h, self.out[3].weight.flatten(1), self.out[3].bias)
 
 
+class CoarseDecoder(nn.Module):
+    """The coarse image path of a pada-only ``coarse_size`` network (DiffuseVAE-style).
+
+    ``z (B, S) -> (B, 3, s, s)`` image in about [-1, 1] with ``s = coarse_size``: a linear map to a 4×4
+    feature map, then (nearest ×2 upsampling, 3×3 conv, GroupNorm, SiLU) stages up to ``s``, and a 3×3
+    conv to RGB. It is trained to reproduce the area-downsampled input (``pada.diffae.DiffAE.loss``), so
+    it can only draw what z holds, at low resolution; :meth:`DiffAEUNet.forward` upsamples it
+    (bilinear) to the image size and appends it to the UNet input.
+    """
+
+    def __init__(self, cfg: DiffAEConfig) -> None:
+        super().__init__()
+        size, width = int(cfg.coarse_size), int(cfg.coarse_channels)
+        n_up = int(math.log2(size)) - 2
+        self.width = width
+        self.fc = nn.Linear(cfg.enc_out_channels, width * 16)
+        layers: list[nn.Module] = []
+        ch = width
+        for i in range(n_up):
+            out = max(width // 2 ** max(0, i - 1), 32) if i else width
+            layers += [nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv2d(ch, out, 3, padding=1),
+                       _norm(out, f"coarse.up.{i}"), nn.SiLU()]
+            ch = out
+        self.up = nn.Sequential(*layers)
+        self.to_rgb = nn.Conv2d(ch, cfg.in_channels, 3, padding=1)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = F.silu(self.fc(z).view(z.shape[0], self.width, 4, 4))
+        return self.to_rgb(self.up(h))
+
+
 class DiffAEUNet(nn.Module):
     """DiffAE autoencoder network (official ``BeatGANsAutoencModel``), key for key.
 
@@ -373,7 +404,8 @@ class DiffAEUNet(nn.Module):
         self.time_embed = TimeEmbed(mc, emb_ch)
         ch = int(cfg.channel_mult[0] * mc)
         input_ch = ch
-        self.input_blocks = nn.ModuleList([Block([nn.Conv2d(cfg.in_channels, ch, 3, padding=1)])])
+        unet_in = cfg.in_channels * (2 if cfg.coarse_size else 1)  # + the upsampled coarse image
+        self.input_blocks = nn.ModuleList([Block([nn.Conv2d(unet_in, ch, 3, padding=1)])])
         n_levels = len(cfg.channel_mult)
         lateral_chans: list[list[int]] = [[] for _ in range(n_levels)]
         lateral_chans[0].append(ch)
@@ -430,6 +462,7 @@ class DiffAEUNet(nn.Module):
         nn.init.zeros_(self.out[2].weight)  # official zero_module
         nn.init.zeros_(self.out[2].bias)
         self.encoder = SemanticEncoder(cfg)
+        self.coarse = CoarseDecoder(cfg) if cfg.coarse_size else None
         self.channels_last = False
 
     # ---- modes ----------------------------------------------------------------------------------
@@ -480,13 +513,21 @@ class DiffAEUNet(nn.Module):
             return checkpoint(block, h, *args, use_reentrant=False)
         return block(h, *args)
 
-    def forward(self, x_t: Tensor, t: Tensor, z: Tensor) -> Tensor:
+    def coarse_image(self, z: Tensor) -> Tensor:
+        """The coarse image ``coarse(z)`` (B, 3, s, s) of a ``coarse_size`` network (module docstring)."""
+        if self.coarse is None:
+            raise PadaError(f"DiffAE config {self.config.name!r} has no coarse image path (coarse_size=0)")
+        return self.coarse(z.to(self.out[2].weight.dtype))
+
+    def forward(self, x_t: Tensor, t: Tensor, z: Tensor, coarse: Tensor | None = None) -> Tensor:
         """ε_θ(x_t, t, z): noise prediction.
 
         Args:
             x_t: (B, C, H, W) noisy image.
             t: (B,) int64 original timesteps 0..999 (never spaced indices).
             z: (B, enc_out_channels) semantic code from :meth:`encode`.
+            coarse: networks with a coarse path only: a precomputed ``coarse_image(z)`` (training passes
+                it detached); by default it is computed from z.
         Returns:
             (B, out_channels, H, W) predicted ε.
         """
@@ -494,6 +535,15 @@ class DiffAEUNet(nn.Module):
             t = t.expand(x_t.shape[0])
         dtype = self.out[2].weight.dtype
         emb = self.time_embedding(t)
+        if self.coarse is not None:
+            if coarse is None:
+                coarse = self.coarse_image(z)
+            coarse = F.interpolate(coarse.to(dtype), size=x_t.shape[-2:], mode="bilinear", align_corners=False)
+            if coarse.shape[0] != x_t.shape[0]:
+                coarse = coarse.expand(x_t.shape[0], -1, -1, -1)
+            x_t = torch.cat([x_t.to(dtype), coarse], dim=1)
+        if not self.config.style_modulation:
+            z = torch.zeros_like(z)
         cond = z.to(dtype)
         emb_act = cond_act = None
         if not self.plain:

@@ -60,6 +60,9 @@ class DiffAETaskConfig:
                                                 # U{0..T-1} (0 = official; more signal where only z helps)
     init_from: str = ""                         # warm start: weights of a pada DiffAE file / registry
                                                 # name / training checkpoint (EMA); fresh optimiser
+    diffusion_weight: float = 1.0               # weight of the ε/v loss (0: train only the coarse path)
+    coarse_weight: float = 1.0                  # weight of the coarse-image loss (coarse_size networks)
+    z_noise: float = 0.0                        # denoising noise on z before the coarse decoder
 
 
 def parse_model_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -201,12 +204,12 @@ class DiffAETask(TrainTask):
         if self.cfg.flip:
             flip = (torch.rand(x0.shape[0], generator=generator, device=generator.device) < 0.5).to(x0.device)
             x0 = torch.where(flip[:, None, None, None], x0.flip(-1), x0)
-        frac = self.cfg.high_t_fraction
-        if frac <= 0:
-            mse = self.diffae.loss(x0, generator)  # draws t ~ U{0..T-1}, then ε, from the generator
-        else:
-            mse = self.diffae.loss(x0, generator, t=self.draw_timesteps(x0.shape[0], generator).to(x0.device))
-        return {"total": mse, f"{self.model_config.prediction}_mse": mse.detach()}
+        t = None  # None: the loss draws t ~ U{0..T-1}, then ε, from the generator
+        if self.cfg.high_t_fraction > 0:
+            t = self.draw_timesteps(x0.shape[0], generator).to(x0.device)
+        terms = self.diffae.loss_terms(x0, generator, t=t, diffusion_weight=self.cfg.diffusion_weight,
+                                       coarse_weight=self.cfg.coarse_weight, z_noise=self.cfg.z_noise)
+        return {k: v if k == "total" else v.detach() for k, v in terms.items()}
 
     def draw_timesteps(self, batch: int, generator: torch.Generator) -> Tensor:
         """(batch,) t: U{0..T-1}, except a ``high_t_fraction`` share drawn from U{T/2..T-1}. At high t the
@@ -245,7 +248,8 @@ class DiffAETask(TrainTask):
     def config_dict(self) -> dict[str, Any]:
         return {"data": self.cfg.data, "preset": self.cfg.preset, "T": self.cfg.T, "flip": self.cfg.flip,
                 "model": self.model_config.to_dict(), "init_from": self.cfg.init_from,
-                "high_t_fraction": self.cfg.high_t_fraction}
+                "high_t_fraction": self.cfg.high_t_fraction, "diffusion_weight": self.cfg.diffusion_weight,
+                "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise}
 
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
         from pada.networks.checkpoint import save_diffae
@@ -271,7 +275,26 @@ def init_weights(spec: str, unet: nn.Module) -> dict[str, Tensor]:
 
         src = DiffAE.from_pretrained(spec).unet
     state = {k: v.float() for k, v in src.state_dict().items()}
+    if unet.config.coarse_size and not src.config.coarse_size:
+        state = _add_coarse_path(unet, state)
     check_state_dict(unet, state, spec, f"DiffAE config {unet.config.name!r} (--init-from)")
+    return state
+
+
+def _add_coarse_path(unet: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Warm start a coarse-path network from one without: the first convolution gets zero weights for the
+    extra coarse-image channels (the network starts out computing exactly what the source computed), and
+    the coarse decoder keeps its fresh initialisation."""
+    state = dict(state)
+    key = "input_blocks.0.0.weight"
+    w = state[key]
+    own = unet.state_dict()
+    extra = own[key].shape[1] - w.shape[1]
+    if extra > 0:
+        state[key] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
+    for k, v in own.items():
+        if k.startswith("coarse."):
+            state[k] = v.detach().clone().float()
     return state
 
 
@@ -317,7 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--high-t-fraction", type=float, default=0.0, metavar="F",
                    help="share of each batch with t from the noisier half U{T/2..T-1} (default 0: official)")
     p.add_argument("--init-from", default="", metavar="WEIGHTS",
-                   help="warm start from a DiffAE file, registry name or training checkpoint (EMA weights)")
+                   help="warm start from a DiffAE file, registry name or training checkpoint (EMA weights); "
+                        "a network without a coarse path can warm-start one with it")
+    p.add_argument("--diffusion-weight", type=float, default=1.0, metavar="W",
+                   help="weight of the eps/v loss; 0 trains only the coarse path (its autoencoder)")
+    p.add_argument("--coarse-weight", type=float, default=1.0, metavar="W",
+                   help="weight of the coarse-image loss of a coarse_size network")
+    p.add_argument("--z-noise", type=float, default=0.0, metavar="S",
+                   help="denoising noise on z (fraction of its std) before the coarse decoder")
     add_train_args(p, DEFAULTS)
     return p
 
@@ -384,7 +414,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 model_overrides=list(args.model_overrides), flip=not args.no_flip,
                                 holdout=args.holdout, sample_steps=args.sample_steps,
                                 encode_steps=args.encode_steps, init_from=args.init_from,
-                                high_t_fraction=args.high_t_fraction)
+                                high_t_fraction=args.high_t_fraction,
+                                diffusion_weight=args.diffusion_weight, coarse_weight=args.coarse_weight,
+                                z_noise=args.z_noise)
     recipe = "pada train diffae " + shlex.join(argv if argv is not None else [])
     result = Trainer(DiffAETask(task_cfg, recipe=recipe), train_cfg).fit()
     for path in result.exported:

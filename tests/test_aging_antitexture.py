@@ -1,0 +1,127 @@
+"""PADA's guards against critic-fooling texture: bounded shift, augmented critic views, shift L_norm,
+skipped same-group rows, the mode-seeking diversity term (tiny random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pada.aging.augment import apply_view, draw_views, subset
+from pada.aging.config import LossConfig, PadaConfig
+from pada.aging.modulation import bound_shift
+from pada.aging.objective import Frozen, PadaObjective
+from pada.errors import PadaError
+from test_aging_helpers import frozen_set, one_thread, pair_batch, tiny_model
+
+pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def frozen():
+    return Frozen(*frozen_set())
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_bound_shift_saturates_and_keeps_small_moves():
+    z = torch.randn(5, 64, generator=gen(0))
+    d = torch.randn(5, 64, generator=gen(1))
+    d = d / d.norm(dim=-1, keepdim=True) * z.norm(dim=-1, keepdim=True)
+    for r in (0.01, 0.3, 1.0, 10.0):
+        out = bound_shift(z, z + r * d, 0.5)
+        rel = (out - z).norm(dim=-1) / z.norm(dim=-1)
+        assert (rel <= 0.5 + 1e-5).all()
+        cos = torch.nn.functional.cosine_similarity(out - z, d, dim=-1)
+        assert (cos > 0.9999).all()  # the direction is kept
+    small = bound_shift(z, z + 0.01 * d, 0.5)
+    assert torch.allclose(small, z + 0.01 * d, atol=1e-4)
+    assert torch.equal(bound_shift(z, z + d, 0.0), z + d)  # 0: no bound
+
+
+def test_model_applies_its_max_shift():
+    model = tiny_model(init_gain=2.0, max_shift=0.2)
+    z = torch.randn(4, 64, generator=gen(2))
+    e = torch.nn.functional.normalize(torch.randn(4, 32, generator=gen(3)), dim=-1)
+    z_age = model(z, e)
+    rel = (z_age - z).norm(dim=-1) / z.norm(dim=-1)
+    assert (rel <= 0.2 + 1e-5).all() and (rel > 0.05).all()
+    with pytest.raises(PadaError, match="max_shift"):
+        PadaConfig(max_shift=-1)
+
+
+def test_views_are_mild_random_and_the_same_for_a_row():
+    x = torch.rand(4, 3, 32, 32, generator=gen(4)) * 2 - 1
+    view = draw_views(4, 1.0, gen(5), "cpu")
+    a, b = apply_view(x, view), apply_view(x, view)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert 0.01 < float((a - x).abs().mean()) < 0.6
+    # a subset of rows sees exactly the views those rows see in the full batch
+    mask = torch.tensor([False, True, False, True])
+    assert torch.allclose(apply_view(x[mask], subset(view, mask)), a[mask], atol=1e-5)
+    # views remove a fine checkerboard far more than a smooth gradient
+    checker = ((torch.arange(32)[:, None] + torch.arange(32)[None]) % 2).float().expand(1, 3, 32, 32) * 2 - 1
+    ramp = torch.linspace(-1, 1, 32).expand(1, 3, 32, 32)
+    v1 = draw_views(1, 1.0, gen(6), "cpu")
+    v1["sigma"] = torch.tensor([1.0])
+    kept_checker = float(apply_view(checker, v1).std() / checker.std())
+    kept_ramp = float(apply_view(ramp, v1).std() / ramp.std())
+    assert kept_checker < 0.3 < 0.9 < kept_ramp
+    with pytest.raises(PadaError, match="augment"):
+        LossConfig(augment=2.0)
+
+
+def test_objective_with_every_guard_on_trains_and_is_deterministic(frozen):
+    cfg = LossConfig(t_max=300, augment=0.5, norm_target="shift", skip_same_group=True, lambda_div=1.0,
+                     div_target=0.2, train_text_eps=0.05)
+    model = tiny_model(init_gain=0.05, max_shift=0.5)
+    obj = PadaObjective(model, frozen, cfg)
+    out = obj(pair_batch(), gen())
+    assert "L_div" in out and all(torch.isfinite(v) for v in out.values())
+    expect = sum((cfg.lambda_div if k == "L_div" else cfg.weight(k)) * v for k, v in out.items() if k != "total")
+    assert torch.allclose(out["total"], expect)
+    out["total"].backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.modulation.parameters())
+    again = obj(pair_batch(), gen())
+    assert all(torch.allclose(again[k], out[k]) for k in out)
+
+
+def test_shift_norm_is_zero_at_identity_and_counts_relative_moves(frozen):
+    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_rec"), norm_target="shift", t_max=300)
+    ident = tiny_model(init_gain=0.0)
+    assert float(PadaObjective(ident, frozen, cfg)(pair_batch(), gen())["L_norm"]) < 1e-10
+    moved = tiny_model(init_gain=0.5)
+    assert float(PadaObjective(moved, frozen, cfg)(pair_batch(), gen())["L_norm"]) > 0.0
+
+
+def test_skip_same_group_removes_rows_without_an_age_change(frozen):
+    batch = pair_batch()
+    batch["target_group"] = batch["source_group"].clone()  # every row asks for its own group
+    keep = LossConfig(disabled=("L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), t_max=300)
+    skip = LossConfig(disabled=keep.disabled, t_max=300, skip_same_group=True)
+    model = tiny_model(init_gain=0.5)
+    assert float(PadaObjective(model, frozen, skip)(batch, gen())["L_age"]) == 0.0
+    assert float(PadaObjective(model, frozen, keep)(batch, gen())["L_age"]) != 0.0
+
+
+def test_diversity_term_pushes_draws_apart(frozen):
+    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), lambda_div=1.0,
+                     div_target=0.5, train_text_eps=0.1, t_max=300)
+    model = tiny_model(init_gain=0.05)
+    obj = PadaObjective(model, frozen, cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for step in range(15):
+        out = obj(pair_batch(), gen(step))
+        first = float(out["L_div"]) if first is None else first
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+    assert float(out["L_div"]) < first
