@@ -85,7 +85,8 @@ def test_objective_with_every_guard_on_trains_and_is_deterministic(frozen):
     obj = PadaObjective(model, frozen, cfg)
     out = obj(pair_batch(), gen())
     assert "L_div" in out and all(torch.isfinite(v) for v in out.values())
-    expect = sum((cfg.lambda_div if k == "L_div" else cfg.weight(k)) * v for k, v in out.items() if k != "total")
+    expect = sum((cfg.lambda_div if k == "L_div" else cfg.weight(k)) * v
+                 for k, v in out.items() if k != "total")
     assert torch.allclose(out["total"], expect)
     out["total"].backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.modulation.parameters())

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 
 
-def draw_views(batch: int, strength: float, generator: torch.Generator | None, device) -> dict[str, torch.Tensor]:
+def draw_views(batch: int, strength: float, generator: torch.Generator | None,
+               device) -> dict[str, torch.Tensor]:
     """Per-row view parameters (B,) for :func:`apply_view`: scale, blur sigma, shift (dx, dy), noise std."""
     gdev = generator.device if generator is not None else torch.device("cpu")
 
@@ -58,8 +59,8 @@ def apply_view(x: torch.Tensor, view: dict[str, torch.Tensor]) -> torch.Tensor:
     y = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
     small = max(8, int(round(h * float(view["scale"][0]))))
     if small < h:
-        y = F.interpolate(F.interpolate(y, size=(small, small), mode="bilinear", antialias=True,
-                                        align_corners=False), size=(h, w), mode="bilinear", align_corners=False)
+        y = F.interpolate(y, size=(small, small), mode="bilinear", antialias=True, align_corners=False)
+        y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=False)
     y = _blur(y, view["sigma"])
     seed = int(view["noise_seed"])
     noise = torch.stack([torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(seed + int(r)))

@@ -538,7 +538,8 @@ class DiffAEUNet(nn.Module):
         if self.coarse is not None:
             if coarse is None:
                 coarse = self.coarse_image(z)
-            coarse = F.interpolate(coarse.to(dtype), size=x_t.shape[-2:], mode="bilinear", align_corners=False)
+            coarse = F.interpolate(coarse.to(dtype), size=x_t.shape[-2:], mode="bilinear",
+                                   align_corners=False)
             if coarse.shape[0] != x_t.shape[0]:
                 coarse = coarse.expand(x_t.shape[0], -1, -1, -1)
             x_t = torch.cat([x_t.to(dtype), coarse], dim=1)
