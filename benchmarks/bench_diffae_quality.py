@@ -57,8 +57,11 @@ def swap_pairs(age: torch.Tensor, min_gap: float, limit: int) -> list[tuple[int,
     return pairs
 
 
-def z_swap(diffae, x, z, x_T, age_x, male_x, age_critic, gender_critic, sface, args) -> dict:  # noqa: N803
-    """Render A's inverted x_T with B's z (module docstring, ``z_swap``)."""
+def z_swap(diffae, x, z, x_T, age_x, age_rec, male_x, age_critic, gender_critic, sface,  # noqa: N803
+           args) -> dict:
+    """Render A's inverted x_T with B's z (module docstring, ``z_swap``). ``age_rec``: estimated ages of the
+    reconstructions, the base of ``age_fraction_from_recon`` (removes the estimator's reading of
+    reconstruction error)."""
     from pada.evaluation.metrics import identity_similarity
 
     pairs = swap_pairs(age_x, args.swap_min_gap, args.swap_pairs) if args.swap_pairs else []
@@ -69,6 +72,7 @@ def z_swap(diffae, x, z, x_T, age_x, male_x, age_critic, gender_critic, sface, a
     out = diffae.render(x_T[a], z[b], T=args.steps)
     age_out = age_critic(out).age.float()
     frac = (age_out - age_x[a]) / (age_x[b] - age_x[a])
+    frac_rec = (age_out - age_rec[a]) / (age_x[b] - age_rec[a])
     id_a = identity_similarity(sface, x[a], out)
     id_b = identity_similarity(sface, x[b], out)
     male_out = gender_critic(out)[:, 1] > 0.5
@@ -76,6 +80,7 @@ def z_swap(diffae, x, z, x_T, age_x, male_x, age_critic, gender_critic, sface, a
     follows = float((male_out[differ] == male_x[b][differ]).float().mean()) if differ.any() else float("nan")
     scores = {"pairs": len(pairs), "min_gap": args.swap_min_gap,
               "age_fraction_median": float(frac.median()), "age_fraction_mean": float(frac.mean()),
+              "age_fraction_from_recon_median": float(frac_rec.median()),
               "age_gap_median": float((age_x[b] - age_x[a]).abs().median()),
               "sface_to_a": float(id_a.mean()), "sface_to_b": float(id_b.mean()),
               "sface_b_minus_a": float((id_b - id_a).mean()),
@@ -159,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         other_agree = float((male_in == male_in.roll(args.seeds)).float().mean())
         age_corr = float(torch.corrcoef(torch.stack([age_in, age_out]))[0, 1]) if n > 2 else float("nan")
         age_x, male_x = age_critic(x).age.float(), gender_critic(x)[:, 1] > 0.5
-        swap = z_swap(diffae, x, z, x_T, age_x, male_x, age_critic, gender_critic, sface, args)
+        age_rec = age_critic(recon).age.float()
+        swap = z_swap(diffae, x, z, x_T, age_x, age_rec, male_x, age_critic, gender_critic, sface, args)
     seconds = time.perf_counter() - t0
     result = {
         "diffae": info, "faces": n, "split": args.split, "image_size": size, "steps": args.steps,
