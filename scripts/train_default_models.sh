@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs}
 DIFFAE_V_STEPS=${DIFFAE_V_STEPS:-800}
-PADA_STEPS=${PADA_STEPS:-1200}
+PADA_STEPS=${PADA_STEPS:-700}
 
 python3 -m pada.cli.main data demo --out data/demo
 
@@ -36,8 +36,20 @@ python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/di
 # python3 -m pada.cli.main train faceclip --data data/demo --out src/pada/vl/weights/faceclip.safetensors \
 #   --cache "$RUNS/faceclip/cache" --threads 1
 
-# 3. PADA age encoder + modulation on top (frozen DiffAE, FaceCLIP, dlib-age, SFace)
-python3 -m pada.cli.main train pada --data data/demo --diffae diffae-demo64 --vl faceclip --out "$RUNS/pada64" \
-  --steps "$PADA_STEPS" --batch-size 8 --lr 1e-4 --loss-set lambda_id=0.6 --seed 0 --log-every 10 --ckpt-every 100 \
-  --sample-faces 0 --no-progress --resume
-cp "$RUNS/pada64/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
+# 3. PADA age encoder + modulation on top (frozen DiffAE, FaceCLIP, dlib-age, SFace), v2 recipe: the guards
+#    against critic-fooling texture (docs/pada_method.md): bounded latent shift, shift norm, augmented critic
+#    views, t in [200, 900), no same-group triplets, small PAE sigma, wider text samples + mode seeking.
+python3 -m pada.cli.main train pada --data data/demo --diffae diffae-demo64 --vl faceclip --out "$RUNS/pada64v2" \
+  --steps "$PADA_STEPS" --batch-size 8 --lr 3e-4 --seed 0 --log-every 10 --ckpt-every 100 \
+  --sample-faces 0 --no-progress --resume \
+  --pada-set max_shift=0.35 --pada-set sigma_init=0.02 --pada-set eps=0.02 \
+  --loss-set lambda_id=0.6 --loss-set norm_target=shift --loss-set lambda_norm=0.1 --loss-set augment=0.5 \
+  --loss-set skip_same_group=true --loss-set lambda_div=0.5 --loss-set div_target=0.05 \
+  --loss-set t_min=200 --loss-set t_max=900
+cp "$RUNS/pada64v2/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
+
+# Experimental (issue 16 bake-off, not shipped): the coarse-image-path DiffAE, warm-started from the shipped one.
+# python3 -m pada.cli.main train diffae --data data/demo/aligned/64 --preset pada64c --init-from diffae-demo64 \
+#   --high-t-fraction 0.5 --z-noise 0.1 --batch-size 32 --lr 3e-4 --ema-decay 0.999 --seed 0 --num-workers 1 \
+#   --log-every 10 --ckpt-every 100 --no-progress --set warmup_steps=30 --set ema_warmup=true \
+#   --out "$RUNS/diffae64c" --steps 300 --resume

@@ -52,6 +52,10 @@ def test_presets_listed_and_sizes() -> None:
     assert 3_000_000 <= pada64.num_parameters() <= 5_000_000
     assert 100_000 <= tiny.num_parameters() <= 600_000
     assert load_preset("pada64").style_channels == 512
+    c = load_preset("pada64c")  # the experimental coarse-path preset: pada64 + a 32x32 coarse image path
+    assert (c.coarse_size, c.style_modulation, c.prediction) == (32, False, "v")
+    with torch.device("meta"):
+        assert DiffAEUNet(c).num_parameters(encoder=True) == pada64.num_parameters(encoder=True)
 
 
 @pytest.mark.parametrize("name", ["tiny32", "pada64"])
