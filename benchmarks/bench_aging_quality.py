@@ -92,7 +92,8 @@ def bench_tiny(args) -> dict:
     idc = TinyIdentityCritic()
     critics = Critics(TinyAgeCritic(), idc, CriticFeatures(idc),
                       {"age": "tiny-random", "identity": "tiny-random", "fid_features": "tiny-random"})
-    cfg = EvalConfig(targets=tuple(args.targets), n_outputs=args.n, steps=args.steps or 5, max_images=m,
+    cfg = EvalConfig(targets=tuple(args.targets or ("twenties", "eighties")), n_outputs=args.n or 2,
+                     steps=args.steps or 5, max_images=m,
                      baseline_strengths=(0.5, 1.0, 2.0), baseline_search_images=2)
     direction, note = fit_baseline_direction(pipe, None, 32, cfg, eval_data=data)
     base = LinearBaselinePipeline(pipe.diffae, direction, steps=cfg.steps)
@@ -109,7 +110,8 @@ def bench_reference(args) -> dict:
     from pada.evaluation.runner import load_critics, load_eval_data
 
     t0 = time.perf_counter()
-    critics = load_critics("dlib-age", "sface", args.fid_features, device=args.device)
+    fid = args.fid_features or "sface"
+    critics = load_critics("dlib-age", "sface", fid, device=args.device)
     data = load_eval_data(args.data, 256, split="all", max_images=args.max_images)
     x = data.images
     emb = embed(critics.identity, x, 32)
@@ -120,7 +122,7 @@ def bench_reference(args) -> dict:
     same = torch.arange(x.shape[0])[perm != torch.arange(x.shape[0])]
     ages = predict_ages(critics.age, x, 32)
     feats = features_of(critics.fid, x, 32)
-    out: dict = {"n_faces": int(x.shape[0]), "fid_features": args.fid_features,
+    out: dict = {"n_faces": int(x.shape[0]), "fid_features": fid,
                  "id_mirror_mean": float((emb * emb_flip).sum(1).mean()),
                  "id_different_people_mean": float((emb[same] * emb[other]).sum(1).mean()),
                  "groups": {}}
@@ -148,11 +150,19 @@ def bench_real(args) -> dict:
     from pada.cli.main import main as cli
 
     out = Path(args.out or "runs/bench_aging_quality")
-    argv = ["evaluate", "--model", args.model, "--data", args.data, "--n", str(args.n),
-            "--seed", str(args.seed), "--targets", ",".join(args.targets), "--device", args.device,
-            "--out", str(out), "--quiet", "--fid-features", args.fid_features]
+    argv = ["evaluate", "--model", args.model, "--data", args.data, "--seed", str(args.seed),
+            "--device", args.device, "--out", str(out), "--quiet"]
+    for flag, value in (("--n", args.n), ("--targets", args.targets and ",".join(args.targets)),
+                        ("--fid-features", args.fid_features)):
+        if value is not None:
+            argv += [flag, str(value)]
+    for flag in ("quick", "no_lifespan", "no_reference", "no_diversity"):
+        if getattr(args, flag):
+            argv.append("--" + flag.replace("_", "-"))
     for a in args.ablation:
         argv += ["--ablation", a]
+    for o in args.pipeline_option:
+        argv += ["--pipeline-option", o]
     if args.max_images:
         argv += ["--max-images", str(args.max_images)]
     if args.steps:
@@ -170,6 +180,9 @@ def bench_real(args) -> dict:
     if rc != 0:
         raise SystemExit(rc)
     report = json.loads((out / "report.json").read_text())
+    from pada.evaluation.runner import summary_table
+
+    print(summary_table(report), file=sys.stderr, end="")  # stdout stays one JSON document
     return {"wall_s": time.perf_counter() - t0, "command": "pada " + " ".join(argv), "report": report}
 
 
@@ -181,13 +194,20 @@ def main(argv=None) -> int:
     p.add_argument("--tiny", action="store_true")
     p.add_argument("--kernels", action="store_true")
     p.add_argument("--reference", action="store_true")
-    p.add_argument("--n", type=int, default=4)
+    p.add_argument("--n", type=int, default=None, help="outputs per face and target (default 4; --quick 2)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--max-images", type=int, default=None)
-    p.add_argument("--targets", type=lambda s: s.split(","),
-                   default=["twenties", "forties", "sixties", "eighties"])
-    p.add_argument("--fid-features", default="sface")
+    p.add_argument("--targets", type=lambda s: s.split(","), default=None,
+                   help="comma-separated age-group words (default: all seven groups)")
+    p.add_argument("--fid-features", default=None, help="sface (default), dlib-age, inception or none")
+    p.add_argument("--quick", action="store_true",
+                   help="pada evaluate --quick: 4 faces, N 2, 10 steps, no baseline (compare models fast)")
+    p.add_argument("--no-lifespan", action="store_true")
+    p.add_argument("--no-reference", action="store_true")
+    p.add_argument("--no-diversity", action="store_true")
+    p.add_argument("--pipeline-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="passed to pada evaluate --pipeline-option (e.g. a latent-shift bound)")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--eps", type=float, default=None, help="PADA's text sampling intensity ε (model default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

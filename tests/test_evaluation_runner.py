@@ -51,12 +51,15 @@ class FakePipeline:
         self.age_bias = age_bias
         self.calls = []
 
-    def age(self, image, *, text, n, seed, high_diversity, low_diversity, steps=None, **kw):
+    def age(self, image, *, text=None, ref=None, n, seed, high_diversity, low_diversity, steps=None, **kw):
         from pada.aging.pipeline import target_age_of_text
 
         self.calls.append((text, n, seed, high_diversity, low_diversity))
         self.kwargs = kw
-        level = (target_age_of_text(text) + self.age_bias - 40) / 40  # mean pixel value for that age
+        if text is None:  # reference-guided: the reference's brightness, i.e. its age for BrightnessAge
+            level = float(ref.mean()) + self.age_bias / 40
+        else:
+            level = (target_age_of_text(text) + self.age_bias - 40) / 40  # mean pixel value for that age
         out = torch.full((n, *image.shape[1:]), level)
         g = torch.Generator().manual_seed(seed)
         if high_diversity:

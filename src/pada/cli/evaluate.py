@@ -6,8 +6,12 @@ Ages the test split of a folder of aligned, labelled faces to each target group 
 identity similarity, a Fréchet distance to real faces of that group, diversity (high-level / low-level /
 both), DiffAE reconstruction PSNR/SSIM and the DiffAE linear baseline at matched identity. With
 ``--ablation NAME=PATH`` (repeatable) several checkpoints are compared side by side (Table 3).
+Scores that catch broken outputs: YuNet face-found rate and high-frequency energy ratio per target,
+lifespan monotonicity (Spearman), reference-guided aging (``--ref`` moves toward the reference's age?),
+and the issue-15 acceptance checks. ``--quick``: a few faces, minutes on 2 CPU cores.
 
-Writes ``report.json`` and ``report.md`` to ``--out`` and prints the markdown table.
+Writes ``report.json`` and ``report.md`` to ``--out`` and prints the markdown table, ending with a
+one-screen summary.
 """
 
 from __future__ import annotations
@@ -40,6 +44,18 @@ def _ablation(text: str) -> tuple[str, str]:
     return name.strip(), path.strip()
 
 
+def _option(text: str) -> tuple[str, object]:
+    """NAME=VALUE of --pipeline-option; VALUE is read as JSON (numbers, true/false) or else kept as text."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value.strip()
+    return name.strip(), parsed
+
+
 def image_size_of(pipeline) -> int:
     diffae = getattr(pipeline, "diffae", None)
     for obj in (pipeline, diffae, getattr(diffae, "config", None)):
@@ -56,22 +72,37 @@ def _run(args: argparse.Namespace) -> int:
     from pada.aging.pipeline import AgingPipeline, resolve_model
     from pada.evaluation.runner import (
         BASELINE_STRENGTHS,
+        DEFAULT_TARGETS,
+        QUICK_PRESET,
         EvalConfig,
         fit_baseline_direction,
         load_critics,
         load_eval_data,
         run_evaluation,
+        summary_table,
         to_markdown,
         write_report,
     )
 
-    cfg = EvalConfig(targets=args.targets, n_outputs=args.n, seed=args.seed, steps=args.steps,
+    quick = QUICK_PRESET if args.quick else {}
+
+    def pick(given, key, default):  # an explicit option wins over --quick's preset
+        return given if given is not None else quick.get(key, default)
+
+    args.max_images = pick(args.max_images, "max_images", None)
+    args.steps = pick(args.steps, "steps", None)
+    args.fid_features = pick(args.fid_features, "fid_features", "sface")
+    cfg = EvalConfig(targets=pick(args.targets, "targets", DEFAULT_TARGETS),
+                     n_outputs=pick(args.n, "n_outputs", 4), seed=args.seed, steps=args.steps,
                      max_images=args.max_images, batch_size=args.batch_size, main_mode=args.main_mode,
-                     diversity=not args.no_diversity, reconstruction=not args.no_reconstruction,
-                     baseline=not args.no_baseline,
+                     diversity=not args.no_diversity,
+                     reconstruction=not args.no_reconstruction and quick.get("reconstruction", True),
+                     baseline=not args.no_baseline and quick.get("baseline", True),
                      baseline_strengths=args.baseline_strengths or BASELINE_STRENGTHS,
                      baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real,
-                     text_eps=args.eps)
+                     text_eps=args.eps, lifespan=not args.no_lifespan, reference=not args.no_reference,
+                     diversity_targets=pick(args.diversity_targets, "diversity_targets", None),
+                     pipeline_options=dict(args.pipeline_option))
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -91,7 +122,8 @@ def _run(args: argparse.Namespace) -> int:
     data = load_eval_data(args.data, size, labels=args.labels, split=args.split,
                           test_fraction=args.test_fraction, max_images=args.max_images)
     critics = load_critics(args.age_critic, args.id_critic, args.fid_features, device=device,
-                           age_weights=args.age_weights, inception_weights=args.inception_weights)
+                           age_weights=args.age_weights, inception_weights=args.inception_weights,
+                           faces=not args.no_face_check)
     baseline, note = None, ""
     if cfg.baseline:
         if args.baseline_direction:
@@ -109,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
         js, md = write_report(report, args.out)
         print(f"wrote {js} and {md}", file=sys.stderr)
     print(json.dumps(report, indent=1, default=float) + "\n" if args.json else to_markdown(report), end="")
+    if args.json and not args.quiet:  # the markdown ends with the summary; keep JSON on stdout clean
+        print(summary_table(report), file=sys.stderr, end="")
     return 0
 
 
@@ -125,9 +159,9 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", help="labels table (default: DIR/labels.csv)")
     p.add_argument("--split", choices=("test", "all"), default="test", help="which faces (default test)")
     p.add_argument("--test-fraction", type=float, default=0.05, help="test split fraction used in training")
-    p.add_argument("--targets", type=_words, default=DEFAULT_TARGETS,
-                   help="comma-separated age-group words (default twenties,forties,sixties,eighties)")
-    p.add_argument("--n", type=int, default=4, help="outputs per face and target (default 4)")
+    p.add_argument("--targets", type=_words, default=None,
+                   help=f"comma-separated age-group words (default all: {','.join(DEFAULT_TARGETS)})")
+    p.add_argument("--n", type=int, default=None, help="outputs per face and target (default 4)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="DDIM steps T (default 25, the paper's)")
     p.add_argument("--trust-pickle", action="store_true",
@@ -139,7 +173,7 @@ def add_parser(sub) -> None:
     p.add_argument("--age-critic", default="dlib-age", help="age estimator for Age MAE (dlib-age, dex)")
     p.add_argument("--age-weights", help="explicit weight file of the age estimator")
     p.add_argument("--id-critic", default="sface", help="identity network for ID (default sface)")
-    p.add_argument("--fid-features", choices=FID_FEATURES, default="sface",
+    p.add_argument("--fid-features", choices=FID_FEATURES, default=None,
                    help="features of the Fréchet distance (inception needs the pytorch-fid weight file)")
     p.add_argument("--inception-weights", help="path of pt_inception-2015-12-05-6726825d.pth")
     p.add_argument("--fid-max-real", type=int, default=1000, help="real images per group for the distance")
@@ -153,6 +187,17 @@ def add_parser(sub) -> None:
     p.add_argument("--eps", type=float, default=None,
                    help="PADA's text-driven sampling intensity ε (default: the model's, the paper's 1e-3)")
     p.add_argument("--baseline-search-images", type=int, default=8)
+    p.add_argument("--quick", action="store_true",
+                   help="fast model comparison: 4 faces, N 2, 10 DDIM steps, all targets, diversity on "
+                        "'sixties' only, no baseline / reconstruction / FD (explicit options win)")
+    p.add_argument("--no-lifespan", action="store_true", help="skip the lifespan monotonicity sweeps")
+    p.add_argument("--no-reference", action="store_true", help="skip the reference-guided (--ref) check")
+    p.add_argument("--no-face-check", action="store_true", help="skip the YuNet face-found rate")
+    p.add_argument("--diversity-targets", type=_words, default=None,
+                   help="targets of the low/both diversity runs (default: every target)")
+    p.add_argument("--pipeline-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
+                   help="extra keyword for the PADA pipeline's age()/lifespan() (repeat), e.g. an "
+                        "inference-time bound on the latent shift; an unknown name is an error")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for report.json and report.md")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of markdown")

@@ -46,13 +46,33 @@ from pada.evaluation.fid import (
     frechet_distance,
 )
 from pada.evaluation.metrics import Critic, embed, predict_ages, psnr, ssim
+from pada.evaluation.scores import (
+    FACE_FOUND_TARGET,
+    HF_OK_TARGET,
+    HF_RATIO_LIMIT,
+    ID_TARGET,
+    SPEARMAN_TARGET,
+    hf_energy_ratio,
+    reference_shift,
+    spearman,
+)
 
-DEFAULT_TARGETS = ("twenties", "forties", "sixties", "eighties")
+#: every age group, "a toddler's face" (0-5) and "in her tens" (6-15, a child) to "eighties" (70+)
+DEFAULT_TARGETS = tuple(g.word for g in AGE_GROUPS)
+
+#: ``--quick``: a few faces, fewer steps, no baseline / reconstruction / Fréchet distance, diversity on one
+#: target: minutes on 2 CPU cores, to compare models fast (the acceptance numbers need a full run)
+QUICK_PRESET: dict[str, Any] = {"max_images": 4, "n_outputs": 2, "steps": 10, "targets": DEFAULT_TARGETS,
+                                "diversity_targets": ("sixties",), "baseline": False,
+                                "reconstruction": False, "fid_features": "none"}
 
 #: diversity modes: name -> (high_diversity, low_diversity) switches of ``AgingPipeline.age``
 DIVERSITY_MODES = {"high": (True, False), "low": (False, True), "both": (True, True)}
 
 FID_FEATURES = ("sface", "dlib-age", "inception", "none")
+
+#: faces of the split loaded as candidate references for the reference-guided check
+REF_POOL = 64
 
 
 #: default candidates of the linear baseline's strength (wide, so that one of them can match PADA's ID)
@@ -71,6 +91,11 @@ class EvalConfig:
     ``baseline_strengths``: candidates of the linear baseline's strength; the search runs on the first
     ``baseline_search_images`` faces. ``text_eps``: PADA's text-driven sampling intensity ε for the
     runs (None: the model's own, the paper's 1e-3); the baseline has no PAE and ignores it.
+    ``lifespan``: score the child-to-old sweep of each face (monotonicity); ``reference``: age each face
+    with a reference face about ``ref_gap`` years older (even faces) or younger (odd faces), at least
+    ``ref_min_gap`` apart, and check the estimated age moves toward the reference's.
+    ``pipeline_options``: extra keyword arguments for the PADA pipeline's ``age`` / ``lifespan`` (e.g. an
+    inference-time bound on the latent shift, when the pipeline has one); the baseline does not get them.
     """
 
     targets: tuple[str, ...] = DEFAULT_TARGETS
@@ -86,15 +111,21 @@ class EvalConfig:
     baseline_strengths: tuple[float, ...] = BASELINE_STRENGTHS
     baseline_search_images: int = 8
     baseline_fit_images: int = 512
+    diversity_targets: tuple[str, ...] | None = None
     fid_max_real: int = 1000
     text_eps: float | None = None
+    lifespan: bool = True
+    reference: bool = True
+    ref_gap: float = 20.0
+    ref_min_gap: float = 10.0
+    pipeline_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.main_mode not in DIVERSITY_MODES:
             raise PadaError(f"main_mode must be one of {sorted(DIVERSITY_MODES)}, got {self.main_mode!r}")
         if self.n_outputs < 1:
             raise PadaError(f"n_outputs must be >= 1, got {self.n_outputs}")
-        for t in self.targets:
+        for t in (*self.targets, *(self.diversity_targets or ())):
             try:
                 group_by_word(t)
             except ValueError as exc:
@@ -109,13 +140,17 @@ class Critics:
     identity: Critic
     fid: Callable[[torch.Tensor], torch.Tensor] | None
     names: dict[str, str] = field(default_factory=dict)
+    #: face detector for the face-found rate: images (B, 3, S, S) -> (B,) bool (None: not measured)
+    faces: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
 def load_critics(age: str = "dlib-age", identity: str = "sface", fid: str = "sface", device: str = "cpu",
-                 age_weights: str | None = None, inception_weights: str | None = None) -> Critics:
+                 age_weights: str | None = None, inception_weights: str | None = None,
+                 faces: bool = True) -> Critics:
     """Critics from the registry. ``fid``: ``sface`` (identity embeddings), ``dlib-age`` (penultimate
     features of the age network), ``inception`` (TF-FID Inception-v3, weights supplied by the user) or
-    ``none``."""
+    ``none``. ``faces``: also load YuNet for the face-found rate
+    (:class:`~pada.evaluation.scores.FaceFinder`)."""
     from pada.critics.registry import load_critic
 
     if fid not in FID_FEATURES:
@@ -131,7 +166,13 @@ def load_critics(age: str = "dlib-age", identity: str = "sface", fid: str = "sfa
                                 field="features", name="dlib-age-penultimate")
     elif fid == "inception":
         fid_fn = InceptionFeatures(inception_weights).to(device)
-    return Critics(age_c, id_c, fid_fn, {"age": age, "identity": identity, "fid_features": fid})
+    finder = None
+    if faces:
+        from pada.evaluation.scores import FaceFinder
+
+        finder = FaceFinder()
+    return Critics(age_c, id_c, fid_fn, {"age": age, "identity": identity, "fid_features": fid,
+                                         "faces": "yunet" if faces else "none"}, faces=finder)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -149,6 +190,9 @@ class EvalData:
     # (group index, max n) -> images (K, 3, S, S) or an iterable of such batches
     real_loader: Callable[[int, int], Any] | None = None
     source: str = ""
+    #: candidate reference faces for the reference-guided check (None: the test faces themselves)
+    pool_images: torch.Tensor | None = None
+    pool_files: list[str] | None = None
 
 
 def _dataset(root: Path, labels: Path, size: int, split: str, test_fraction: float):
@@ -178,8 +222,12 @@ def load_eval_data(data: str | os.PathLike, size: int, labels: str | os.PathLike
     """Load the test faces (``split`` of the deterministic hash split, as in training) at ``size``."""
     root, table = locate_data(data, size, labels)
     ds = _dataset(root, table, size, split, test_fraction)
-    idx = list(range(len(ds)))[: max_images or None]
-    items = [ds[i] for i in idx]
+    # also load up to REF_POOL faces beyond the first max_images: candidate references of the --ref check
+    n_load = len(ds) if max_images is None else min(len(ds), max(max_images, REF_POOL))
+    items = [ds[i] for i in range(n_load)]
+    pool = torch.stack([it["image"] for it in items]) if items else None
+    pool_files = [it["file"] for it in items]
+    items = items[: max_images or None]
     everything = _dataset(root, table, size, "all", test_fraction)
     by_group: dict[int, list[int]] = {}
     for j, f in enumerate(everything.files):
@@ -194,7 +242,8 @@ def load_eval_data(data: str | os.PathLike, size: int, labels: str | os.PathLike
     return EvalData(images=torch.stack([it["image"] for it in items]), files=[it["file"] for it in items],
                     ages=torch.tensor([it["age"] for it in items]), genders=[it["gender"] for it in items],
                     groups=torch.tensor([it["group"] for it in items]), real_loader=real,
-                    source=f"{root} ({split} split, {len(items)} faces)")
+                    source=f"{root} ({split} split, {len(items)} faces)", pool_images=pool,
+                    pool_files=pool_files)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,6 +275,8 @@ class _Accumulator:
         self.div_id: list[float] = []
         self.div_px: list[float] = []
         self.age_std: list[float] = []
+        self.found: list[torch.Tensor] = []
+        self.hf: list[torch.Tensor] = []
 
     def summary(self) -> dict[str, Any]:
         err = torch.cat(self.abs_err) if self.abs_err else torch.zeros(0)
@@ -237,10 +288,23 @@ class _Accumulator:
             "age_mean": float(ages.mean()) if ages.numel() else None,
             "id_similarity": float(ids.mean()) if ids.numel() else None,
         }
+        out.update(_output_scores(self.found, self.hf))
         if self.div_id:
             out.update(diversity_id=_mean(self.div_id), diversity_pixel=_mean(self.div_px),
                        diversity_age_std=_mean(self.age_std))
         return out
+
+
+def _output_scores(found: list[torch.Tensor], hf: list[torch.Tensor]) -> dict[str, Any]:
+    """Face-found rate and high-frequency ratio statistics of a set of outputs (None when not measured)."""
+    f = torch.cat(found) if found else torch.zeros(0, dtype=torch.bool)
+    r = torch.cat(hf) if hf else torch.zeros(0)
+    return {
+        "face_found_rate": float(f.float().mean()) if f.numel() else None,
+        "hf_ratio_median": float(r.median()) if r.numel() else None,
+        "hf_ratio_max": float(r.max()) if r.numel() else None,
+        "hf_ratio_ok": float((r <= HF_RATIO_LIMIT).float().mean()) if r.numel() else None,
+    }
 
 
 def _measure(acc: _Accumulator, critics: Critics, source: torch.Tensor, outs: torch.Tensor,
@@ -251,6 +315,9 @@ def _measure(acc: _Accumulator, critics: Critics, source: torch.Tensor, outs: to
     acc.abs_err.append((ages - target_age).abs())
     e = embed(critics.identity, torch.cat([source, outs]), bs)  # (1 + N, D) unit
     acc.id_sim.append(e[1:] @ e[0])
+    acc.hf.append(hf_energy_ratio(outs, source))
+    if critics.faces is not None:
+        acc.found.append(critics.faces(outs).reshape(-1).bool())
     if outs.shape[0] > 1:
         acc.div_id.append(mean_pairwise_distance(e[1:], "cosine"))
         acc.div_px.append(mean_pairwise_distance(outs.flatten(1), "rms"))
@@ -290,7 +357,8 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
 
     ``pipeline``: anything with ``age(image (1,3,S,S), *, text, n, seed, high_diversity, low_diversity,
     steps, **age_kwargs)`` returning an object with ``images (n, 3, S, S)``. ``modes``: which diversity
-    modes to run (default: only ``cfg.main_mode``, or all three when ``cfg.diversity``).
+    modes to run (default: only ``cfg.main_mode``, or all three when ``cfg.diversity``); modes other than
+    the main one run only on ``cfg.diversity_targets`` (None: every target).
 
     Returns ``{"per_target": {word: {"target_age", "description_example", <main metrics>, "fd", ...,
     "modes": {mode: metrics}}}, "overall": {...}, "seconds": ...}``.
@@ -303,19 +371,23 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
     n = n_outputs or cfg.n_outputs
     fid_cache = {} if fid_cache is None else fid_cache
     per_target: dict[str, Any] = {}
+    pooled = _Accumulator()  # main-mode outputs of every target
     for word in cfg.targets:
         g = group_by_word(word)
-        accs = {m: _Accumulator() for m in modes}
+        div_here = cfg.diversity_targets is None or word in cfg.diversity_targets
+        accs = {m: _Accumulator() for m in modes if m == cfg.main_mode or div_here}
         for i in range(data.images.shape[0]):
             x = data.images[i:i + 1]
             text = description(g, data.genders[i])
-            for m in modes:
+            for m in accs:
                 hi, lo = DIVERSITY_MODES[m]
                 res = pipeline.age(x, text=text, n=n, seed=cfg.seed + i, high_diversity=hi, low_diversity=lo,
                                    steps=cfg.steps, **(age_kwargs or {}))
                 _measure(accs[m], critics, x, _images_of(res), g.center, cfg.batch_size,
                          with_fid=m == cfg.main_mode)
         main = accs[cfg.main_mode]
+        pooled.found += main.found
+        pooled.hf += main.hf
         entry: dict[str, Any] = {"target_age": g.center, "group": g.name,
                                  "description_example": description(g, data.genders[0])}
         entry.update(main.summary())
@@ -325,11 +397,28 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
         _log(f"  {word}: age MAE {entry['age_mae']:.2f}, ID {entry['id_similarity']:.4f}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
-    overall["modes"] = {m: {k: _mean([per_target[w]["modes"][m].get(k) for w in cfg.targets])
+    overall.update(_output_scores(pooled.found, pooled.hf))
+    rates = [per_target[w]["face_found_rate"] for w in cfg.targets]
+    overall["face_found_min"] = min(rates) if rates and None not in rates else None
+    overall["modes"] = {m: {k: _mean([per_target[w]["modes"].get(m, {}).get(k) for w in cfg.targets])
                             for k in ("age_mae", "id_similarity", "diversity_id", "diversity_pixel",
                                       "diversity_age_std")} for m in modes}
+    overall["high_level_diversity"] = _high_level(overall["modes"])
     return {"per_target": per_target, "overall": overall, "n_outputs": n,
             "seconds": time.perf_counter() - t_start}
+
+
+def _high_level(modes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """PAE sampling on vs off, both with fresh start noise: modes ``both`` vs ``low`` (and ``high`` alone,
+    whose 'off' is the deterministic edit with zero diversity by construction)."""
+    if "both" not in modes or "low" not in modes:
+        return None
+    out: dict[str, Any] = {}
+    for k, short in (("diversity_id", "id"), ("diversity_pixel", "pixel"), ("diversity_age_std", "age_std")):
+        on, off = modes["both"].get(k), modes["low"].get(k)
+        out[short] = {"on": on, "off": off, "high_only": modes.get("high", {}).get(k),
+                      "gain": None if on is None or off is None else on - off}
+    return out
 
 
 def reconstruction_metrics(pipeline: Any, images: torch.Tensor, steps: int | None = None) -> dict[str, Any]:
@@ -346,6 +435,176 @@ def reconstruction_metrics(pipeline: Any, images: torch.Tensor, steps: int | Non
         ps.append(float(psnr(x, rec)[0]))
         ss.append(float(ssim(x, rec)[0]))
     return {"psnr": _mean(ps), "ssim": _mean(ss), "n_images": len(ps)}
+
+
+# --------------------------------------------------------------------------------------------------
+# lifespan monotonicity and reference-guided aging
+# --------------------------------------------------------------------------------------------------
+class InversionCache:
+    """Memoise ``pipeline.invert`` while evaluating (``with InversionCache(pipeline): ...``).
+
+    The DDIM inversion x_T of a face is deterministic and does not depend on the target, so the runner
+    computes it once per face and step count instead of once per target, mode and sweep (it costs as much
+    as decoding one output). Pipelines without an ``invert`` method are left alone.
+    """
+
+    def __init__(self, pipeline: Any) -> None:
+        self.pipeline = pipeline
+        self.cache: dict[tuple, torch.Tensor] = {}
+        self.active = False
+
+    @staticmethod
+    def _key(t: torch.Tensor) -> tuple:
+        t = t.detach().float().cpu().contiguous()
+        return tuple(t.shape), hash(t.numpy().tobytes())
+
+    def __enter__(self) -> InversionCache:
+        inv = getattr(self.pipeline, "invert", None)
+        if inv is None or not callable(inv) or "invert" in vars(self.pipeline):
+            return self
+
+        def cached(image, z_src, steps=None, **kw):
+            key = (self._key(image), self._key(z_src), steps)
+            if key not in self.cache:
+                self.cache[key] = inv(image, z_src, steps, **kw)
+            return self.cache[key]
+
+        self.pipeline.invert = cached
+        self.active = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.active:
+            del self.pipeline.invert
+            self.active = False
+        self.cache.clear()
+
+
+def _accepted(fn: Callable, options: dict[str, Any]) -> dict[str, Any]:
+    """The subset of ``options`` that ``fn`` accepts as keyword arguments."""
+    import inspect
+
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return dict(options)
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return dict(options)
+    return {k: v for k, v in options.items() if k in params}
+
+
+def check_pipeline_options(pipeline: Any, options: dict[str, Any]) -> None:
+    """One clear error when the pipeline's ``age`` does not take one of ``options``."""
+    missing = sorted(set(options) - set(_accepted(pipeline.age, options)))
+    if missing:
+        raise PadaError(f"--pipeline-option {missing[0]}: this pipeline's age() has no such option")
+
+
+def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalConfig, *,
+                    options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Child-to-old sweep of each test face at the seven group descriptions (PAE mean, inverted x_T):
+    Spearman correlation of the estimated ages with the group centres (1 = ages rise monotonically),
+    averaged over faces, and the face-found rate, high-frequency ratio and ID of the sweep's tiles.
+
+    Uses ``pipeline.lifespan(..., frames_per_segment=1)`` when it exists, else one ``age`` call per group
+    (the linear baseline).
+    """
+    options = options or {}
+    centres = [g.center for g in AGE_GROUPS]
+    rhos, ages_all, found, hf, ids = [], [], [], [], []
+    for i in range(data.images.shape[0]):
+        x, gender = data.images[i:i + 1], data.genders[i]
+        if hasattr(pipeline, "lifespan"):
+            kw = _accepted(pipeline.lifespan, options)
+            res = pipeline.lifespan(x, gender=gender, frames_per_segment=1, steps=cfg.steps, **kw)
+            tiles = _images_of(res)
+        else:
+            tiles = torch.cat([_images_of(pipeline.age(x, text=description(g, gender), n=1, seed=cfg.seed + i,
+                                                       high_diversity=False, low_diversity=False,
+                                                       steps=cfg.steps, **options)) for g in AGE_GROUPS])
+        ages = predict_ages(critics.age, tiles, cfg.batch_size)
+        ages_all.append(ages)
+        rhos.append(spearman(centres, ages))
+        hf.append(hf_energy_ratio(tiles, x))
+        if critics.faces is not None:
+            found.append(critics.faces(tiles).reshape(-1).bool())
+        e = embed(critics.identity, torch.cat([x, tiles]), cfg.batch_size)
+        ids.append(e[1:] @ e[0])
+    a = torch.stack(ages_all) if ages_all else torch.zeros(0, len(centres))
+    out: dict[str, Any] = {
+        "n_faces": len(rhos), "spearman": _mean(rhos), "spearman_per_face": rhos,
+        "age_mean_per_group": {g.word: float(a[:, k].mean()) if a.numel() else None
+                               for k, g in enumerate(AGE_GROUPS)},
+        "id_similarity": float(torch.cat(ids).mean()) if ids else None,
+    }
+    out.update(_output_scores(found, hf))
+    return out
+
+
+def pick_references(ages: torch.Tensor, pool_ages: torch.Tensor, gap: float, min_gap: float,
+                    exclude: Sequence[int | None] = ()) -> list[int | None]:
+    """For each input age, the index of a pool face about ``gap`` years older (even inputs) or younger
+    (odd inputs), at least ``min_gap`` apart; the other direction when none qualifies; None when no pool
+    face is ``min_gap`` away. ``exclude[i]``: pool index of input i itself (never its own reference)."""
+    picks: list[int | None] = []
+    for i, a in enumerate(ages.tolist()):
+        d = pool_ages.double() - a
+        own = exclude[i] if i < len(exclude) else None
+        choice = None
+        for sign in ((1, -1) if i % 2 == 0 else (-1, 1)):
+            ok = [(abs(float(d[j]) - sign * gap), j) for j in range(d.numel())
+                  if j != own and sign * float(d[j]) >= min_gap]
+            if ok:
+                choice = min(ok)[1]
+                break
+        picks.append(choice)
+    return picks
+
+
+def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalConfig, *,
+                     options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Reference-guided aging (``age(x, ref=r)``, no text): does the estimated age of the outputs move
+    from the input's toward the reference's? References come from ``data.pool_images`` (the test split)
+    by estimated age (:func:`pick_references`); all ages are from ``critics.age``."""
+    pool = data.pool_images if data.pool_images is not None else data.images
+    pool_files = data.pool_files if data.pool_images is not None else data.files
+    bs = cfg.batch_size
+    pool_ages = predict_ages(critics.age, pool, bs)
+    in_ages = predict_ages(critics.age, data.images, bs)
+    own = [pool_files.index(f) if pool_files and f in pool_files else None for f in data.files]
+    refs = pick_references(in_ages, pool_ages, cfg.ref_gap, cfg.ref_min_gap, own)
+    pairs, found, hf, ids = [], [], [], []
+    for i, j in enumerate(refs):
+        if j is None:
+            continue
+        x = data.images[i:i + 1]
+        res = pipeline.age(x, ref=pool[j:j + 1], n=cfg.n_outputs, seed=cfg.seed + i, high_diversity=True,
+                           low_diversity=False, steps=cfg.steps, **(options or {}))
+        outs = _images_of(res)
+        ages = predict_ages(critics.age, outs, bs)
+        r = reference_shift(float(in_ages[i]), float(pool_ages[j]), ages)
+        pairs.append({"file": data.files[i], "reference": pool_files[j], "age_input": float(in_ages[i]),
+                      "age_reference": float(pool_ages[j]), "age_outputs": ages.tolist(), **r})
+        hf.append(hf_energy_ratio(outs, x))
+        if critics.faces is not None:
+            found.append(critics.faces(outs).reshape(-1).bool())
+        e = embed(critics.identity, torch.cat([x, outs]), bs)
+        ids.append(e[1:] @ e[0])
+
+    def agg(ps: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"n_pairs": len(ps), "toward": _mean([p["toward"] for p in ps]),
+                "fraction": _mean([p["fraction"] for p in ps]), "shift": _mean([p["shift"] for p in ps])}
+
+    out = agg(pairs)
+    out["older_reference"] = agg([p for p in pairs if p["gap"] > 0])
+    out["younger_reference"] = agg([p for p in pairs if p["gap"] < 0])
+    out["id_similarity"] = float(torch.cat(ids).mean()) if ids else None
+    out.update(_output_scores(found, hf))
+    out["pairs"] = pairs
+    if len(pairs) < len(refs):
+        out["note"] = (f"{len(refs) - len(pairs)} faces had no reference at least {cfg.ref_min_gap:g} years "
+                       "apart in the pool")
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -431,14 +690,27 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
                                    "favour the model (the paper uses independent evaluators)")
     fid_cache: dict[int, torch.Tensor] = {}
     first = next(iter(models))
+    options = dict(cfg.pipeline_options)
+    if options:
+        report["notes"].append(f"PADA pipelines run with options {options} (the baseline without)")
+    for pipe in models.values():
+        check_pipeline_options(pipe, options)
+    age_kwargs = {**({} if cfg.text_eps is None else {"eps": cfg.text_eps}), **options}
     for name, pipe in models.items():
         _log(f"evaluating {name}", verbose)
         is_first = name == first
-        sub = evaluate_pipeline(pipe, data, critics, cfg, verbose=verbose, fid_cache=fid_cache,
-                                modes=None if is_first else [cfg.main_mode],
-                                age_kwargs=None if cfg.text_eps is None else {"eps": cfg.text_eps})
-        if is_first and cfg.reconstruction:
-            sub["reconstruction"] = reconstruction_metrics(pipe, data.images, cfg.steps)
+        with InversionCache(pipe):
+            sub = evaluate_pipeline(pipe, data, critics, cfg, verbose=verbose, fid_cache=fid_cache,
+                                    modes=None if is_first else [cfg.main_mode],
+                                    age_kwargs=age_kwargs or None)
+            if cfg.lifespan:
+                _log(f"  lifespan sweeps of {name}", verbose)
+                sub["lifespan"] = lifespan_scores(pipe, data, critics, cfg, options=age_kwargs)
+            if cfg.reference:
+                _log(f"  reference-guided aging of {name}", verbose)
+                sub["reference"] = reference_scores(pipe, data, critics, cfg, options=age_kwargs)
+            if is_first and cfg.reconstruction:
+                sub["reconstruction"] = reconstruction_metrics(pipe, data.images, cfg.steps)
         report["models"][name] = sub
     if baseline is not None and cfg.baseline:
         target_id = report["models"][first]["overall"]["id_similarity"]
@@ -448,9 +720,43 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
         modes = ["high", "low"] if cfg.diversity else None
         sub = evaluate_pipeline(baseline, data, critics, cfg, modes=modes, verbose=verbose,
                                 fid_cache=fid_cache, age_kwargs={"strength": strength})
+        if cfg.lifespan:
+            sub["lifespan"] = lifespan_scores(baseline, data, critics, cfg, options={"strength": strength})
         sub.update(strength=strength, strength_search=table, matched_to=first, note=baseline_note)
         report["baseline"] = sub
+    for name, sub in report["models"].items():
+        sub["done_when"] = done_when(sub, report.get("baseline") if name == first else None)
     return report
+
+
+def done_when(sub: dict[str, Any], baseline: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The issue's acceptance checks on one model's report: name -> {"value", "target", "pass"}
+    ("pass" None when the score was not measured)."""
+    o = sub["overall"]
+
+    def check(value: Any, target: str, ok: Callable[[Any], bool]) -> dict[str, Any]:
+        return {"value": value, "target": target, "pass": None if value is None else bool(ok(value))}
+
+    out = {
+        "face_found_every_target": check(o.get("face_found_min"), f">= {FACE_FOUND_TARGET:g} (worst target)",
+                                         lambda v: v >= FACE_FOUND_TARGET),
+        "hf_ratio_ok": check(o.get("hf_ratio_ok"), f">= {HF_OK_TARGET:g} of outputs at ratio <= "
+                                                   f"{HF_RATIO_LIMIT:g}", lambda v: v >= HF_OK_TARGET),
+        "lifespan_spearman": check((sub.get("lifespan") or {}).get("spearman"), f">= {SPEARMAN_TARGET:g}",
+                                   lambda v: v >= SPEARMAN_TARGET),
+        "id_similarity": check(o.get("id_similarity"), f">= {ID_TARGET:g}", lambda v: v >= ID_TARGET),
+    }
+    b = (baseline or {}).get("overall", {})
+    mae, bmae = o.get("age_mae"), b.get("age_mae")
+    out["age_mae_below_baseline"] = check(None if mae is None or bmae is None else mae - bmae,
+                                          "< 0 (PADA minus linear baseline at matched ID)", lambda v: v < 0)
+    hl = (o.get("high_level_diversity") or {}).get("id") or {}
+    out["high_level_diversity"] = check(hl.get("gain"), "> 0 (div-ID with PAE sampling minus without)",
+                                        lambda v: v > 0)
+    ref = sub.get("reference") or {}
+    out["reference_toward"] = check(ref.get("fraction"), "> 0 (mean share of the input→reference age gap "
+                                                         "covered)", lambda v: v > 0)
+    return out
 
 
 def _fmt(v: Any, digits: int = 2) -> str:
@@ -463,15 +769,18 @@ def to_markdown(report: dict[str, Any]) -> str:
     rows = dict(report["models"])
     if "baseline" in report:
         rows[f"DiffAE linear (strength {report['baseline']['strength']:g})"] = report["baseline"]
-    lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | FD ↓ | div-ID (high/low/both) | div-px |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | face found ↑ | HF ratio ≤ 1.5 ↑ | FD ↓ | "
+              "div-ID (high/low/both) | div-px |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name, sub in rows.items():
         for word, e in sub["per_target"].items():
             modes = e.get("modes", {})
             div = "/".join(_fmt(modes.get(m, {}).get("diversity_id"), 4) for m in DIVERSITY_MODES)
             px = "/".join(_fmt(modes.get(m, {}).get("diversity_pixel"), 3) for m in DIVERSITY_MODES)
             lines.append(f"| {name} | {word} ({e['target_age']:g}) | {_fmt(e['age_mae'])} | "
-                         f"{_fmt(e['age_mean'], 1)} | {_fmt(e['id_similarity'], 4)} | {_fmt(e.get('fd'))} | "
+                         f"{_fmt(e['age_mean'], 1)} | {_fmt(e['id_similarity'], 4)} | "
+                         f"{_pct(e.get('face_found_rate'))} | {_pct(e.get('hf_ratio_ok'))} | "
+                         f"{_fmt(e.get('fd'))} | "
                          f"{div} | {px} |")
     lines += ["", "| model | Age MAE ↓ | ID ↑ | FD ↓ |", "|---|---|---|---|"]
     for name, sub in rows.items():
@@ -484,6 +793,77 @@ def to_markdown(report: dict[str, Any]) -> str:
                           f"SSIM {_fmt(r['ssim'], 4)}"]
     if report.get("notes"):
         lines += [""] + [f"Note: {n}" for n in report["notes"]]
+    lines += ["", "Summary (failure scores, lifespan, diversity, --ref, acceptance checks):", "", "```",
+              summary_table(report).rstrip("\n"), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None else f"{100 * v:.0f}%"
+
+
+_CHECK_LABELS = {
+    "face_found_every_target": "face found", "hf_ratio_ok": "HF ok", "lifespan_spearman": "lifespan ρ",
+    "id_similarity": "ID", "age_mae_below_baseline": "MAE<baseline", "high_level_diversity": "PAE diversity",
+    "reference_toward": "--ref toward",
+}
+
+
+def summary_table(report: dict[str, Any]) -> str:
+    """A one-screen text summary (lines <= 110 characters): per model, per target the failure scores
+    (face found, share of outputs with high-frequency ratio <= 1.5, its median), ID and Age MAE; then
+    lifespan monotonicity, diversity, reference-guided aging and the issue's acceptance checks
+    (PASS / FAIL / – not measured)."""
+    cfg = report["config"]
+    critics = ", ".join(f"{k} {v}" for k, v in report["critics"].items())
+    lines = [f"== {report['data']}", f"   N = {cfg['n_outputs']}, DDIM steps {cfg['steps'] or 'default'}, "
+                                     f"seed {cfg['seed']}; {critics}"]
+    rows = dict(report["models"])
+    if "baseline" in report:
+        rows[f"linear baseline (strength {report['baseline']['strength']:g})"] = report["baseline"]
+    for name, sub in rows.items():
+        lines += [f"-- {name}",
+                  f"   {'target':<18}{'face':>10}{'HF ok':>7}{'HF med':>8}{'ID':>7}{'MAE':>7}{'age':>6}"]
+        o = sub["overall"]
+        for word, e in [*sub["per_target"].items(), ("all", o)]:
+            label = "all (worst)" if word == "all" else f"{word} ({e['target_age']:g})"
+            face = _pct(e.get("face_found_rate"))
+            if word == "all" and o.get("face_found_min") is not None:
+                face = f"{face} ({_pct(o['face_found_min'])})"
+            lines.append(f"   {label:<18}{face:>10}{_pct(e.get('hf_ratio_ok')):>7}"
+                         f"{_fmt(e.get('hf_ratio_median')):>8}"
+                         f"{_fmt(e.get('id_similarity'), 3):>7}{_fmt(e.get('age_mae'), 1):>7}"
+                         f"{_fmt(e.get('age_mean'), 1):>6}")
+        ls = sub.get("lifespan")
+        if ls:
+            ages = " ".join(_fmt(v, 0) for v in ls["age_mean_per_group"].values())
+            lines.append(f"   lifespan: Spearman {_fmt(ls['spearman'], 3)} ({ls['n_faces']} faces); face "
+                         f"{_pct(ls.get('face_found_rate'))}, HF ok {_pct(ls.get('hf_ratio_ok'))}, ID "
+                         f"{_fmt(ls.get('id_similarity'), 3)}; ages by group: {ages}")
+        hl = o.get("high_level_diversity")
+        if hl:
+            d, px, sd = hl["id"], hl["pixel"], hl["age_std"]
+            lines.append(f"   diversity, PAE sampling on/off (fresh x_T): div-ID {_fmt(d['on'], 4)}/"
+                         f"{_fmt(d['off'], 4)}, px {_fmt(px['on'], 3)}/{_fmt(px['off'], 3)}, "
+                         f"age std {_fmt(sd['on'], 1)}/{_fmt(sd['off'], 1)}")
+            lines.append(f"   diversity, PAE sampling only (inverted x_T): div-ID {_fmt(d['high_only'], 4)}, "
+                         f"px {_fmt(px['high_only'], 3)}, age std {_fmt(sd['high_only'], 1)}")
+        ref = sub.get("reference")
+        if ref:
+            lines.append(f"   --ref: gap covered {_fmt(ref['fraction'])} (older refs "
+                         f"{_fmt(ref['older_reference']['fraction'])}, younger "
+                         f"{_fmt(ref['younger_reference']['fraction'])}), toward {_pct(ref['toward'])} of "
+                         f"outputs, {ref['n_pairs']} pairs; face {_pct(ref.get('face_found_rate'))}, "
+                         f"ID {_fmt(ref.get('id_similarity'), 3)}")
+        dw = sub.get("done_when")
+        if dw:
+            marks = [f"{'–' if c['pass'] is None else 'PASS' if c['pass'] else 'FAIL'} "
+                     f"{_CHECK_LABELS.get(k, k)}" for k, c in dw.items()]
+            lines.append("   done when: " + ", ".join(marks[:4]))
+            lines.append("              " + ", ".join(marks[4:]))
+    n, nout = report.get("n_faces", 0), cfg["n_outputs"]
+    if n < 16 or nout < 4:
+        lines.append(f"   ({n} faces, N = {nout}: the issue's acceptance needs >= 16 faces and N >= 4)")
     return "\n".join(lines) + "\n"
 
 
@@ -502,6 +882,8 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> tuple[Path, 
     return paths[0], paths[1]
 
 
-__all__ = ["AGE_GROUPS", "Critics", "DIVERSITY_MODES", "EvalConfig", "EvalData", "evaluate_pipeline",
-           "fit_baseline_direction", "load_critics", "load_eval_data", "reconstruction_metrics",
-           "run_evaluation", "search_baseline_strength", "to_markdown", "write_report"]
+__all__ = ["AGE_GROUPS", "Critics", "DIVERSITY_MODES", "EvalConfig", "EvalData", "InversionCache",
+           "check_pipeline_options", "done_when", "evaluate_pipeline", "fit_baseline_direction",
+           "lifespan_scores", "load_critics", "load_eval_data", "pick_references", "reconstruction_metrics",
+           "reference_scores", "run_evaluation", "search_baseline_strength", "summary_table", "to_markdown",
+           "write_report"]

@@ -1,0 +1,289 @@
+"""Failure-catching scores (pada.evaluation.scores) on constructed cases, and their use in the runner."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from pada.data.groups import AGE_GROUPS
+from pada.errors import PadaError
+from pada.evaluation.runner import (
+    Critics,
+    EvalConfig,
+    InversionCache,
+    check_pipeline_options,
+    done_when,
+    lifespan_scores,
+    pick_references,
+    reference_scores,
+    run_evaluation,
+    summary_table,
+)
+from pada.evaluation.scores import (
+    FaceFinder,
+    face_found_rate,
+    hf_energy_ratio,
+    laplacian_energy,
+    rankdata,
+    reference_shift,
+    spearman,
+)
+from test_evaluation_runner import BrightnessAge, FakePipeline, PooledId, _data  # tests/ is on sys.path
+
+
+def _smooth(b=1, size=32, seed=0):
+    """Smooth random images: 4x4 noise upsampled bicubically, in [-0.8, 0.8]."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(b, 3, 4, 4, generator=g) * 1.6 - 0.8
+    return F.interpolate(low, size=size, mode="bicubic", align_corners=False).clamp(-0.8, 0.8)
+
+
+def _blur(x):
+    k = torch.ones(3, 1, 5, 5) / 25
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), k, groups=3)
+
+
+# ------------------------------------------------------------------------------ high-frequency energy
+def test_laplacian_energy_closed_forms():
+    flat = torch.full((2, 3, 16, 16), 0.3)
+    assert laplacian_energy(flat).tolist() == [0.0, 0.0]
+    # a horizontal ramp has zero second derivative
+    ramp = torch.linspace(-1, 1, 16).view(1, 1, 1, 16).expand(1, 3, 16, 16)
+    assert float(laplacian_energy(ramp)[0]) == pytest.approx(0.0, abs=1e-12)  # float32 ramp round-off
+    # a gray checkerboard 0 / 1 (on the [0, 1] scale): every valid Laplacian response is ±4
+    cb = (torch.arange(16).view(16, 1) + torch.arange(16).view(1, 16)) % 2
+    img = (cb.float() * 2 - 1).expand(1, 3, 16, 16)
+    assert float(laplacian_energy(img)[0]) == pytest.approx(16.0)
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        laplacian_energy(torch.zeros(3, 16, 16))
+
+
+def test_hf_ratio_flags_texture_not_blur():
+    x = _smooth(1, 64) + 0.02 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    blurred = _blur(x)
+    noisy = (x + 0.1 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))).clamp(-1, 1)
+    r = hf_energy_ratio(torch.cat([x, blurred, noisy]), x)  # one input for all three outputs
+    assert float(r[0]) == pytest.approx(1.0)
+    assert float(r[1]) < 0.5  # blur removes high-frequency energy
+    assert float(r[2]) > 5.0  # painted noise multiplies it, far above the 1.5 limit
+    per_pair = hf_energy_ratio(torch.cat([blurred, noisy]), torch.cat([x, x]))
+    assert torch.allclose(per_pair, r[1:])
+    with pytest.raises(ValueError, match="differs"):
+        hf_energy_ratio(x, x[..., :32, :32])
+
+
+# ------------------------------------------------------------------------------------ face found
+class _Box:
+    def __init__(self, box, score=0.9):
+        self.box, self.score = np.array(box, dtype=np.float32), score
+
+
+def test_face_finder_position_rules():
+    """The detector is a stub: boxes count only near the centre and large enough."""
+    boxes = {0: [], 1: [[80, 80, 96, 96]], 2: [[0, 0, 96, 96]], 3: [[120, 120, 20, 20]]}
+    calls = []
+
+    def detector(arr):
+        k = int(round(arr.mean() / 10))  # the test image's gray level selects its boxes
+        calls.append(arr.shape)
+        return [_Box(b) for b in boxes[k]]
+
+    finder = FaceFinder(detector, size=256)
+    imgs = torch.stack([torch.full((3, 64, 64), k * 10 / 127.5 - 1) for k in range(4)])
+    check = finder.check(imgs)
+    assert check.found.tolist() == [False, True, False, False]  # none / centred / corner / tiny
+    assert check.score.tolist() == pytest.approx([0.0, 0.9, 0.0, 0.0])
+    assert calls == [(256, 256, 3)] * 4  # resized before detection
+    assert face_found_rate(finder, imgs) == pytest.approx(0.25)
+
+
+def test_face_found_on_a_real_face_not_on_noise():
+    from pada.faces import align_image, samples
+
+    try:
+        photo = samples.grace_hopper()
+    except PadaError as exc:
+        pytest.skip(f"sample photo unavailable: {exc}")
+    from pada.faces.io import to_tensor
+
+    face = to_tensor(align_image(photo, size=64)[0].image)
+    noise = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    flat = torch.zeros(1, 3, 64, 64)
+    found = FaceFinder()(torch.cat([face, noise, flat]))
+    assert found.tolist() == [True, False, False, False]
+    # painting strong texture over the face breaks it; the HF ratio sees the same thing
+    paint = 0.6 * torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    textured = (face + paint).clamp(-1, 1)
+    assert float(hf_energy_ratio(textured, face)[0]) > 1.5
+
+
+# ---------------------------------------------------------------------------------------- spearman
+def test_spearman_monotone_shuffled_and_ties():
+    centres = [g.center for g in AGE_GROUPS]
+    assert spearman(centres, [3, 9, 21, 33, 45, 61, 79]) == pytest.approx(1.0)
+    assert spearman(centres, [1e3, 100, 50, 20, 10, 5, 1]) == pytest.approx(-1.0)
+    shuffled = [40, 10, 60, 20, 70, 30, 50]  # ranks 4 1 6 2 7 3 5 against 1..7
+    d2 = sum((a - b) ** 2 for a, b in zip([4, 1, 6, 2, 7, 3, 5], range(1, 8), strict=True))
+    assert spearman(centres, shuffled) == pytest.approx(1 - 6 * d2 / (7 * 48))
+    assert rankdata(torch.tensor([10.0, 20.0, 20.0, 5.0])).tolist() == [2.0, 3.5, 3.5, 1.0]
+    # with ties: Pearson correlation of average ranks
+    a, b = rankdata(torch.tensor([1.0, 2, 2, 3])), rankdata(torch.tensor([1.0, 2, 3, 4]))
+    expect = float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(expect)
+    assert math.isnan(spearman([1, 2, 3], [5, 5, 5]))  # a flat sweep has no ranking
+    assert math.isnan(spearman([1], [2]))
+    with pytest.raises(ValueError):
+        spearman([1, 2], [1, 2, 3])
+
+
+# ---------------------------------------------------------------------------------------- reference
+def test_reference_shift_and_pick():
+    r = reference_shift(30.0, 50.0, [40.0, 30.0, 20.0, 50.0])
+    assert r["gap"] == 20 and r["shift"] == pytest.approx(5.0)
+    assert r["fraction"] == pytest.approx((0.5 + 0 - 0.5 + 1) / 4) and r["toward"] == pytest.approx(0.5)
+    assert math.isnan(reference_shift(30.0, 30.0, [31.0])["fraction"])
+    # the issue's failure: an older reference, outputs read younger than the input
+    assert reference_shift(33.0, 40.0, [22.0, 21.0])["fraction"] < 0
+    pool = torch.tensor([20.0, 35.0, 52.0, 70.0, 31.0])
+    # even inputs want ~gap older, odd inputs younger; the own face (exclude) is never picked
+    picks = pick_references(torch.tensor([31.0, 52.0, 70.0, 33.0]), pool, 20.0, 10.0, exclude=[4, 2, 3, None])
+    # 31 (even): older, gap closest to 20 -> 52; 52 (odd): younger -> 31 (21 years); 70 (even): nobody
+    # older, so younger -> 52 (18 years; itself excluded is 70); 33 (odd): younger -> 20 (13 years)
+    assert picks == [2, 4, 2, 0]
+    assert pick_references(torch.tensor([40.0]), pool, 20.0, 30.0) == [3]  # only 70 is >= 30 years older
+    assert pick_references(torch.tensor([40.0]), torch.tensor([41.0, 45.0]), 20.0, 10.0) == [None]
+
+
+# ----------------------------------------------------------------------------- runner integration
+class SweepPipeline(FakePipeline):
+    """FakePipeline with a lifespan sweep whose brightness follows ``order`` of the seven group centres
+    (BrightnessAge reads age = 40 + 40 * mean pixel back)."""
+
+    def __init__(self, order=tuple(range(7))):
+        super().__init__()
+        self.order, self.sweeps = list(order), []
+
+    def lifespan(self, image, *, gender=None, frames_per_segment=3, steps=None, shift_bound=None):
+        self.sweeps.append((gender, frames_per_segment, steps, shift_bound))
+        centres = [AGE_GROUPS[k].center for k in self.order]
+        return types.SimpleNamespace(images=torch.stack([torch.full(image.shape[1:], (c - 40) / 40)
+                                                         for c in centres]))
+
+
+class FaceIfBright:
+    """Face 'detector' for tests: a face is found when the image's mean is above ``level``."""
+
+    def __init__(self, level=0.0):
+        self.level = level
+
+    def __call__(self, images):
+        return images.mean(dim=(1, 2, 3)) > self.level
+
+
+def _critics(faces=None):
+    return Critics(BrightnessAge(), PooledId(), None, {"age": "bright", "identity": "pool"}, faces=faces)
+
+
+def test_lifespan_scores_monotone_vs_shuffled_sweep():
+    data = _data(m=2)
+    cfg = EvalConfig(n_outputs=1, steps=3)
+    mono = lifespan_scores(SweepPipeline(), data, _critics(FaceIfBright(0.0)), cfg)
+    assert mono["spearman"] == pytest.approx(1.0) and mono["n_faces"] == 2
+    assert mono["age_mean_per_group"]["eighties"] == pytest.approx(80.0, abs=1e-4)
+    assert mono["face_found_rate"] == pytest.approx(3 / 7)  # sixties and eighties, and forties (43 > 40)
+    shuffled = SweepPipeline(order=(3, 0, 5, 1, 6, 2, 4))
+    rho = lifespan_scores(shuffled, data, _critics(), cfg, options={"shift_bound": 0.3, "eps": 0.1})
+    assert rho["spearman"] == pytest.approx(spearman(range(7), [3, 0, 5, 1, 6, 2, 4]))
+    assert rho["face_found_rate"] is None  # no detector: not measured
+    # each face's own labelled gender, one anchor frame per group, options the sweep accepts only
+    assert shuffled.sweeps == [("female", 1, 3, 0.3), ("male", 1, 3, 0.3)]
+
+
+def test_lifespan_without_a_sweep_method_ages_to_each_group():
+    pipe = FakePipeline()  # no lifespan(): one age() per group at the PAE mean, inverted x_T
+    res = lifespan_scores(pipe, _data(m=1), _critics(), EvalConfig(steps=2))
+    assert res["spearman"] == pytest.approx(1.0)
+    assert [c[3:] for c in pipe.calls] == [(False, False)] * 7 and len({c[0] for c in pipe.calls}) == 7
+
+
+def test_reference_scores_read_the_move_toward_the_reference():
+    data = _data(m=4)
+    # give the faces clearly different brightness, hence ages 20, 36, 52, 68 for BrightnessAge
+    data.images = torch.stack([torch.full((3, 16, 16), v) for v in (-0.5, -0.1, 0.3, 0.7)])
+    cfg = EvalConfig(n_outputs=2, ref_gap=20.0, ref_min_gap=10.0)
+    res = reference_scores(FakePipeline(), data, _critics(), cfg)
+    # FakePipeline renders the reference's brightness (+ a little per-output noise): the gap is covered
+    assert res["n_pairs"] == 4 and res["toward"] == pytest.approx(1.0)
+    assert res["fraction"] == pytest.approx(1.0, abs=0.25)
+    assert res["older_reference"]["n_pairs"] >= 1 and res["younger_reference"]["n_pairs"] >= 1
+    assert {p["file"] for p in res["pairs"]} == set(data.files)
+    assert all(p["reference"] != p["file"] for p in res["pairs"])
+    away = reference_scores(FakePipeline(age_bias=-200.0), data, _critics(), cfg)  # always far younger
+    assert away["older_reference"]["fraction"] < 0
+
+
+def test_inversion_cache_inverts_each_face_once():
+    class Inv:
+        def __init__(self):
+            self.n = 0
+
+        def invert(self, image, z_src, steps=None, progress=False):
+            self.n += 1
+            return image * 2
+
+    p = Inv()
+    x, y = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    with InversionCache(p):
+        for _ in range(3):
+            assert torch.equal(p.invert(x, x, 5), x * 2)
+        p.invert(y, y, 5)
+        p.invert(y, y, 10)  # another step count is another inversion
+    assert p.n == 3
+    p.invert(x, x, 5)  # restored after the block
+    assert p.n == 4 and "invert" not in vars(p)
+
+
+def test_run_evaluation_failure_scores_done_when_and_summary():
+    data = _data(m=2)
+    cfg = EvalConfig(targets=("tens", "eighties"), n_outputs=2, reconstruction=False, baseline=False,
+                     diversity_targets=("eighties",), pipeline_options={"shift_bound": 0.5})
+    pipe = SweepPipeline()
+    rep = run_evaluation({"PADA": pipe}, data, _critics(FaceIfBright(0.0)), cfg)
+    sub = rep["models"]["PADA"]
+    tens, old = sub["per_target"]["tens"], sub["per_target"]["eighties"]
+    assert tens["face_found_rate"] == 0.0 and old["face_found_rate"] == 1.0  # dark 'child' outputs
+    assert sub["overall"]["face_found_min"] == 0.0 and sub["overall"]["face_found_rate"] == 0.5
+    assert set(tens["modes"]) == {"high"} and set(old["modes"]) == {"high", "low", "both"}
+    assert 0 <= tens["hf_ratio_ok"] <= 1 and tens["hf_ratio_median"] >= 0
+    assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
+    assert sub["lifespan"]["spearman"] == pytest.approx(1.0)
+    dw = sub["done_when"]
+    assert dw["face_found_every_target"]["pass"] is False and dw["lifespan_spearman"]["pass"] is True
+    assert dw["age_mae_below_baseline"]["pass"] is None  # no baseline run
+    assert sub["overall"]["high_level_diversity"]["id"]["on"] is not None
+    text = summary_table(rep)
+    assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
+    assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
+    # the real pipeline's age() has a fixed signature: an option it does not know is one clear error
+    from pada.aging.pipeline import AgingPipeline
+
+    strict = types.SimpleNamespace(age=AgingPipeline.age)
+    with pytest.raises(PadaError, match="--pipeline-option nope: this pipeline's age"):
+        run_evaluation({"PADA": strict}, data, _critics(),
+                       EvalConfig(targets=("tens",), pipeline_options={"nope": 1, "eps": 0.1}))
+    check_pipeline_options(strict, {"eps": 0.1})  # a known keyword passes
+
+
+def test_done_when_against_the_baseline():
+    sub = {"overall": {"age_mae": 8.0, "id_similarity": 0.6, "face_found_min": 0.97, "hf_ratio_ok": 0.96,
+                       "high_level_diversity": {"id": {"gain": 0.01}}},
+           "lifespan": {"spearman": 0.95}, "reference": {"fraction": 0.3}}
+    dw = done_when(sub, {"overall": {"age_mae": 10.0}})
+    assert all(c["pass"] for c in dw.values()), dw
+    dw = done_when(sub, {"overall": {"age_mae": 7.0}})
+    assert dw["age_mae_below_baseline"]["pass"] is False and dw["age_mae_below_baseline"]["value"] == 1.0
