@@ -100,3 +100,24 @@ def test_evaluate_ablation_and_errors(face_folder, fakes, capsys):
     assert err.startswith("error: ") and "nope: no such folder" in err and len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--ablation", "noequals"])
+
+
+def test_evaluate_quick_preset_and_pipeline_options(face_folder, fakes, tmp_path, capsys):
+    out = tmp_path / "quick"
+    rc = main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--split", "all",
+               "--quick", "--n", "3", "--pipeline-option", "shift_bound=0.3", "--device", "cpu",
+               "--out", str(out), "--quiet"])
+    assert rc == 0
+    md = capsys.readouterr().out
+    rep = json.loads((out / "report.json").read_text())
+    c = rep["config"]
+    # the preset: 4 faces, 10 steps, all seven targets, diversity on sixties, no baseline / FD; --n wins
+    assert rep["n_faces"] == 4 and c["steps"] == 10 and c["n_outputs"] == 3 and len(c["targets"]) == 7
+    assert c["diversity_targets"] == ["sixties"] and "baseline" not in rep
+    assert rep["critics"]["fid_features"] == "none" and c["pipeline_options"] == {"shift_bound": 0.3}
+    sub = rep["models"]["PADA"]
+    assert "lifespan" in sub and "reference" in sub and "reconstruction" not in sub
+    assert md.rstrip().endswith("```") and "done when:" in md  # the summary closes the markdown
+    assert fakes == [("m.safetensors", "cpu", 10, [])]
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--pipeline-option", "x"])
