@@ -116,7 +116,8 @@ def test_evaluate_quick_preset_and_pipeline_options(face_folder, fakes, tmp_path
     assert c["diversity_targets"] == ["sixties"] and "baseline" not in rep
     assert rep["critics"]["fid_features"] == "none" and c["pipeline_options"] == {"shift_bound": 0.3}
     sub = rep["models"]["PADA"]
-    assert "lifespan" in sub and "reference" in sub and "reconstruction" not in sub
+    assert "reference" in sub and "lifespan" not in sub and "reconstruction" not in sub
+    assert sub["overall"]["target_spearman"] is not None  # monotonicity from the seven targets' outputs
     assert md.rstrip().endswith("```") and "done when:" in md  # the summary closes the markdown
     assert fakes == [("m.safetensors", "cpu", 10, [])]
     with pytest.raises(SystemExit):

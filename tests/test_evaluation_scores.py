@@ -287,3 +287,19 @@ def test_done_when_against_the_baseline():
     assert all(c["pass"] for c in dw.values()), dw
     dw = done_when(sub, {"overall": {"age_mae": 7.0}})
     assert dw["age_mae_below_baseline"]["pass"] is False and dw["age_mae_below_baseline"]["value"] == 1.0
+
+
+def test_monotonicity_across_the_targets_outputs():
+    from pada.evaluation.runner import evaluate_pipeline
+
+    data, cfg = _data(m=2), EvalConfig(targets=("tens", "forties", "eighties"), n_outputs=2, diversity=False)
+    res = evaluate_pipeline(FakePipeline(), data, _critics(), cfg)  # renders each target's age exactly
+    assert res["overall"]["target_spearman"] == pytest.approx(1.0)
+    rev = EvalConfig(targets=("eighties", "forties", "tens"), n_outputs=2, diversity=False)
+    flat = evaluate_pipeline(FakePipeline(age_bias=-500.0), data, _critics(), rev)  # every output clipped
+    assert math.isnan(spearman([1, 2, 3], [0, 0, 0])) and flat["overall"]["target_spearman"] is None
+    two = evaluate_pipeline(FakePipeline(), data, _critics(), EvalConfig(targets=("tens", "forties"),
+                                                                          diversity=False))
+    assert two["overall"]["target_spearman"] is None  # two targets say nothing about a trend
+    sub = {"overall": {"target_spearman": 0.5}, "lifespan": None}
+    assert done_when(sub)["lifespan_spearman"]["value"] == 0.5  # used when no sweep was run

@@ -100,7 +100,8 @@ def _run(args: argparse.Namespace) -> int:
                      baseline=not args.no_baseline and quick.get("baseline", True),
                      baseline_strengths=args.baseline_strengths or BASELINE_STRENGTHS,
                      baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real,
-                     text_eps=args.eps, lifespan=not args.no_lifespan, reference=not args.no_reference,
+                     text_eps=args.eps, lifespan=not args.no_lifespan and quick.get("lifespan", True),
+                     reference=not args.no_reference,
                      diversity_targets=pick(args.diversity_targets, "diversity_targets", None),
                      pipeline_options=dict(args.pipeline_option))
     device = args.device
@@ -189,7 +190,8 @@ def add_parser(sub) -> None:
     p.add_argument("--baseline-search-images", type=int, default=8)
     p.add_argument("--quick", action="store_true",
                    help="fast model comparison: 4 faces, N 2, 10 DDIM steps, all targets, diversity on "
-                        "'sixties' only, no baseline / reconstruction / FD (explicit options win)")
+                        "'sixties' only, no lifespan sweep / baseline / reconstruction / FD (explicit "
+                        "options win)")
     p.add_argument("--no-lifespan", action="store_true", help="skip the lifespan monotonicity sweeps")
     p.add_argument("--no-reference", action="store_true", help="skip the reference-guided (--ref) check")
     p.add_argument("--no-face-check", action="store_true", help="skip the YuNet face-found rate")
