@@ -163,6 +163,8 @@ def bench_real(args) -> dict:
         argv += ["--ablation", a]
     for o in args.pipeline_option:
         argv += ["--pipeline-option", o]
+    if args.max_shift is not None:
+        argv += ["--max-shift", str(args.max_shift)]
     if args.max_images:
         argv += ["--max-images", str(args.max_images)]
     if args.steps:
@@ -207,7 +209,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-reference", action="store_true")
     p.add_argument("--no-diversity", action="store_true")
     p.add_argument("--pipeline-option", action="append", default=[], metavar="NAME=VALUE",
-                   help="passed to pada evaluate --pipeline-option (e.g. a latent-shift bound)")
+                   help="passed to pada evaluate --pipeline-option")
+    p.add_argument("--max-shift", type=float, default=None,
+                   help="inference-time bound on the latent shift (pada evaluate --max-shift)")
     p.add_argument("--no-baseline", action="store_true")
     p.add_argument("--eps", type=float, default=None, help="PADA's text sampling intensity ε (model default)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")

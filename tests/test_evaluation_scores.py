@@ -303,3 +303,28 @@ def test_monotonicity_across_the_targets_outputs():
     assert two["overall"]["target_spearman"] is None  # two targets say nothing about a trend
     sub = {"overall": {"target_spearman": 0.5}, "lifespan": None}
     assert done_when(sub)["lifespan_spearman"]["value"] == 0.5  # used when no sweep was run
+
+
+def test_max_shift_bounds_the_latent_shift_at_inference():
+    from pada.evaluation.runner import apply_max_shift
+    from test_aging_helpers import tiny_model
+
+    model = tiny_model(init_gain=1.0)  # a large, untrained modulation: z_age far from z_src
+    pipe = types.SimpleNamespace(model=model)
+    g = torch.Generator().manual_seed(0)
+    z, e = torch.randn(3, 64, generator=g), torch.randn(3, 32, generator=g)
+
+    def rel_shift():
+        with torch.no_grad():
+            return ((model(z, e) - z).norm(dim=1) / z.norm(dim=1)).max().item()
+
+    free = rel_shift()
+    assert free > 0.1
+    assert apply_max_shift(pipe, 0.05) == 0.0  # returns the trained value
+    assert model.modulation.cfg.max_shift == 0.05 and rel_shift() <= 0.05 + 1e-6
+    apply_max_shift(pipe, 0.0)  # 0 = no bound again
+    assert rel_shift() == pytest.approx(free)
+    with pytest.raises(PadaError, match="--max-shift -1"):
+        apply_max_shift(pipe, -1.0)
+    with pytest.raises(PadaError, match="no latent-shift bound"):
+        apply_max_shift(types.SimpleNamespace(), 0.3)

@@ -119,6 +119,10 @@ def _run(args: argparse.Namespace) -> int:
         shared = {"diffae": main.diffae, "vl": main.vl} if same else {}  # load the frozen models once
         models[name] = AgingPipeline.from_pretrained(path, device=device, steps=steps,
                                                      trust_pickle=args.trust_pickle, **shared)
+    if args.max_shift is not None:  # an inference-time bound on the latent shift, for every PADA model
+        from pada.evaluation.runner import apply_max_shift
+
+        trained = {name: apply_max_shift(pipe, args.max_shift) for name, pipe in models.items()}
     size = image_size_of(main)
     data = load_eval_data(args.data, size, labels=args.labels, split=args.split,
                           test_fraction=args.test_fraction, max_images=args.max_images)
@@ -138,6 +142,10 @@ def _run(args: argparse.Namespace) -> int:
     report = run_evaluation(models, data, critics, cfg, baseline=baseline, baseline_note=note,
                             verbose=not args.quiet, training_critics=training)
     report["model_paths"] = {args.name: str(args.model), **{n: p for n, p in args.ablation}}
+    if args.max_shift is not None:
+        report["max_shift"] = {"inference": args.max_shift, "trained": trained}
+        report["notes"].append(f"evaluated with an inference-time latent-shift bound max_shift = "
+                               f"{args.max_shift:g} (trained with {trained})")
     if args.out:
         js, md = write_report(report, args.out)
         print(f"wrote {js} and {md}", file=sys.stderr)
@@ -197,9 +205,12 @@ def add_parser(sub) -> None:
     p.add_argument("--no-face-check", action="store_true", help="skip the YuNet face-found rate")
     p.add_argument("--diversity-targets", type=_words, default=None,
                    help="targets of the low/both diversity runs (default: every target)")
+    p.add_argument("--max-shift", type=float, default=None,
+                   help="evaluate with this inference-time bound on the latent shift: ||z_age - z_src|| "
+                        "saturates at MAX_SHIFT * ||z_src|| (0 = no bound; default: the model's own)")
     p.add_argument("--pipeline-option", action="append", type=_option, default=[], metavar="NAME=VALUE",
-                   help="extra keyword for the PADA pipeline's age()/lifespan() (repeat), e.g. an "
-                        "inference-time bound on the latent shift; an unknown name is an error")
+                   help="extra keyword for the PADA pipeline's age()/lifespan() (repeat), e.g. eta=0.5; "
+                        "an unknown name is an error")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="folder for report.json and report.md")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of markdown")

@@ -501,6 +501,27 @@ def _accepted(fn: Callable, options: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in options.items() if k in params}
 
 
+def apply_max_shift(pipeline: Any, max_shift: float) -> float:
+    """Evaluate a PADA pipeline with an inference-time bound on its latent shift: sets the model's
+    ``max_shift`` (``PadaConfig``: ‖z_age − z_src‖ smoothly saturated at ``max_shift``·‖z_src‖; 0 = no
+    bound) for every later ``age`` / ``lifespan`` call. Returns the value the model had before."""
+    import dataclasses
+
+    model = getattr(pipeline, "model", None)
+    cfg = getattr(model, "cfg", None)
+    if cfg is None or not hasattr(cfg, "max_shift"):
+        raise PadaError("--max-shift: this pipeline's PADA model has no latent-shift bound (max_shift)")
+    try:
+        new = dataclasses.replace(cfg, max_shift=float(max_shift))  # validated by PadaConfig
+    except PadaError as exc:
+        raise PadaError(f"--max-shift {max_shift}: {exc}") from None
+    old = float(cfg.max_shift)
+    model.cfg = new
+    if hasattr(model, "modulation"):
+        model.modulation.cfg = new
+    return old
+
+
 def check_pipeline_options(pipeline: Any, options: dict[str, Any]) -> None:
     """One clear error when the pipeline's ``age`` does not take one of ``options``."""
     missing = sorted(set(options) - set(_accepted(pipeline.age, options)))
@@ -832,6 +853,10 @@ def summary_table(report: dict[str, Any]) -> str:
     critics = ", ".join(f"{k} {v}" for k, v in report["critics"].items())
     lines = [f"== {report['data']}", f"   N = {cfg['n_outputs']}, DDIM steps {cfg['steps'] or 'default'}, "
                                      f"seed {cfg['seed']}; {critics}"]
+    if report.get("max_shift"):
+        lines.append(f"   inference-time latent-shift bound max_shift = {report['max_shift']['inference']:g}")
+    if cfg.get("pipeline_options"):
+        lines.append(f"   pipeline options {cfg['pipeline_options']}")
     rows = dict(report["models"])
     if "baseline" in report:
         rows[f"linear baseline (strength {report['baseline']['strength']:g})"] = report["baseline"]
@@ -900,7 +925,7 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> tuple[Path, 
 
 
 __all__ = ["AGE_GROUPS", "Critics", "DIVERSITY_MODES", "EvalConfig", "EvalData", "InversionCache",
-           "check_pipeline_options", "done_when", "evaluate_pipeline", "fit_baseline_direction",
-           "lifespan_scores", "load_critics", "load_eval_data", "pick_references", "reconstruction_metrics",
-           "reference_scores", "run_evaluation", "search_baseline_strength", "summary_table", "to_markdown",
-           "write_report"]
+           "apply_max_shift", "check_pipeline_options", "done_when", "evaluate_pipeline",
+           "fit_baseline_direction", "lifespan_scores", "load_critics", "load_eval_data", "pick_references",
+           "reconstruction_metrics", "reference_scores", "run_evaluation", "search_baseline_strength",
+           "summary_table", "to_markdown", "write_report"]
