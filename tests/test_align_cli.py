@@ -105,5 +105,8 @@ def test_bad_transforms_file_and_bad_options(tmp_path, photos, capsys):
     assert "\n" not in err and (out / "transforms.json").read_text() == "{not json"  # not overwritten
     assert main(["align", str(tmp_path / "c.png"), "--out", str(tmp_path / "c.png")]) == 1
     assert "exists and is not a folder" in capsys.readouterr().err
-    assert main(["align", str(tmp_path / "c.png"), "--out", str(tmp_path / "o2"), "--size", "4"]) == 1
-    assert "--size must be at least 8" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["align", str(tmp_path / "c.png"), "--out", str(tmp_path / "o2"), "--size", "4"])
+    assert exc.value.code == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert "argument --size: must be at least 8, got 4" in line

@@ -26,3 +26,8 @@ class CheckpointError(PadaError):
 
 class MissingWeightsError(PadaError):
     """A weight file is not on this machine; the message says how to get it."""
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks escaped (a file name may hold one), so an error is always a single line."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")

@@ -86,12 +86,14 @@ class LinearAgeDirection:
     def save(self, path: str | Path) -> Path:
         from safetensors.torch import save_file
 
+        from pada.outputs import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"direction": self.direction.contiguous(), "reg_weight": self.reg_weight.contiguous(),
-                   "reg_bias": self.reg_bias.reshape(1).contiguous(), "z_mean": self.z_mean.contiguous()},
-                  str(path), metadata={"format": FORMAT, "config": json.dumps(
-                      {"age_mean": self.age_mean, "method": self.method})})
+        with atomic_path(path) as tmp:  # all or nothing, umask mode (safetensors itself writes 0600)
+            save_file({"direction": self.direction.contiguous(), "reg_weight": self.reg_weight.contiguous(),
+                       "reg_bias": self.reg_bias.reshape(1).contiguous(), "z_mean": self.z_mean.contiguous()},
+                      str(tmp), metadata={"format": FORMAT, "config": json.dumps(
+                          {"age_mean": self.age_mean, "method": self.method})})
         return path
 
     @classmethod

@@ -8,7 +8,6 @@ safetensors metadata (key ``pada_config``), and loading is strict.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -39,22 +38,30 @@ class PadaModel(nn.Module):
         """Write weights (float32) + config metadata to ``path`` (.safetensors), atomically."""
         from safetensors.torch import save_file
 
+        from pada.outputs import atomic_path
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.detach().cpu()
                  for k, v in self.state_dict().items()}
         meta = {"format": FORMAT, "pada_config": self.cfg.to_json()}
         meta.update(extra_metadata or {})
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(state, str(tmp), metadata=meta)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:  # all or nothing, umask mode (safetensors itself writes 0600)
+            save_file(state, str(tmp), metadata=meta)
         return path
 
     @classmethod
     def load(cls, path: str | Path, map_location: str | torch.device = "cpu") -> PadaModel:
-        """Rebuild a model from a file written by :meth:`save` (strict keys and shapes)."""
+        """Rebuild a model from a file written by :meth:`save` (strict keys and shapes).
+
+        The file is untrusted: its config is checked (types, ranges, parameter count on the ``meta``
+        device) and the tensor shapes in its header are compared with the config before any weight is
+        read or any network allocated; weights with NaN or infinity are refused (docs/reliability.md).
+        """
         from safetensors import safe_open
         from safetensors.torch import load_file
+
+        from pada.state_dict_check import describe_mismatch
+        from pada.validation import check_finite, check_param_count
 
         path = Path(path)
         if not path.is_file():
@@ -62,30 +69,43 @@ class PadaModel(nn.Module):
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = f.metadata() or {}
-            state = load_file(str(path), device=str(map_location))
+                shapes = {k: torch.empty(f.get_slice(k).get_shape(), device="meta") for k in f.keys()}
         except Exception as exc:  # safetensors raises several types for a corrupt file
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        cfg = cls._config_from_metadata(meta, path)
+        with torch.device("meta"):
+            skeleton = cls(cfg)
+        check_param_count(skeleton, str(path))
+        expected = {k: v.shape for k, v in skeleton.state_dict().items()}
+        problems = describe_mismatch(shapes, expected)
+        if problems:
+            raise CheckpointError(f"{path}: weights do not fit its PADA config: {problems}")
+        try:
+            state = load_file(str(path), device="cpu")
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a corrupt file
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        check_finite(state, str(path))
+        model = cls(cfg)
+        model.load_state_dict(state, strict=True)
+        return model.to(map_location).eval()
+
+    @staticmethod
+    def _config_from_metadata(meta: dict[str, str], path: Path) -> PadaConfig:
+        from pada.validation import parse_config_json
+
         if meta.get("format") != FORMAT or "pada_config" not in meta:
             raise CheckpointError(f"{path}: not a PADA aging model (metadata format {meta.get('format')!r})")
-        cfg = PadaConfig.from_dict(json.loads(meta["pada_config"]))
-        model = cls(cfg)
-        missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
-        if missing or unexpected:
-            raise CheckpointError(f"{path}: key mismatch (missing {sorted(missing)[:5]}, "
-                                  f"unexpected {sorted(unexpected)[:5]})")
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as exc:
-            first = str(exc).splitlines()[0]
-            raise CheckpointError(f"{path}: shapes do not match its config ({first})") from None
-        return model.to(map_location).eval()
+        return parse_config_json(PadaConfig, meta["pada_config"], str(path))
 
     @staticmethod
     def read_config(path: str | Path) -> PadaConfig:
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for a corrupt file
+            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
         if "pada_config" not in meta:
             raise CheckpointError(f"{path}: not a PADA aging model")
-        return PadaConfig.from_dict(json.loads(meta["pada_config"]))
+        return PadaModel._config_from_metadata({"format": FORMAT, **meta}, Path(path))

@@ -352,9 +352,9 @@ def save_gif(images: torch.Tensor, path: str | Path, fps: float = 6.0, bounce: b
     frames = to_uint8(images.float().cpu())
     if bounce and len(frames) > 2:
         frames = frames + frames[-2:0:-1]
+    from pada.outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.gif")
-    imageio.mimsave(tmp, frames, duration=1.0 / fps, loop=0)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:  # all or nothing, umask mode, one-line OSError
+        imageio.mimsave(tmp, frames, format="GIF", duration=1.0 / fps, loop=0)
     return path

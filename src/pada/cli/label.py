@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from pada.validation import LIMITS, int_option
+
 
 def _run(args: argparse.Namespace) -> int:
     import torch
@@ -50,12 +52,14 @@ def add_parser(sub) -> None:
                    help="dlib (offline, default) or dex (needs the DEX weights; see pada weights list)")
     p.add_argument("--age-weights", default=None, help="explicit weight file of the age critic")
     p.add_argument("--gender-weights", default=None, help="explicit weight file of the gender critic")
-    p.add_argument("--size", type=int, default=256, help="side the images are resized to (default 256)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=min(4, max(1, (os.cpu_count() or 2) - 1)),
+    p.add_argument("--size", type=int_option(8, LIMITS["crop_size"]), default=256,
+                   help="side the images are resized to (default 256)")
+    p.add_argument("--batch-size", type=int_option(1, LIMITS["batch_size"]), default=64)
+    p.add_argument("--workers", type=int_option(0, LIMITS["workers"]),
+                   default=min(4, max(1, (os.cpu_count() or 2) - 1)),
                    help="DataLoader workers decoding and detecting (default: CPUs - 1, at most 4)")
     p.add_argument("--device", default="cpu", help="torch device of the critics (cpu, cuda, ...)")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int_option(0, LIMITS["threads"]), default=1,
                    help="torch CPU threads of the critics (default 1: the dlib critics are small and the "
                         "workers need the cores; raise it for dex on CPU; 0 = torch default)")
     p.add_argument("--no-detect", action="store_true", help="skip the face detector (det_score left empty)")

@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module ``pada.cli.<name>`` that defines ``add_parser(subparsers)``
 (register the sub-command and its options, set ``func``) . This file only wires them together and turns a
-:class:`~pada.errors.PadaError` into one ``error: ...`` line and exit status 1.
+:class:`~pada.errors.PadaError` into one ``error: ...`` line and exit status 1. Option errors (argparse)
+are one ``error: ...`` line too, with exit status 2 (:class:`pada.validation.ArgumentParser`).
 """
 
 from __future__ import annotations
@@ -13,14 +14,16 @@ import sys
 from collections.abc import Sequence
 
 from pada import __version__
-from pada.errors import PadaError
+from pada.errors import PadaError, one_line
+from pada.validation import ArgumentParser
 
 # Sub-command modules in the order `pada --help` lists them.
 COMMAND_MODULES = ("age", "align", "label", "data", "train", "sample", "evaluate", "app", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pada",
+    # One-line errors (``error: pada age: argument -n/--num: ...``), inherited by every sub-command.
+    parser = ArgumentParser(prog="pada",
                                      description="PADA: pluralistic face aging with diffusion autoencoders")
     parser.add_argument("--version", action="version", version=f"pada {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -44,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except PadaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

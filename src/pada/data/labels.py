@@ -172,8 +172,9 @@ def load_labels(path: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def _write_atomic(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
+    from pada.outputs import atomic_path
+
+    with atomic_path(path, fsync=True) as tmp:  # all or nothing, umask mode, one-line OSError
         if path.suffix == ".parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -187,12 +188,6 @@ def _write_atomic(path: Path, rows: Sequence[dict[str, Any]]) -> None:
         else:
             with open(tmp, "w", encoding="utf-8", newline="") as fh:
                 fh.write(_csv_text(rows, header=True))
-                fh.flush()
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_labels(path: str | os.PathLike, rows: Sequence[dict[str, Any]]) -> Path:

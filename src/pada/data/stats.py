@@ -60,7 +60,9 @@ def plot_counts(counts: np.ndarray, path: str | os.PathLike, title: str | None =
     ax.spines[["top", "right"]].set_visible(False)
     ax.margins(y=0.12)
     fig.tight_layout()
+    from pada.outputs import atomic_path
+
     out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
+    with atomic_path(out) as tmp:  # all or nothing, umask mode, one-line OSError
+        fig.savefig(tmp, format="png")
     return out

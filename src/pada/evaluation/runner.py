@@ -56,6 +56,7 @@ from pada.evaluation.scores import (
     reference_shift,
     spearman,
 )
+from pada.outputs import write_text
 
 #: every age group, "a toddler's face" (0-5) and "in her tens" (6-15, a child) to "eighties" (70+)
 DEFAULT_TARGETS = tuple(g.word for g in AGE_GROUPS)
@@ -916,11 +917,7 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> tuple[Path, 
     paths = []
     for name, text in (("report.json", json.dumps(report, indent=1, default=float)),
                        ("report.md", to_markdown(report))):
-        p = out / name
-        tmp = p.with_name(f".{name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(p)
-        paths.append(p)
+        paths.append(write_text(out / name, text))
     return paths[0], paths[1]
 
 

@@ -12,7 +12,6 @@ Tensors follow the project convention (docs/ARCHITECTURE.md): ``float32`` ``(B, 
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from pada.errors import BadImageError, PadaError
+from pada.outputs import atomic_open
 
 if TYPE_CHECKING:  # torch is imported lazily: `pada align` does not need it
     import torch
@@ -38,6 +38,8 @@ MIN_SIDE = 32
 
 _SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP",
                  ".tif": "TIFF", ".tiff": "TIFF"}
+#: Extensions :func:`save_image` can write.
+IMAGE_SAVE_EXTENSIONS = tuple(_SAVE_FORMATS)
 
 # Pillow's own bomb guard reads a module global; we lift it while opening a file and apply our own cap
 # instead, so the limit is a per-call argument. The lock keeps concurrent loads (web app) consistent.
@@ -189,9 +191,10 @@ def _to_rgb_uint8(im: Image.Image) -> np.ndarray:
 def save_image(path: str | os.PathLike, array: np.ndarray, *, quality: int = 95) -> Path:
     """Write a ``uint8`` ``(H, W, 3)`` RGB (or ``(H, W)`` grey) array atomically.
 
-    The file is written to a temporary name in the same folder and renamed into place, so an interrupted
-    run never leaves a half-written image. Parent folders are created. The format follows the extension
-    (``.png``, ``.jpg``, ``.webp``, ``.bmp``, ``.tif``).
+    The file is written to a temporary name in the same folder and renamed into place
+    (:func:`pada.outputs.atomic_open`), so an interrupted run never leaves a half-written image; it gets the
+    umask's mode; a write error is one :class:`PadaError` line. Parent folders are created. The format
+    follows the extension (``.png``, ``.jpg``, ``.webp``, ``.bmp``, ``.tif``).
     """
     p = Path(path)
     fmt = _SAVE_FORMATS.get(p.suffix.lower())
@@ -200,19 +203,9 @@ def save_image(path: str | os.PathLike, array: np.ndarray, *, quality: int = 95)
     arr = np.asarray(array)
     if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ValueError(f"save_image expects uint8 (H, W, 3) or (H, W), got {arr.dtype} {arr.shape}")
-    p.parent.mkdir(parents=True, exist_ok=True)
     kwargs = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(np.ascontiguousarray(arr)).save(fh, format=fmt, **kwargs)
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(p, "wb") as fh:  # temp file + rename, umask mode, one-line OSError
+        Image.fromarray(np.ascontiguousarray(arr)).save(fh, format=fmt, **kwargs)
     return p
 
 

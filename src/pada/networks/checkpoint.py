@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ def _read_raw(path: Path, trust_pickle: bool) -> Any:
         except Exception as e:  # safetensors raises its own SafetensorError
             raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
+        with warnings.catch_warnings():  # torch's notes on odd pickles must not add lines to a one-line error
+            warnings.simplefilter("ignore")
+            return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
     except pickle.UnpicklingError as e:
         if not trust_pickle and "weights_only" in str(e):
             raise _refusal(path) from None
@@ -116,9 +119,12 @@ def read_safetensors_metadata(path: PathLike) -> dict[str, Any] | None:
     if META_KEY not in meta:
         return None
     try:
-        return json.loads(meta[META_KEY])
-    except json.JSONDecodeError:
+        data = json.loads(meta[META_KEY])
+    except (json.JSONDecodeError, RecursionError):
         raise CheckpointError(f"{path}: corrupt pada metadata (not JSON)") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path}: corrupt pada metadata (a JSON {type(data).__name__}, not an object)")
+    return data
 
 
 def check_state_dict(model: torch.nn.Module, state: dict[str, Tensor], source: str, what: str) -> None:
@@ -136,9 +142,16 @@ def build_from_state(
     dtype: torch.dtype = torch.float32,
 ) -> DiffAEUNet:
     """A :class:`DiffAEUNet` for ``config`` holding ``state`` (strict), in eval mode."""
-    with torch.device("meta"):
-        model = DiffAEUNet(config)
+    from pada.validation import check_finite, check_param_count
+
+    try:
+        with torch.device("meta"):  # nothing is allocated before the checks
+            model = DiffAEUNet(config)
+    except PadaError as e:
+        raise CheckpointError(f"{source}: {e}") from None
+    check_param_count(model, source)
     check_state_dict(model, state, source, f"DiffAE config {config.name!r}")
+    check_finite(state, source)
     state = {
         k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in state.items()
     }
@@ -180,7 +193,7 @@ def load_diffae(
                 f"{path}: the file carries no DiffAE config; pass a preset (e.g. preset='ffhq128_autoenc', "
                 "CLI --preset)"
             )
-        config = DiffAEConfig.from_dict(meta["config"], source=str(path))
+        config = DiffAEConfig.from_dict(meta["config"], source=str(path))  # types and ranges checked
     return build_from_state(config, state, str(path), device=device)
 
 
@@ -209,8 +222,8 @@ def save_diffae(
         payload = json.dumps({"config": model.config.to_dict(), "metadata": metadata or {}}, sort_keys=True)
     except TypeError as e:
         raise PadaError(f"{path}: metadata is not JSON-serialisable ({e})") from None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={META_KEY: payload})
-    os.replace(tmp, path)
+    from pada.outputs import atomic_path
+
+    with atomic_path(path) as tmp:  # all or nothing, umask mode (safetensors itself writes 0600)
+        save_file(tensors, str(tmp), metadata={META_KEY: payload})
     return path

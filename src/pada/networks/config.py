@@ -180,8 +180,11 @@ class DiffAEConfig:
         Accepts official field names with their fixed values (see module docstring) and a fixture
         style ``{"config": {...}}`` wrapper.
         """
-        if "config" in data and isinstance(data["config"], dict) and "model_channels" not in data:
+        if isinstance(data, dict) and isinstance(data.get("config"), dict) and "model_channels" not in data:
             data = data["config"]
+        from pada.validation import check_config_dict
+
+        check_config_dict(cls, data, source)  # types and ranges, before any network is built
         known = {f.name for f in fields(cls)}
         kwargs: dict[str, Any] = {}
         for key, value in data.items():

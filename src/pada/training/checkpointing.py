@@ -114,6 +114,47 @@ def resolve_resume(resume: str | None, ckpt_dir: str | os.PathLike) -> Path | No
     return p
 
 
+def load_resume(resume: str | None, ckpt_dir: str | os.PathLike,
+                warn=None) -> tuple[Path | None, dict[str, Any] | None]:
+    """``(path, state)`` of the checkpoint to resume from, or ``(None, None)`` for a fresh run.
+
+    With ``resume`` "auto"/"latest" or a folder, a newest checkpoint that cannot be read (truncated by a
+    full disk, damaged) is skipped for the newest intact one, and ``warn`` (default: print to stderr) is
+    told which file was skipped and why. A checkpoint named explicitly must load, else CheckpointError.
+    When every checkpoint is unreadable, the error names the newest one.
+    """
+    if not resume:
+        return None, None
+    p = Path(resume)
+    if resume not in ("auto", "latest") and not p.is_dir():
+        path = resolve_resume(resume, ckpt_dir)
+        return path, load_checkpoint(path)
+    newest = resolve_resume(resume, ckpt_dir)  # raises for a folder without checkpoints
+    if newest is None:
+        return None, None
+    found = [path for _, path in find_checkpoints(newest.parent)]
+    skipped: list[str] = []
+    first_error: CheckpointError | None = None
+    for path in reversed(found):
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as exc:
+            first_error = first_error or exc
+            skipped.append(f"{path.name} ({str(exc).split(': ', 1)[-1]})")
+            continue
+        if skipped:
+            msg = (f"warning: skipped unreadable checkpoint(s) {'; '.join(skipped)}; resuming from the "
+                   f"newest intact one, {path}")
+            if warn is None:
+                import sys
+
+                print(msg, file=sys.stderr, flush=True)
+            else:
+                warn(msg)
+        return path, state
+    raise first_error or CheckpointError(f"{newest}: no readable checkpoint")
+
+
 # ----------------------------------------------------------------------------------------------- RNG state
 def global_rng_state() -> dict[str, Any]:
     """The torch (CPU and, if used, CUDA), numpy and python global RNG states as weights_only-safe values."""

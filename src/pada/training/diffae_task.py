@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from pada import validation
 from pada.errors import PadaError
 from pada.training.engine import TrainConfig, Trainer, TrainTask, add_train_args, config_from_args
 
@@ -324,7 +325,7 @@ DEFAULTS = TrainConfig(out_dir="runs/diffae", batch_size=64, lr=1e-4, ema_decay=
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pada train diffae", description=__doc__.split("\n\n")[0],
+    p = validation.ArgumentParser(prog="pada train diffae", description=__doc__.split("\n\n")[0],
                                 epilog="Export the EMA weights of any training checkpoint without training: "
                                        "pada train diffae --export-from RUN/checkpoints/step_N.pt --out FILE "
                                        "[--fp16-export]")
@@ -333,11 +334,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", default="pada64", help="network preset (tiny32, pada64, ffhq128_autoenc, ...)")
     p.add_argument("--model-set", dest="model_overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="change a DiffAEConfig field of the preset, e.g. --model-set model_channels=16")
-    p.add_argument("--holdout", type=int, default=8, help="held-out images in the sample/recon grids")
-    p.add_argument("--sample-steps", type=int, default=20, help="DDIM steps of the sample grid")
-    p.add_argument("--encode-steps", type=int, default=50, help="DDIM steps of the reconstruction grid")
+    p.add_argument("--holdout", type=validation.int_option(0, 1024), default=8,
+                   help="held-out images in the sample/recon grids")
+    p.add_argument("--sample-steps", type=validation.int_option(1, validation.LIMITS["steps"]), default=20,
+                   help="DDIM steps of the sample grid")
+    p.add_argument("--encode-steps", type=validation.int_option(1, validation.LIMITS["steps"]), default=50,
+                   help="DDIM steps of the reconstruction grid")
     p.add_argument("--no-flip", action="store_true", help="no random horizontal flips")
-    p.add_argument("--high-t-fraction", type=float, default=0.0, metavar="F",
+    p.add_argument("--high-t-fraction", type=validation.float_option(0.0, 1.0), default=0.0, metavar="F",
                    help="share of each batch with t from the noisier half U{T/2..T-1} (default 0: official)")
     p.add_argument("--init-from", default="", metavar="WEIGHTS",
                    help="warm start from a DiffAE file, registry name or training checkpoint (EMA weights); "
@@ -399,7 +403,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if "--export-from" in argv:  # export only: --export-from CKPT --out FILE [--fp16-export]
-        ex = argparse.ArgumentParser(prog="pada train diffae --export-from")
+        ex = validation.ArgumentParser(prog="pada train diffae --export-from")
         ex.add_argument("--export-from", required=True, help="training checkpoint step_*.pt")
         ex.add_argument("--out", required=True, help="output .safetensors file")
         ex.add_argument("--fp16-export", action="store_true", help="store the weights in float16")

@@ -53,14 +53,34 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from pada import validation
 from pada.errors import CheckpointError, PadaError
 from pada.training import checkpointing as ckpt
 from pada.training.ema import EMA, ema_decay_at
+from pada.validation import LIMITS, check_number
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
 
 # ------------------------------------------------------------------------------------------------ config
+_RANGES: dict[str, dict[str, Any]] = {
+    "batch_size": {"lo": 1, "hi": 1 << 20, "integer": True},
+    "grad_accum": {"lo": 1, "hi": 4096, "integer": True},
+    "lr": {"lo": 0.0, "hi": 10.0}, "adam_eps": {"lo": 0.0, "hi": 1.0, "lo_open": True},
+    "weight_decay": {"lo": 0.0, "hi": 10.0},
+    "warmup_steps": {"lo": 0, "hi": LIMITS["train_steps"], "integer": True},
+    "grad_clip": {"lo": 0.0, "hi": 1e6}, "ema_decay": {"lo": 0.0, "hi": 1.0},
+    "max_steps": {"lo": 0, "hi": LIMITS["train_steps"], "integer": True},
+    "epochs": {"lo": 0, "hi": LIMITS["train_steps"], "integer": True},
+    "seed": {"lo": 0, "hi": LIMITS["seed"], "integer": True},
+    "num_workers": {"lo": 0, "hi": LIMITS["workers"], "integer": True},
+    "log_every": {"lo": 0, "hi": LIMITS["train_steps"], "integer": True},
+    "sample_every": {"lo": -1, "hi": LIMITS["train_steps"], "integer": True},
+    "ckpt_every": {"lo": 0, "hi": LIMITS["train_steps"], "integer": True},
+    "keep_last": {"lo": 0, "hi": 1_000_000, "integer": True},
+}
+
+
 @dataclass
 class TrainConfig:
     """How to train (the task decides what). Every field can be set with ``--set key=value``."""
@@ -101,6 +121,12 @@ class TrainConfig:
                 raise PadaError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 <= self.ema_decay <= 1.0:
             raise PadaError(f"ema_decay must be in [0, 1], got {self.ema_decay}")
+        for name, rng in _RANGES.items():  # finiteness and sizes (docs/reliability.md)
+            check_number(name, getattr(self, name), **rng)
+        if len(self.betas) != 2:
+            raise PadaError(f"betas: expected two numbers, got {len(self.betas)}")
+        for b in self.betas:
+            check_number("betas", b, lo=0.0, hi=1.0, hi_open=True)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -156,14 +182,19 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     d = defaults or TrainConfig()
     g = parser.add_argument_group("training (shared by every pada trainer)")
     g.add_argument("--out", default=d.out_dir, help="output folder (checkpoints, tb/, samples/, export)")
-    g.add_argument("--steps", type=int, default=None,
+    g.add_argument("--steps", type=validation.int_option(1, LIMITS["train_steps"]), default=None,
                    help=f"optimizer steps (default {d.max_steps or 'from --epochs'})")
-    g.add_argument("--epochs", type=int, default=None, help="epochs, used when --steps is not given")
-    g.add_argument("--batch-size", type=int, default=None, help=f"global batch size (default {d.batch_size})")
-    g.add_argument("--grad-accum", type=int, default=None, help="gradient accumulation micro-steps")
-    g.add_argument("--lr", type=float, default=None, help=f"learning rate (default {d.lr})")
-    g.add_argument("--ema-decay", type=float, default=None, help=f"EMA decay (default {d.ema_decay})")
-    g.add_argument("--seed", type=int, default=None,
+    g.add_argument("--epochs", type=validation.int_option(1, LIMITS["train_steps"]), default=None,
+                   help="epochs, used when --steps is not given")
+    g.add_argument("--batch-size", type=validation.int_option(1, 1 << 20), default=None,
+                   help=f"global batch size (default {d.batch_size})")
+    g.add_argument("--grad-accum", type=validation.int_option(1, 4096), default=None,
+                   help="gradient accumulation micro-steps")
+    g.add_argument("--lr", type=validation.float_option(0.0, 10.0), default=None,
+                   help=f"learning rate (default {d.lr})")
+    g.add_argument("--ema-decay", type=validation.float_option(0.0, 1.0), default=None,
+                   help=f"EMA decay (default {d.ema_decay})")
+    g.add_argument("--seed", type=validation.int_option(0, LIMITS["seed"]), default=None,
                    help=f"seed of data order, init and noise (default {d.seed})")
     prec = g.add_mutually_exclusive_group()
     prec.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
@@ -171,11 +202,13 @@ def add_train_args(parser: argparse.ArgumentParser, defaults: TrainConfig | None
     g.add_argument("--resume", nargs="?", const="auto", default=None,
                    help="resume from the newest checkpoint in --out (no value) or from a given step_*.pt")
     g.add_argument("--cpu", action="store_true", help="train on the CPU even when a GPU is present")
-    g.add_argument("--num-workers", type=int, default=None, help="data-loader worker processes")
-    g.add_argument("--log-every", type=int, default=None)
-    g.add_argument("--sample-every", type=int, default=None,
+    g.add_argument("--num-workers", type=validation.int_option(0, LIMITS["workers"]), default=None,
+                   help="data-loader worker processes")
+    g.add_argument("--log-every", type=validation.int_option(1, LIMITS["train_steps"]), default=None)
+    g.add_argument("--sample-every", type=validation.int_option(-1, LIMITS["train_steps"]), default=None,
                    help="steps between sample grids (0 = at the end, -1 = never)")
-    g.add_argument("--ckpt-every", type=int, default=None, help="steps between checkpoints (0 = at the end)")
+    g.add_argument("--ckpt-every", type=validation.int_option(0, LIMITS["train_steps"]), default=None,
+                   help="steps between checkpoints (0 = at the end)")
     g.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="set any TrainConfig field, e.g. --set warmup_steps=500 (repeatable)")
@@ -491,10 +524,9 @@ class Trainer:
 
         # ---- resume
         step = 0
-        path = ckpt.resolve_resume(cfg.resume, ckpt_dir)
-        state: dict[str, Any] | None = None
+        # newest intact checkpoint: a truncated newest one is skipped with a warning
+        path, state = ckpt.load_resume(cfg.resume, ckpt_dir)
         if path is not None:
-            state = ckpt.load_checkpoint(path)
             self._check_resume(state, path)
             try:
                 module.trainable.load_state_dict(state["model"], strict=True)

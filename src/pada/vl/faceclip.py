@@ -210,14 +210,13 @@ def save_heads(heads: FaceCLIPHeads, path: str | os.PathLike, extra: dict[str, s
     """Write the heads as safetensors with the config (and ``extra`` strings) in the metadata (atomic)."""
     from safetensors.torch import save_file
 
+    from pada.outputs import atomic_path
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": "pada-faceclip-heads", "config": heads.cfg.to_json(), **(extra or {})}
     state = {k: v.detach().cpu().contiguous() for k, v in heads.state_dict().items()}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(state, str(tmp), metadata=meta)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # all or nothing, umask mode (safetensors itself writes 0600)
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 

@@ -44,6 +44,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from pada import validation
 from pada.data.groups import AGE_GROUPS, DESCRIPTIONS, GENDERS, group_of_age
 from pada.errors import PadaError
 from pada.vl.captions import Caption, caption_bank
@@ -416,20 +417,22 @@ def embed_bank(cache: Path, text_encoder, log=print) -> tuple[tuple[Caption, ...
 
 def build_parser() -> argparse.ArgumentParser:
     d = TrainConfig()
-    p = argparse.ArgumentParser(prog="pada train faceclip", description=__doc__.split("\n\n")[0],
+    p = validation.ArgumentParser(prog="pada train faceclip", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None,
                    help="demo folder (labels.csv + aligned/<size>/); default $PADA_DEMO_DIR or data/demo")
     p.add_argument("--out", default="runs/faceclip/faceclip.safetensors", help="weight file to write")
-    p.add_argument("--size", type=int, default=256, help="which aligned crop size to read")
+    p.add_argument("--size", type=validation.int_option(8, validation.LIMITS["crop_size"]), default=256,
+                   help="which aligned crop size to read")
     p.add_argument("--cache", default=None, help="feature cache folder (default: <out folder>/cache)")
-    p.add_argument("--test-fraction", type=float, default=0.2)
+    p.add_argument("--test-fraction", type=validation.float_option(0.0, 1.0, hi_open=True), default=0.2)
     p.add_argument("--text-projection", choices=("linear", "mlp", "none"), default="linear",
                    help="'none' = raw-MiniLM baseline: only the image tower is trained")
     p.add_argument("--features", default="age_penultimate,age_logits,gender_logodds",
                    help="critic features for the image tower (also: sface)")
-    p.add_argument("--dim", type=int, default=512)
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--dim", type=validation.int_option(1, 8192), default=512)
+    p.add_argument("--threads", type=validation.int_option(0, validation.LIMITS["threads"]), default=0,
+                   help="torch CPU threads (0: torch's default)")
     for k in ("steps", "batch", "extra_negatives", "text_batch", "lr", "weight_decay", "tol", "p_paper",
               "min_gender_conf", "w_age", "w_ord", "w_gender", "w_text", "max_logit_scale", "seed"):
         v = getattr(d, k)
