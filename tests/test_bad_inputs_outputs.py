@@ -235,3 +235,30 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
             fh.write("partial")
             raise OSError(errno.ENOSPC, "No space left on device")
     assert target.read_bytes() == EARLIER and sorted(tmp_path.iterdir()) == [target]
+
+
+def test_chart_under_a_file_is_one_line(tmp_path, capsys):
+    from test_data import _labelled_folder
+
+    _labelled_folder(tmp_path, n=4)
+    blocker = tmp_path / "report"
+    blocker.write_bytes(EARLIER)
+    code, err, _ = run_cli(["data", "stats", tmp_path / "f", "--out", blocker / "chart.png"], capsys)
+    assert_one_line_failure(code, err, str(blocker), "is a file, not a folder")
+    assert blocker.read_bytes() == EARLIER
+
+
+@pytest.mark.parametrize("exc", [OSError(errno.ENOSPC, "No space left on device", "/data/x.csv"),
+                                 MemoryError(), PermissionError(errno.EACCES, "Permission denied")])
+def test_environment_errors_escaping_a_command_are_one_line(tmp_path, capsys, monkeypatch, exc):
+    """The last safety net: an OSError or MemoryError that no command turned into a message."""
+    import pada.cli.label as label_cli
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(label_cli, "_run", boom)
+    code, err, _ = run_cli(["label", tmp_path], capsys)
+    line = assert_one_line_failure(code, err)
+    assert ("No space left on device" in line and "/data/x.csv" in line) or "memory" in line \
+        or "Permission denied" in line

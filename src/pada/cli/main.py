@@ -49,6 +49,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PadaError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return 1
+    except OSError as exc:  # the environment (disk, permissions) rather than pada: still one line
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {one_line(where + (exc.strerror or str(exc) or type(exc).__name__))}", file=sys.stderr)
+        return 1
+    except RuntimeError as exc:
+        if type(exc).__name__ != "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+            raise
+        print("error: the GPU ran out of memory; ask for less at once (smaller -n or --batch-size)",
+              file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("error: out of memory; ask for less at once (smaller -n, --batch-size or images)",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -913,7 +913,6 @@ def summary_table(report: dict[str, Any]) -> str:
 def write_report(report: dict[str, Any], out: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``report.json`` and ``report.md`` into folder ``out`` (atomically). Returns both paths."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, text in (("report.json", json.dumps(report, indent=1, default=float)),
                        ("report.md", to_markdown(report))):
