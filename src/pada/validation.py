@@ -153,6 +153,7 @@ CONFIG_RANGES: dict[str, dict[str, dict[str, Any]]] = {
         "mod_hidden": {"lo": 1, "hi": 16384}, "mod_layers": {"lo": 1, "hi": 32},
         "sigma_init": {"lo": 0.0, "hi": 100.0, "lo_open": True}, "eps": {"lo": 0.0, "hi": LIMITS["eps"]},
         "stats_eps": {"lo": 0.0, "hi": 1.0, "lo_open": True}, "init_gain": {"lo": 0.0, "hi": 100.0},
+        "max_shift": {"lo": 0.0, "hi": 100.0, "hi_open": True},
     },
     "DiffAEConfig": {
         "image_size": {"lo": 8, "hi": 2048}, "in_channels": {"lo": 1, "hi": 16},
@@ -166,6 +167,7 @@ CONFIG_RANGES: dict[str, dict[str, dict[str, Any]]] = {
         "enc_channel_mult": {"lo": 1, "hi": 64, "len": 10, "min_len": 1},
         "enc_num_res_block": {"lo": 1, "hi": 16},
         "enc_attn_resolutions": {"lo": 1, "hi": 2048, "len": 16},
+        "coarse_size": {"lo": 0, "hi": 2048},
     },
 }
 
