@@ -101,6 +101,7 @@ def test_train_set_override_non_finite_is_one_line(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_end_to_end_no_traceback(tmp_path):
     """The same refusal from a fresh interpreter: one line, no traceback, exit status 2."""
     photo = write_png(tmp_path / "photo.png")

@@ -145,6 +145,7 @@ def test_lifespan_gif_failure_publishes_neither_file(tmp_path, capsys, monkeypat
     assert_untouched(folder, earlier)
 
 
+@pytest.mark.slow
 def test_real_file_size_limit_end_to_end(tmp_path):
     """A real write failure (RLIMIT_FSIZE: EFBIG, like a full disk) in a fresh interpreter: one line, no
     traceback, no partial file."""
