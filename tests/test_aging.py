@@ -266,6 +266,16 @@ def test_engine_run_exports_a_loadable_model(tmp_path, frozen):
     for k, v in model.state_dict().items():
         assert torch.equal(v, result.modules["pada"].state_dict()[k].cpu()), k
     assert list((tmp_path / "run" / "samples").glob("*.png"))
+    # the last training checkpoint exports the same model (pada train pada --export-from)
+    from pada.aging.train import main as train_main
+
+    [ckpt] = sorted((tmp_path / "run" / "checkpoints").glob("step_*.pt"))
+    assert train_main(["--export-from", str(ckpt), "--out", str(tmp_path / "again.safetensors")]) == 0
+    again = PadaModel.load(tmp_path / "again.safetensors")
+    assert again.cfg == model.cfg
+    for k, v in again.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    assert train_main(["--export-from", str(path), "--out", str(tmp_path / "x.safetensors")]) == 1
 
 
 def test_train_cli_reports_bad_data_in_one_line(tmp_path, capsys):

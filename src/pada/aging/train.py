@@ -298,7 +298,47 @@ def options_from_args(args: argparse.Namespace) -> PadaTaskOptions:
                            sample_steps=args.sample_steps, pada=pada, loss=loss)
 
 
+def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
+    """Export the PADA model of a ``pada train pada`` training checkpoint ``step_*.pt`` as a model file.
+
+    The config is rebuilt from the run's options (frozen-model names, ``--pada-set`` overrides) and the
+    weight shapes (CLIP size D, latent size S); the EMA weights are taken when the run kept an EMA. The
+    metadata records the checkpoint's step and the loss config, like the end-of-run export.
+    """
+    from pada.training.checkpointing import load_checkpoint
+
+    ckpt = Path(ckpt)
+    state = load_checkpoint(ckpt)
+    task = state.get("task") or {}
+    if task.get("name") != PadaTask.name:
+        raise PadaError(f"{ckpt}: not a `pada train pada` checkpoint (task {task.get('name')!r})")
+    opts = task["config"]["options"]
+    weights = state.get("ema") or state["model"]
+    weights = {k.removeprefix("pada."): v for k, v in weights.items()}
+    names = {k: opts.get(k, "") for k in ("diffae", "diffae_preset", "vl", "age_critic", "id_critic")}
+    cfg = PadaConfig(**{"e_dim": int(weights["age_encoder.mu_head.weight"].shape[0]),
+                        "z_dim": int(weights["modulation.z_mean"].shape[0]), **names, **opts.get("pada", {})})
+    model = PadaModel(cfg)
+    model.load_state_dict(weights, strict=True)
+    meta = {"train_info": json.dumps({"step": int(state["step"]), "exported_from": ckpt.name}),
+            "loss_config": json.dumps(task["config"].get("loss", {}))}
+    return model.save(out, extra_metadata=meta)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if "--export-from" in argv:  # export only: --export-from CKPT --out FILE
+        ex = validation.ArgumentParser(prog="pada train pada --export-from")
+        ex.add_argument("--export-from", required=True, help="training checkpoint step_*.pt")
+        ex.add_argument("--out", required=True, help="output .safetensors file")
+        a = ex.parse_args(argv)
+        try:
+            path = export_checkpoint(a.export_from, a.out)
+        except PadaError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(f"exported {path}")
+        return 0
     args = build_parser().parse_args(argv)
     try:
         options = options_from_args(args)
