@@ -1,17 +1,17 @@
-"""Location of the read-only shared material (``../shared`` beside the repo, or ``$PADA_SHARED``)."""
+"""Location of the fixture files kept in the repository (``tests/fixtures``, see its PROVENANCE.md)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-import pytest
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def official_fixtures() -> Path:
-    """``shared/fixtures/diffae_official``; skips the calling test with the reason when it is absent."""
-    root = Path(os.environ.get("PADA_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-    path = root / "fixtures" / "diffae_official"
-    if not path.is_dir():
-        pytest.skip(f"official DiffAE fixtures not found at {path} (set PADA_SHARED)")
-    return path
+    """``tests/fixtures/diffae_official``: golden tensors made with the official DiffAE code."""
+    return FIXTURES / "diffae_official"
+
+
+def face_expert_fixtures() -> Path:
+    """``tests/fixtures/face_experts``: key lists and golden numbers of the full-size critics."""
+    return FIXTURES / "face_experts"

@@ -1,7 +1,7 @@
-"""Conformance with the official DiffAE code: golden tensors in shared/fixtures/diffae_official.
+"""Conformance with the official DiffAE code: golden tensors in tests/fixtures/diffae_official.
 
-Every check runs on the default (optimised, SDPA) path and uses the tolerances of the fixture
-README §6. The plain reference path is checked too for the network outputs.
+Every check runs on the default (optimised, SDPA) path and uses the tolerances recorded with the
+fixtures (tests/fixtures/PROVENANCE.md). The plain reference path is checked too for the network outputs.
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def test_ddim10_loops(name: str, channels_last: bool) -> None:
         _close(recon, io["ddim10_recon"], 5e-2)
         assert (recon - io["ddim10_recon"]).abs().mean() < 1e-3
 
-        # no-clip chains: relative to the tensor's scale (README §6)
+        # no-clip chains: relative to the tensor's scale (PROVENANCE.md)
         for key, got in (
             ("ddim10_sample_noclip", D.ddim_sample(fn, io["x_T"], 10, clip=False)),
             ("ddim10_x_T_enc_noclip", D.ddim_invert(fn, io["x0"], 10, clip=False)),

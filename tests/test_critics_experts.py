@@ -1,8 +1,8 @@
 """Full-scale critics (DEX VGG-16, IR-SE50) against the shared key lists and golden numbers.
 
 The real weight files are not available here: the golden numbers in
-``shared/fixtures/face_experts/face_experts.json`` were made with the official classes and weights that
-the recipe rebuilds from the key list alone (see that folder's README, section 4).
+``tests/fixtures/face_experts/face_experts.json`` were made with the official classes and weights that
+the recipe rebuilds from the key list alone (``golden_recipe`` in that file; tests/fixtures/PROVENANCE.md).
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,12 +20,9 @@ from pada.critics.arcface import ArcFaceCritic, ArcFaceIRSE50
 from pada.critics.dex import DexAgeCritic, DexVGG
 from pada.critics.state_dicts import extract_state_dict, load_torch_file
 from pada.errors import CheckpointError
+from shared_fixtures import face_expert_fixtures
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "face_experts"
-if not FIXTURES.is_dir():
-    FIXTURES = Path("/work/shared/fixtures/face_experts")
-
-pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="shared face_experts fixtures not found")
+FIXTURES = face_expert_fixtures()
 
 
 def _keys(name: str) -> list[tuple[str, tuple[int, ...]]]:

@@ -17,7 +17,7 @@ def _fixtures() -> Path:
     return official_fixtures()
 
 
-# Official totals from the fixture README (section 5): all params, encoder params.
+# Official totals recorded with the fixtures (tests/fixtures/PROVENANCE.md): all params, encoder params.
 OFFICIAL_COUNTS = {
     "ffhq256_autoenc": (168_492_291, 30_150_400),
     "ffhq128_autoenc": (128_545_155, 24_673_536),

@@ -1,7 +1,7 @@
 """IR-SE50 ArcFace backbone (full-scale identity critic; TreB1eN's weights as used by SAM / pSp).
 
 State-dict keys are exactly those of the official ``Backbone(112, 50, "ir_se")`` (see
-``shared/fixtures/face_experts/ir_se50_keys.txt``; the 54 ``num_batches_tracked`` entries may be absent):
+``tests/fixtures/face_experts/ir_se50_keys.txt``; the 54 ``num_batches_tracked`` entries may be absent):
 
 * ``input_layer``: conv 3x3 3->64 (no bias), BatchNorm, PReLU(64);
 * ``body.0 .. body.23``: SE bottleneck units in stages (in, depth, units) = (64, 64, 3), (64, 128, 4),

@@ -1,7 +1,7 @@
 """DEX VGG-16 age classifier (full-scale critic; SAM's and HRFAE's weight files).
 
 State-dict keys are exactly those of the official class (``conv1_1 .. conv5_3``, ``fc6``, ``fc7``,
-``fc8_101``; see ``shared/fixtures/face_experts/dex_vgg16_keys.txt``): 13 conv 3x3/1/1 + ReLU with 2x2 max
+``fc8_101``; see ``tests/fixtures/face_experts/dex_vgg16_keys.txt``): 13 conv 3x3/1/1 + ReLU with 2x2 max
 pooling after each stage, flatten (C,H,W = 25088), fc6 + ReLU, fc7 + ReLU, fc8_101 (101 logits for ages
 0..100; no dropout, no batch norm). Age = expected value ``sum_j j * softmax(fc8)_j``.
 
