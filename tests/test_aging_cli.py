@@ -1,4 +1,5 @@
-"""``pada age``: errors in one line, grids / lifespan / paste-back with a tiny random pipeline."""
+"""``pada age``: errors in one line, labelled grids, several targets, whole photos with several faces,
+folders (CSV, resume), lifespan -- with a tiny random pipeline."""
 
 from __future__ import annotations
 
@@ -67,6 +68,13 @@ def test_input_errors_are_one_line(tmp_path, capsys, tiny_pipeline):
     assert line == f"error: {blank}: no face found"
     assert main(["age", str(blank)]) == 1
     assert "give a target" in _err_lines(capsys)[0]
+    assert main(["age", "--text", "x"]) == 1  # no photo: says how to use the shipped sample
+    [line] = _err_lines(capsys)
+    assert "give a photo" in line and "--example" in line
+    for bad in (["--age", "old"], ["--age", "300"], ["--text", "two\nlines"], ["--text", " "]):
+        assert main(["age", str(blank), *bad]) == 1
+        [line] = _err_lines(capsys)
+        assert line.startswith("error: --")
 
 
 def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
@@ -74,17 +82,18 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(crop)
     out = tmp_path / "out.png"
     rc = main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
-               str(out), "--device", "cpu", "--seed", "1"])
+               str(out), "--device", "cpu", "--seed", "1", "--no-estimates"])
     assert rc == 0
-    assert Image.open(out).size == (4 * 34 + 2, 36)  # input + 3 results at 32 px, 2 px padding
+    # labelled grid: a title line, then input + 3 results shown at 128 px with captions
+    assert Image.open(out).size == (6 + 4 * 134, 6 + 20 + 128 + 18 + 6)
     printed = capsys.readouterr().out
     assert "wrote" in printed and "done in" in printed
     first = np.asarray(Image.open(out)).copy()
     assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
-                 str(out), "--device", "cpu", "--seed", "1"]) == 0
+                 str(out), "--device", "cpu", "--seed", "1", "--no-estimates"]) == 0
     assert np.array_equal(first, np.asarray(Image.open(out)))  # reproducible from the seed
     assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
-                 str(out), "--device", "cpu", "--seed", "1", "--eps", "0.5"]) == 0
+                 str(out), "--device", "cpu", "--seed", "1", "--eps", "0.5", "--no-estimates"]) == 0
     assert not np.array_equal(first, np.asarray(Image.open(out)))  # ε reaches the PAE sampling
 
 
@@ -92,16 +101,124 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
 def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline):
     out = tmp_path / "aged.png"
     assert main(["age", str(photo), "--ref", str(photo), "-n", "2", "--out", str(out), "--paste-back",
-                 "--device", "cpu"]) == 0
-    assert Image.open(out).size == (4 * 34 + 2, 36)  # input, reference, 2 results
+                 "--device", "cpu", "--no-estimates"]) == 0
+    assert Image.open(out).size == (6 + 4 * 134, 178)  # input, reference, 2 results
     pasted = sorted(tmp_path.glob("aged_pasted_*.png"))
     assert len(pasted) == 2 and Image.open(pasted[0]).size == Image.open(photo).size
     life = tmp_path / "life.png"
     assert main(["age", str(photo), "--lifespan", "--frames", "1", "--out", str(life),
                  "--device", "cpu"]) == 0
-    assert Image.open(life).size == (7 * 34 + 2, 36) and life.with_suffix(".gif").is_file()
+    assert Image.open(life).size == (6 + 7 * 134, 178) and life.with_suffix(".gif").is_file()
 
 
 def test_tiny_pipeline_output_is_in_range(tiny_pipeline):
     r = tiny_pipeline.age(torch.zeros(3, 32, 32), text="a", n=1)
     assert float(r.images.abs().max()) <= 1.0
+
+
+def test_several_targets_give_one_labelled_row_each(tmp_path, capsys, tiny_pipeline):
+    crop = tmp_path / "crop.png"
+    Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(crop)
+    out = tmp_path / "rows.png"
+    assert main(["age", str(crop), "--aligned", "--age", "10,70", "--text", "a very old face", "-n", "2",
+                 "--gender", "female", "--out", str(out), "--device", "cpu", "--no-estimates", "--steps",
+                 "2"]) == 0
+    assert Image.open(out).size == (6 + 3 * 134, 6 + 3 * 172)  # 3 rows: input + 2 results each
+    # age 10 and age 70 reach the pipeline as different texts (the group descriptions)
+    seen = []
+    orig = tiny_pipeline.age
+    tiny_pipeline.age = lambda *a, **k: seen.append(k["text"]) or orig(*a, **k)
+    assert main(["age", str(crop), "--aligned", "--age", "10", "--age", "70", "-n", "1", "--gender", "male",
+                 "--out", str(out), "--device", "cpu", "--no-estimates", "--steps", "2"]) == 0
+    assert seen == ["man's face in his tens", "man's face in his sixties"]
+
+
+def test_example_photo_runs_verbatim(tmp_path, capsys, tiny_pipeline):
+    out = tmp_path / "ex.png"
+    assert main(["age", "--example", "--age", "70", "-n", "1", "--out", str(out), "--device", "cpu",
+                 "--no-estimates", "--steps", "2"]) == 0
+    assert out.is_file()
+    assert "grace_hopper.jpg: face 0: box" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def group_photo(tmp_path_factory):
+    """Two public-domain portraits side by side (composed at test time): a photo with two faces."""
+    from pada.faces import samples
+
+    a, b = samples.astronaut(), samples.grace_hopper()[44:556]
+    img = np.concatenate([a, np.full((512, 40, 3), 90, np.uint8), b], axis=1)
+    path = tmp_path_factory.mktemp("group") / "group.png"
+    Image.fromarray(img).save(path)
+    return path, img
+
+
+@pytest.mark.slow
+def test_all_faces_whole_photo(tmp_path, capsys, tiny_pipeline, group_photo):
+    path, img = group_photo
+    out = tmp_path / "g.png"
+    assert main(["age", str(path), "--all-faces", "--paste-back", "--age", "70", "-n", "1", "--out", str(out),
+                 "--device", "cpu", "--steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    faces = [ln for ln in printed.splitlines() if ": face " in ln]
+    assert len(faces) == 2 and all("est. age" in ln and "box" in ln for ln in faces)  # input age / gender
+    assert (tmp_path / "g_face0.png").is_file() and (tmp_path / "g_face1.png").is_file()
+    whole = np.asarray(Image.open(tmp_path / "g_pasted_0.png"))
+    assert whole.shape == img.shape
+    # both faces changed, the strip between them and the photo's corners untouched
+    from pada.faces.align import align_image
+
+    boxes = [f.face.box.astype(int) for f in align_image(img, 32, all_faces=True)]
+    assert len(boxes) == 2
+    for x, y, w, h in boxes:
+        assert np.abs(whole[y:y + h, x:x + w].astype(int) - img[y:y + h, x:x + w]).mean() > 3
+    np.testing.assert_array_equal(whole[:, 512:552], img[:, 512:552])
+    np.testing.assert_array_equal(whole[-60:], img[-60:])
+    # --max-faces 1 keeps the largest only
+    assert main(["age", str(path), "--all-faces", "--max-faces", "1", "--age", "70", "-n", "1", "--out",
+                 str(tmp_path / "one.png"), "--device", "cpu", "--no-estimates", "--steps", "2"]) == 0
+    assert (tmp_path / "one_face0.png").is_file() and not (tmp_path / "one_face1.png").exists()
+
+
+def test_folder_mode_csv_bad_files_and_resume(tmp_path, capsys, tiny_pipeline, monkeypatch):
+    import csv
+
+    src = tmp_path / "in"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.png", "b.png", "c.png"):  # aligned crops: fast, no detector
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(src / name)
+    (src / "broken.png").write_bytes(b"not a png")
+    (src / "notes.txt").write_text("ignored: not an image extension")
+    out = tmp_path / "out"
+    args = ["age", str(src), "--aligned", "--age", "30,70", "-n", "2", "--out", str(out), "--device", "cpu",
+            "--no-estimates", "--steps", "2"]
+    # an interruption after the first photo (Ctrl-C / kill): what is in the CSV stays done
+    calls = []
+    orig_age = age_cli._Job.age
+
+    def interrupted(self, path, dest):
+        calls.append(path.name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return orig_age(self, path, dest)
+
+    monkeypatch.setattr(age_cli._Job, "age", interrupted)
+    assert main(args) == 130  # "interrupted"
+    monkeypatch.setattr(age_cli._Job, "age", lambda self, path, dest: calls.append(path.name)
+                        or orig_age(self, path, dest))
+    with open(out / "results.csv", "ab") as fh:  # a row cut short by the kill
+        fh.write(b"b.png,0,,")
+    capsys.readouterr()
+    assert main(args) == 1  # broken.png failed: non-zero at the end, after the others
+    err = _err_lines(capsys)
+    assert len([ln for ln in err if ln.startswith("error:")]) == 2  # the file's line and the summary
+    assert any("broken.png" in ln for ln in err)
+    assert calls == ["a.png", "b.png", "b.png", "broken.png", "c.png"]  # a.png not redone
+    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    assert sorted({r["file"] for r in rows}) == ["a.png", "b.png", "c.png"]
+    assert len(rows) == 3 * 2 * 2  # photos x targets x results
+    assert {r["target"] for r in rows} == {"age 30", "age 70"}
+    assert all((out / f"{s}.png").is_file() for s in "abc")
+    calls.clear()
+    assert main(args) == 1 and calls == ["broken.png"]  # everything else done

@@ -27,20 +27,27 @@ def test_shipped_pipeline_names_its_frozen_models():
 
 
 @pytest.mark.slow
-def test_pada_age_runs_out_of_the_box(tmp_path, capsys):
-    from pada.faces import samples
+def _readme_command(prefix: str) -> str:
+    """The README's first shell line starting with ``prefix`` (so the test runs what the README says)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for line in readme.splitlines():
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"README has no line starting with {prefix!r}")
 
-    try:
-        img = samples.grace_hopper()  # public-domain portrait shipped by matplotlib
-    except Exception as exc:  # noqa: BLE001
-        pytest.skip(f"sample photo unavailable: {exc}")
-    photo = tmp_path / "hopper.png"
-    Image.fromarray(img).save(photo)
-    out = tmp_path / "aged.png"
-    assert main(["age", str(photo), "--text", "woman's face in her sixties", "-n", "2", "--steps", "4",
-                 "--out", str(out), "--device", "cpu"]) == 0
+
+def test_readme_main_command_runs_verbatim(tmp_path, capsys, monkeypatch):
+    """The README's main-job command, copied verbatim, writes a labelled grid from the shipped sample photo
+    with the shipped default model."""
+    import shlex
+
+    cmd = shlex.split(_readme_command("pada age --example"))
+    monkeypatch.chdir(tmp_path)
+    assert main(cmd[1:]) == 0
+    out = tmp_path / cmd[cmd.index("--out") + 1]
     grid = np.asarray(Image.open(out))
-    assert grid.shape[1] > 3 * 64 and grid.std() > 5  # input + 2 results, not a blank image
+    assert grid.shape[1] > 5 * 128 and grid.std() > 5  # input + 4 results at >= 128 px, not blank
+    assert "grace_hopper.jpg: face 0: box" in capsys.readouterr().out
 
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"

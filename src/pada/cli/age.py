@@ -1,9 +1,19 @@
-"""``pada age PHOTO --text "man's face in his sixties" -n 8 --out out.png``: pluralistic face aging.
+"""``pada age PHOTO --age 70 -n 4 --out aged.png``: pluralistic face aging of a photo or a folder.
 
-Detects and FFHQ-aligns the largest face of PHOTO (``--aligned`` when PHOTO already is an aligned crop),
-ages it with a trained PADA model (:class:`pada.aging.pipeline.AgingPipeline`) from a target text, a
-reference face (``--ref``) or both, and writes one grid: the input, then N futures. ``--lifespan`` writes a
-child-to-old row (grid + GIF) instead. ``--paste-back`` also writes each future warped back into the photo.
+Detects and FFHQ-aligns the largest face of PHOTO (every face with ``--all-faces``; ``--aligned`` when PHOTO
+already is an aligned crop), ages it with a trained PADA model (:class:`pada.aging.pipeline.AgingPipeline`;
+default: the shipped ``pada-demo64``) towards each target and writes a labelled grid: one row per target,
+the input (then the reference), then N results, each captioned with its estimated age. Targets: ``--age 65``
+(or ``--age 10,30,50,70``: a number of years becomes its age group's description for the face's gender),
+``--text "woman's face in her forties"`` (repeatable), ``--ref FACE.jpg``, or text and reference together.
+``--lifespan`` writes a child-to-old row (grid + GIF) instead. ``--paste-back`` also writes the whole photo
+with every aged face blended in (feathered face mask, colour-matched). ``--example`` ages the shipped
+public-domain portrait of Grace Hopper.
+
+PHOTO may be a folder: every image in it is aged into OUTDIR (``--out``, default ``aged/``) with a CSV of
+results (file, face, target, estimated output age, identity score); files already in the CSV are skipped,
+so an interrupted run resumes; a bad file gets one line on stderr and the run goes on (exit status 1 at the
+end if any failed).
 
 Diversity: the PAE is sampled per output (high-level variation: face shape, skin; ``--no-high-diversity``
 uses its mean); ``--low-diversity`` starts every output from fresh noise instead of the input's inverted
@@ -18,49 +28,55 @@ import time
 from pathlib import Path
 
 from pada.errors import PadaError
-from pada.validation import LIMITS, float_option, int_option
 
 DEFAULT_MODEL = "pada-demo64"  # registry name of the shipped small default model (64x64, demo faces)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("age", help="age a face photo (text and/or reference face; N results)",
+    p = subparsers.add_parser("age", help="age the faces of a photo or folder (age, text or reference face)",
                               description=__doc__.split("\n\n", 1)[1],
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("photo", type=Path, help="photo with a face (or an aligned crop with --aligned)")
-    p.add_argument("--text", default=None,
-                   help="target age description, e.g. \"woman's face in her forties\"")
+    p.add_argument("photo", type=Path, nargs="?", default=None,
+                   help="photo with faces, a folder of photos, or an aligned crop with --aligned")
+    p.add_argument("--example", action="store_true",
+                   help="age the shipped sample photo (Grace Hopper, public domain) instead of PHOTO")
+    p.add_argument("--age", action="append", default=[], metavar="YEARS",
+                   help="target age in years; a comma list (10,30,50,70) or repeated gives one row each")
+    p.add_argument("--text", action="append", default=[],
+                   help="target age description, e.g. \"woman's face in her forties\" (repeatable)")
     p.add_argument("--ref", type=Path, default=None, help="reference face photo giving the target age")
-    p.add_argument("-n", "--num", type=int_option(1, LIMITS["n"]), default=4,
-                   help=f"number of results (default 4, at most {LIMITS['n']})")
-    p.add_argument("--out", type=Path, default=Path("aged.png"), help="output grid (default aged.png)")
+    p.add_argument("-n", "--num", type=int, default=4, help="results per face and target (default 4)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="output grid (default aged.png); with a folder PHOTO: output folder (default aged/)")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="trained PADA model: .safetensors path or registry name")
-    p.add_argument("--seed", type=int_option(0, LIMITS["seed"]), default=0,
-                   help="seed of the request (output i uses its own stream)")
-    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=25,
-                   help="DDIM steps T (paper: 25)")
+                   help=f"trained PADA model: .safetensors path or registry name (default {DEFAULT_MODEL})")
+    p.add_argument("--seed", type=int, default=0, help="seed of the request (output i uses its own stream)")
+    p.add_argument("--steps", type=int, default=25, help="DDIM steps T (paper: 25)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
     p.add_argument("--low-diversity", action="store_true",
                    help="fresh x_T noise per result (not the inversion)")
-    p.add_argument("--eps", type=float_option(0.0, LIMITS["eps"]), default=None,
+    p.add_argument("--eps", type=float, default=None,
                    help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
                         "Larger = more high-level variety, less text fidelity")
-    p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
+    p.add_argument("--text-weight", type=float, default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
     p.add_argument("--gender", choices=("female", "male"), default=None,
-                   help="lifespan anchors (default: guessed)")
-    p.add_argument("--frames", type=int_option(1, LIMITS["frames"]), default=3,
-                   help="lifespan frames per age gap (default 3)")
+                   help="gender used to turn --age into text and for lifespan anchors (default: estimated)")
+    p.add_argument("--frames", type=int, default=3, help="lifespan frames per age gap (default 3)")
     p.add_argument("--gif", type=Path, default=None, help="lifespan GIF path (default: --out with .gif)")
-    p.add_argument("--paste-back", action="store_true", help="also write each result pasted into the photo")
+    p.add_argument("--paste-back", action="store_true",
+                   help="also write the whole photo with the aged faces blended in (per target and result)")
+    p.add_argument("--all-faces", action="store_true", help="age every detected face, not only the largest")
+    p.add_argument("--max-faces", type=int, default=8,
+                   help="with --all-faces: at most this many (largest first)")
+    p.add_argument("--no-estimates", action="store_true",
+                   help="skip the age / gender / identity estimates (critics) in captions and the CSV")
     p.add_argument("--aligned", action="store_true", help="PHOTO (and --ref) are already FFHQ-aligned crops")
-    p.add_argument("--batch-size", type=int_option(1, LIMITS["batch_size"]), default=None,
-                   help="decode at most this many results at once")
+    p.add_argument("--batch-size", type=int, default=None, help="decode at most this many results at once")
     p.set_defaults(func=run)
     return p
 
@@ -120,76 +136,239 @@ def _load_face(path: Path, size: int, aligned: bool):
     return to_tensor(face.image)[0], face, original
 
 
-def _gif_path(args: argparse.Namespace) -> Path:
-    return args.gif or args.out.with_suffix(".gif")
+def _targets(args: argparse.Namespace):
+    from pada.aging.photo import make_targets, parse_ages
+
+    ages = [a for spec in args.age for a in parse_ages(spec)]
+    texts = [t for t in args.text if t is not None]
+    for t in texts:
+        if not t.strip():
+            raise PadaError("--text: the target description is empty")
+        if "\n" in t or "\r" in t:
+            raise PadaError("--text: the target description must be one line")
+    return make_targets(texts, ages, ref=args.ref is not None)
 
 
-def _pasted_path(out: Path, i: int) -> Path:
-    return out.with_name(f"{out.stem}_pasted_{i}{out.suffix}")
+def _photo(args: argparse.Namespace) -> Path:
+    if args.example:
+        if args.photo is not None:
+            raise PadaError(f"give either PHOTO ({args.photo}) or --example, not both")
+        from pada.faces.samples import example_photo
+
+        return example_photo()
+    if args.photo is None:
+        raise PadaError("give a photo: pada age PHOTO --age 70 (or try the shipped sample photo: "
+                        "pada age --example --age 70)")
+    if not args.photo.exists():
+        raise PadaError(f"{args.photo}: no such file")
+    return args.photo
 
 
-def _check_outputs(args: argparse.Namespace) -> None:
-    """Refuse unusable output paths before the model is loaded (one line naming the option)."""
-    from pada.faces.io import IMAGE_SAVE_EXTENSIONS
-    from pada.outputs import check_output_path
+def _out_name(out: Path, tag: str) -> Path:
+    return out.with_name(f"{out.stem}_{tag}{out.suffix}")
 
-    check_output_path(args.out, extensions=IMAGE_SAVE_EXTENSIONS, option="--out")
-    if args.lifespan:
-        check_output_path(_gif_path(args), extensions=(".gif",), option="--gif")
-    if args.paste_back:
-        check_output_path(_pasted_path(args.out, 0), option="--out (pasted photos)")
+
+class _Job:
+    """Everything that stays the same across the photos of one run (model, critics, targets, options)."""
+
+    def __init__(self, args: argparse.Namespace, pipe, critics, targets, ref, ref_tile, progress: bool):
+        self.args, self.pipe, self.critics, self.targets = args, pipe, critics, targets
+        self.ref, self.ref_tile, self.progress = ref, ref_tile, progress
+        self.size = int(pipe.diffae.unet.config.image_size)
+
+    def faces(self, path: Path):
+        """(original photo or None, [FaceResult]) of the faces to age in ``path``."""
+        from pada.aging.photo import FaceResult
+        from pada.errors import NoFaceError
+        from pada.faces.io import load_image, to_tensor
+
+        a = self.args
+        if a.aligned:
+            return None, [FaceResult(0, None, _load_face(path, self.size, True)[0])]
+        from pada.faces.align import align_face, align_image
+
+        original = load_image(path)
+        if a.max_faces < 1:
+            raise PadaError(f"--max-faces must be >= 1, got {a.max_faces}")
+        try:
+            aligned = align_image(original, self.size, all_faces=a.all_faces)[: a.max_faces]
+        except NoFaceError:
+            raise NoFaceError(f"{path}: no face found") from None
+        out = []
+        for k, face in enumerate(aligned):
+            face.source = str(path)
+            out.append(FaceResult(k, face, to_tensor(face.image)[0]))
+        if self.critics is not None:  # estimates on a 256 px crop (sharper than the model's size)
+            import torch
+
+            big = torch.cat([to_tensor(align_face(original, fr.face.face, 256).image) for fr in out])
+            for fr, (age, gender) in zip(out, self.critics.describe(big)):
+                fr.est_age, fr.est_gender = age, gender
+        return original, out
+
+    def age(self, path: Path, out: Path) -> tuple[list[Path], list[dict]]:
+        """Age one photo; write its grid(s) and pasted photos next to ``out``. Returns (files, CSV rows)."""
+        from pada.aging.photo import age_faces, compose_photo, face_grid
+        from pada.faces.io import save_image
+
+        a = self.args
+        original, faces = self.faces(path)
+        for fr in faces:
+            print(f"{path}: {fr.summary()}")
+        age_faces(self.pipe, faces, self.targets, n=a.num, ref=self.ref, seed=a.seed, gender=a.gender,
+                  critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
+                  low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
+                  batch_size=a.batch_size)
+        written: list[Path] = []
+        if a.paste_back:
+            for j in range(len(self.targets)):
+                for i in range(a.num):
+                    tag = f"pasted_{i}" if len(self.targets) == 1 else f"pasted_t{j}_{i}"
+                    written.append(save_image(_out_name(out, tag), compose_photo(original, faces, j, i)))
+        for fr in faces:  # the grid(s) last: a folder run counts a photo done once its rows are in the CSV
+            dest = _out_name(out, f"face{fr.index}") if a.all_faces else out
+            written.append(save_image(dest, face_grid(fr, self.targets, self.ref_tile)))
+        rows = []
+        for fr in faces:
+            for j, t in enumerate(self.targets):
+                for i in range(a.num):
+                    rows.append({
+                        "face": fr.index, "target": t.label, "text": fr.texts[j] or "", "result": i,
+                        "input_age": _fmt(fr.est_age), "input_gender": fr.est_gender or "",
+                        "output_age": _fmt(fr.out_ages[j][i] if fr.out_ages else None),
+                        "identity": _fmt(fr.identity[j][i] if fr.identity else None, 3),
+                        "box": " ".join(f"{float(v):.0f}" for v in fr.face.face.box) if fr.face else ""})
+        return written, rows
+
+
+def _fmt(v, digits: int = 1) -> str:
+    return "" if v is None else f"{v:.{digits}f}"
 
 
 def run(args: argparse.Namespace) -> int:
     t_start = time.perf_counter()
-    if args.text is None and args.ref is None and not args.lifespan:
-        raise PadaError("give a target: --text \"man's face in his sixties\", --ref FACE.jpg, or --lifespan")
+    photo = _photo(args)
+    targets = _targets(args)
+    if not targets and not args.lifespan:
+        raise PadaError("give a target: --age 70, --text \"man's face in his sixties\", --ref FACE.jpg, "
+                        "or --lifespan")
     if args.num < 1:
         raise PadaError(f"-n must be >= 1, got {args.num}")
-    if not args.photo.is_file():
-        raise PadaError(f"{args.photo}: no such file")
     if args.paste_back and args.aligned:
         raise PadaError("--paste-back needs the original photo (not --aligned)")
-    _check_outputs(args)  # a bad --out fails now, not after minutes of work
+    folder = photo.is_dir()
+    if folder and args.lifespan:
+        raise PadaError(f"{photo}: --lifespan takes one photo, not a folder")
     device = pick_device(args.device)
     pipe = load_pipeline(args.model, device, args.steps, trust_pickle=args.trust_pickle)
     size = int(pipe.diffae.unet.config.image_size)
-    x, face, original = _load_face(args.photo, size, args.aligned)
-    ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
-
-    import torch
-
-    from pada.aging.pipeline import save_gif, save_grid
-    from pada.faces.io import save_image, to_uint8
-    from pada.outputs import StagedOutputs
-    from pada.validation import require_finite
-
     if args.lifespan:
-        res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
-                            batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True)
-    else:
-        res = pipe.age(x, text=args.text, ref=ref, n=args.num, high_diversity=not args.no_high_diversity,
-                       low_diversity=args.low_diversity, seed=args.seed, steps=args.steps,
-                       text_weight=args.text_weight, eps=args.eps, batch_size=args.batch_size, progress=True)
-    images = res.images
-    require_finite(images, str(args.out))  # never a black grid with exit status 0
-    with StagedOutputs() as staged:  # every output file, or none (earlier files stay as they were)
-        if args.lifespan:
-            save_grid(images, staged.stage(args.out), nrow=len(images))
-            save_gif(images, staged.stage(_gif_path(args)))
-        else:
-            row = [x[None]] + ([ref[None]] if ref is not None else []) + [images]
-            save_grid(torch.cat(row), staged.stage(args.out))
-        if args.paste_back:
-            from pada.faces.align import paste_back
+        return _lifespan(args, photo, pipe, size, device, t_start)
+    critics = None
+    if not args.no_estimates:
+        from pada.aging.photo import FaceCritics
 
-            for i, img in enumerate(to_uint8(images)):
-                save_image(staged.stage(_pasted_path(args.out, i)), paste_back(original, face, img))
-        written = staged.commit()
+        critics = FaceCritics.load(device)
+    ref = ref_tile = None
+    if args.ref is not None:
+        from pada.faces.io import to_uint8
+
+        ref = _load_face(args.ref, size, args.aligned)[0]
+        ref_tile = to_uint8(ref)
+    job = _Job(args, pipe, critics, targets, ref, ref_tile, progress=not folder)
+    if folder:
+        return _folder(job, photo, args.out or Path("aged"), t_start, device)
+    written, _ = job.age(photo, args.out or Path("aged.png"))
+    for p in written:
+        print(f"wrote {p}")
+    print(f"done in {time.perf_counter() - t_start:.1f}s on {device}")
+    return 0
+
+
+def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int:
+    from pada.aging.photo import lifespan_grid
+    from pada.aging.pipeline import save_gif
+    from pada.faces.io import save_image
+
+    if photo.is_dir():
+        raise PadaError(f"{photo}: --lifespan takes one photo, not a folder")
+    x = _load_face(photo, size, args.aligned)[0]
+    ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
+    res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
+                        batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True)
+    out = args.out or Path("aged.png")
+    written = [save_image(out, lifespan_grid(res.images, res.labels)),
+               save_gif(res.images, args.gif or out.with_suffix(".gif"))]
     for p in written:
         print(f"wrote {p}")
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
     print(f"done in {time.perf_counter() - t_start:.1f}s ({stages}) on {device}")
+    return 0
+
+
+CSV_FIELDS = ("file", "face", "box", "input_age", "input_gender", "target", "text", "result", "output_age",
+              "identity")
+
+
+def _done_files(csv_path: Path) -> set[str]:
+    """Files already in the results CSV; a last line cut by an interruption is dropped from the file."""
+    import csv
+
+    if not csv_path.is_file():
+        return set()
+    raw = csv_path.read_bytes()
+    if raw and not raw.endswith(b"\n"):  # killed mid-row: keep the complete rows only
+        raw = raw[: raw.rfind(b"\n") + 1]
+        csv_path.write_bytes(raw)
+    lines = raw.decode("utf-8", errors="replace").splitlines()
+    if not lines or lines[0].split(",")[: len(CSV_FIELDS)] != list(CSV_FIELDS):
+        raise PadaError(f"{csv_path}: not a pada results file (unexpected header); choose another --out")
+    return {row["file"] for row in csv.DictReader(lines) if row.get("file")}
+
+
+def _folder(job: _Job, folder: Path, out_dir: Path, t_start: float, device) -> int:
+    import csv
+    import os
+
+    from tqdm import tqdm
+
+    from pada.faces.io import IMAGE_EXTENSIONS
+
+    if out_dir.suffix.lower() in IMAGE_EXTENSIONS:
+        raise PadaError(f"--out {out_dir}: with a folder of photos, --out is a folder (e.g. --out aged)")
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise PadaError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path = out_dir / "results.csv"
+    done = _done_files(csv_path)
+    todo = [f for f in files if f.name not in done]
+    if done:
+        print(f"{len(files) - len(todo)} of {len(files)} photos already done in {csv_path}; resuming")
+    failed = 0
+    new_file = not csv_path.is_file()
+    with open(csv_path, "a", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        if new_file:
+            writer.writeheader()
+            fh.flush()
+        for f in tqdm(todo, desc="photos", unit="photo", file=sys.stderr, disable=not todo):
+            try:
+                _, rows = job.age(f, out_dir / f"{f.stem}.png")
+            except PadaError as exc:
+                failed += 1
+                tqdm.write(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
+                continue
+            for row in rows:
+                writer.writerow({"file": f.name, **row})
+            fh.flush()
+            os.fsync(fh.fileno())
+    ok = len(todo) - failed
+    print(f"{ok} photos aged, {len(files) - len(todo)} skipped (done before), {failed} failed; "
+          f"results in {csv_path} ({time.perf_counter() - t_start:.1f}s on {device})")
+    if failed:
+        print(f"error: {failed} of {len(files)} photos failed (see the lines above)", file=sys.stderr)
+        return 1
     return 0
 
 

