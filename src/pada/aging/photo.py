@@ -173,12 +173,14 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
     for fr in faces:
         g = gender or fr.est_gender
         if g is None and any(t.age is not None for t in targets):
-            g = pipe.infer_gender(fr.image)
+            g = pipe.infer_gender(fr.image[None])
         fr.outputs, fr.texts, fr.out_ages, fr.identity = [], [], [], []
         for t in targets:
             text = t.text_for(g)
-            res = pipe.age(fr.image, text=text, ref=ref if t.ref else None, n=n, seed=seed,
-                           progress=progress, **age_kwargs)
+            if progress:
+                age_kwargs["progress"] = True
+            res = pipe.age(fr.image[None], text=text, ref=ref if t.ref else None, n=n, seed=seed,
+                           **age_kwargs)
             images = res.images.float().cpu()
             if not torch.isfinite(images).all():
                 raise PadaError(f"face {fr.index}, target {t.label!r}: the model produced non-finite pixels")

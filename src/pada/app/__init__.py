@@ -1,6 +1,6 @@
-"""The PADA web app (``pada app``): upload a photo, describe the target age, get the aging grid.
+"""The PADA web app (``pada app``): a Gradio UI and an HTTP API around one aging pipeline.
 
-:func:`create_app` (Flask) takes any pipeline object with the small interface described in
+:func:`create_app` (FastAPI + Gradio) takes any pipeline object with the small interface described in
 :mod:`pada.app.service`; see docs/app.md.
 """
 
@@ -10,7 +10,7 @@ from typing import Any
 
 
 def create_app(pipeline: Any, **kwargs: Any):
-    """Build the Flask app around ``pipeline`` (see :func:`pada.app.server.create_app`)."""
+    """Build the web app around ``pipeline`` (see :func:`pada.app.server.create_app`)."""
     from pada.app.server import create_app as _create
 
     return _create(pipeline, **kwargs)

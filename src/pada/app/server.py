@@ -1,194 +1,203 @@
-"""Flask web app: upload a photo, describe a target age (or upload a reference), get the aging grid.
+"""The web app: a Gradio UI at ``/`` and a plain HTTP API at ``/api/age``, on one FastAPI server.
 
 Routes:
 
-* ``GET /`` — the form; ``POST /`` — the form's submission, answered with the page showing the grid (PNG)
-  and the animation (GIF) inline, or the error message (HTTP 400).
-* ``POST /api/age`` — same fields, answered with ``image/png`` (``?format=gif`` for the GIF); errors are
-  ``text/plain`` one-liners with HTTP 400 (413 for an upload over the size limit).
-* ``GET /healthz`` — ``ok``.
+* ``GET /`` -- the Gradio UI (upload or webcam photo; target text, ages or reference face; N, seed,
+  diversity switches; lifespan; whole-photo paste-back; a gallery of labelled results, the grid to
+  download and the animation). Gradio's own queue holds at most ``max_queue`` waiting jobs (beyond it
+  Gradio answers "queue is full"); its API lives under ``/gradio_api/``.
+* ``POST /api/age`` -- multipart form fields ``image`` (file, required), ``target``, ``age``
+  (``70`` or ``30,70``), ``reference`` (file), ``n``, ``seed``, ``high_level`` / ``low_level`` (on/off),
+  ``lifespan``, ``gender`` (auto/female/male), ``aligned``, ``paste_back``; answered with ``image/png``
+  (the labelled grid; ``?format=gif`` for the animation, ``?format=photo`` for the first whole photo when
+  ``paste_back=on``). Errors are one ``text/plain`` line: 400 bad input, 411 no Content-Length, 413 over the
+  upload limit, 503 (with ``Retry-After``) when ``max_queue`` jobs are already in flight, 500 with the
+  exception's class name only.
+* ``GET /healthz`` -- ``ok``.
 
-Form fields: ``image`` (file, required), ``target`` (text), ``reference`` (file), ``n`` (1..max_n),
-``seed``, ``high_level`` / ``low_level`` (on/off: diversity from the probabilistic aging embedding /
-from fresh DDIM noise), ``lifespan`` (on: the pipeline's child-to-old sweep instead; it ignores N, seed
-and the diversity switches), ``gender`` (female/male/auto, for the lifespan descriptions), ``aligned``
-(on: the upload is already an FFHQ-aligned crop). Text and reference together are both used.
-
-Why Flask: multipart parsing, an upload size limit and a test client come with it (the stdlib's ``cgi``
-module is gone from Python 3.13). It is only imported by ``pada.app``, never by the library.
+Nothing is fetched from the network at run time: Gradio's analytics and version check are off
+(``GRADIO_ANALYTICS_ENABLED=False``), the theme's fonts are served by the app itself, and the server binds
+127.0.0.1 unless told otherwise (``pada app --host``).
 """
 
-from __future__ import annotations
-
-import base64
 import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
 
-from flask import Flask, Response, render_template_string, request
-from werkzeug.exceptions import RequestEntityTooLarge
+# before gradio is imported anywhere: no analytics, no version check, no telemetry
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from pada.app.service import AgingService, ServiceLimits
-from pada.errors import PadaError
+from pada.app.service import AgingService, ServiceBusy, ServiceLimits  # noqa: E402
+from pada.errors import PadaError  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>PADA face aging</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<style>
- body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
- fieldset{border:1px solid #ccc;border-radius:6px;margin:0 0 1em 0}
- label{display:inline-block;margin:.3em 1em .3em 0}
- input[type=text]{width:28em}
- .err{background:#fde8e8;border:1px solid #e0a0a0;padding:.6em 1em;border-radius:6px}
- img{max-width:100%;border:1px solid #ddd}
- small{color:#666}
-</style></head><body>
-<h1>PADA: pluralistic face aging</h1>
-<p><small>Model: {{ model_name }}. Images are processed in memory and not stored.</small></p>
-{% if error %}<p class="err" role="alert">{{ error }}</p>{% endif %}
-<form method="post" action="/" enctype="multipart/form-data">
-<fieldset><legend>Photo</legend>
- <input type="file" name="image" accept="image/*" required>
- <label><input type="checkbox" name="aligned" value="on" {{ 'checked' if f.aligned }}> already aligned
- (FFHQ crop)</label>
-</fieldset>
-<fieldset><legend>Target</legend>
- <label>Description <input type="text" name="target" value="{{ f.target }}"
-   placeholder="man's face in his sixties"></label><br>
- <label>or reference photo <input type="file" name="reference" accept="image/*"></label><br>
- <label><input type="checkbox" name="lifespan" value="on" {{ 'checked' if f.lifespan }}> lifespan
- (child-to-old sweep; ignores N, seed and diversity)</label>
- <label>gender for lifespan <select name="gender">
-  {% for g in ['auto', 'female', 'male'] %}
-  <option {{ 'selected' if f.gender == g }}>{{ g }}</option>{% endfor %}
- </select></label>
-</fieldset>
-<fieldset><legend>Sampling</legend>
- <label>N <input type="number" name="n" min="1" max="{{ max_n }}" value="{{ f.n }}"></label>
- <label>seed <input type="number" name="seed" min="0" value="{{ f.seed }}"></label>
- <input type="hidden" name="high_level" value="off">
- <label><input type="checkbox" name="high_level" value="on" {{ 'checked' if f.high_level }}>
- high-level diversity (aging embedding)</label>
- <input type="hidden" name="low_level" value="off">
- <label><input type="checkbox" name="low_level" value="on" {{ 'checked' if f.low_level }}>
- low-level diversity (DDIM noise)</label>
-</fieldset>
-<button type="submit">Age</button>
-</form>
-{% if png %}
-<h2>Result</h2>
-<p><img alt="aging grid" src="data:image/png;base64,{{ png }}"></p>
-<p><img alt="aging animation" src="data:image/gif;base64,{{ gif }}"></p>
-{% endif %}
-</body></html>
-"""
 
-_DEFAULTS = {"target": "", "aligned": False, "lifespan": False, "gender": "auto", "n": 4, "seed": 0,
-             "high_level": True, "low_level": True}
+def _require_web_stack():
+    try:
+        import fastapi  # noqa: F401
+        import gradio  # noqa: F401
+    except ImportError as exc:
+        raise PadaError(f"the web app needs Gradio ({exc.name} is missing): pip install 'gradio>=5'") \
+            from None
 
 
-def _form_echo(form) -> dict:
-    """Values to put back into the form (escaped by Jinja); unknown / odd values fall back to defaults."""
-    f = dict(_DEFAULTS)
-    f["target"] = str(form.get("target", ""))[:200]
-    for k in ("aligned", "lifespan", "high_level", "low_level"):
-        vals = form.getlist(k) if hasattr(form, "getlist") else [form.get(k)]
-        if any(v is not None for v in vals):
-            f[k] = "on" in vals
-    f["gender"] = form.get("gender", "auto") if form.get("gender") in ("auto", "female", "male") else "auto"
-    for k in ("n", "seed"):
-        v = str(form.get(k, "")).strip()
-        f[k] = int(v) if v.isdigit() else _DEFAULTS[k]
-    return f
+def _text(msg: str, status: int, headers: dict | None = None):
+    from fastapi.responses import PlainTextResponse
+
+    return PlainTextResponse(msg.splitlines()[0] + "\n", status_code=status, headers=headers)
 
 
-def _fields(form) -> dict:
-    """Flatten multi-valued checkbox fields (hidden 'off' + checkbox 'on' -> 'on')."""
-    out = {}
-    for k in form:
-        vals = form.getlist(k)
-        out[k] = "on" if "on" in vals else vals[-1]
-    return out
+def build_api(service: AgingService, max_upload_mb: float):
+    """The FastAPI app with ``/api/age`` and ``/healthz`` (the Gradio UI is mounted on it by
+    :func:`create_app`)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import Response
+    from starlette.concurrency import run_in_threadpool
+
+    max_bytes = int(max_upload_mb * 1024 * 1024)
+    api = FastAPI(title="pada", docs_url=None, redoc_url=None, openapi_url=None)
+
+    @api.get("/healthz")
+    def healthz():
+        return _text("ok", 200)
+
+    @api.post("/api/age")
+    async def api_age(request: Request):
+        length = request.headers.get("content-length")
+        if length is None:
+            return _text("send the upload with a Content-Length header", 411)
+        if not length.isdigit() or int(length) > max_bytes:
+            return _text(f"upload too large: the limit is {max_upload_mb:g} MB", 413)
+        try:
+            with service.admit():  # a slot before the body is parsed: waiting jobs hold only their bytes
+                form = await request.form(max_files=2, max_fields=20, max_part_size=64 * 1024)
+                try:
+                    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+                    files = {}
+                    for key in ("image", "reference"):
+                        f = form.get(key)
+                        if f is not None and not isinstance(f, str) and f.filename:
+                            files[key] = (await f.read(), f.filename)
+                finally:
+                    await form.close()
+                req = service.parse(fields, files.get("image"), files.get("reference"))
+                result = await run_in_threadpool(service.run, req)
+        except ServiceBusy as exc:
+            return _text(str(exc), 503, {"Retry-After": str(exc.retry_after)})
+        except PadaError as exc:
+            return _text(str(exc), 400)
+        except Exception as exc:  # noqa: BLE001 - never a traceback to the client; it goes to the log
+            log.exception("request failed")
+            return _text(f"internal error ({type(exc).__name__}); see the server log", 500)
+        fmt = request.query_params.get("format", "png")
+        if fmt == "gif":
+            return Response(result.gif, media_type="image/gif")
+        if fmt == "photo":
+            if not result.photos:
+                return _text("format=photo needs paste_back=on and a photo (not an aligned crop)", 400)
+            return Response(result.photos[0][0], media_type="image/png")
+        labels = "|".join(result.labels).encode("ascii", "replace").decode()
+        return Response(result.png, media_type="image/png", headers={"X-Pada-Labels": labels})
+
+    return api
 
 
-def _file(name: str):
-    f = request.files.get(name)
-    if f is None or not f.filename:
-        return None
-    return f.read(), f.filename
+def build_ui(service: AgingService, model_name: str, out_dir: Path):
+    """The Gradio Blocks UI around ``service``; result files are written under ``out_dir``."""
+    import gradio as gr
 
-
-def create_app(pipeline, *, max_upload_mb: float = 10.0, limits: ServiceLimits | None = None,
-               model_name: str = "custom pipeline") -> Flask:
-    """Build the Flask app around ``pipeline`` (see :mod:`pada.app.service` for the interface).
-
-    ``max_upload_mb`` caps the whole request body (photo + reference); larger requests get HTTP 413.
-    """
-    service = AgingService(pipeline, limits=limits)
-    app = Flask("pada.app")
-    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 1024 * 1024)
-    app.extensions["pada_service"] = service
     lim = service.limits
 
-    def page(status: int = 200, **kw) -> Response:
-        html = render_template_string(PAGE, model_name=model_name, max_n=lim.max_n,
-                                      f=kw.pop("f", _DEFAULTS), **kw)
-        return Response(html, status=status, mimetype="text/html")
-
-    def handle():
-        req = service.parse(_fields(request.form), _file("image"), _file("reference"))
-        return service.run(req)
-
-    @app.get("/")
-    def index():
-        return page()
-
-    @app.post("/")
-    def submit():
+    def run(photo, aligned, target, ages, reference, n, seed, high, low, lifespan, gender, paste_back):
+        if not photo:
+            raise gr.Error("no photo: upload one or take one with the webcam")
         try:
-            result = handle()
-        except RequestEntityTooLarge:
-            return page(413, error=f"upload too large: the limit is {max_upload_mb:g} MB")
+            with open(photo, "rb") as fh:
+                image = (fh.read(), os.path.basename(photo))
+            ref = None
+            if reference:
+                with open(reference, "rb") as fh:
+                    ref = (fh.read(), os.path.basename(reference))
+            form = {"target": target or "", "age": ages or "", "n": str(int(n)), "seed": str(int(seed or 0)),
+                    "high_level": "on" if high else "off", "low_level": "on" if low else "off",
+                    "lifespan": "on" if lifespan else "off", "gender": gender or "auto",
+                    "aligned": "on" if aligned else "off", "paste_back": "on" if paste_back else "off"}
+            with service.admit():
+                result = service.run(service.parse(form, image, ref))
+        except ServiceBusy as exc:
+            raise gr.Error(str(exc)) from None
         except PadaError as exc:
-            return page(400, error=str(exc), f=_form_echo(request.form))
-        return page(png=base64.b64encode(result.png).decode(), gif=base64.b64encode(result.gif).decode(),
-                    f=_form_echo(request.form))
+            raise gr.Error(str(exc).splitlines()[0]) from None
+        job = Path(tempfile.mkdtemp(prefix="job-", dir=out_dir))
+        grid = job / "pada_grid.png"
+        grid.write_bytes(result.png)
+        gif = job / "pada_aging.gif"
+        gif.write_bytes(result.gif)
+        gallery = []
+        for k, (png, caption) in enumerate(result.photos + result.images):
+            p = job / f"result_{k}.png"
+            p.write_bytes(png)
+            gallery.append((str(p), caption))
+        return gallery, str(grid), str(gif), str(grid)
 
-    @app.post("/api/age")
-    def api_age():
-        try:
-            result = handle()
-        except RequestEntityTooLarge:
-            msg = f"upload too large: the limit is {max_upload_mb:g} MB\n"
-            return Response(msg, 413, mimetype="text/plain")
-        except PadaError as exc:
-            return Response(str(exc).splitlines()[0] + "\n", 400, mimetype="text/plain")
-        if request.args.get("format", "png") == "gif":
-            return Response(result.gif, mimetype="image/gif")
-        labels = "|".join(result.labels).encode("ascii", "replace").decode()
-        return Response(result.png, mimetype="image/png", headers={"X-Pada-Labels": labels})
+    with gr.Blocks(title="PADA face aging", analytics_enabled=False, delete_cache=(600, 3600)) as demo:
+        gr.Markdown(f"## PADA: pluralistic face aging\nModel: `{model_name}`. Photos are processed on this "
+                    "machine and not kept.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(label="Photo", sources=["upload", "webcam"], type="filepath",
+                                 image_mode=None, elem_id="photo")
+                aligned = gr.Checkbox(label="already aligned (FFHQ crop)", value=False)
+                target = gr.Textbox(label="Target description", placeholder="man's face in his sixties",
+                                    max_lines=1, elem_id="target")
+                ages = gr.Textbox(label="or target ages (years, comma-separated)", placeholder="70 or 30,70",
+                                  max_lines=1, elem_id="ages")
+                reference = gr.Image(label="or reference face", sources=["upload"], type="filepath",
+                                     image_mode=None)
+                with gr.Row():
+                    n = gr.Slider(1, lim.max_n, value=min(4, lim.max_n), step=1, label="N results")
+                    seed = gr.Number(value=0, precision=0, minimum=0, label="seed")
+                high = gr.Checkbox(label="high-level diversity (aging embedding)", value=True)
+                low = gr.Checkbox(label="low-level diversity (fresh DDIM noise)", value=True)
+                paste_back = gr.Checkbox(label="whole photo: blend the aged face back in", value=False)
+                lifespan = gr.Checkbox(label="lifespan sweep (child to old; ignores N, seed, diversity)")
+                gender = gr.Radio(["auto", "female", "male"], value="auto",
+                                  label="gender (for target ages and the lifespan)")
+                go = gr.Button("Age", variant="primary", elem_id="age-button")
+            with gr.Column(scale=2):
+                gallery = gr.Gallery(label="Results", columns=4, object_fit="contain", elem_id="results")
+                grid = gr.Image(label="Grid", type="filepath", elem_id="grid")
+                gif = gr.Image(label="Animation", type="filepath")
+                download = gr.File(label="Download the grid")
+        go.click(run, [photo, aligned, target, ages, reference, n, seed, high, low, lifespan, gender,
+                       paste_back], [gallery, grid, gif, download], api_name="age", concurrency_limit=1)
+    demo.queue(max_size=lim.max_queue, default_concurrency_limit=1)
+    return demo
 
-    @app.get("/healthz")
-    def healthz():
-        return Response("ok\n", mimetype="text/plain")
 
-    @app.errorhandler(RequestEntityTooLarge)
-    def too_large(_exc):
-        msg = f"upload too large: the limit is {max_upload_mb:g} MB"
-        if request.path.startswith("/api/"):
-            return Response(msg + "\n", 413, mimetype="text/plain")
-        return page(413, error=msg)
+def create_app(pipeline: Any, *, max_upload_mb: float = 10.0, limits: "ServiceLimits | None" = None,
+               model_name: str = "custom pipeline", ui: bool = True):
+    """Build the FastAPI app (``/api/age``, ``/healthz``, and the Gradio UI at ``/`` when ``ui``).
 
-    @app.errorhandler(Exception)
-    def internal(exc):  # never show a traceback to the browser; log it on the server
-        from werkzeug.exceptions import HTTPException
+    ``max_upload_mb`` caps each request body (API) and each uploaded file (UI); ``limits`` bounds N, text
+    length, decoded pixels per image and the number of jobs in flight (:class:`ServiceLimits`).
+    """
+    _require_web_stack()
+    service = AgingService(pipeline, limits=limits)
+    app = build_api(service, max_upload_mb)
+    app.state.pada_service = service
+    if ui:
+        import gradio as gr
 
-        if isinstance(exc, HTTPException):
-            return exc
-        log.exception("request failed")
-        msg = f"internal error ({type(exc).__name__}); see the server log"
-        if request.path.startswith("/api/"):
-            return Response(msg + "\n", 500, mimetype="text/plain")
-        return page(500, error=msg)
-
+        out_dir = Path(tempfile.mkdtemp(prefix="pada-app-"))
+        demo = build_ui(service, model_name, out_dir)
+        app = gr.mount_gradio_app(app, demo, path="/", max_file_size=f"{max_upload_mb:g}mb",
+                                  allowed_paths=[str(out_dir)], footer_links=[], show_error=True,
+                                  ssr_mode=False, mcp_server=False, enable_monitoring=False, pwa=False)
+        app.state.pada_service = service
     return app

@@ -8,24 +8,32 @@ The pipeline is a :class:`pada.aging.pipeline.AgingPipeline` or anything with th
 
 * ``age(image (1,3,S,S), *, text=None, ref=None, n, seed, high_diversity, low_diversity)`` returning an
   object with ``images (n, 3, S, S)`` in [-1, 1];
+* ``infer_gender(image)`` -> ``"female"`` / ``"male"`` (used to turn a target age into text when the
+  request's gender is ``auto``);
 * ``lifespan(image, *, gender=None)`` returning an object with ``images (F, 3, S, S)`` and ``labels``
   (one string per frame, empty between anchors) — used when "lifespan" is ticked;
 * the face size ``S`` is read from ``image_size`` on the pipeline, or from its ``diffae`` (``image_size``
   or ``cfg.image_size``).
 
-Concurrency: requests may arrive on many threads. The service keeps no per-request state on itself;
-randomness comes from the request's seed (the pipeline draws each output from its own
-``torch.Generator``), and a lock serialises calls into the pipeline so one model instance is never run by
-two threads at once (CPU torch would only thrash; a GPU runs one stream anyway).
+Concurrency and memory: requests may arrive on many threads. The service keeps no per-request state on
+itself; randomness comes from the request's seed (the pipeline draws each output from its own
+``torch.Generator``). A whole job -- decoding, detection, aging, paste-back, encoding -- runs under one
+lock, so one model instance is never run by two threads at once and at most one decoded photo is in memory
+at a time; at most ``max_queue`` jobs are admitted (running or waiting, :meth:`AgingService.admit`), the
+next one gets :class:`ServiceBusy` (HTTP 503 with Retry-After). After each job the memory it used is
+handed back to the operating system (:func:`release_memory`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import gc
 import io
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -64,23 +72,54 @@ class AgingRequest:
     high_level: bool = True
     low_level: bool = True
     lifespan: bool = False
-    gender: str = "auto"  # lifespan descriptions: female, male, or auto (the pipeline infers it)
+    gender: str = "auto"  # lifespan / age descriptions: female, male, or auto (the pipeline infers it)
+    ages: tuple[float, ...] = ()  # target ages (each one grid row)
+    paste_back: bool = False  # also return the whole photo with the aged face blended in
     aligned: bool = False
 
 
 @dataclass
 class AgingResult:
+    """``png``: the labelled grid; ``gif``: the animation; ``labels``: one caption per result;
+    ``images``: (PNG bytes, caption) per result face; ``photos``: (PNG bytes, caption) per whole photo
+    (paste-back)."""
+
     png: bytes
     gif: bytes
-    labels: list[str]  # one per output column of the grid (after the source)
+    labels: list[str]
     n: int
+    images: list[tuple[bytes, str]] = field(default_factory=list)
+    photos: list[tuple[bytes, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class ServiceLimits:
+    """Bounds of one app. ``max_pixels``: decoded pixels per uploaded image; ``max_queue``: jobs admitted
+    at once (one runs, the others wait); ``max_targets``: target ages per request."""
+
     max_n: int = 8
     max_text: int = 200
-    max_pixels: int = 40_000_000
+    max_pixels: int = 25_000_000
+    max_queue: int = 4
+    max_targets: int = 4
+    retry_after_s: int = 10
+
+
+class ServiceBusy(Exception):
+    """More jobs than ``max_queue`` are in flight; try again after ``retry_after`` seconds."""
+
+    def __init__(self, max_queue: int, retry_after: int) -> None:
+        super().__init__(f"the server is busy ({max_queue} requests in progress); try again in "
+                         f"{retry_after} s")
+        self.retry_after = retry_after
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the OS (glibc ``malloc_trim``), so the resident
+    size returns near its idle level after a job with large images."""
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
@@ -110,31 +149,11 @@ def _to_face_tensor(img: np.ndarray, size: int, aligned: bool, name: str) -> tor
     from pada.faces.io import to_tensor
 
     if not aligned:
-        from pada.errors import NoFaceError
-        from pada.faces.align import align_image
-
-        try:
-            crop = align_image(img, size=size)[0].image
-        except NoFaceError:
-            raise NoFaceError(f"{name}: no face found (upload a photo with a visible face, or tick "
-                              "'already aligned' for an FFHQ-aligned crop)") from None
-        return to_tensor(np.array(crop))
+        return to_tensor(np.array(_align(img, size, name).image))
     x = to_tensor(np.array(img))  # a writable copy (decoded arrays may be read-only views)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
     return x.clamp(-1, 1)
-
-
-def _tile(images: torch.Tensor, source: torch.Tensor, pad: int = 4) -> np.ndarray:
-    """One-row grid: the source face, then ``images (K, 3, S, S)``; white padding. uint8 (H, W, 3)."""
-    from pada.faces.io import to_uint8
-
-    s = source.shape[-1]
-    k = images.shape[0]
-    canvas = Image.new("RGB", ((k + 1) * (s + pad) + pad, s + 2 * pad), (255, 255, 255))
-    for j, im in enumerate([to_uint8(source[0])] + list(to_uint8(images))):
-        canvas.paste(Image.fromarray(im), (pad + j * (s + pad), pad))
-    return np.asarray(canvas)
 
 
 def _gif(frames: list[np.ndarray], ms: int = 600) -> bytes:
@@ -157,7 +176,22 @@ class AgingService:
         self.pipeline = pipeline
         self.image_size = image_size_of(pipeline)
         self.limits = limits or ServiceLimits()
-        self._lock = threading.Lock()  # one request at a time inside the pipeline
+        self._lock = threading.Lock()  # one job at a time (decode + model + encode)
+        self._admit_lock = threading.Lock()
+        self.in_flight = 0  # admitted jobs, running or waiting for the lock
+
+    @contextlib.contextmanager
+    def admit(self):
+        """Hold one of the ``max_queue`` job slots for the block, or raise :class:`ServiceBusy`."""
+        with self._admit_lock:
+            if self.in_flight >= self.limits.max_queue:
+                raise ServiceBusy(self.limits.max_queue, self.limits.retry_after_s)
+            self.in_flight += 1
+        try:
+            yield
+        finally:
+            with self._admit_lock:
+                self.in_flight -= 1
 
     # -------------------------------------------------------------------------------- validation
     def parse(self, form: dict[str, Any], image: tuple[bytes, str] | None,
@@ -192,13 +226,24 @@ class AgingService:
         n = _int("n", 4, 1, lim.max_n)
         seed = _int("seed", 0, 0, 2**31 - 1)
         lifespan = _bool("lifespan", False)
-        text = str(form.get("target", "") or "").strip()
+        raw_text = str(form.get("target", "") or "")
+        if "\n" in raw_text.strip() or "\r" in raw_text.strip():
+            raise PadaError("target description must be one line (no line breaks)")
+        text = raw_text.strip()
         has_ref = reference is not None and bool(reference[0])
         if len(text) > lim.max_text:
             raise PadaError(f"target description is longer than {lim.max_text} characters")
-        if not lifespan and not text and not has_ref:
+        ages_raw = str(form.get("age", "") or "").strip()
+        ages: tuple[float, ...] = ()
+        if ages_raw:
+            from pada.aging.photo import parse_ages
+
+            ages = tuple(parse_ages(ages_raw[:200], option="age"))
+            if len(ages) > lim.max_targets:
+                raise PadaError(f"age: at most {lim.max_targets} target ages per request, got {len(ages)}")
+        if not lifespan and not text and not has_ref and not ages:
             raise PadaError("give a target: type a description (e.g. \"man's face in his sixties\"), "
-                            "upload a reference photo, or tick lifespan")
+                            "target ages (e.g. 70 or 30,70), upload a reference photo, or tick lifespan")
         gender = str(form.get("gender", "auto") or "auto").strip().lower()
         if gender not in (*GENDERS, "auto"):
             raise PadaError(f"gender must be female, male or auto, got {gender[:20]!r}")
@@ -207,42 +252,93 @@ class AgingService:
             reference=reference[0] if has_ref else None,
             reference_name=(reference[1] or "reference") if has_ref else "reference",
             n=n, seed=seed, high_level=_bool("high_level", True), low_level=_bool("low_level", True),
-            lifespan=lifespan, gender=gender, aligned=_bool("aligned", False))
+            lifespan=lifespan, gender=gender, aligned=_bool("aligned", False), ages=ages,
+            paste_back=_bool("paste_back", False))
 
     # -------------------------------------------------------------------------------- running
     def run(self, req: AgingRequest) -> AgingResult:
-        """Decode, align, age and render one request. Raises :class:`PadaError` on bad input."""
-        lim = self.limits
-        size = self.image_size
-        face = _to_face_tensor(_decode_upload(req.image, req.image_name, lim.max_pixels), size,
-                               req.aligned, os.path.basename(req.image_name))
-        ref = None
-        if req.reference is not None:
-            ref = _to_face_tensor(_decode_upload(req.reference, req.reference_name, lim.max_pixels), size,
-                                  req.aligned, os.path.basename(req.reference_name))
-        rows: list[torch.Tensor] = []
-        labels: list[str] = []
-        with self._lock:
-            if req.lifespan:  # the pipeline's smooth sweep from child to old (PAE mean, inverted x_T)
-                res = self.pipeline.lifespan(face, gender=None if req.gender == "auto" else req.gender)
-                frames = res.images.detach().float().cpu().clamp(-1, 1)
-                anchors = [i for i, lab in enumerate(res.labels) if lab] or list(range(frames.shape[0]))
-                rows = [frames[anchors]]
-                labels = [res.labels[i] or str(i) for i in anchors] if res.labels else []
-            else:
-                res = self.pipeline.age(face, text=req.target, ref=ref, n=req.n,
-                                        seed=req.seed, high_diversity=req.high_level,
-                                        low_diversity=req.low_level)
-                out = res.images
-                if out.ndim != 4 or out.shape[0] != req.n or out.shape[1] != 3:
-                    raise RuntimeError(f"pipeline returned {tuple(out.shape)}, expected ({req.n}, 3, S, S)")
-                rows = [out.detach().float().cpu().clamp(-1, 1)]
-                labels = [f"{req.target or 'reference'} #{i}" for i in range(req.n)]
-        grid = _tile(rows[0], face)
+        """Decode, align, age and render one request (under the job lock). Raises :class:`PadaError` on bad
+        input; frees the job's memory afterwards."""
+        if req.paste_back and req.aligned:
+            raise PadaError("whole photo (paste back) needs the original photo, not an aligned crop")
+        try:
+            with self._lock:
+                return self._run(req)
+        finally:
+            release_memory()
+
+    def _run(self, req: AgingRequest) -> AgingResult:
+        from pada.aging.photo import FaceResult, age_faces, compose_photo, face_grid, make_targets
         from pada.faces.io import to_uint8
 
-        if req.lifespan:  # every frame of the sweep
-            gif_frames = list(to_uint8(frames))
-        else:  # the source, then each of the N outputs
-            gif_frames = [to_uint8(face[0])] + list(to_uint8(rows[0]))
-        return AgingResult(png=_png(grid), gif=_gif(gif_frames), labels=labels, n=req.n)
+        lim = self.limits
+        size = self.image_size
+        photo = _decode_upload(req.image, req.image_name, lim.max_pixels)
+        name = os.path.basename(req.image_name)
+        face_rec = None
+        if req.aligned:
+            face = _to_face_tensor(photo, size, True, name)
+            photo = None
+        else:
+            face_rec = _align(photo, size, name)
+            from pada.faces.io import to_tensor
+
+            face = to_tensor(np.array(face_rec.image))
+            if not req.paste_back:
+                photo = None  # the decoded photo is not needed any more
+        ref = None
+        if req.reference is not None:
+            ref_img = _decode_upload(req.reference, req.reference_name, lim.max_pixels)
+            ref = _to_face_tensor(ref_img, size, req.aligned, os.path.basename(req.reference_name))
+            del ref_img
+        if req.lifespan:  # the pipeline's smooth sweep from child to old (PAE mean, inverted x_T)
+            res = self.pipeline.lifespan(face, gender=None if req.gender == "auto" else req.gender)
+            frames = res.images.detach().float().cpu().clamp(-1, 1)
+            anchors = [i for i, lab in enumerate(res.labels) if lab] or list(range(frames.shape[0]))
+            labels = [res.labels[i] or str(i) for i in anchors] if res.labels else [str(i) for i in anchors]
+            from pada.aging.photo import labelled_grid
+
+            tiles = [to_uint8(face[0])] + list(to_uint8(frames[anchors]))
+            grid = labelled_grid([("lifespan", tiles, ["input"] + [_short(lab) for lab in labels])])
+            images = [(_png(t), _short(lab)) for t, lab in zip(tiles[1:], labels)]
+            return AgingResult(png=_png(grid), gif=_gif(list(to_uint8(frames))), labels=labels, n=len(labels),
+                               images=images)
+        targets = make_targets([req.target] if req.target else [], req.ages, ref=ref is not None)
+        fr = FaceResult(0, face_rec, face[0])
+        gender = None if req.gender == "auto" else req.gender
+        age_faces(self.pipeline, [fr], targets, n=req.n, ref=ref, seed=req.seed, gender=gender,
+                  high_diversity=req.high_level, low_diversity=req.low_level)
+        for out in fr.outputs:
+            if out.ndim != 4 or out.shape[0] != req.n or out.shape[1] != 3:
+                raise RuntimeError(f"pipeline returned {tuple(out.shape)}, expected ({req.n}, 3, S, S)")
+        ref_tile = to_uint8(ref[0]) if ref is not None else None
+        grid = face_grid(fr, targets, ref_tile)
+        labels, images, gif_frames = [], [], [to_uint8(face[0])]
+        for j, t in enumerate(targets):
+            for i, im in enumerate(to_uint8(fr.outputs[j].clamp(-1, 1))):
+                labels.append(f"{t.label} #{i}")
+                images.append((_png(im), labels[-1]))
+                gif_frames.append(im)
+        photos = []
+        if req.paste_back and photo is not None:
+            for j, t in enumerate(targets):
+                for i in range(req.n):  # one whole photo at a time: encode it, then let it go
+                    photos.append((_png(compose_photo(photo, [fr], j, i)), f"{t.label} #{i} (whole photo)"))
+        return AgingResult(png=_png(grid), gif=_gif(gif_frames), labels=labels, n=req.n, images=images,
+                           photos=photos)
+
+
+def _short(label: str) -> str:
+    return label.replace("'s face", "").replace("a toddler ", "toddler ")
+
+
+def _align(img: np.ndarray, size: int, name: str):
+    """The largest face of a photo, FFHQ-aligned (:class:`pada.faces.align.AlignedFace`)."""
+    from pada.errors import NoFaceError
+    from pada.faces.align import align_image
+
+    try:
+        return align_image(img, size=size)[0]
+    except NoFaceError:
+        raise NoFaceError(f"{name}: no face found (upload a photo with a visible face, or tick "
+                          "'already aligned' for an FFHQ-aligned crop)") from None

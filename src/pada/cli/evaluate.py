@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 
+from pada.cli.age import DEFAULT_MODEL
 from pada.errors import PadaError
 from pada.validation import LIMITS, float_option, floats_option, int_option
 
@@ -151,7 +152,8 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser("evaluate", help="age MAE, identity, Fréchet distance, diversity, baseline, ablations",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="PADA model file (.safetensors) or registry name")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"PADA model file (.safetensors) or registry name (default {DEFAULT_MODEL})")
     p.add_argument("--name", default="PADA", help="name of --model in the tables (default PADA)")
     p.add_argument("--ablation", action="append", type=_ablation, default=[], metavar="NAME=PATH",
                    help="another checkpoint to compare (repeat; e.g. 'w/o L_id=runs/no_id/pada.safetensors')")
