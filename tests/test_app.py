@@ -259,3 +259,32 @@ def test_real_tiny_pipeline_behind_the_app():
     assert r.status_code == 200
     labels = r.headers["X-Pada-Labels"].split("|")
     assert len(labels) == 7 and labels[-1].endswith("eighties")  # the 7 group anchors of the sweep
+
+
+@pytest.mark.slow
+def test_pada_app_with_no_arguments_serves_the_shipped_model():
+    """`pada app` alone: the shipped default model, 127.0.0.1, the Gradio page and the API answer."""
+    import os
+    import re
+    import subprocess
+    import sys
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "pada.cli.main", "app", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        line = proc.stdout.readline()
+        m = re.match(r"pada app: (http://127\.0\.0\.1:\d+/) +\(model pada-demo64, ", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        url = m.group(1)
+        with urllib.request.urlopen(url, timeout=60) as r:
+            assert r.status == 200 and b"<html" in r.read().lower()
+        with urllib.request.urlopen(url + "healthz", timeout=30) as r:
+            assert r.read() == b"ok\n"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()

@@ -37,10 +37,13 @@ from pada.errors import PadaError  # noqa: E402
 log = logging.getLogger(__name__)
 
 
-def _require_web_stack():
+def _require_web_stack(ui: bool = True):
     try:
         import fastapi  # noqa: F401
-        import gradio  # noqa: F401
+        import uvicorn  # noqa: F401
+
+        if ui:
+            import gradio  # noqa: F401
     except ImportError as exc:
         raise PadaError(f"the web app needs Gradio ({exc.name} is missing): pip install 'gradio>=5'") \
             from None
@@ -187,7 +190,7 @@ def create_app(pipeline: Any, *, max_upload_mb: float = 10.0, limits: "ServiceLi
     ``max_upload_mb`` caps each request body (API) and each uploaded file (UI); ``limits`` bounds N, text
     length, decoded pixels per image and the number of jobs in flight (:class:`ServiceLimits`).
     """
-    _require_web_stack()
+    _require_web_stack(ui)
     service = AgingService(pipeline, limits=limits)
     app = build_api(service, max_upload_mb)
     app.state.pada_service = service
