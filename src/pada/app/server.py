@@ -110,6 +110,16 @@ def build_api(service: AgingService, max_upload_mb: float):
     return api
 
 
+def _prune(out_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` job folders (Gradio has copied their files into its own cache,
+    which it cleans itself), so a long-running app does not fill the disk."""
+    import shutil
+
+    jobs = sorted(out_dir.glob("job-*"), key=lambda p: p.stat().st_mtime)
+    for old in jobs[:-keep] if keep else jobs:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def build_ui(service: AgingService, model_name: str, out_dir: Path):
     """The Gradio Blocks UI around ``service``; result files are written under ``out_dir``."""
     import gradio as gr
@@ -136,6 +146,7 @@ def build_ui(service: AgingService, model_name: str, out_dir: Path):
             raise gr.Error(str(exc)) from None
         except PadaError as exc:
             raise gr.Error(str(exc).splitlines()[0]) from None
+        _prune(out_dir, keep=8)
         job = Path(tempfile.mkdtemp(prefix="job-", dir=out_dir))
         grid = job / "pada_grid.png"
         grid.write_bytes(result.png)
