@@ -336,9 +336,14 @@ def _folder(job: _Job, folder: Path, out_dir: Path, t_start: float, device) -> i
 
     if out_dir.suffix.lower() in IMAGE_EXTENSIONS:
         raise PadaError(f"--out {out_dir}: with a folder of photos, --out is a folder (e.g. --out aged)")
+    if out_dir.resolve() == folder.resolve():
+        raise PadaError(f"--out {out_dir}: choose a folder other than the photos' own (outputs are images)")
     files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise PadaError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    stems = [f.stem for f in files]
+    dest = {f: out_dir / (f"{f.stem}.png" if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix[1:]}.png")
+            for f in files}  # a.jpg and a.png do not overwrite each other
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
     done = _done_files(csv_path)
@@ -354,7 +359,7 @@ def _folder(job: _Job, folder: Path, out_dir: Path, t_start: float, device) -> i
             fh.flush()
         for f in tqdm(todo, desc="photos", unit="photo", file=sys.stderr, disable=not todo):
             try:
-                _, rows = job.age(f, out_dir / f"{f.stem}.png")
+                _, rows = job.age(f, dest[f])
             except PadaError as exc:
                 failed += 1
                 tqdm.write(f"error: {str(exc).splitlines()[0]}", file=sys.stderr)
