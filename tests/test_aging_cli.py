@@ -82,7 +82,7 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     Image.fromarray((np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)).save(crop)
     out = tmp_path / "out.png"
     rc = main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
-               str(out), "--device", "cpu", "--seed", "1", "--no-estimates"])
+               str(out), "--device", "cpu", "--seed", "1", "--no-estimates", "--steps", "2"])
     assert rc == 0
     # labelled grid: a title line, then input + 3 results shown at 128 px with captions
     assert Image.open(out).size == (6 + 4 * 134, 6 + 20 + 128 + 18 + 6)
@@ -90,10 +90,11 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     assert "wrote" in printed and "done in" in printed
     first = np.asarray(Image.open(out)).copy()
     assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
-                 str(out), "--device", "cpu", "--seed", "1", "--no-estimates"]) == 0
+                 str(out), "--device", "cpu", "--seed", "1", "--no-estimates", "--steps", "2"]) == 0
     assert np.array_equal(first, np.asarray(Image.open(out)))  # reproducible from the seed
     assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
-                 str(out), "--device", "cpu", "--seed", "1", "--eps", "0.5", "--no-estimates"]) == 0
+                 str(out), "--device", "cpu", "--seed", "1", "--eps", "0.5", "--no-estimates", "--steps",
+                 "2"]) == 0
     assert not np.array_equal(first, np.asarray(Image.open(out)))  # ε reaches the PAE sampling
 
 
