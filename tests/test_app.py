@@ -226,8 +226,11 @@ def test_app_cli_reports_bad_options_in_one_line(capsys):
     assert main(["app", "--model", "/nonexistent/pada.safetensors"]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: /nonexistent/pada.safetensors") and len(err.splitlines()) == 1
-    assert main(["app", "--port", "70000"]) == 1
-    assert "--port" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:  # an option error (argparse): one line, status 2
+        main(["app", "--port", "70000"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "--port" in err and len(err.splitlines()) == 1
 
 
 def test_ui_page_is_served_without_external_assets():

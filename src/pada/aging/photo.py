@@ -26,6 +26,7 @@ import torch
 
 from pada.data.groups import GENDERS, description, group_of_age
 from pada.errors import PadaError
+from pada.validation import require_finite
 
 #: Ages a target may ask for (years).
 AGE_RANGE = (0.0, 110.0)
@@ -164,10 +165,11 @@ class FaceResult:
 
 def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n: int, ref=None,
               seed: int = 0, gender: str | None = None, critics: FaceCritics | None = None,
-              progress: bool = False, **age_kwargs) -> list[FaceResult]:
+              progress: bool = False, what: str = "result", **age_kwargs) -> list[FaceResult]:
     """Age every face for every target (``pipe.age``, N results each); fills ``outputs`` (and the critics'
     scores). ``gender`` fixes the gender used to turn ages into text (default: each face's estimate, else
-    the vision-language model's zero-shot guess)."""
+    the vision-language model's zero-shot guess). Non-finite results raise :class:`PadaError` naming
+    ``what`` (the output file) instead of giving a black image."""
     if not targets:
         raise PadaError("give a target: --age 70, --text \"man's face in his sixties\" or --ref FACE.jpg")
     for fr in faces:
@@ -182,8 +184,7 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
             res = pipe.age(fr.image[None], text=text, ref=ref if t.ref else None, n=n, seed=seed,
                            **age_kwargs)
             images = res.images.float().cpu()
-            if not torch.isfinite(images).all():
-                raise PadaError(f"face {fr.index}, target {t.label!r}: the model produced non-finite pixels")
+            require_finite(images, what)
             fr.outputs.append(images)
             fr.texts.append(text)
             if critics is not None:

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 from pada.errors import PadaError
+from pada.validation import LIMITS, float_option, int_option
 
 DEFAULT_MODEL = "pada-demo64"  # registry name of the shipped small default model (64x64, demo faces)
 
@@ -45,38 +46,43 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--text", action="append", default=[],
                    help="target age description, e.g. \"woman's face in her forties\" (repeatable)")
     p.add_argument("--ref", type=Path, default=None, help="reference face photo giving the target age")
-    p.add_argument("-n", "--num", type=int, default=4, help="results per face and target (default 4)")
+    p.add_argument("-n", "--num", type=int_option(1, LIMITS["n"]), default=4,
+                   help=f"results per face and target (default 4, at most {LIMITS['n']})")
     p.add_argument("--out", type=Path, default=None,
                    help="output grid (default aged.png); with a folder PHOTO: output folder (default aged/)")
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help=f"trained PADA model: .safetensors path or registry name (default {DEFAULT_MODEL})")
-    p.add_argument("--seed", type=int, default=0, help="seed of the request (output i uses its own stream)")
-    p.add_argument("--steps", type=int, default=25, help="DDIM steps T (paper: 25)")
+    p.add_argument("--seed", type=int_option(0, LIMITS["seed"]), default=0,
+                   help="seed of the request (output i uses its own stream)")
+    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=25,
+                   help="DDIM steps T (paper: 25)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
     p.add_argument("--low-diversity", action="store_true",
                    help="fresh x_T noise per result (not the inversion)")
-    p.add_argument("--eps", type=float, default=None,
+    p.add_argument("--eps", type=float_option(0.0, LIMITS["eps"]), default=None,
                    help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
                         "Larger = more high-level variety, less text fidelity")
-    p.add_argument("--text-weight", type=float, default=0.5,
+    p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
     p.add_argument("--gender", choices=("female", "male"), default=None,
                    help="gender used to turn --age into text and for lifespan anchors (default: estimated)")
-    p.add_argument("--frames", type=int, default=3, help="lifespan frames per age gap (default 3)")
+    p.add_argument("--frames", type=int_option(1, LIMITS["frames"]), default=3,
+                   help="lifespan frames per age gap (default 3)")
     p.add_argument("--gif", type=Path, default=None, help="lifespan GIF path (default: --out with .gif)")
     p.add_argument("--paste-back", action="store_true",
                    help="also write the whole photo with the aged faces blended in (per target and result)")
     p.add_argument("--all-faces", action="store_true", help="age every detected face, not only the largest")
-    p.add_argument("--max-faces", type=int, default=8,
+    p.add_argument("--max-faces", type=int_option(1, 256), default=8,
                    help="with --all-faces: at most this many (largest first)")
     p.add_argument("--no-estimates", action="store_true",
                    help="skip the age / gender / identity estimates (critics) in captions and the CSV")
     p.add_argument("--aligned", action="store_true", help="PHOTO (and --ref) are already FFHQ-aligned crops")
-    p.add_argument("--batch-size", type=int, default=None, help="decode at most this many results at once")
+    p.add_argument("--batch-size", type=int_option(1, LIMITS["batch_size"]), default=None,
+                   help="decode at most this many results at once")
     p.set_defaults(func=run)
     return p
 
@@ -168,6 +174,20 @@ def _out_name(out: Path, tag: str) -> Path:
     return out.with_name(f"{out.stem}_{tag}{out.suffix}")
 
 
+def _pasted_path(out: Path, j: int, i: int, n_targets: int) -> Path:
+    return _out_name(out, f"pasted_{i}" if n_targets == 1 else f"pasted_t{j}_{i}")
+
+
+def _check_outputs(args: argparse.Namespace, out: Path) -> None:
+    """Refuse unusable output paths before the model is loaded (one line naming the option)."""
+    from pada.faces.io import IMAGE_SAVE_EXTENSIONS
+    from pada.outputs import check_output_path
+
+    check_output_path(out, extensions=IMAGE_SAVE_EXTENSIONS, option="--out")
+    if args.lifespan:
+        check_output_path(args.gif or out.with_suffix(".gif"), extensions=(".gif",), option="--gif")
+
+
 class _Job:
     """Everything that stays the same across the photos of one run (model, critics, targets, options)."""
 
@@ -188,8 +208,6 @@ class _Job:
         from pada.faces.align import align_face, align_image
 
         original = load_image(path)
-        if a.max_faces < 1:
-            raise PadaError(f"--max-faces must be >= 1, got {a.max_faces}")
         try:
             aligned = align_image(original, self.size, all_faces=a.all_faces)[: a.max_faces]
         except NoFaceError:
@@ -210,6 +228,7 @@ class _Job:
         """Age one photo; write its grid(s) and pasted photos next to ``out``. Returns (files, CSV rows)."""
         from pada.aging.photo import age_faces, compose_photo, face_grid
         from pada.faces.io import save_image
+        from pada.outputs import StagedOutputs
 
         a = self.args
         original, faces = self.faces(path)
@@ -218,16 +237,17 @@ class _Job:
         age_faces(self.pipe, faces, self.targets, n=a.num, ref=self.ref, seed=a.seed, gender=a.gender,
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
-                  batch_size=a.batch_size)
-        written: list[Path] = []
-        if a.paste_back:
-            for j in range(len(self.targets)):
-                for i in range(a.num):
-                    tag = f"pasted_{i}" if len(self.targets) == 1 else f"pasted_t{j}_{i}"
-                    written.append(save_image(_out_name(out, tag), compose_photo(original, faces, j, i)))
-        for fr in faces:  # the grid(s) last: a folder run counts a photo done once its rows are in the CSV
-            dest = _out_name(out, f"face{fr.index}") if a.all_faces else out
-            written.append(save_image(dest, face_grid(fr, self.targets, self.ref_tile)))
+                  batch_size=a.batch_size, what=str(out))
+        with StagedOutputs() as staged:  # every output file of the photo, or none
+            if a.paste_back:
+                for j in range(len(self.targets)):
+                    for i in range(a.num):
+                        save_image(staged.stage(_pasted_path(out, j, i, len(self.targets))),
+                                   compose_photo(original, faces, j, i))
+            for fr in faces:
+                dest = _out_name(out, f"face{fr.index}") if a.all_faces else out
+                save_image(staged.stage(dest), face_grid(fr, self.targets, self.ref_tile))
+            written = staged.commit()
         rows = []
         for fr in faces:
             for j, t in enumerate(self.targets):
@@ -259,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
     folder = photo.is_dir()
     if folder and args.lifespan:
         raise PadaError(f"{photo}: --lifespan takes one photo, not a folder")
+    if not folder:
+        _check_outputs(args, args.out or Path("aged.png"))  # a bad --out fails now, not after the work
     device = pick_device(args.device)
     pipe = load_pipeline(args.model, device, args.steps, trust_pickle=args.trust_pickle)
     size = int(pipe.diffae.unet.config.image_size)
@@ -296,9 +318,15 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
     res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True)
+    from pada.outputs import StagedOutputs
+    from pada.validation import require_finite
+
     out = args.out or Path("aged.png")
-    written = [save_image(out, lifespan_grid(res.images, res.labels)),
-               save_gif(res.images, args.gif or out.with_suffix(".gif"))]
+    require_finite(res.images, str(out))  # never a black grid with exit status 0
+    with StagedOutputs() as staged:
+        save_image(staged.stage(out), lifespan_grid(res.images, res.labels))
+        save_gif(res.images, staged.stage(args.gif or out.with_suffix(".gif")))
+        written = staged.commit()
     for p in written:
         print(f"wrote {p}")
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())

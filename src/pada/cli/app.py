@@ -79,6 +79,7 @@ def add_parser(sub) -> None:
                    help="jobs admitted at once, running or waiting (default 4); more get HTTP 503")
     p.add_argument("--max-upload-mb", type=float_option(0.0, 1000.0, lo_open=True), default=10.0,
                    help="request size limit in MB (default 10)")
-    p.add_argument("--max-megapixels", type=float_option(0.0, LIMITS["megapixels"], lo_open=True), default=25.0,
+    p.add_argument("--max-megapixels", type=float_option(0.0, LIMITS["megapixels"], lo_open=True),
+                   default=25.0,
                    help="largest decoded image per upload, in megapixels (default 25)")
     p.set_defaults(func=_serve)
