@@ -5,7 +5,9 @@ Three modes:
 ``--model PADA.safetensors --data DIR``  the real protocol of ``pada evaluate`` (test split of DIR, critics
     from the registry: dlib-age for Age MAE, SFace for ID and the Fréchet-distance features by default),
     including the DiffAE linear baseline at matched identity and ``--ablation NAME=PATH`` checkpoints.
-    Prints the full report plus wall times.
+    Prints the full report plus wall times as JSON on stdout and the one-screen summary (face found,
+    high-frequency ratio, lifespan monotonicity, diversity, ``--ref`` direction, acceptance checks) on
+    stderr. ``--quick``: 4 faces, N 2, 10 steps, no baseline, to compare models fast.
 ``--tiny`` (default when no model is given)  the same runner on a random tiny pipeline (tiny32 DiffAE,
     random PAE / modulation / critics) and smooth random "faces": it checks that the protocol runs end to
     end and times the runner's overhead. **Its metric values mean nothing about aging quality.**
@@ -16,6 +18,7 @@ Three modes:
 ``--kernels``  timings of the metric kernels themselves: Fréchet distance (float64 eigh square root) at
     D = 128 / 512 / 2048, SSIM and PSNR on 256² batches.
 
+    python benchmarks/bench_aging_quality.py --model pada-demo64 --data data/demo --quick   # minutes
     python benchmarks/bench_aging_quality.py --kernels
     python benchmarks/bench_aging_quality.py --tiny
     python benchmarks/bench_aging_quality.py --reference --data data/demo

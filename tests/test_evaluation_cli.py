@@ -120,5 +120,10 @@ def test_evaluate_quick_preset_and_pipeline_options(face_folder, fakes, tmp_path
     assert sub["overall"]["target_spearman"] is not None  # monotonicity from the seven targets' outputs
     assert md.rstrip().endswith("```") and "done when:" in md  # the summary closes the markdown
     assert fakes == [("m.safetensors", "cpu", 10, [])]
+    # the contact sheet: 4 faces x (input + 7 targets) of 32 px with 2 px padding
+    from pada.faces.io import load_image
+
+    sheet = load_image(out / "outputs_PADA.png")
+    assert sheet.shape == (4 * 34 + 2, 8 * 34 + 2, 3)
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--pipeline-option", "x"])

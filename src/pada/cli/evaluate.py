@@ -131,15 +131,16 @@ def _run(args: argparse.Namespace) -> int:
                                                      test_fraction=args.test_fraction, eval_data=data)
         baseline = LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps)
     training = {"age": main.model.cfg.age_critic, "identity": main.model.cfg.id_critic}
+    examples: dict = {}
     report = run_evaluation(models, data, critics, cfg, baseline=baseline, baseline_note=note,
-                            verbose=not args.quiet, training_critics=training)
+                            verbose=not args.quiet, training_critics=training, examples=examples)
     report["model_paths"] = {args.name: str(args.model), **{n: p for n, p in args.ablation}}
     if args.max_shift is not None:
         report["max_shift"] = {"inference": args.max_shift, "trained": trained}
         report["notes"].append(f"evaluated with an inference-time latent-shift bound max_shift = "
                                f"{args.max_shift:g} (trained with {trained})")
     if args.out:
-        js, md = write_report(report, args.out)
+        js, md = write_report(report, args.out, examples=examples, sources=data.images)
         print(f"wrote {js} and {md}", file=sys.stderr)
     print(json.dumps(report, indent=1, default=float) + "\n" if args.json else to_markdown(report), end="")
     if args.json and not args.quiet:  # the markdown ends with the summary; keep JSON on stdout clean

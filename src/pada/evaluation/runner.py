@@ -76,6 +76,9 @@ FID_FEATURES = ("sface", "dlib-age", "inception", "none")
 #: faces of the split loaded as candidate references for the reference-guided check
 REF_POOL = 64
 
+#: faces shown in the contact sheet ``outputs_<model>.png`` of a report folder
+EXAMPLE_FACES = 8
+
 
 #: default candidates of the linear baseline's strength (wide, so that one of them can match PADA's ID)
 #: (the shipped 64 px model needed strength 16 to come down to PADA's identity similarity)
@@ -354,13 +357,17 @@ def _frechet(critics: Critics, data: EvalData, group: AgeGroup, feats: list[torc
 def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalConfig, *,
                       modes: Sequence[str] | None = None, n_outputs: int | None = None,
                       age_kwargs: dict[str, Any] | None = None, verbose: bool = False,
-                      fid_cache: dict[int, torch.Tensor] | None = None) -> dict[str, Any]:
+                      fid_cache: dict[int, torch.Tensor] | None = None,
+                      examples: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """Age every test face to every target and measure (see module docstring).
 
     ``pipeline``: anything with ``age(image (1,3,S,S), *, text, n, seed, high_diversity, low_diversity,
     steps, **age_kwargs)`` returning an object with ``images (n, 3, S, S)``. ``modes``: which diversity
     modes to run (default: only ``cfg.main_mode``, or all three when ``cfg.diversity``); modes other than
     the main one run only on ``cfg.diversity_targets`` (None: every target).
+
+    ``examples``: filled with ``{word: (K, 3, S, S)}``, the first main-mode output of each of the first
+    ``EXAMPLE_FACES`` faces per target (for the contact sheet of :func:`write_report`).
 
     Returns ``{"per_target": {word: {"target_age", "description_example", <main metrics>, "fd", ...,
     "modes": {mode: metrics}}}, "overall": {...}, "seconds": ...}``.
@@ -386,8 +393,10 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
                 hi, lo = DIVERSITY_MODES[m]
                 res = pipeline.age(x, text=text, n=n, seed=cfg.seed + i, high_diversity=hi, low_diversity=lo,
                                    steps=cfg.steps, **(age_kwargs or {}))
-                _measure(accs[m], critics, x, _images_of(res), g.center, cfg.batch_size,
-                         with_fid=m == cfg.main_mode)
+                outs = _images_of(res)
+                _measure(accs[m], critics, x, outs, g.center, cfg.batch_size, with_fid=m == cfg.main_mode)
+                if examples is not None and m == cfg.main_mode and i < EXAMPLE_FACES:
+                    examples[word] = torch.cat([examples.get(word, outs[:0]), outs[:1]])
         main = accs[cfg.main_mode]
         pooled.found += main.found
         pooled.hf += main.hf
@@ -696,12 +705,14 @@ def search_baseline_strength(baseline: Any, data: EvalData, critics: Critics, cf
 # --------------------------------------------------------------------------------------------------
 def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg: EvalConfig, *,
                    baseline: Any = None, baseline_note: str = "", verbose: bool = False,
-                   training_critics: dict[str, str] | None = None) -> dict[str, Any]:
+                   training_critics: dict[str, str] | None = None,
+                   examples: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """Evaluate one or more pipelines (``models``: name -> pipeline; several = ablation table) and,
     when ``baseline`` is given and ``cfg.baseline``, the linear baseline at the first model's ID.
 
     Reconstruction and diversity are measured for the first model only (they depend on the DiffAE and
-    on sampling, not on the ablated loss); the other models get the main metrics.
+    on sampling, not on the ablated loss); the other models get the main metrics. ``examples``: filled
+    per model name (and ``"baseline"``) as in :func:`evaluate_pipeline`.
     """
     if not models:
         raise PadaError("no model to evaluate")
@@ -732,7 +743,8 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
         with InversionCache(pipe):
             sub = evaluate_pipeline(pipe, data, critics, cfg, verbose=verbose, fid_cache=fid_cache,
                                     modes=None if is_first else [cfg.main_mode],
-                                    age_kwargs=age_kwargs or None)
+                                    age_kwargs=age_kwargs or None,
+                                    examples=None if examples is None else examples.setdefault(name, {}))
             if cfg.lifespan:
                 _log(f"  lifespan sweeps of {name}", verbose)
                 sub["lifespan"] = lifespan_scores(pipe, data, critics, cfg, options=age_kwargs)
@@ -749,7 +761,8 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
         # the baseline ignores high_diversity: its "high" mode shows it has no high-level variety
         modes = ["high", "low"] if cfg.diversity else None
         sub = evaluate_pipeline(baseline, data, critics, cfg, modes=modes, verbose=verbose,
-                                fid_cache=fid_cache, age_kwargs={"strength": strength})
+                                fid_cache=fid_cache, age_kwargs={"strength": strength},
+                                examples=None if examples is None else examples.setdefault("baseline", {}))
         if cfg.lifespan:
             sub["lifespan"] = lifespan_scores(baseline, data, critics, cfg, options={"strength": strength})
         sub.update(strength=strength, strength_search=table, matched_to=first, note=baseline_note)
@@ -910,13 +923,30 @@ def summary_table(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into folder ``out`` (atomically). Returns both paths."""
+def write_report(report: dict[str, Any], out: str | os.PathLike,
+                 examples: dict[str, dict[str, torch.Tensor]] | None = None,
+                 sources: torch.Tensor | None = None) -> tuple[Path, Path]:
+    """Write ``report.json`` and ``report.md`` into folder ``out`` (atomically). Returns both paths.
+
+    With ``examples`` (from :func:`run_evaluation`) and the test faces ``sources``, also a contact sheet
+    per model, ``outputs_<model>.png``: one row per face (at most ``EXAMPLE_FACES``), the input then the
+    first output for each target, left to right.
+    """
     out = Path(out)
     paths = []
     for name, text in (("report.json", json.dumps(report, indent=1, default=float)),
                        ("report.md", to_markdown(report))):
         paths.append(write_text(out / name, text))
+    for name, per_target in (examples or {}).items():
+        if not per_target or sources is None:
+            continue
+        from pada.aging.pipeline import save_grid
+
+        k = min(min(v.shape[0] for v in per_target.values()), sources.shape[0])
+        cols = [sources[:k].float().cpu(), *(v[:k] for v in per_target.values())]
+        tiles = torch.stack(cols, 1).flatten(0, 1)  # row-major: face by face
+        slug = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+        save_grid(tiles, out / f"outputs_{slug}.png", nrow=len(cols))
     return paths[0], paths[1]
 
 
