@@ -407,7 +407,9 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
         entry.update(_frechet(critics, data, g, main.feats, cfg, fid_cache))
         entry["modes"] = {m: a.summary() for m, a in accs.items()}
         per_target[word] = entry
-        _log(f"  {word}: age MAE {entry['age_mae']:.2f}, ID {entry['id_similarity']:.4f}", verbose)
+        _log(f"  {word}: age MAE {entry['age_mae']:.2f}, ID {entry['id_similarity']:.4f}, face found "
+             f"{_pct(entry.get('face_found_rate'))}, HF ratio <= {HF_RATIO_LIMIT:g} "
+             f"{_pct(entry.get('hf_ratio_ok'))}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
     overall.update(_output_scores(pooled.found, pooled.hf))
