@@ -281,10 +281,20 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
 
 def test_done_when_against_the_baseline():
     sub = {"overall": {"age_mae": 8.0, "id_similarity": 0.6, "face_found_min": 0.97, "hf_ratio_ok": 0.96,
-                       "high_level_diversity": {"id": {"gain": 0.01}}},
-           "lifespan": {"spearman": 0.95}, "reference": {"fraction": 0.3}}
+                       "high_level_diversity": {"id": {"gain": 0.02, "off": 0.1}}},
+           "lifespan": {"spearman": 0.95},
+           "reference": {"fraction": 0.3, "older_reference": {"fraction": 0.2},
+                         "younger_reference": {"fraction": 0.4}}}
     dw = done_when(sub, {"overall": {"age_mae": 10.0}})
     assert all(c["pass"] for c in dw.values()), dw
+    assert dw["high_level_diversity"]["value"] == pytest.approx(0.2)
+    # PAE sampling that adds 0.1 % to the fresh-noise variety is noise, not pluralism
+    sub["overall"]["high_level_diversity"]["id"] = {"gain": 0.001, "off": 0.71}
+    # the issue's --ref failure: older references give younger outputs, even if younger ones work
+    sub["reference"].update(fraction=0.55, older_reference={"fraction": -0.31})
+    dw = done_when(sub)
+    assert dw["high_level_diversity"]["pass"] is False and dw["reference_toward"]["pass"] is False
+    assert dw["reference_toward"]["value"] == -0.31
     dw = done_when(sub, {"overall": {"age_mae": 7.0}})
     assert dw["age_mae_below_baseline"]["pass"] is False and dw["age_mae_below_baseline"]["value"] == 1.0
 

@@ -28,6 +28,10 @@ import torch.nn.functional as F
 
 #: an output passes the texture check when its Laplacian energy is at most this times its input's
 HF_RATIO_LIMIT = 1.5
+#: outputs with ratio below this are counted as blurred (reported, not an acceptance check)
+HF_BLUR_LIMIT = 1 / HF_RATIO_LIMIT
+#: high-level diversity counts as "on > off" when PAE sampling adds at least this share to div-ID
+DIVERSITY_MARGIN = 0.1
 #: "Done when": share of outputs with a detected face, for every target
 FACE_FOUND_TARGET = 0.95
 #: "Done when": share of outputs with ``hf_ratio <= HF_RATIO_LIMIT``
@@ -197,6 +201,6 @@ def reference_shift(age_input: float, age_reference: float, age_outputs: torch.T
             "toward": float((frac > 0).double().mean())}
 
 
-__all__ = ["FACE_FOUND_TARGET", "FaceCheck", "FaceFinder", "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET",
-           "SPEARMAN_TARGET", "face_found_rate", "hf_energy_ratio", "laplacian_energy", "rankdata",
-           "reference_shift", "spearman"]
+__all__ = ["DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder", "HF_BLUR_LIMIT",
+           "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SPEARMAN_TARGET", "face_found_rate",
+           "hf_energy_ratio", "laplacian_energy", "rankdata", "reference_shift", "spearman"]
