@@ -212,3 +212,47 @@ def test_from_pretrained_refuses_a_pickled_diffae_unless_trusted(tmp_path):
     pipe = AgingPipeline.from_pretrained(path, vl=TinyVL(dim=32), trust_pickle=True)
     for k, v in diffae.unet.state_dict().items():  # the EMA weights of the official layout, by preset
         assert torch.equal(pipe.diffae.unet.state_dict()[k], v), k
+
+
+class _CountingDiffAE:
+    """Wraps a DiffAE and records the batch size of every render call."""
+
+    def __init__(self, diffae):
+        self.inner, self.batches = diffae, []
+
+    def render(self, x_T, z, *a, **kw):  # noqa: N803
+        self.batches.append(int(x_T.shape[0]))
+        return self.inner.render(x_T, z, *a, **kw)
+
+
+def test_decode_in_bounded_chunks_matches_one_batch(diffae):
+    from pada.aging.pipeline import decode_chunked, default_chunk
+
+    g = torch.Generator().manual_seed(0)
+    x_T = torch.randn(1, 3, 32, 32, generator=g)
+    z = torch.randn(11, 64, generator=g)
+    spy = _CountingDiffAE(diffae)
+    chunked = decode_chunked(spy, x_T, z, 3)
+    assert spy.batches == [8, 3] and default_chunk("cpu") == 8  # the default CPU chunk bounds the batch
+    whole = decode_chunked(spy, x_T, z, 3, batch_size=11)
+    assert spy.batches[-1] == 11
+    assert chunked.shape == (11, 3, 32, 32) and chunked.device.type == "cpu"
+    assert torch.allclose(chunked, whole, atol=1e-4)
+    spy.batches.clear()
+    per_row = decode_chunked(spy, x_T.expand(11, -1, -1, -1), z, 3, batch_size=4)
+    assert spy.batches == [4, 4, 3] and torch.allclose(per_row, whole, atol=1e-4)
+    with pytest.raises(PadaError, match="batch_size"):
+        decode_chunked(spy, x_T, z, 3, batch_size=0)
+
+
+def test_identical_requests_decode_once(diffae):
+    from pada.aging.pipeline import decode_chunked
+
+    g = torch.Generator().manual_seed(1)
+    x_T = torch.randn(1, 3, 32, 32, generator=g)
+    z = torch.randn(1, 64, generator=g).expand(5, -1)
+    spy = _CountingDiffAE(diffae)
+    out = decode_chunked(spy, x_T, z, 3)
+    assert spy.batches == [1] and out.shape == (5, 3, 32, 32)
+    assert torch.allclose(out, decode_chunked(spy, x_T.expand(5, -1, -1, -1), z, 3, batch_size=5), atol=1e-5)
+    assert spy.batches == [1, 5]  # a per-row x_T is decoded as asked

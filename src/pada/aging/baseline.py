@@ -23,7 +23,14 @@ from pathlib import Path
 
 import torch
 
-from pada.aging.pipeline import AgingResult, _as_batch, _Clock, output_seed, target_age_of_text
+from pada.aging.pipeline import (
+    AgingResult,
+    _as_batch,
+    _Clock,
+    decode_chunked,
+    output_seed,
+    target_age_of_text,
+)
 from pada.errors import CheckpointError, PadaError
 
 FORMAT = "pada-linear-age/1"
@@ -175,11 +182,9 @@ class LinearBaselinePipeline:
         else:
             x_T = self.diffae.encode_stochastic(x, z_src, steps or self.steps).float().expand(n, -1, -1, -1)  # noqa: N806
         t0 = clock.lap("invert", t0)
-        bs = batch_size or n
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
-        images = torch.cat([self.diffae.render(x_T[i:i + bs].contiguous(), z_age[i:i + bs],
-                                               steps or self.steps, eta=eta, clip=True, generator=gen).float()
-                            for i in range(0, n, bs)])
+        images = decode_chunked(self.diffae, x_T if low_diversity else x_T[:1], z_age, steps or self.steps,
+                                eta=eta, generator=gen, batch_size=batch_size)
         clock.lap("decode", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds,
                            timings=clock.times)

@@ -178,15 +178,10 @@ class AgingPipeline:
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
                generator: torch.Generator | None = None, batch_size: int | None = None,
                progress: bool = False) -> torch.Tensor:
-        """x_0 (N, 3, H, W) in [-1, 1] from x_T (N or 1, ...) and z (N, S), decoded in batches."""
-        n = z.shape[0]
-        x_T = x_T.expand(n, -1, -1, -1) if x_T.shape[0] == 1 else x_T  # noqa: N806
-        bs = batch_size or n
-        kw = {"progress": True} if progress else {}
-        outs = [self.diffae.render(x_T[i:i + bs].contiguous(), z[i:i + bs], steps or self.steps, eta=eta,
-                                   clip=True, generator=generator, **kw).float()
-                for i in range(0, n, bs)]
-        return torch.cat(outs)
+        """x_0 (N, 3, H, W) in [-1, 1] on the CPU from x_T (N or 1, ...) and z (N, S), decoded in chunks of
+        ``batch_size`` (default :func:`default_chunk`), so the working memory does not grow with N."""
+        return decode_chunked(self.diffae, x_T, z, steps or self.steps, eta=eta, generator=generator,
+                              batch_size=batch_size, progress=progress)
 
     def start_noise(self, shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
         """Fresh x_T (N, *shape) with output i drawn from its own generator (after its PAE noise)."""
@@ -202,7 +197,8 @@ class AgingPipeline:
             n: int = 1, high_diversity: bool = True, low_diversity: bool = False, seed: int = 0,
             steps: int | None = None,
             eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
-            batch_size: int | None = None, reconstruct: bool = False, progress: bool = False) -> AgingResult:
+            batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
+            inversion_steps: int | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -211,6 +207,9 @@ class AgingPipeline:
             low_diversity: fresh x_T noise per output (True) or the inverted x_T of the input (False).
             seed: request seed; output i uses :func:`output_seed` (seed, i).
             steps: DDIM steps T (default 25); eta: DDIM η of the decode (0 = deterministic).
+            inversion_steps: DDIM steps of the inversion (default: ``steps``); see docs/speed.md for
+                step counts vs quality.
+            batch_size: futures decoded at once (default :func:`default_chunk`: bounded memory for any n).
             reconstruct: also return the plain DiffAE reconstruction from (x_T, z_src).
             progress: show progress bars of the DDIM loops.
         """
@@ -229,7 +228,7 @@ class AgingPipeline:
         if low_diversity:
             x_T = self.start_noise(x.shape[1:], seeds)  # noqa: N806
         else:
-            x_T = self.invert(x, z_src, steps, progress=progress)  # noqa: N806
+            x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress)  # noqa: N806
         t0 = clock.lap("invert", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
@@ -292,6 +291,44 @@ class AgingPipeline:
         images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress)
         clock.lap("decode", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times)
+
+
+DEFAULT_CHUNK = {"cpu": 8, "cuda": 32}  # futures decoded at once when the caller does not say
+
+
+def default_chunk(device: torch.device | str) -> int:
+    """How many futures one DDIM decode batch holds by default on ``device`` (CPU 8, CUDA 32).
+
+    On the CPU the throughput per image stops improving well before 8 images of 64-256 px; on a GPU 32
+    images of 256 px keep the activations of one UNet call within ~2 GB. Pass ``batch_size`` to change it.
+    """
+    return DEFAULT_CHUNK.get(torch.device(device).type, 8)
+
+
+def decode_chunked(diffae, x_T: torch.Tensor, z: torch.Tensor, steps: int, *, eta: float = 0.0,  # noqa: N803
+                   generator: torch.Generator | None = None, batch_size: int | None = None,
+                   progress: bool = False) -> torch.Tensor:
+    """Render N futures (x_T (N or 1, 3, H, W), z (N, S)) chunk by chunk into one CPU tensor (N, 3, H, W).
+
+    Peak memory is that of one chunk of ``batch_size`` (default :func:`default_chunk`) plus the N outputs.
+    When every row is the same request (one x_T, identical z rows, η = 0) the decode runs once and is
+    copied: the outputs would be identical anyway (e.g. PADA without high-level diversity).
+    """
+    n = z.shape[0]
+    if batch_size is not None and batch_size < 1:
+        raise PadaError(f"batch_size must be >= 1, got {batch_size}")
+    bs = batch_size or default_chunk(z.device)
+    kw = {"progress": True} if progress else {}
+    if x_T.shape[0] == 1 and eta == 0 and n > 1 and bool((z == z[:1]).all()):
+        one = diffae.render(x_T.contiguous(), z[:1], steps, eta=eta, clip=True, **kw).float().cpu()
+        return one.expand(n, -1, -1, -1).clone()
+    out = torch.empty((n, *x_T.shape[1:]), dtype=torch.float32)
+    for i in range(0, n, bs):
+        j = min(n, i + bs)
+        x_i = x_T.expand(j - i, -1, -1, -1) if x_T.shape[0] == 1 else x_T[i:j]
+        out[i:j] = diffae.render(x_i.contiguous(), z[i:j], steps, eta=eta, clip=True, generator=generator,
+                                 **kw).float().cpu()
+    return out
 
 
 def _module_device(m) -> torch.device:
