@@ -57,6 +57,16 @@ def randomize_(model: nn.Module, seed: int) -> None:
                 m.bias.copy_(0.05 * torch.randn(m.bias.shape, generator=g))
 
 
+def emit_json(report: dict, path: str | None = None) -> None:
+    """Print ``report`` as indented JSON (the benchmarks' output) and also write it to ``path`` if given."""
+    text = json.dumps(report, indent=1)
+    print(text)
+    if path:
+        from pathlib import Path
+
+        Path(path).write_text(text + "\n")
+
+
 def timed(fn: Callable[[], object], iters: int) -> dict[str, float]:
     """Best-of-``iters`` wall and process-CPU seconds after one warm-up call."""
     fn()

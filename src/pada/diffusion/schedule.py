@@ -8,6 +8,7 @@ schedule keeps its own ``timestep_map`` and the sampler asks it for the previous
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -153,10 +154,34 @@ def ddim_schedule(steps: int, T: int = 1000) -> SpacedSchedule:  # noqa: N803
     return spaced(linear_schedule(T), space_timesteps(T, f"ddim{steps}"))
 
 
+_DEVICE_TABLES: OrderedDict[tuple[int, str], tuple[np.ndarray, Tensor]] = OrderedDict()
+
+
+def _table_on(table: np.ndarray, device: torch.device) -> Tensor:
+    """``table`` as a float32 tensor on ``device``, copied there once (small LRU cache, keyed by identity)."""
+    key = (id(table), str(device))
+    hit = _DEVICE_TABLES.get(key)
+    if hit is not None and hit[0] is table:
+        _DEVICE_TABLES.move_to_end(key)
+        return hit[1]
+    tab = torch.from_numpy(np.array(table, dtype=np.float64)).float().to(device)
+    _DEVICE_TABLES[key] = (table, tab)  # keeps ``table`` alive, so its id is not reused while cached
+    while len(_DEVICE_TABLES) > 256:
+        _DEVICE_TABLES.popitem(last=False)
+    return tab
+
+
 def extract(table: np.ndarray, index: Tensor, ndim: int) -> Tensor:
-    """``table[index]`` as float32, shaped (B, 1, ..., 1) with ``ndim`` dims (``_extract_into_tensor``)."""
-    vals = np.asarray(table)[index.detach().cpu().numpy()]  # fancy indexing copies: writable
-    out = torch.from_numpy(vals).to(index.device).float()
+    """``table[index]`` as float32, shaped (B, 1, ..., 1) with ``ndim`` dims (``_extract_into_tensor``).
+
+    On an accelerator the table is indexed on the device (no copy of ``index`` to the host, so sampling
+    loops never wait for the device); on the CPU through numpy. Both give the float64 value cast to float32.
+    """
+    if index.device.type == "cpu":
+        vals = np.asarray(table)[index.detach().numpy()]  # fancy indexing copies: writable
+        out = torch.from_numpy(vals).float()
+    else:
+        out = _table_on(table, index.device)[index]
     return out.reshape(out.shape + (1,) * (ndim - out.dim()))
 
 
