@@ -11,6 +11,15 @@
 ``--vl``: ``tiny`` (a small random stand-in, default, so the numbers are those of PADA's own stages),
 ``faceclip`` (the offline FaceCLIP, needs its heads) or ``openclip:ViT-B-32:random``.
 ``--low-diversity`` replaces the inversion by fresh noise per result.
+
+``--model pada-demo64`` (or a PADA file) times the shipped pipeline instead (its DiffAE, its VL model), as
+``pada age photo --aligned -n 8`` runs it; the report then also gives the seconds of ``import torch`` + pada
+and of loading the models (``load_seconds``), which a CLI call pays once. ``--inv-steps`` sets the
+inversion steps apart from the render steps. Every stage is reported as wall seconds and as process CPU
+seconds (``cpu``: all threads; on a shared machine the better measure of the code's own cost).
+
+    python3 benchmarks/bench_pada_inference.py --model pada-demo64 -n 8 --threads 2
+    python3 benchmarks/bench_pada_inference.py --model pada-demo64 -n 8 --steps 10 --inv-steps 25
 """
 
 from __future__ import annotations
@@ -20,7 +29,10 @@ import json
 import platform
 import time
 
-import torch
+T_START = time.perf_counter()
+import torch  # noqa: E402
+
+T_TORCH = time.perf_counter()
 
 
 def build(preset: str, vl_name: str, device: torch.device):
@@ -54,27 +66,52 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--low-diversity", action="store_true")
+    ap.add_argument("--model", default="", help="trained PADA model (registry name or file), not random")
+    ap.add_argument("--inv-steps", type=int, default=0, help="inversion steps (0: --steps)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    pipe = build(args.preset, args.vl, device)
+    l0, c0 = time.perf_counter(), time.process_time()
+    if args.model:
+        import pada.cli.main  # noqa: F401 - what the CLI imports before loading
+        from pada.aging.pipeline import AgingPipeline
+
+        t_import = time.perf_counter()
+        pipe = AgingPipeline.from_pretrained(args.model, device=device)
+    else:
+        t_import = time.perf_counter()
+        pipe = build(args.preset, args.vl, device)
+    load = {"import_torch_s": round(T_TORCH - T_START, 3), "import_pada_s": round(t_import - l0, 3),
+            "load_models_s": round(time.perf_counter() - t_import, 3),
+            "load_cpu_s": round(time.process_time() - c0, 3)}
     size = int(pipe.diffae.config.image_size)
     g = torch.Generator().manual_seed(0)
     face = torch.rand((3, size, size), generator=g) * 2 - 1
+    if args.model:  # a real face: the demo set's first aligned image
+        from pathlib import Path
+
+        from pada.faces.io import load_image, to_tensor
+
+        found = sorted(Path("data/demo/aligned", str(size)).glob("*.png"))
+        face = to_tensor(load_image(found[0]))[0] if found else face
     kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
           "low_diversity": args.low_diversity}
-    pipe.age(face, **{**kw, "n": 1, "steps": 2})  # warm-up
+    if args.inv_steps:
+        kw["inversion_steps"] = args.inv_steps
+    pipe.age(face, **{**kw, "n": 1, "steps": 2, "inversion_steps": 2})  # warm-up
     best: dict[str, float] = {}
-    totals = []
+    totals, cpus = [], []
     for r in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         res = pipe.age(face, seed=r, **kw)
         totals.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
         for k, v in res.timings.items():
             best[k] = min(best.get(k, float("inf")), v)
     print(json.dumps({
-        "benchmark": "pada_inference",
+        "benchmark": "pada_inference", "model": args.model or "random", "load_seconds": load,
+        "inversion_steps": args.inv_steps or args.steps, "total_cpu_seconds_best": round(min(cpus), 4),
         "preset": args.preset, "image_size": size, "vl": args.vl, "n_outputs": args.n, "steps": args.steps,
         "low_diversity": args.low_diversity, "device": str(device), "threads": torch.get_num_threads(),
         "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},
