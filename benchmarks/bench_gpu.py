@@ -227,7 +227,7 @@ def bench_train(args, device: torch.device, report: dict, t_start: float) -> Non
                         times.append(time.perf_counter() - w0)
             med = statistics.median(times)
             res = {"step_s_median": med, "img_per_s": args.train_batch / med, "steps_timed": len(times),
-                   "loss_total_last": float(losses["total"])}
+                   "loss_total_last": float(losses["total"].detach())}
             if device.type == "cuda":
                 res["peak_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
                 torch.cuda.reset_peak_memory_stats(device)

@@ -95,13 +95,16 @@ class DiffAE(nn.Module):
         """ε̂(x, t) for the sampling loops: the compiled network when :meth:`compile_unet` was called,
         under bfloat16 autocast when ``bf16`` or ``precision == "bf16"`` (the DDIM math stays float32)."""
         net = self._compiled if self._compiled is not None else self.unet
+        kw = {}
+        if getattr(self.unet, "coarse", None) is not None:  # depends on z only: once per loop, not per step
+            kw["coarse"] = self.unet.coarse_image(z)
         if not (bf16 or self.precision == "bf16"):
-            return lambda x, t: self._to_eps(x, t, net(x, t, z))
+            return lambda x, t: self._to_eps(x, t, net(x, t, z, **kw))
         dev = z.device.type
 
         def fn(x: Tensor, t: Tensor) -> Tensor:
             with torch.autocast(device_type=dev, dtype=torch.bfloat16):
-                out = net(x, t, z)
+                out = net(x, t, z, **kw)
             return self._to_eps(x, t, out.float())
 
         return fn
