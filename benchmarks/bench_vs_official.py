@@ -230,25 +230,56 @@ def run_item(item: str, pada, off, mods, args) -> dict:
     return res
 
 
+def _vm_kib(field: str) -> float | None:
+    """A ``/proc/self/status`` field in KiB (Linux), else None."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (VmHWM) of this process (Linux >= 4.0)."""
+    import gc
+
+    gc.collect()
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
 def rss_child(which: str, args) -> dict:
-    """Peak RSS (MiB) of a process that builds only one implementation and runs enc8 + fwd8 once."""
+    """Peak RSS (MiB) of a process that builds only one implementation and runs enc8 + fwd8 once; with
+    ``run_peak_mib`` the peak of the run alone (the peak mark is reset after building: building random
+    weights has its own, larger temporaries)."""
     cfg = load_cfg(args.preset)
     x, t, z = inputs(cfg, 8)
     if which == "official":
         off = official_model(import_official(find_official(args.official)), cfg)
         randomize_(off, 0)  # same distribution as the pada weights; values do not change the memory
         built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        reset = _reset_peak_rss()
         with torch.no_grad():
             off.encoder(x)
             off(x, t, cond=z)
     else:
         pada = build(args.preset, None)[0]
         built = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        reset = _reset_peak_rss()
         with torch.inference_mode():
             pada.encode(x)
             pada.unet(x, t, z)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"peak_rss_mib": round(peak, 1), "peak_rss_after_build_mib": round(built, 1)}
+    out = {"peak_rss_mib": round(peak, 1), "peak_rss_after_build_mib": round(built, 1)}
+    hwm = _vm_kib("VmHWM")
+    if reset and hwm is not None:
+        out["run_peak_rss_mib"] = round(hwm / 1024, 1)
+    return out
 
 
 def load_cfg(preset: str):
@@ -267,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-n", type=int, default=4, help="futures rendered by the job")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
+    ap.add_argument("--rss-only", action="store_true", help="only the peak-RSS child processes")
     ap.add_argument("--rss-child", choices=("official", "pada"), help=argparse.SUPPRESS)
     ap.add_argument("--json", default="", help="also write the JSON here")
     args = ap.parse_args(argv)
@@ -284,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
     for i in items:
         if i not in ITEMS:
             raise SystemExit(f"--items: unknown item {i!r} (known: {', '.join(ITEMS)})")
-    pada, off = build(args.preset, official)
+    if args.rss_only:
+        items = []
+    pada, off = build(args.preset, official) if items else (None, None)
     mods = import_official(official)
     report: dict = {
         "preset": args.preset, "official": str(official), "torch": torch.__version__,
