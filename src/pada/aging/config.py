@@ -172,7 +172,8 @@ class LossConfig:
 
     def weight(self, name: str) -> float:
         return {"L_age": self.w_age, "L_clip": self.lambda_clip, "L_tKL": self.lambda_tkl,
-                "L_id": self.lambda_id, "L_norm": self.lambda_norm, "L_rec": self.lambda_rec}[name]
+                "L_id": self.lambda_id, "L_norm": self.lambda_norm, "L_rec": self.lambda_rec,
+                "L_div": self.lambda_div}[name]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

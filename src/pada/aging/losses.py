@@ -76,6 +76,17 @@ def norm_loss(z_age: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     return sq.sum(-1) if reduction == "sum" else sq.mean(-1)
 
 
+def shift_loss(z_age: torch.Tensor, z_src: torch.Tensor) -> torch.Tensor:
+    """L_norm with ``norm_target="shift"``: the relative move ‖z_age − z_src‖² / ‖z_src‖². (B, S) → (B,)."""
+    return (z_age - z_src).float().pow(2).sum(-1) / z_src.float().pow(2).sum(-1).clamp_min(1e-8)
+
+
+def diversity_loss(z_a: torch.Tensor, z_b: torch.Tensor, z_src: torch.Tensor, target: float) -> torch.Tensor:
+    """Mode-seeking L_div: relu(target − ‖z_a − z_b‖ / ‖z_src‖) for two PAE draws of one row. (B,)."""
+    gap = (z_a - z_b).float().norm(dim=-1) / z_src.float().norm(dim=-1).clamp_min(1e-8)
+    return torch.relu(target - gap)
+
+
 def rec_loss(x_src: torch.Tensor, x_tar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Reconstruction loss L_rec (Eq. 11): ‖x̂0_src − x̂0_tar‖²₂ per image, summed or averaged over pixels.
 

@@ -42,9 +42,11 @@ from pada.aging.config import LossConfig
 from pada.aging.losses import (
     age_triplet_loss,
     clip_direction_loss,
+    diversity_loss,
     identity_loss,
     norm_loss,
     rec_loss,
+    shift_loss,
     tkl_loss,
 )
 from pada.aging.model import PadaModel
@@ -215,8 +217,7 @@ class PadaObjective:
 
         if cfg.enabled("L_norm"):
             if cfg.norm_target == "shift":
-                rel = (z_age - z_src).float().pow(2).sum(-1) / z_src.float().pow(2).sum(-1).clamp_min(1e-8)
-                out["L_norm"] = rel.mean()
+                out["L_norm"] = shift_loss(z_age, z_src).mean()
             else:
                 out["L_norm"] = norm_loss(z_age, cfg.norm_reduction).mean()
 
@@ -224,9 +225,7 @@ class PadaObjective:
             eta2 = gaussian_noise((B, D), generator, dev, torch.float32)
             e2 = torch.where(has_img[:, None], enc.sample(mu, sigma, noise=eta2),
                              enc.sample_text(e_txt, eps=cfg.train_text_eps, noise=eta2))
-            z2 = model.modulation(z_src, e2)
-            gap = (z_age - z2).float().norm(dim=-1) / z_src.float().norm(dim=-1).clamp_min(1e-8)
-            out["L_div"] = torch.relu(cfg.div_target - gap).mean()
+            out["L_div"] = diversity_loss(z_age, model.modulation(z_src, e2), z_src, cfg.div_target).mean()
 
         if cfg.enabled("L_rec"):
             per = rec_loss(x0_src, x0_tar, cfg.rec_reduction)
@@ -234,6 +233,6 @@ class PadaObjective:
 
         total = zero
         for name, value in out.items():
-            total = total + (cfg.lambda_div if name == "L_div" else cfg.weight(name)) * value
+            total = total + cfg.weight(name) * value
         out["total"] = total
         return out
