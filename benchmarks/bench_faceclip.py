@@ -30,7 +30,7 @@ from pada.data.groups import DESCRIPTIONS
 from pada.vl.evaluation import open_world, zero_shot_groups
 from pada.vl.faceclip import FaceCLIPConfig, load_heads
 from pada.vl.minilm import MiniLMEncoder
-from pada.vl.train_faceclip import TrainConfig, embed_bank, load_face_data, train_heads
+from pada.vl.train_faceclip import FaceClipTrainConfig, embed_bank, load_face_data, train_heads
 
 
 def _summary(zs: dict, ow: dict) -> dict:
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
             "open_world_phrases": ow_raw["phrases"]}
     if not args.no_baseline:
         tc = recipe.get("train_config", {})
-        tcfg = TrainConfig(**{k: v for k, v in tc.items() if k in TrainConfig.__dataclass_fields__})
+        known = FaceClipTrainConfig.__dataclass_fields__
+        tcfg = FaceClipTrainConfig(**{k: v for k, v in tc.items() if k in known})
         bank, bank_emb = embed_bank(cache, minilm, log=log)
         cfg = FaceCLIPConfig(text_projection="none", features=heads.cfg.features,
                              image_hidden=heads.cfg.image_hidden)

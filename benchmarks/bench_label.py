@@ -51,7 +51,13 @@ def main(argv=None) -> int:
     import torch
 
     from pada.data.demo import aligned_dir, default_demo_dir
-    from pada.data.labels import FolderImages, default_detector_factory, list_images, load_critics, relabel
+    from pada.data.labels import (
+        FolderImages,
+        default_detector_factory,
+        list_images,
+        load_label_critics,
+        relabel,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,7 +67,7 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 1
     files = list_images(root)[: args.n]
-    age, gender = load_critics(args.critic)
+    age, gender = load_label_critics(args.critic)
     det = None if args.no_detect else default_detector_factory
 
     # 1. critics alone on one ready batch, repeated

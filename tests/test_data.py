@@ -382,7 +382,7 @@ def test_cli_data_demo_with_fakes(tmp_path, fake_wheel, monkeypatch, capsys):
     from pada.cli.main import main
 
     monkeypatch.setattr(D, "_default_detector", FixedLandmarkDetector)
-    monkeypatch.setattr(L, "load_critics", lambda *a, **k: (BrightnessAge(), RedBlueGender()))
+    monkeypatch.setattr(L, "load_label_critics", lambda *a, **k: (BrightnessAge(), RedBlueGender()))
     rc = main(["data", "demo", "--out", str(tmp_path / "d"), "--wheel", str(fake_wheel), "--sizes", "32",
                "--workers", "0", "--quiet"])
     assert rc == 0

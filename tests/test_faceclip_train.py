@@ -13,8 +13,8 @@ from pada.data.groups import DESCRIPTIONS, GENDERS, group_of_age
 from pada.vl.captions import Caption, caption_bank
 from pada.vl.faceclip import FaceCLIPConfig, load_heads
 from pada.vl.train_faceclip import (
+    FaceClipTrainConfig,
     FaceData,
-    TrainConfig,
     compat_matrix,
     interval_loss,
     ordinal_loss,
@@ -90,7 +90,7 @@ def test_training_learns_and_is_reproducible(small_bank):
 
     bank, emb = small_bank
     cfg = FaceCLIPConfig(dim=64, text_hidden=64, image_hidden=64)
-    tcfg = TrainConfig(steps=150, batch=64, extra_negatives=32, text_batch=64, lr=3e-3, seed=3)
+    tcfg = FaceClipTrainConfig(steps=150, batch=64, extra_negatives=32, text_batch=64, lr=3e-3, seed=3)
     train, test = _synthetic(300, 0), _synthetic(100, 1)
     logs: list[str] = []
     heads, final = train_heads(cfg, tcfg, train, bank, emb, log=logs.append)
@@ -104,8 +104,8 @@ def test_training_learns_and_is_reproducible(small_bank):
     again, _ = train_heads(cfg, tcfg, train, bank, emb, log=lambda s: None)
     for (k, a), b in zip(heads.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
-    other, _ = train_heads(cfg, TrainConfig(**{**tcfg.__dict__, "seed": 4, "steps": 6}), train, bank, emb,
-                           log=lambda s: None)
+    other, _ = train_heads(cfg, FaceClipTrainConfig(**{**tcfg.__dict__, "seed": 4, "steps": 6}), train, bank,
+                           emb, log=lambda s: None)
     assert not torch.equal(other.image[0].weight, heads.image[0].weight)
 
 

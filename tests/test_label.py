@@ -194,7 +194,7 @@ def test_cli_label(tmp_path, monkeypatch, capsys):
     from pada.cli.main import main
 
     write_images(tmp_path / "f", 6)
-    monkeypatch.setattr(L, "load_critics", lambda *a, **k: (BrightnessAge(), RedBlueGender()))
+    monkeypatch.setattr(L, "load_label_critics", lambda *a, **k: (BrightnessAge(), RedBlueGender()))
     rc = main(["label", str(tmp_path / "f"), "--no-detect", "--quiet", "--workers", "0", "--batch-size", "4",
                "--size", "32", "--json"])
     assert rc == 0
@@ -207,7 +207,7 @@ def test_cli_label(tmp_path, monkeypatch, capsys):
 
 def test_unknown_critic_name():
     with pytest.raises(PadaError, match="unknown critic 'foo'"):
-        L.load_critics("foo")
+        L.load_label_critics("foo")
 
 
 @pytest.mark.slow

@@ -11,7 +11,14 @@ from pada.data.groups import DESCRIPTIONS
 from pada.errors import CheckpointError, MissingWeightsError
 from pada.vl import load_vl
 from pada.vl.base import VisionLanguageModel
-from pada.vl.faceclip import CriticFeatures, FaceCLIP, FaceCLIPConfig, FaceCLIPHeads, load_heads, save_heads
+from pada.vl.faceclip import (
+    CriticFeatureBlocks,
+    FaceCLIP,
+    FaceCLIPConfig,
+    FaceCLIPHeads,
+    load_heads,
+    save_heads,
+)
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +98,7 @@ def test_training_features_match_inference_path(random_faceclip, tmp_path):
 
 
 def test_critic_features_blocks():
-    f = CriticFeatures(("age_logits", "gender_logodds"))
+    f = CriticFeatureBlocks(("age_logits", "gender_logodds"))
     assert f.dim == 82 and set(f.critics) == {"dlib_age", "dlib_gender"}
     assert f(torch.zeros(1, 3, 64, 64)).shape == (1, 82)
 

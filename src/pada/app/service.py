@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pada.data.groups import GENDERS
+from pada.deprecation import renamed
 from pada.errors import BadImageError, PadaError
 
 
@@ -79,8 +80,11 @@ class AgingRequest:
 
 
 @dataclass
-class AgingResult:
-    """``png``: the labelled grid; ``gif``: the animation; ``labels``: one caption per result;
+class AgingResponse:
+    """What the app sends back for one :class:`AgingRequest` (called ``AgingResult`` before; that name still
+    works here with a DeprecationWarning; the pipeline's result is :class:`pada.aging.pipeline.AgingResult`).
+
+    ``png``: the labelled grid; ``gif``: the animation; ``labels``: one caption per result;
     ``images``: (PNG bytes, caption) per result face; ``photos``: (PNG bytes, caption) per whole photo
     (paste-back)."""
 
@@ -256,7 +260,7 @@ class AgingService:
             paste_back=_bool("paste_back", False))
 
     # -------------------------------------------------------------------------------- running
-    def run(self, req: AgingRequest) -> AgingResult:
+    def run(self, req: AgingRequest) -> AgingResponse:
         """Decode, align, age and render one request (under the job lock). Raises :class:`PadaError` on bad
         input; frees the job's memory afterwards."""
         if req.paste_back and req.aligned:
@@ -267,7 +271,7 @@ class AgingService:
         finally:
             release_memory()
 
-    def _run(self, req: AgingRequest) -> AgingResult:
+    def _run(self, req: AgingRequest) -> AgingResponse:
         from pada.aging.photo import FaceResult, age_faces, compose_photo, face_grid, make_targets
         from pada.faces.io import to_uint8
 
@@ -301,8 +305,8 @@ class AgingService:
             tiles = [to_uint8(face[0])] + list(to_uint8(frames[anchors]))
             grid = labelled_grid([("lifespan", tiles, ["input"] + [_short(lab) for lab in labels])])
             images = [(_png(t), _short(lab)) for t, lab in zip(tiles[1:], labels)]
-            return AgingResult(png=_png(grid), gif=_gif(list(to_uint8(frames))), labels=labels, n=len(labels),
-                               images=images)
+            return AgingResponse(png=_png(grid), gif=_gif(list(to_uint8(frames))), labels=labels,
+                                 n=len(labels), images=images)
         targets = make_targets([req.target] if req.target else [], req.ages, ref=ref is not None)
         fr = FaceResult(0, face_rec, face[0])
         gender = None if req.gender == "auto" else req.gender
@@ -324,7 +328,7 @@ class AgingService:
             for j, t in enumerate(targets):
                 for i in range(req.n):  # one whole photo at a time: encode it, then let it go
                     photos.append((_png(compose_photo(photo, [fr], j, i)), f"{t.label} #{i} (whole photo)"))
-        return AgingResult(png=_png(grid), gif=_gif(gif_frames), labels=labels, n=req.n, images=images,
+        return AgingResponse(png=_png(grid), gif=_gif(gif_frames), labels=labels, n=req.n, images=images,
                            photos=photos)
 
 
@@ -342,3 +346,6 @@ def _align(img: np.ndarray, size: int, name: str):
     except NoFaceError:
         raise NoFaceError(f"{name}: no face found (upload a photo with a visible face, or tick "
                           "'already aligned' for an FFHQ-aligned crop)") from None
+
+
+__getattr__ = renamed(__name__, {"AgingResult": "AgingResponse"})

@@ -48,20 +48,13 @@ def _option(text: str) -> tuple[str, object]:
     return name.strip(), parsed
 
 
-def image_size_of(pipeline) -> int:
-    diffae = getattr(pipeline, "diffae", None)
-    for obj in (pipeline, diffae, getattr(diffae, "config", None)):
-        if isinstance(getattr(obj, "image_size", None), int):
-            return obj.image_size
-    raise PadaError("cannot tell the pipeline's image size")
-
-
 def _run(args: argparse.Namespace) -> int:
     import torch
 
     from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
     from pada.aging.model import PadaModel
     from pada.aging.pipeline import AgingPipeline, resolve_model
+    from pada.app.service import image_size_of
     from pada.evaluation.runner import (
         BASELINE_STRENGTHS,
         DEFAULT_TARGETS,

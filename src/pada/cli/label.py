@@ -18,11 +18,11 @@ from pada.validation import LIMITS, int_option
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from pada.data.labels import default_detector_factory, load_critics, relabel
+    from pada.data.labels import default_detector_factory, load_label_critics, relabel
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    age, gender = load_critics(args.critic, device=args.device, age_weights=args.age_weights,
+    age, gender = load_label_critics(args.critic, device=args.device, age_weights=args.age_weights,
                                gender_weights=args.gender_weights)
     res = relabel(args.dir, args.out, age_critic=age, gender_critic=gender,
                   detector_factory=None if args.no_detect else default_detector_factory,

@@ -18,7 +18,8 @@ from pada.errors import PadaError, one_line
 from pada.validation import ArgumentParser
 
 # Sub-command modules in the order `pada --help` lists them.
-COMMAND_MODULES = ("age", "align", "label", "data", "train", "sample", "evaluate", "app", "weights")
+# Every name here must have its module: a missing one is an ImportError, not a silently absent command.
+COMMAND_MODULES = ("age", "align", "label", "data", "train", "evaluate", "app", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,13 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pada {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"pada.cli.{name}")
-        except ModuleNotFoundError as exc:  # a command whose module is not written yet
-            if exc.name == f"pada.cli.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"pada.cli.{name}").add_parser(sub)
     return parser
 
 

@@ -18,13 +18,6 @@ from torch import nn
 from pada.weights import resolve
 
 CRITICS = ("dlib-age", "dlib-gender", "sface", "dex", "arcface-irse50")
-KINDS = {
-    "dlib-age": "age",
-    "dlib-gender": "gender",
-    "sface": "identity",
-    "dex": "age",
-    "arcface-irse50": "identity",
-}
 
 
 def load_critic(

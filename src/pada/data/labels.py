@@ -45,6 +45,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pada.data.groups import AGE_GROUPS, GENDERS, description, group_of_age
+from pada.deprecation import renamed
 from pada.errors import BadImageError, PadaError
 
 LABEL_COLUMNS = ("file", "age", "gender", "gender_conf", "group", "group_name", "description", "det_score")
@@ -383,9 +384,13 @@ def predict_p_male(critic: Any, images: torch.Tensor) -> torch.Tensor:
     return probs[:, 1]
 
 
-def load_critics(name: str = "dlib", device: str = "cpu", age_weights: str | None = None,
+def load_label_critics(name: str = "dlib", device: str = "cpu", age_weights: str | None = None,
                  gender_weights: str | None = None) -> tuple[Any, Any]:
-    """(age critic, gender critic) for ``--critic NAME`` (``dlib`` offline, ``dex`` when you have it)."""
+    """(age critic, gender critic) for ``--critic NAME`` (``dlib`` offline, ``dex`` when you have it).
+
+    Called ``load_critics`` before (still importable here, with a DeprecationWarning); the evaluation's
+    critics are :func:`pada.evaluation.runner.load_critics`.
+    """
     if name not in CRITIC_SETS:
         raise PadaError(f"unknown critic {name!r}; choose one of {', '.join(CRITIC_SETS)}")
     from pada.critics.registry import load_critic
@@ -530,3 +535,6 @@ def relabel(
 
 def labels_by_file(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["file"]: r for r in rows}
+
+
+__getattr__ = renamed(__name__, {"load_critics": "load_label_critics"})

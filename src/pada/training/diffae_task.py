@@ -37,6 +37,7 @@ from torch.utils.data import Dataset
 
 from pada import validation
 from pada.errors import PadaError
+from pada.evaluation.metrics import psnr  # the one PSNR (dB, images in [-1, 1]); re-exported here
 from pada.training.engine import TrainConfig, Trainer, TrainTask, add_train_args, config_from_args
 
 EXPORT_NAME = "diffae_ema.safetensors"
@@ -105,12 +106,6 @@ def reconstruct(unet: nn.Module, x0: Tensor, steps: int = 50, schedule=None) -> 
     with torch.no_grad():
         z = model.encode(x0)
     return model.render(model.encode_stochastic(x0, z, T=steps), z, T=steps)
-
-
-def psnr(a: Tensor, b: Tensor) -> Tensor:
-    """Per-image PSNR in dB of images in [-1, 1] (peak-to-peak 2): (B,) float."""
-    mse = (a.float() - b.float()).square().flatten(1).mean(1).clamp_min(1e-12)
-    return 10 * torch.log10(4.0 / mse)
 
 
 def _save_grid(rows: list[Tensor], path: Path) -> Path:

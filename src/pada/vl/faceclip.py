@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pada.deprecation import renamed
 from pada.errors import CheckpointError
 from pada.vl.base import VisionLanguageModel
 
@@ -96,8 +97,11 @@ def _load_critic(name: str, device: str | torch.device = "cpu") -> nn.Module:
     return load_critic(name, device=device, **options)
 
 
-class CriticFeatures(nn.Module):
+class CriticFeatureBlocks(nn.Module):
     """Frozen critic features of pada images: ``forward(images (B,3,H,W) in [-1,1]) -> (B, F)``.
+
+    (Not :class:`pada.evaluation.fid.CriticFeatures`, one critic's features for the Fréchet distance; this
+    class was called ``CriticFeatures`` before, and that name still works here with a DeprecationWarning.)
 
     Blocks, in ``features`` order: ``age_penultimate`` (256, pooled feature before dlib-age's last layer),
     ``age_logits`` (81), ``gender_logodds`` (1, ``log p_male - log p_female``), ``sface`` (128, unit vector).
@@ -122,7 +126,7 @@ class CriticFeatures(nn.Module):
             p.requires_grad_(False)
         self.critics.eval()
 
-    def train(self, mode: bool = True) -> CriticFeatures:
+    def train(self, mode: bool = True) -> CriticFeatureBlocks:
         return super().train(False)
 
     @property
@@ -255,7 +259,7 @@ class FaceCLIP(VisionLanguageModel):
 
     Args:
         heads: trained :class:`FaceCLIPHeads`.
-        features: the frozen image feature extractor (default: :class:`CriticFeatures` over the offline
+        features: the frozen image feature extractor (default: :class:`CriticFeatureBlocks` over the offline
         critics). text_encoder: the frozen sentence encoder (default: :class:`pada.vl.minilm.MiniLMEncoder`).
     """
 
@@ -267,7 +271,7 @@ class FaceCLIP(VisionLanguageModel):
         from pada.vl.minilm import MiniLMEncoder
 
         self.heads = heads
-        self.features = features if features is not None else CriticFeatures(heads.cfg.features, device)
+        self.features = features if features is not None else CriticFeatureBlocks(heads.cfg.features, device)
         self.text_encoder = text_encoder if text_encoder is not None else MiniLMEncoder()
         self.dim = heads.cfg.dim
         self.to(device)
@@ -297,3 +301,5 @@ class FaceCLIP(VisionLanguageModel):
         """Age read-out (years) of unit embeddings ``(B, D) -> (B,)`` (image or text)."""
         return self.heads.age(embeddings)
 
+
+__getattr__ = renamed(__name__, {"CriticFeatures": "CriticFeatureBlocks"})

@@ -27,6 +27,12 @@ Pipeline (all deterministic for a seed):
 
 The text-only terms (``L_text``, and ``L_age``/``L_ord`` on captions) are what place child descriptions,
 which no demo face matches, at the young end of the joint space (docs/vision_language.md).
+
+Why its own loop and not the shared engine (:mod:`pada.training.engine`): FaceCLIP trains a few small heads
+on features cached once per image, on CPU in minutes, from one seed; it needs no EMA, accelerator, mixed
+precision, resumable checkpoints or sample grids, and its recipe is recorded in the weight file. Its settings
+are :class:`FaceClipTrainConfig` (named apart from the engine's ``TrainConfig``; the old name
+``pada.vl.train_faceclip.TrainConfig`` still works with a ``DeprecationWarning``).
 """
 
 from __future__ import annotations
@@ -46,13 +52,14 @@ import torch.nn.functional as F
 
 from pada import validation
 from pada.data.groups import AGE_GROUPS, DESCRIPTIONS, GENDERS, group_of_age
+from pada.deprecation import renamed
 from pada.errors import PadaError
 from pada.vl.captions import Caption, caption_bank
 from pada.vl.faceclip import FaceCLIPConfig, FaceCLIPHeads, save_heads
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class FaceClipTrainConfig:
     """Optimisation settings of FaceCLIP training (all recorded in the weight file's recipe)."""
 
     steps: int = 1000
@@ -147,7 +154,7 @@ def cached_features(images: list[Path], cache: Path, blocks: tuple[str, ...], lo
     The cache (``<cache>/critic-features-<blocks>.pt``) maps the sha256 of each image file to its features, so
     it is reused whatever folder or labels table the images come with; missing images are computed and added.
     """
-    from pada.vl.faceclip import CriticFeatures
+    from pada.vl.faceclip import CriticFeatureBlocks
 
     path = cache / f"critic-features-{'+'.join(blocks)}.pt"
     store: dict[str, torch.Tensor] = {}
@@ -159,7 +166,7 @@ def cached_features(images: list[Path], cache: Path, blocks: tuple[str, ...], lo
     todo = [i for i, h in enumerate(shas) if h not in store]
     if todo:
         log(f"computing critic features of {len(todo)} images (+ mirrors); cached in {path}")
-        ext = extractor if extractor is not None else CriticFeatures(tuple(blocks))
+        ext = extractor if extractor is not None else CriticFeatureBlocks(tuple(blocks))
         new = compute_features([images[i] for i in todo], ext, log=log)
         store.update({shas[i]: f for i, f in zip(todo, new)})
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -265,7 +272,7 @@ def ordinal_loss(pred: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, margin:
 # ----------------------------------------------------------------------------------------------------------
 # training
 # ----------------------------------------------------------------------------------------------------------
-def train_heads(cfg: FaceCLIPConfig, tcfg: TrainConfig, data: FaceData, bank: tuple[Caption, ...],
+def train_heads(cfg: FaceCLIPConfig, tcfg: FaceClipTrainConfig, data: FaceData, bank: tuple[Caption, ...],
                 bank_emb: torch.Tensor, log=print) -> tuple[FaceCLIPHeads, dict[str, float]]:
     """Train the heads on cached features; returns the heads and the mean losses of the last 100 steps."""
     g = torch.Generator().manual_seed(tcfg.seed)
@@ -416,7 +423,7 @@ def embed_bank(cache: Path, text_encoder, log=print) -> tuple[tuple[Caption, ...
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
+    d = FaceClipTrainConfig()
     p = validation.ArgumentParser(prog="pada train faceclip", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None,
@@ -455,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = FaceCLIPConfig(dim=args.dim, text_projection=args.text_projection, features=features)
     except ValueError as exc:
         raise PadaError(f"pada train faceclip: {exc}") from None
-    tcfg = TrainConfig(**{k: getattr(args, k) for k in TrainConfig.__dataclass_fields__})
+    tcfg = FaceClipTrainConfig(**{k: getattr(args, k) for k in FaceClipTrainConfig.__dataclass_fields__})
     t0 = time.time()
     train, test, digest = load_face_data(data_dir, args.size, args.test_fraction, cache, features,
                                          tcfg.min_gender_conf)
@@ -484,5 +491,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["TrainConfig", "train_heads", "evaluate_heads", "load_face_data", "embed_bank", "main",
+__getattr__ = renamed(__name__, {"TrainConfig": "FaceClipTrainConfig"})
+
+__all__ = ["FaceClipTrainConfig", "train_heads", "evaluate_heads", "load_face_data", "embed_bank", "main",
            "soft_info_nce", "compat_matrix", "AGE_GROUPS"]
