@@ -98,6 +98,25 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     assert not np.array_equal(first, np.asarray(Image.open(out)))  # ε reaches the PAE sampling
 
 
+def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkeypatch):
+    crop = tmp_path / "crop.png"
+    Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(crop)
+    inv, dec = [], []
+    real_invert, real_decode = tiny_pipeline.invert, tiny_pipeline.decode
+    monkeypatch.setattr(tiny_pipeline, "invert", lambda x, z, steps=None, **kw: inv.append(steps)
+                        or real_invert(x, z, steps, **kw))
+    monkeypatch.setattr(tiny_pipeline, "decode", lambda x_T, z, steps=None, **kw: dec.append(steps)  # noqa: N803
+                        or real_decode(x_T, z, steps, **kw))
+    args = ["age", str(crop), "--aligned", "--age", "60", "-n", "2", "--device", "cpu", "--no-estimates"]
+    assert main([*args, "--out", str(tmp_path / "a.png"), "--steps", "3", "--inversion-steps", "2"]) == 0
+    assert inv == [2] and dec == [3]
+    assert main([*args, "--out", str(tmp_path / "b.png"), "--steps", "3"]) == 0
+    assert inv[-1] == 3  # default: the render's steps
+    assert main([*args, "--out", str(tmp_path / "c.png"), "--lifespan", "--frames", "1", "--steps", "2",
+                 "--inversion-steps", "4", "--gender", "female"]) == 0
+    assert inv[-1] == 4 and dec[-1] == 2
+
+
 @pytest.mark.slow
 def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline):
     out = tmp_path / "aged.png"

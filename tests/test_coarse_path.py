@@ -122,3 +122,75 @@ def test_coarse_network_save_load_round_trip(tmp_path):
     x, t, z = _images(1), torch.tensor([400]), torch.randn(1, 64)
     with torch.no_grad():
         assert torch.allclose(back(x, t, z), unet(x, t, z), atol=1e-5)
+
+
+# ---- the eigenface code (coarse_pca) -------------------------------------------------------------------
+
+def _faces(n: int, seed: int = 0) -> torch.Tensor:
+    """Images that live near a low-dimensional subspace (what a PCA code must find)."""
+    g = torch.Generator().manual_seed(seed)
+    basis = torch.randn(6, 3, 32, 32, generator=g)
+    basis = torch.nn.functional.avg_pool2d(basis, 5, 1, 2)  # smooth: survives the area downsampling
+    w = torch.randn(n, 6, generator=g)
+    return (torch.einsum("nk,kchw->nchw", w, basis) * 0.3).clamp(-1, 1)
+
+
+def test_config_checks_coarse_pca():
+    cfg = load_preset("tiny32")
+    with pytest.raises(PadaError, match="coarse_pca needs a coarse path"):
+        cfg.replace(coarse_pca=8)
+    with pytest.raises(PadaError, match="coarse_pca"):
+        cfg.replace(coarse_size=8, coarse_pca=64)  # all of z
+    assert cfg.replace(coarse_size=8, coarse_pca=8).coarse_pca == 8
+
+
+def test_eigenface_code_is_the_last_entries_of_z_and_its_fit_reconstructs_the_coarse_image():
+    unet = _net(coarse_size=8, coarse_pca=8, style_modulation=False)
+    assert unet.encoder.out[3].weight.shape[0] == 56  # the learned encoder gives the other 56 entries
+    x = _faces(64)
+    report = unet.coarse.pca.fit(x, code_rms=0.3)
+    assert report["variance_kept"] > 0.99 and report["psnr"] > 40
+    z = unet.encode(x)
+    assert z.shape == (64, 64)
+    code = unet.coarse.pca.encode(x)
+    assert torch.equal(z[:, -8:], code)
+    assert abs(float(code.square().mean().sqrt()) - 0.3) < 1e-3
+    small = torch.nn.functional.adaptive_avg_pool2d(x, 8)
+    assert (unet.coarse.pca.decode(code) - small).abs().max() < 1e-3
+    # a fresh coarse decoder draws exactly the PCA reconstruction (its learned path starts at zero)
+    fresh = DiffAEUNet(load_preset("tiny32").replace(coarse_size=8, coarse_pca=8)).eval()
+    fresh.coarse.pca.load_state_dict(unet.coarse.pca.state_dict())
+    with torch.no_grad():
+        assert (fresh.coarse_image(fresh.encode(x)) - small).abs().max() < 1e-3
+    # the fitted buffers travel with the weights
+    back = DiffAEUNet(unet.config)
+    back.load_state_dict(unet.state_dict())
+    assert torch.equal(back.coarse.pca.basis, unet.coarse.pca.basis)
+
+
+def test_warm_start_into_an_eigenface_network_keeps_the_learned_code_and_fits_the_pca(tmp_path):
+    from pada.training.diffae_task import main
+
+    src = _net(seed=1)
+    dst = _net(seed=2, coarse_size=8, coarse_pca=8)
+    state = _add_coarse_path(dst, src.state_dict())
+    dst.load_state_dict(state)
+    x = _images(2)
+    with torch.no_grad():
+        assert torch.allclose(dst.encode(x)[:, :56], src.encode(x)[:, :56], atol=1e-5)
+        t, z = torch.tensor([3, 700]), torch.randn(2, 64)
+        assert torch.allclose(dst(x, t, z), src(x, t, z), atol=1e-5)  # the coarse input starts at zero weight
+    # the training task fits the eigenface code once, and not again when it warm-starts from a fitted network
+    a = tmp_path / "a"
+    assert main(["--data", "synthetic:blobs:32", "--preset", "tiny32", "--model-set", "coarse_size=8",
+                 "--model-set", "coarse_pca=8", "--out", str(a), "--steps", "1", "--ckpt-every", "1",
+                 "--sample-every", "0", "--batch-size", "4", "--no-progress"]) == 0
+    net_a = load_diffae(a / "diffae_ema.safetensors")
+    assert net_a.coarse.pca.mean.abs().sum() > 0
+    b = tmp_path / "b"
+    assert main(["--data", "synthetic:blobs:16:7", "--preset", "tiny32", "--model-set", "coarse_size=8",
+                 "--model-set", "coarse_pca=8", "--out", str(b), "--steps", "1", "--ckpt-every", "0",
+                 "--sample-every", "0", "--batch-size", "4", "--no-progress",
+                 "--init-from", str(a / "diffae_ema.safetensors")]) == 0
+    net_b = load_diffae(b / "diffae_ema.safetensors")
+    assert torch.equal(net_b.coarse.pca.basis, net_a.coarse.pca.basis)

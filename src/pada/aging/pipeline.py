@@ -254,11 +254,12 @@ class AgingPipeline:
     def lifespan(self, image: torch.Tensor, *, gender: str | None = None, texts: Sequence[str] | None = None,
                  frames_per_segment: int = 3, steps: int | None = None, batch_size: int | None = None,
                  ref: torch.Tensor | None = None, text_weight: float = 0.5,
-                 progress: bool = False) -> LifespanResult:
+                 progress: bool = False, inversion_steps: int | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
-        (inferred zero-shot when None) unless ``texts`` are given."""
+        (inferred zero-shot when None) unless ``texts`` are given. ``inversion_steps``: DDIM steps of the
+        inversion (default: ``steps``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -286,7 +287,7 @@ class AgingPipeline:
         labels.append(texts[-1])
         anchors.append(len(zs) - 1)
         t0 = clock.lap("encode", t0)
-        x_T = self.invert(x, z_src, steps, progress=progress)  # noqa: N806
+        x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress)  # noqa: N806
         t0 = clock.lap("invert", t0)
         images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress)
         clock.lap("decode", t0)

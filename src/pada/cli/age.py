@@ -55,7 +55,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int_option(0, LIMITS["seed"]), default=0,
                    help="seed of the request (output i uses its own stream)")
     p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=25,
-                   help="DDIM steps T (paper: 25)")
+                   help="DDIM steps T of the render, and of the inversion unless --inversion-steps (paper: 25)")
+    p.add_argument("--inversion-steps", type=int_option(1, LIMITS["steps"]), default=None, metavar="N",
+                   help="DDIM steps of the inversion alone (default: --steps); docs/speed.md measures the trade")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -237,7 +239,7 @@ class _Job:
         age_faces(self.pipe, faces, self.targets, n=a.num, ref=self.ref, seed=a.seed, gender=a.gender,
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
-                  batch_size=a.batch_size, what=str(out))
+                  batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps)
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -317,7 +319,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
     x = _load_face(photo, size, args.aligned)[0]
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
     res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
-                        batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True)
+                        batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
+                        inversion_steps=args.inversion_steps)
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
 

@@ -79,6 +79,13 @@ class DiffAEConfig:
             the UNet as 3 extra input channels, so z reaches the image through a spatial, low-frequency
             path the UNet follows from the first steps of training (docs/diffae.md).
         coarse_channels: width of the coarse decoder's widest layer.
+        coarse_pca: pada-only; 0 or the number k of z's entries that are a *fixed eigenface code* of the
+            input: the principal-component coefficients of the input area-downsampled to ``coarse_size``
+            (fitted on the training images, stored as buffers ``coarse.pca.*``). The learned encoder then
+            gives the other ``enc_out_channels - k`` entries, and ``coarse(z)`` adds the exact PCA
+            reconstruction from those k entries to its learned output, so z carries the face's coarse
+            appearance (pose, hair, skin, face shape: what aging changes) from step 0 instead of after a
+            long autoencoder training (docs/diffae.md, bake-off).
         style_modulation: pada-only; ``False`` feeds z to the UNet's ResBlocks as zeros, so z acts on the
             image *only* through ``coarse(z)``: edits of z (PADA) then cannot add high-frequency texture,
             they change the coarse image and the UNet draws detail consistent with it.
@@ -106,6 +113,7 @@ class DiffAEConfig:
     prediction: str = "eps"
     coarse_size: int = 0
     coarse_channels: int = 128
+    coarse_pca: int = 0
     style_modulation: bool = True
     name: str = field(default="custom", compare=False)
 
@@ -138,6 +146,12 @@ class DiffAEConfig:
                 )
             if int(self.coarse_channels) < 8:
                 raise PadaError(f"DiffAEConfig: coarse_channels must be >= 8, got {self.coarse_channels}")
+            k = int(self.coarse_pca)
+            if k < 0 or k >= self.enc_out_channels or k > self.in_channels * cs * cs:
+                raise PadaError(f"DiffAEConfig: coarse_pca {self.coarse_pca} must be in [0, enc_out_channels="
+                                f"{self.enc_out_channels}) and at most {self.in_channels}*coarse_size^2")
+        elif self.coarse_pca:
+            raise PadaError("DiffAEConfig: coarse_pca needs a coarse path (coarse_size > 0)")
         elif not self.style_modulation:
             raise PadaError("DiffAEConfig: style_modulation=False needs a coarse path (coarse_size > 0), "
                             "or z would not reach the image at all")

@@ -333,7 +333,7 @@ class SemanticEncoder(nn.Module):
             _norm(ch, "encoder.out.0"),
             nn.SiLU(),
             nn.AdaptiveAvgPool2d((1, 1)),
-            nn.Conv2d(ch, cfg.enc_out_channels, 1),
+            nn.Conv2d(ch, cfg.enc_out_channels - int(cfg.coarse_pca), 1),  # + k eigenface entries
             nn.Flatten(),
         )
         self.plain = False
@@ -359,6 +359,9 @@ class CoarseDecoder(nn.Module):
     conv to RGB. It is trained to reproduce the area-downsampled input (``pada.diffae.DiffAE.loss``), so
     it can only draw what z holds, at low resolution; :meth:`DiffAEUNet.forward` upsamples it
     (bilinear) to the image size and appends it to the UNet input.
+
+    With ``coarse_pca = k`` the last k entries of z are an eigenface code (:class:`EigenfaceCode`) and the
+    output is its exact PCA reconstruction plus the learned path, whose last convolution starts at zero.
     """
 
     def __init__(self, cfg: DiffAEConfig) -> None:
@@ -376,10 +379,64 @@ class CoarseDecoder(nn.Module):
             ch = out
         self.up = nn.Sequential(*layers)
         self.to_rgb = nn.Conv2d(ch, cfg.in_channels, 3, padding=1)
+        self.pca = EigenfaceCode(cfg) if cfg.coarse_pca else None
+        if self.pca is not None:
+            nn.init.zeros_(self.to_rgb.weight)
+            nn.init.zeros_(self.to_rgb.bias)
 
     def forward(self, z: Tensor) -> Tensor:
         h = F.silu(self.fc(z).view(z.shape[0], self.width, 4, 4))
-        return self.to_rgb(self.up(h))
+        out = self.to_rgb(self.up(h))
+        if self.pca is not None:
+            out = out + self.pca.decode(z[:, -self.pca.k:]).to(out.dtype)
+        return out
+
+
+class EigenfaceCode(nn.Module):
+    """A fixed linear code of the coarse image (``DiffAEConfig.coarse_pca``): ``encode(x)`` gives the k
+    principal-component coefficients of ``x`` area-downsampled to ``coarse_size`` (divided by one common
+    scale, so the code has the same mean energy per entry as the learned part of z), ``decode`` maps them
+    back. Buffers (saved with the weights): ``mean`` (3·s·s), ``basis`` (k, 3·s·s) with orthonormal rows,
+    ``scale`` (1,). Until :meth:`fit` runs they hold a random orthonormal basis (small random-weight
+    models still work end to end).
+    """
+
+    def __init__(self, cfg: DiffAEConfig) -> None:
+        super().__init__()
+        self.k, self.size = int(cfg.coarse_pca), int(cfg.coarse_size)
+        d = cfg.in_channels * self.size * self.size
+        g = torch.Generator().manual_seed(0)
+        q, _ = torch.linalg.qr(torch.randn(d, self.k, generator=g))
+        self.register_buffer("mean", torch.zeros(d))
+        self.register_buffer("basis", q.T.contiguous())
+        self.register_buffer("scale", torch.ones(1))
+
+    def encode(self, x: Tensor) -> Tensor:
+        small = F.adaptive_avg_pool2d(x.float(), self.size).flatten(1)
+        return (small - self.mean) @ self.basis.T / self.scale
+
+    def decode(self, code: Tensor) -> Tensor:
+        flat = self.mean + (code.float() * self.scale) @ self.basis
+        return flat.view(code.shape[0], -1, self.size, self.size)
+
+    @torch.no_grad()
+    def fit(self, images: Tensor, code_rms: float) -> dict[str, float]:
+        """Fit mean and basis to ``images`` (N, 3, H, W) in [-1, 1] (exact PCA by SVD) and set the scale
+        so the code's root-mean-square entry is ``code_rms``. Returns the share of the coarse images'
+        variance the k components keep and the reconstruction PSNR (dB) on ``images``."""
+        small = F.adaptive_avg_pool2d(images.float(), self.size).flatten(1)
+        mean = small.mean(0)
+        _, s, vh = torch.linalg.svd(small - mean, full_matrices=False)
+        if vh.shape[0] < self.k:
+            raise PadaError(f"coarse_pca: {self.k} components need at least {self.k} images, got {len(images)}")
+        self.mean.copy_(mean)
+        self.basis.copy_(vh[: self.k])
+        coef = (small - mean) @ self.basis.T
+        self.scale.fill_(float(coef.square().mean().sqrt()) / max(code_rms, 1e-8))
+        err = (small - self.decode(self.encode(images)).flatten(1)).square().mean()
+        kept = float(s[: self.k].square().sum() / s.square().sum())
+        return {"variance_kept": kept, "psnr": float(10 * torch.log10(4.0 / err.clamp_min(1e-12)))}
+
 
 
 class DiffAEUNet(nn.Module):
@@ -499,10 +556,15 @@ class DiffAEUNet(nn.Module):
 
     # ---- forward --------------------------------------------------------------------------------
     def encode(self, x0: Tensor) -> Tensor:
-        """Semantic encoder: x0 (B, C, H, W) in [-1, 1] -> z_sem (B, enc_out_channels)."""
+        """Semantic encoder: x0 (B, C, H, W) in [-1, 1] -> z_sem (B, enc_out_channels); with
+        ``coarse_pca = k`` its last k entries are the eigenface code of x0 (:class:`EigenfaceCode`)."""
+        x_in = x0
         if self.channels_last and not self.plain:
-            x0 = x0.contiguous(memory_format=torch.channels_last)
-        return self.encoder(x0)
+            x_in = x0.contiguous(memory_format=torch.channels_last)
+        z = self.encoder(x_in)
+        if self.coarse is not None and self.coarse.pca is not None:
+            z = torch.cat([z, self.coarse.pca.encode(x0).to(z.dtype)], dim=1)
+        return z
 
     def time_embedding(self, t: Tensor) -> Tensor:
         """(B,) original timesteps -> (B, embed_channels) time vector fed to every ResBlock."""

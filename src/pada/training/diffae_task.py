@@ -176,8 +176,13 @@ class DiffAETask(TrainTask):
         from pada.networks.unet import DiffAEUNet
 
         self.unet = DiffAEUNet(self.model_config)
+        fitted, self.pca_fit = False, {}
         if self.cfg.init_from:
-            self.unet.load_state_dict(init_weights(self.cfg.init_from, self.unet))
+            state = init_weights(self.cfg.init_from, self.unet)
+            fitted = bool(state.get("coarse.pca.mean", torch.zeros(1)).any())  # zeros until fitted
+            self.unet.load_state_dict(state)
+        if self.model_config.coarse_pca and not fitted:
+            self.pca_fit = fit_eigenface_code(self.unet, self.dataset())
         self.schedule = linear_schedule(self.cfg.T)
         self.diffae = DiffAE(self.unet, self.schedule)  # shares self.unet (the trained module)
 
@@ -245,7 +250,7 @@ class DiffAETask(TrainTask):
         return {"data": self.cfg.data, "preset": self.cfg.preset, "T": self.cfg.T, "flip": self.cfg.flip,
                 "model": self.model_config.to_dict(), "init_from": self.cfg.init_from,
                 "high_t_fraction": self.cfg.high_t_fraction, "diffusion_weight": self.cfg.diffusion_weight,
-                "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise}
+                "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise, "pca_fit": self.pca_fit}
 
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
         from pada.networks.checkpoint import save_diffae
@@ -271,27 +276,49 @@ def init_weights(spec: str, unet: nn.Module) -> dict[str, Tensor]:
 
         src = DiffAE.from_pretrained(spec).unet
     state = {k: v.float() for k, v in src.state_dict().items()}
-    if unet.config.coarse_size and not src.config.coarse_size:
+    if unet.config.coarse_size and (not src.config.coarse_size or unet.config.coarse_pca != src.config.coarse_pca):
         state = _add_coarse_path(unet, state)
     check_state_dict(unet, state, spec, f"DiffAE config {unet.config.name!r} (--init-from)")
     return state
 
 
 def _add_coarse_path(unet: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Warm start a coarse-path network from one without: the first convolution gets zero weights for the
-    extra coarse-image channels (the network starts out computing exactly what the source computed), and
-    the coarse decoder keeps its fresh initialisation."""
+    """Warm start a coarse-path network from one without (or with a different ``coarse_pca``): the first
+    convolution gets zero weights for the extra coarse-image channels (the network starts out computing
+    exactly what the source computed); with ``coarse_pca = k`` the encoder keeps its first
+    ``enc_out_channels - k`` outputs (the eigenface code takes the last k entries of z); the coarse
+    decoder keeps its fresh initialisation (its eigenface buffers are fitted by the training task)."""
     state = dict(state)
-    key = "input_blocks.0.0.weight"
-    w = state[key]
     own = unet.state_dict()
-    extra = own[key].shape[1] - w.shape[1]
-    if extra > 0:
-        state[key] = torch.cat([w, w.new_zeros(w.shape[0], extra, *w.shape[2:])], dim=1)
+    for key in ("input_blocks.0.0.weight", "encoder.out.3.weight", "encoder.out.3.bias"):
+        w, want = state[key], own[key].shape
+        if key.startswith("input_blocks") and want[1] > w.shape[1]:
+            state[key] = torch.cat([w, w.new_zeros(w.shape[0], want[1] - w.shape[1], *w.shape[2:])], dim=1)
+        elif key.startswith("encoder") and want[0] < w.shape[0]:
+            state[key] = w[: want[0]].clone()
     for k, v in own.items():
         if k.startswith("coarse."):
             state[k] = v.detach().clone().float()
     return state
+
+
+@torch.no_grad()
+def fit_eigenface_code(unet: nn.Module, data: Dataset, limit: int = 4096) -> dict[str, float]:
+    """Fit the eigenface code (``coarse.pca``, see :class:`pada.networks.unet.EigenfaceCode`) of a
+    ``coarse_pca`` network to up to ``limit`` training images and their mirror images, scaled to the
+    root-mean-square entry of the learned part of z on the same images. Returns the fit's report."""
+    n = min(len(data), max(1, limit // 2))
+    x = torch.stack([data[i]["image"] for i in range(n)]).float()
+    x = torch.cat([x, x.flip(-1)])
+    was = unet.training
+    unet.eval()
+    z = torch.cat([unet.encoder(x[i:i + 256]) for i in range(0, len(x), 256)])
+    unet.train(was)
+    report = unet.coarse.pca.fit(x, float(z.square().mean().sqrt()))
+    print(f"pada train diffae: eigenface code fitted on {len(x)} images: {unet.config.coarse_pca} components "
+          f"keep {100 * report['variance_kept']:.1f}% of the coarse variance, {report['psnr']:.1f} dB",
+          file=sys.stderr)
+    return report
 
 
 def load_checkpoint_ema(path: str | os.PathLike, ema: bool = True):
