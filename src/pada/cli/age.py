@@ -55,9 +55,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--seed", type=int_option(0, LIMITS["seed"]), default=0,
                    help="seed of the request (output i uses its own stream)")
     p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=25,
-                   help="DDIM steps T of the render, and of the inversion unless --inversion-steps (paper: 25)")
+                   help="DDIM steps T of the render, and of the inversion unless --inversion-steps "
+                        "(paper: 25)")
     p.add_argument("--inversion-steps", type=int_option(1, LIMITS["steps"]), default=None, metavar="N",
-                   help="DDIM steps of the inversion alone (default: --steps); docs/speed.md measures the trade")
+                   help="DDIM steps of the inversion alone (default: --steps); docs/speed.md measures "
+                        "the trade")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")

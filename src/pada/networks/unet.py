@@ -428,7 +428,8 @@ class EigenfaceCode(nn.Module):
         mean = small.mean(0)
         _, s, vh = torch.linalg.svd(small - mean, full_matrices=False)
         if vh.shape[0] < self.k:
-            raise PadaError(f"coarse_pca: {self.k} components need at least {self.k} images, got {len(images)}")
+            raise PadaError(f"coarse_pca: {self.k} components need at least {self.k} images, "
+                            f"got {len(images)}")
         self.mean.copy_(mean)
         self.basis.copy_(vh[: self.k])
         coef = (small - mean) @ self.basis.T

@@ -276,7 +276,8 @@ def init_weights(spec: str, unet: nn.Module) -> dict[str, Tensor]:
 
         src = DiffAE.from_pretrained(spec).unet
     state = {k: v.float() for k, v in src.state_dict().items()}
-    if unet.config.coarse_size and (not src.config.coarse_size or unet.config.coarse_pca != src.config.coarse_pca):
+    cfg, src_cfg = unet.config, src.config
+    if cfg.coarse_size and (not src_cfg.coarse_size or cfg.coarse_pca != src_cfg.coarse_pca):
         state = _add_coarse_path(unet, state)
     check_state_dict(unet, state, spec, f"DiffAE config {unet.config.name!r} (--init-from)")
     return state
