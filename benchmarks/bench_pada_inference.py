@@ -91,10 +91,12 @@ def main() -> None:
     if args.model:  # a real face: the demo set's first aligned image
         from pathlib import Path
 
-        from pada.faces.io import load_image, to_tensor
+        from pada.faces.align import face_tensors
+        from pada.faces.io import load_image
 
         found = sorted(Path("data/demo/aligned", str(size)).glob("*.png"))
-        face = to_tensor(load_image(found[0]))[0] if found else face
+        if found:
+            face = face_tensors(load_image(found[0]), size, aligned=True, name=str(found[0]))[0][0]
     kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
           "low_diversity": args.low_diversity}
     if args.inv_steps:

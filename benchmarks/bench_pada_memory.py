@@ -27,14 +27,15 @@ def child(args: argparse.Namespace) -> dict:
     import torch
 
     from pada.aging.pipeline import AgingPipeline
-    from pada.faces.io import load_image, to_tensor
+    from pada.faces.align import face_tensors
+    from pada.faces.io import load_image
 
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = AgingPipeline.from_pretrained(args.model)
     size = int(pipe.diffae.config.image_size)
     face = sorted(Path(args.faces, str(size)).glob("*.png"))[0]
-    x = to_tensor(load_image(face))[0]
+    x = face_tensors(load_image(face), size, aligned=True, name=str(face))[0][0]
     loaded = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     bs = None if args.batch_size < 0 else (args.n_child if args.batch_size == 0 else args.batch_size)
     res = pipe.age(x, text=TEXT, n=args.n_child, steps=args.steps, batch_size=bs)

@@ -361,3 +361,46 @@ def test_alignment_is_mirror_equivariant_and_accepts_views(astronaut, detector):
     assert len(detector.detect(astronaut[::2, ::2])) == 1  # strided views are fine too
     out = paste_back(mirrored, b, b.image[::-1, ::-1][::-1, ::-1])
     assert out.shape == astronaut.shape
+
+
+# ----------------------------------------------------------------------- one way from a photo to model input
+
+
+def _cli_and_app_tensors(path, size: int, aligned: bool):
+    from pada.app.service import ServiceLimits, _decode_upload, _face
+    from pada.cli.age import _load_face
+
+    cli = _load_face(path, size, aligned)[0]
+    upload = _decode_upload(path.read_bytes(), path.name, ServiceLimits().max_pixels)
+    app = _face(upload, size, aligned, path.name)[0]
+    return cli, app
+
+
+@pytest.mark.parametrize("side", [96, 64, 40])
+def test_cli_and_app_turn_an_aligned_crop_into_the_same_tensor(tmp_path, hopper, side):
+    """``pada age --aligned`` and the app's 'already aligned' give the model the same face, any crop size."""
+    crop = cv2.resize(hopper[:min(hopper.shape[:2]), :min(hopper.shape[:2])], (side, side),
+                      interpolation=cv2.INTER_AREA)
+    path = save_image(tmp_path / "crop.png", crop)
+    cli, app = _cli_and_app_tensors(path, 64, aligned=True)
+    assert cli.shape == (3, 64, 64) and app.shape == (1, 3, 64, 64)
+    assert torch.equal(cli, app[0])
+    if side == 64:  # at the model's size the crop is used as it is
+        assert torch.equal(cli, to_tensor(crop)[0])
+
+
+def test_cli_and_app_turn_a_photo_into_the_same_tensor(tmp_path, hopper):
+    path = save_image(tmp_path / "hopper.png", hopper)
+    cli, app = _cli_and_app_tensors(path, 64, aligned=False)
+    assert torch.equal(cli, app[0])
+    assert torch.equal(cli, to_tensor(align_image(hopper, 64)[0].image)[0])
+
+
+def test_face_tensors_names_the_input_in_its_errors():
+    from pada.errors import BadImageError
+    from pada.faces import face_tensors
+
+    with pytest.raises(BadImageError, match=r"^wide.png: .* must be a square crop, got 80x60$"):
+        face_tensors(np.zeros((60, 80, 3), np.uint8), 64, aligned=True, name="wide.png")
+    with pytest.raises(NoFaceError, match=r"^wall.png: no face found \(try another\)$"):
+        face_tensors(np.full((120, 120, 3), 128, np.uint8), 64, name="wall.png", no_face_hint="try another")

@@ -37,8 +37,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from pada.data.groups import GENDERS
@@ -148,16 +146,16 @@ def _decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
             pass
 
 
-def _to_face_tensor(img: np.ndarray, size: int, aligned: bool, name: str) -> torch.Tensor:
-    """Aligned face ``(1, 3, size, size)`` in [-1, 1] from a photo (detect + align) or an aligned crop."""
-    from pada.faces.io import to_tensor
+_NO_FACE_HINT = "upload a photo with a visible face, or tick 'already aligned' for an FFHQ-aligned crop"
 
-    if not aligned:
-        return to_tensor(np.array(_align(img, size, name).image))
-    x = to_tensor(np.array(img))  # a writable copy (decoded arrays may be read-only views)
-    if x.shape[-2:] != (size, size):
-        x = F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
-    return x.clamp(-1, 1)
+
+def _face(img: np.ndarray, size: int, aligned: bool, name: str):
+    """(face ``(1, 3, size, size)`` in [-1, 1], AlignedFace or None) from a photo (detect + align the largest
+    face) or an aligned crop: :func:`pada.faces.align.face_tensors`, as ``pada age`` does."""
+    from pada.faces.align import face_tensors
+
+    x, face = face_tensors(img, size, aligned=aligned, name=name, no_face_hint=_NO_FACE_HINT)[0]
+    return x[None], face
 
 
 def _gif(frames: list[np.ndarray], ms: int = 600) -> bytes:
@@ -279,21 +277,13 @@ class AgingService:
         size = self.image_size
         photo = _decode_upload(req.image, req.image_name, lim.max_pixels)
         name = os.path.basename(req.image_name)
-        face_rec = None
-        if req.aligned:
-            face = _to_face_tensor(photo, size, True, name)
-            photo = None
-        else:
-            face_rec = _align(photo, size, name)
-            from pada.faces.io import to_tensor
-
-            face = to_tensor(np.array(face_rec.image))
-            if not req.paste_back:
-                photo = None  # the decoded photo is not needed any more
+        face, face_rec = _face(photo, size, req.aligned, name)
+        if req.aligned or not req.paste_back:
+            photo = None  # the decoded photo is not needed any more
         ref = None
         if req.reference is not None:
             ref_img = _decode_upload(req.reference, req.reference_name, lim.max_pixels)
-            ref = _to_face_tensor(ref_img, size, req.aligned, os.path.basename(req.reference_name))
+            ref = _face(ref_img, size, req.aligned, os.path.basename(req.reference_name))[0]
             del ref_img
         if req.lifespan:  # the pipeline's smooth sweep from child to old (PAE mean, inverted x_T)
             res = self.pipeline.lifespan(face, gender=None if req.gender == "auto" else req.gender)
@@ -334,18 +324,6 @@ class AgingService:
 
 def _short(label: str) -> str:
     return label.replace("'s face", "").replace("a toddler ", "toddler ")
-
-
-def _align(img: np.ndarray, size: int, name: str):
-    """The largest face of a photo, FFHQ-aligned (:class:`pada.faces.align.AlignedFace`)."""
-    from pada.errors import NoFaceError
-    from pada.faces.align import align_image
-
-    try:
-        return align_image(img, size=size)[0]
-    except NoFaceError:
-        raise NoFaceError(f"{name}: no face found (upload a photo with a visible face, or tick "
-                          "'already aligned' for an FFHQ-aligned crop)") from None
 
 
 __getattr__ = renamed(__name__, {"AgingResult": "AgingResponse"})

@@ -122,28 +122,12 @@ def load_pipeline(model: str, device, steps: int, trust_pickle: bool = False):
 
 def _load_face(path: Path, size: int, aligned: bool):
     """(aligned tensor (3, S, S), AlignedFace or None, original uint8 photo or None)."""
-    from pada.faces.io import load_image, to_tensor
-
-    if aligned:
-        import cv2
-
-        img = load_image(path)
-        if img.shape[0] != img.shape[1]:
-            raise PadaError(f"{path}: --aligned expects a square crop, got {img.shape[1]}x{img.shape[0]}")
-        if img.shape[0] != size:
-            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if img.shape[0] > size
-                             else cv2.INTER_CUBIC)
-        return to_tensor(img)[0], None, None
-    from pada.errors import NoFaceError
-    from pada.faces.align import align_image
+    from pada.faces.align import face_tensors
+    from pada.faces.io import load_image
 
     original = load_image(path)
-    try:
-        face = align_image(original, size)[0]
-    except NoFaceError:
-        raise NoFaceError(f"{path}: no face found") from None
-    face.source = str(path)
-    return to_tensor(face.image)[0], face, original
+    x, face = face_tensors(original, size, aligned=aligned, name=str(path))[0]
+    return x, face, None if aligned else original
 
 
 def _targets(args: argparse.Namespace):
@@ -203,23 +187,15 @@ class _Job:
     def faces(self, path: Path):
         """(original photo or None, [FaceResult]) of the faces to age in ``path``."""
         from pada.aging.photo import FaceResult
-        from pada.errors import NoFaceError
+        from pada.faces.align import align_face, face_tensors
         from pada.faces.io import load_image, to_tensor
 
         a = self.args
-        if a.aligned:
-            return None, [FaceResult(0, None, _load_face(path, self.size, True)[0])]
-        from pada.faces.align import align_face, align_image
-
         original = load_image(path)
-        try:
-            aligned = align_image(original, self.size, all_faces=a.all_faces)[: a.max_faces]
-        except NoFaceError:
-            raise NoFaceError(f"{path}: no face found") from None
-        out = []
-        for k, face in enumerate(aligned):
-            face.source = str(path)
-            out.append(FaceResult(k, face, to_tensor(face.image)[0]))
+        found = face_tensors(original, self.size, aligned=a.aligned, name=str(path), all_faces=a.all_faces)
+        out = [FaceResult(k, face, x) for k, (x, face) in enumerate(found[: a.max_faces])]
+        if a.aligned:
+            return None, out
         if self.critics is not None:  # estimates on a 256 px crop (sharper than the model's size)
             import torch
 

@@ -5,13 +5,16 @@ See docs/faces.md. Submodules:
 * :mod:`pada.faces.io` -- :func:`load_image`, :func:`save_image`, :func:`to_tensor`, :func:`to_uint8`;
 * :mod:`pada.faces.detect` -- :class:`Face`, :class:`FaceDetector` (YuNet through OpenCV);
 * :mod:`pada.faces.align` -- :class:`AlignedFace`, :func:`align_face`, :func:`align_image`,
-  :func:`paste_back`, :func:`match_colours`.
+  :func:`face_tensors` (photo or aligned crop -> model input, the one way), :func:`paste_back`,
+  :func:`match_colours`.
 """
 
 from pada.faces.align import (
     AlignedFace,
     align_face,
     align_image,
+    aligned_crop,
+    face_tensors,
     feather_mask,
     ffhq_quad,
     match_colours,
@@ -28,7 +31,9 @@ __all__ = [
     "FaceDetector",
     "align_face",
     "align_image",
+    "aligned_crop",
     "default_detector",
+    "face_tensors",
     "feather_mask",
     "ffhq_quad",
     "load_image",

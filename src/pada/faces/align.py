@@ -292,6 +292,61 @@ def align_image(
     return [align_face(img, f, size, source=source) for f in faces]
 
 
+def aligned_crop(img: np.ndarray, size: int, name: str = "image") -> np.ndarray:
+    """An already FFHQ-aligned crop ``(S, S, 3)`` uint8, resized to ``size`` (area filter when shrinking,
+    bicubic when enlarging). Raises :class:`~pada.errors.BadImageError` for a crop that is not square."""
+    from pada.errors import BadImageError
+
+    h, w = img.shape[:2]
+    if h != w:
+        raise BadImageError(f"{name}: an already aligned face must be a square crop, got {w}x{h}")
+    if h == size:
+        return img
+    return cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA if h > size else cv2.INTER_CUBIC)
+
+
+def face_tensors(
+    img: np.ndarray,
+    size: int,
+    *,
+    aligned: bool = False,
+    name: str = "image",
+    all_faces: bool = False,
+    detector: FaceDetector | None = None,
+    no_face_hint: str = "",
+) -> list[tuple[Any, AlignedFace | None]]:
+    """A face photo (or an already aligned crop) -> the ``(3, size, size)`` tensors in [-1, 1] models take.
+
+    The one way from a decoded photo to model input, used by ``pada age``, the web app and the benchmarks,
+    so the same input gives the same tensor everywhere.
+
+    Args:
+        img: ``uint8`` ``(H, W, 3)`` RGB (:func:`pada.faces.io.load_image`).
+        size: the model's face size.
+        aligned: ``img`` already is an FFHQ-aligned square crop (:func:`aligned_crop`; no detection).
+        name: the input's name for error messages and ``AlignedFace.source``.
+        all_faces: every detected face (largest first) instead of only the largest.
+        detector: as in :func:`align_image`.
+        no_face_hint: appended in parentheses to the "no face found" message (what the user can do).
+    Returns:
+        ``[(tensor, AlignedFace)]``, one per face; ``[(tensor, None)]`` for an aligned crop.
+    Raises:
+        NoFaceError: ``"<name>: no face found"``. BadImageError: an aligned crop that is not square.
+    """
+    from pada.faces.io import to_tensor
+
+    if aligned:
+        return [(to_tensor(aligned_crop(img, size, name))[0], None)]
+    try:
+        faces = align_image(img, size, all_faces=all_faces, detector=detector)
+    except NoFaceError:
+        hint = f" ({no_face_hint})" if no_face_hint else ""
+        raise NoFaceError(f"{name}: no face found{hint}") from None
+    for face in faces:
+        face.source = name
+    return [(to_tensor(face.image)[0], face) for face in faces]
+
+
 #: The face region of an FFHQ-aligned crop, as an ellipse in units of the crop side: centre (x, y) and
 #: half-axes (x, y). Eyes sit at y ~ 0.45 and the mouth at ~ 0.7 in this layout; the ellipse holds the
 #: forehead, cheeks and chin and leaves out the crop's corners (background, shoulders).
