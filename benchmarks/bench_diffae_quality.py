@@ -91,8 +91,7 @@ def z_swap(diffae, x, z, x_T, age_x, age_rec, male_x, age_critic, gender_critic,
 
 def save_grid(rows: list[torch.Tensor], triplets, path: Path) -> None:
     """Rows of images (each (n, 3, H, W) in [-1, 1]) then z-swap triplet rows, as one PNG."""
-    from PIL import Image
-    from torchvision.utils import make_grid
+    from pada.faces.grid import save_grid as write_grid
 
     k = min(8, rows[0].shape[0])
     rows = [r[:k] for r in rows]
@@ -101,9 +100,7 @@ def save_grid(rows: list[torch.Tensor], triplets, path: Path) -> None:
     width = max(r.shape[0] for r in rows)
     pad = [torch.cat([r, r.new_ones(width - r.shape[0], *r.shape[1:])]) if r.shape[0] < width else r
            for r in rows]
-    grid = make_grid((torch.cat(pad).float().clamp(-1, 1) + 1) / 2, nrow=width, padding=2, pad_value=1.0)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((grid.permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")).save(path)
+    write_grid(torch.cat(pad), path, nrow=width)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -73,6 +73,48 @@ def test_training_psnr_is_the_evaluation_psnr():
 
 
 # --------------------------------------------------------------------------------------------------
+# one function per job
+# --------------------------------------------------------------------------------------------------
+def _sources_with(text: str, roots=("src/pada", "benchmarks")) -> list[str]:
+    top = SRC.parents[1]
+    files = [f for r in roots for f in (top / r).rglob("*.py")]
+    return sorted(str(f.relative_to(top)) for f in files if text in f.read_text())
+
+
+def test_one_freeze_one_grid_writer_one_key_value_parser():
+    assert _sources_with("requires_grad_(False)") == ["src/pada/frozen.py"]
+    assert _sources_with("torchvision.utils") == []  # grids: pada.faces.grid
+    assert _sources_with('.split("=", 1)') == ["src/pada/aging/train.py"]  # only a key test, no parsing
+    from pada.critics.base import freeze as critics_freeze
+    from pada.frozen import freeze
+
+    assert critics_freeze is freeze
+
+
+def test_key_value_parsing():
+    import argparse
+
+    from pada.errors import PadaError
+    from pada.validation import key_value_option, parse_literal, split_key_value
+
+    assert split_key_value(" lr = 3e-4 ", "--set") == ("lr", "3e-4")
+    assert split_key_value("path=a=b", "--set") == ("path", "a=b")
+    assert split_key_value("x=", "--set") == ("x", "")
+    for bad in ("lr", "=3"):
+        with pytest.raises(PadaError, match=f"^--set {bad}: expected key=value$"):
+            split_key_value(bad, "--set")
+    with pytest.raises(PadaError, match="expected NAME=VALUE"):
+        split_key_value("x=", "--opt", "NAME=VALUE", need_value=True)
+    assert [parse_literal(t) for t in ("3", "0.5", "true", "[1, 2]", "1,2,4", "a,b", " text ")] == \
+        [3, 0.5, True, [1, 2], [1, 2, 4], "a,b", "text"]
+    opt = key_value_option("NAME=VALUE", literal=True)
+    assert opt("max_shift=0.35") == ("max_shift", 0.35)
+    assert key_value_option("NAME=PATH")("v2=runs/a=b.safetensors") == ("v2", "runs/a=b.safetensors")
+    with pytest.raises(argparse.ArgumentTypeError, match="expected NAME=VALUE, got 'nope'"):
+        opt("nope")
+
+
+# --------------------------------------------------------------------------------------------------
 # CLI: every listed command has its module
 # --------------------------------------------------------------------------------------------------
 def test_every_cli_command_has_its_module(monkeypatch):

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import sys
 import types
@@ -290,3 +291,48 @@ def require_finite(tensors: Iterable[Any] | Any, what: str) -> None:
         if t is not None and t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise PadaError(f"{what}: the model produced NaN or infinite values; nothing was written "
                             "(a damaged model file or extreme options)")
+
+
+# --------------------------------------------------------------------------------------------------
+# key=value options (--set, --model-set, --pipeline-option, --ablation ...)
+# --------------------------------------------------------------------------------------------------
+def split_key_value(text: str, option: str, what: str = "key=value",
+                    need_value: bool = False) -> tuple[str, str]:
+    """``"key=value"`` given to ``option`` -> ``(key, value)``, both stripped (the value may hold ``=``).
+
+    Raises a one-line :class:`PadaError` naming the option (``"--set lr: expected key=value"``) when there is
+    no ``=``, no key, or (``need_value``) no value.
+    """
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or (need_value and not value.strip()):
+        raise PadaError(f"{option} {text}: expected {what}")
+    return key.strip(), value.strip()
+
+
+def parse_literal(text: str) -> Any:
+    """A value written on the command line: JSON (numbers, true/false, lists, strings), else a comma list
+    of whole numbers (``1,2,4``), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    if "," in text:
+        try:
+            return [int(v) for v in text.split(",")]
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def key_value_option(what: str = "NAME=VALUE", literal: bool = False) -> Callable[[str], tuple[str, Any]]:
+    """argparse ``type=``: ``NAME=VALUE`` -> ``(name, value)``; the value read with :func:`parse_literal`
+    when ``literal``, else kept as text."""
+    def parse(text: str) -> tuple[str, Any]:
+        try:
+            key, value = split_key_value(text, "", what, need_value=True)
+        except PadaError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        return key, parse_literal(value) if literal else value
+
+    parse.__name__ = what
+    return parse

@@ -32,6 +32,7 @@ from pada.aging.pipeline import (
     target_age_of_text,
 )
 from pada.errors import CheckpointError, PadaError
+from pada.frozen import freeze
 
 FORMAT = "pada-linear-age/1"
 
@@ -151,7 +152,7 @@ class LinearBaselinePipeline:
         self.steps, self.strength = int(steps), float(strength)
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
-            diffae.to(self.device).eval().requires_grad_(False)
+            freeze(diffae.to(self.device))
 
     @torch.no_grad()
     def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None,

@@ -51,13 +51,7 @@ from pada.aging.losses import (
 )
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
-
-
-def freeze_module(m: nn.Module) -> nn.Module:
-    """requires_grad False on every parameter + eval mode (the frozen DiffAE, critics and VL model)."""
-    for p in m.parameters():
-        p.requires_grad_(False)
-    return m.eval()
+from pada.frozen import freeze
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -92,14 +86,14 @@ class PadaObjective:
         self.cfg = loss_cfg or LossConfig()
         for m in (frozen.diffae, frozen.vl, frozen.age_critic, frozen.id_critic):
             if isinstance(m, nn.Module):
-                freeze_module(m)
+                freeze(m)
         if self.cfg.enabled("L_age") and frozen.age_critic is None:
             raise ValueError("L_age is enabled but no age critic was given")
         if self.cfg.enabled("L_id") and frozen.id_critic is None:
             raise ValueError("L_id is enabled but no identity critic was given")
         unet = getattr(frozen.diffae, "unet", None)
         if isinstance(unet, nn.Module):
-            freeze_module(unet)
+            freeze(unet)
         self._text_cache: dict[str, torch.Tensor] = {}
 
     # ------------------------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ aligned face):
 * :func:`age_faces` -- every (face, target) pair aged into N results;
 * :func:`compose_photo` -- the whole photo with the i-th result of a target pasted on every face
   (:func:`pada.faces.align.paste_back` with the face-region mask and colour matching);
-* :func:`labelled_grid` -- one row per target, the input then the N results, each tile captioned.
+* :func:`face_grid` -- one row per target, the input then the N results, each tile captioned
+  (:func:`pada.faces.grid.labelled_grid`, re-exported here).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 
 from pada.data.groups import GENDERS, description, group_of_age
 from pada.errors import PadaError
+from pada.faces.grid import labelled_grid
 from pada.validation import require_finite
 
 #: Ages a target may ask for (years).
@@ -205,57 +207,6 @@ def compose_photo(original: np.ndarray, faces: Sequence[FaceResult], target_inde
         crop = to_uint8(fr.outputs[target_index][result_index])
         out = paste_back(out, fr.face, crop, feather=0.12, mask_shape="face", color_match=True)
     return out
-
-
-# ---------------------------------------------------------------------------------------------- grids
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: the fixed bitmap font
-        return ImageFont.load_default()
-
-
-def _fit(draw, text: str, font, width: int) -> str:
-    if draw.textlength(text, font=font) <= width:
-        return text
-    while text and draw.textlength(text + "…", font=font) > width:
-        text = text[:-1]
-    return text + "…"
-
-
-def labelled_grid(rows: Sequence[tuple[str, Sequence[np.ndarray], Sequence[str]]], tile: int | None = None,
-                  pad: int = 6) -> np.ndarray:
-    """A figure: per row a title line, then its tiles with a caption under each. ``rows``: (title,
-    tiles uint8 (S, S, 3), captions). Tiles are shown at ``tile`` px (default: their size, at least 128;
-    smaller faces are enlarged for viewing only). Returns uint8 (H, W, 3), white background."""
-    from PIL import Image, ImageDraw
-
-    s = max(im.shape[0] for _, tiles, _ in rows for im in tiles)
-    tile = int(tile or max(s, 128))
-    fs = max(11, tile // 10)
-    font, title_font = _font(fs), _font(fs + 1)
-    title_h, cap_h = fs + 8, fs + 6
-    ncol = max(len(tiles) for _, tiles, _ in rows)
-    width = pad + ncol * (tile + pad)
-    row_h = title_h + tile + cap_h + pad
-    canvas = Image.new("RGB", (width, pad + len(rows) * row_h), (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    for r, (title, tiles, captions) in enumerate(rows):
-        top = pad + r * row_h
-        draw.text((pad, top + 2), _fit(draw, title, title_font, width - 2 * pad), fill=(0, 0, 0),
-                  font=title_font)
-        for c, im in enumerate(tiles):
-            left = pad + c * (tile + pad)
-            pim = Image.fromarray(im)
-            if pim.size != (tile, tile):
-                pim = pim.resize((tile, tile), Image.Resampling.BICUBIC)
-            canvas.paste(pim, (left, top + title_h))
-            cap = captions[c] if c < len(captions) else ""
-            draw.text((left, top + title_h + tile + 2), _fit(draw, cap, font, tile), fill=(60, 60, 60),
-                      font=font)
-    return np.asarray(canvas)
 
 
 def face_grid(fr: FaceResult, targets: Sequence[Target], ref_tile: np.ndarray | None = None) -> np.ndarray:

@@ -31,6 +31,8 @@ from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
 from pada.errors import PadaError
+from pada.faces.grid import make_grid, save_grid  # noqa: F401 - re-exported (the one grid writer)
+from pada.frozen import freeze
 
 
 def output_seed(seed: int, index: int) -> int:
@@ -100,7 +102,7 @@ class AgingPipeline:
         self.diffae, self.vl, self.model, self.steps = diffae, vl, model, int(steps)
         for m in (diffae, vl, model):
             if isinstance(m, torch.nn.Module):
-                m.to(self.device).eval().requires_grad_(False)
+                freeze(m.to(self.device))
         if getattr(vl, "dim", model.cfg.e_dim) != model.cfg.e_dim:
             raise PadaError(f"the PADA model expects a {model.cfg.e_dim}-d vision-language space but "
                             f"{getattr(vl, 'name', 'the VL model')} has {vl.dim} dimensions")
@@ -360,27 +362,7 @@ def resolve_model(model: str | Path) -> Path:
                         "`pada train pada --data DIR` and pass --model PATH") from None
 
 
-# grid / GIF helpers ---------------------------------------------------------------------------------
-def make_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> torch.Tensor:
-    """Tile images (N, 3, H, W) in [-1, 1] into one (3, H', W') image, ``nrow`` per row, white padding."""
-    n, c, h, w = images.shape
-    nrow = max(1, min(nrow or n, n))
-    rows = -(-n // nrow)
-    grid = torch.ones((c, rows * (h + padding) + padding, nrow * (w + padding) + padding))
-    for k in range(n):
-        r, col = divmod(k, nrow)
-        top, left = padding + r * (h + padding), padding + col * (w + padding)
-        grid[:, top:top + h, left:left + w] = images[k].float().cpu().clamp(-1, 1)
-    return grid
-
-
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None, padding: int = 2) -> Path:
-    """Write images (N, 3, H, W) in [-1, 1] as one grid image (``nrow`` per row; default: one row)."""
-    from pada.faces.io import save_image, to_uint8
-
-    return save_image(path, to_uint8(make_grid(images, nrow, padding)))
-
-
+# GIF helper (grids: pada.faces.grid) ---------------------------------------------------------------
 def save_gif(images: torch.Tensor, path: str | Path, fps: float = 6.0, bounce: bool = True) -> Path:
     """Write frames (F, 3, H, W) in [-1, 1] as an animated GIF (forward, then back when ``bounce``)."""
     import imageio.v2 as imageio

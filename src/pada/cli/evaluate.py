@@ -22,30 +22,15 @@ import sys
 
 from pada.cli.age import DEFAULT_MODEL
 from pada.errors import PadaError
-from pada.validation import LIMITS, float_option, floats_option, int_option
+from pada.validation import LIMITS, float_option, floats_option, int_option, key_value_option
 
 
 def _words(text: str) -> tuple[str, ...]:
     return tuple(w.strip() for w in text.split(",") if w.strip())
 
 
-def _ablation(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not name.strip() or not path.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name.strip(), path.strip()
-
-
-def _option(text: str) -> tuple[str, object]:
-    """NAME=VALUE of --pipeline-option; VALUE is read as JSON (numbers, true/false) or else kept as text."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip() or not value.strip():
-        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
-    try:
-        parsed = json.loads(value)
-    except ValueError:
-        parsed = value.strip()
-    return name.strip(), parsed
+_ablation = key_value_option("NAME=PATH")
+_option = key_value_option("NAME=VALUE", literal=True)  # VALUE: JSON (numbers, true/false) or else text
 
 
 def _run(args: argparse.Namespace) -> int:

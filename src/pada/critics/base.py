@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from pada.frozen import freeze  # re-exported: pada.critics.base.freeze is pada.frozen.freeze
+
 
 @dataclass
 class AgeOutput:
@@ -34,13 +36,6 @@ class AgeOutput:
 
 
 FEATURE_LAYERS = ("logits", "penultimate")
-
-
-def freeze(module: nn.Module) -> nn.Module:
-    """Set ``requires_grad=False`` on every parameter and switch to eval mode."""
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module.eval()
 
 
 class FrozenCritic(nn.Module):

@@ -950,7 +950,7 @@ def write_report(report: dict[str, Any], out: str | os.PathLike,
     for name, per_target in (examples or {}).items():
         if not per_target or sources is None:
             continue
-        from pada.aging.pipeline import save_grid
+        from pada.faces.grid import save_grid
 
         k = min(min(v.shape[0] for v in per_target.values()), sources.shape[0])
         cols = [sources[:k].float().cpu(), *(v[:k] for v in per_target.values())]

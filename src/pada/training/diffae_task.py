@@ -69,20 +69,8 @@ class DiffAETaskConfig:
 
 def parse_model_overrides(items: Sequence[str]) -> dict[str, Any]:
     """``["model_channels=16", "channel_mult=1,2"]`` -> typed values (JSON, or comma lists of numbers)."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise PadaError(f"--model-set {item}: expected key=value")
-        key, text = item.split("=", 1)
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError:
-            try:
-                value = [int(v) for v in text.split(",")] if "," in text else text
-            except ValueError:
-                value = text
-        out[key.strip()] = value
-    return out
+    pairs = (validation.split_key_value(item, "--model-set") for item in items)  # the one key=value parser
+    return {key: validation.parse_literal(text) for key, text in pairs}
 
 
 def build_model_config(preset: str, overrides: Sequence[str]):
@@ -109,15 +97,9 @@ def reconstruct(unet: nn.Module, x0: Tensor, steps: int = 50, schedule=None) -> 
 
 
 def _save_grid(rows: list[Tensor], path: Path) -> Path:
-    from PIL import Image
-    from torchvision.utils import make_grid
+    from pada.faces.grid import save_grid  # the one grid writer
 
-    x = torch.cat(rows).float().clamp(-1, 1) * 0.5 + 0.5
-    grid = make_grid(x.cpu(), nrow=rows[0].shape[0], padding=2, pad_value=1.0)
-    arr = (grid.permute(1, 2, 0).numpy() * 255 + 0.5).clip(0, 255).astype("uint8")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(arr).save(path)
-    return path
+    return save_grid(torch.cat(rows), path, nrow=rows[0].shape[0])
 
 
 class DiffAETask(TrainTask):

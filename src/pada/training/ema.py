@@ -16,6 +16,8 @@ import copy
 import torch
 from torch import nn
 
+from pada.frozen import freeze
+
 
 def ema_decay_at(step: int, decay: float, warmup: bool) -> float:
     """Decay used for the update after optimizer step ``step`` (0-based).
@@ -39,8 +41,7 @@ class EMA:
 
     def __init__(self, modules: dict[str, nn.Module]):
         self.modules = nn.ModuleDict({k: copy.deepcopy(m) for k, m in modules.items()})
-        self.modules.eval()
-        self.modules.requires_grad_(False)
+        freeze(self.modules)
 
     @torch.no_grad()
     def update(self, online: dict[str, nn.Module] | nn.ModuleDict, decay: float) -> None:

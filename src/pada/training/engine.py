@@ -55,9 +55,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from pada import validation
 from pada.errors import CheckpointError, PadaError
+from pada.frozen import freeze
 from pada.training import checkpointing as ckpt
 from pada.training.ema import EMA, ema_decay_at
-from pada.validation import LIMITS, check_number
+from pada.validation import LIMITS, check_number, split_key_value
 
 MIXED_PRECISION = ("no", "bf16", "fp16")
 
@@ -167,10 +168,8 @@ def apply_overrides(config: Any, items: Sequence[str]) -> Any:
     names = {f.name for f in dataclasses.fields(config)}
     changes = {}
     for item in items:
-        if "=" not in item:
-            raise PadaError(f"--set {item}: expected key=value")
-        key, value = item.split("=", 1)
-        key = key.strip().replace("-", "_")
+        key, value = split_key_value(item, "--set")
+        key = key.replace("-", "_")
         if key not in names:
             raise PadaError(f"--set {key}: unknown option; known: {', '.join(sorted(names))}")
         changes[key] = _parse_value(value, getattr(config, key), key)
@@ -513,7 +512,7 @@ class Trainer:
         random.seed(cfg.seed + 1 + rank)
 
         for m in self.task.frozen_modules().values():
-            m.to(device).eval().requires_grad_(False)
+            freeze(m.to(device))
         module = _TaskModule(self.task, trainable).to(device)
         ema = EMA(dict(module.trainable.items())).to(device)
         params = [p for p in module.parameters() if p.requires_grad]

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pada.errors import BadImageError
+from pada.frozen import freeze
 
 
 class VisionLanguageModel(nn.Module):
@@ -36,9 +37,7 @@ class VisionLanguageModel(nn.Module):
 
     def freeze(self) -> VisionLanguageModel:
         """Stop gradients to the weights and switch to eval mode (gradients still flow to the input image)."""
-        for p in self.parameters():
-            p.requires_grad_(False)
-        return self.eval()
+        return freeze(self)
 
     def train(self, mode: bool = True) -> VisionLanguageModel:
         # Frozen backbones stay in eval mode (no dropout / batch-norm updates) even inside a model that

@@ -32,6 +32,7 @@ from torch import nn
 
 from pada.deprecation import renamed
 from pada.errors import CheckpointError
+from pada.frozen import freeze
 from pada.vl.base import VisionLanguageModel
 
 FEATURE_BLOCKS = {"age_penultimate": 256, "age_logits": 81, "gender_logodds": 1, "sface": 128}
@@ -122,9 +123,7 @@ class CriticFeatureBlocks(nn.Module):
             need.add("sface")
         self.critics = nn.ModuleDict({n.replace("-", "_"): critics.get(n) or _load_critic(n, device)
                                       for n in sorted(need)})
-        for p in self.critics.parameters():
-            p.requires_grad_(False)
-        self.critics.eval()
+        freeze(self.critics)
 
     def train(self, mode: bool = True) -> CriticFeatureBlocks:
         return super().train(False)

