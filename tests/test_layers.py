@@ -1,9 +1,14 @@
-"""The layout of ``src/pada``: one name per concept, old names still importable, every CLI command has its
-module (issue 14). Static checks (ast) and cheap imports only."""
+"""The layout of ``src/pada`` (docs/ARCHITECTURE.md): which package may import which, one name per concept,
+old names still importable, one function per job, no over-long functions, every CLI command has its module.
+
+Static checks (ast) and cheap imports only. Run ``python tests/test_layers.py`` to print the import edges
+between layers and the longest functions.
+"""
 
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import warnings
 from pathlib import Path
@@ -11,6 +16,157 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "pada"
+
+# --------------------------------------------------------------------------------------------------
+# layers: who may import whom
+# --------------------------------------------------------------------------------------------------
+# Module (or package) -> layer; the longest matching prefix wins.
+LAYER_OF = {
+    "pada": "core", "pada.errors": "core", "pada.validation": "core", "pada.outputs": "core",
+    "pada.state_dict_check": "core", "pada.weights": "core", "pada.frozen": "core",
+    "pada.deprecation": "core",
+    "pada.networks": "networks",
+    "pada.diffusion": "diffusion",
+    "pada.diffae": "diffae",
+    "pada.faces": "faces",
+    "pada.critics": "critics",
+    "pada.data": "data",
+    "pada.vl": "vl",
+    "pada.training": "training",
+    "pada.evaluation": "evaluation",
+    "pada.evaluation.runner": "evaluation.runner",
+    "pada.aging": "aging",
+    "pada.app": "app",
+    "pada.cli": "cli",
+}
+# Layer -> the other layers it may import (its own layer always). Read upwards: nothing below imports
+# anything above. The rules are the code as it is; a new edge is a design decision: change it here and in
+# docs/ARCHITECTURE.md together.
+ALLOWED = {
+    "core": set(),
+    "networks": {"core"},
+    "diffusion": {"core"},  # samplers take model_fn: no network in sight
+    "faces": {"core"},
+    "critics": {"core"},
+    "diffae": {"core", "networks", "diffusion"},
+    "data": {"core", "faces", "critics"},
+    "vl": {"core", "critics", "data"},
+    "training": {"core"},  # the generic engine: nothing model-specific
+    "evaluation": {"core", "faces"},  # the measures (critics come in as objects)
+    "aging": {"core", "diffae", "diffusion", "training", "critics", "data", "faces", "vl"},
+    "evaluation.runner": {"core", "evaluation", "critics", "faces", "data", "aging"},  # runs PADA, scores it
+    "app": {"core", "aging", "data", "faces"},
+    "cli": {"core", "networks", "diffusion", "faces", "critics", "diffae", "data", "vl", "training",
+            "evaluation", "evaluation.runner", "aging", "app"},
+}
+# Edges that break the rules today, each with its reason; remove an entry when its cause is gone.
+PENDING = {
+    "pada.training.diffae_task": ({"diffae", "networks", "diffusion", "data", "evaluation", "faces"},
+                                  "issue 14: the DiffAE training task moves into the DiffAE family package"),
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _modules() -> dict[str, Path]:
+    out = {}
+    for f in sorted(SRC.rglob("*.py")):
+        parts = f.relative_to(SRC.parent).with_suffix("").parts
+        out[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = f
+    return out
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    for k in range(len(parts), 0, -1):
+        if ".".join(parts[:k]) in LAYER_OF:
+            return LAYER_OF[".".join(parts[:k])]
+    raise KeyError(f"{module}: no layer (add it to LAYER_OF in tests/test_layers.py)")
+
+
+def imported_modules(module: str, source: str, known: set[str]) -> set[str]:
+    """The pada modules ``source`` (the text of ``module``) imports, anywhere in it (functions included)."""
+    out = set()
+    is_package = module in known and _modules()[module].name == "__init__.py"
+    package = module if is_package else module.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "pada")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative import
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(up + ([node.module] if node.module else []))
+            if base.split(".")[0] != "pada":
+                continue
+            for a in node.names:  # `from pada import diffusion` imports the module pada.diffusion
+                out.add(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base)
+    return out
+
+
+def violations(module: str, source: str, known: set[str]) -> list[str]:
+    """``"a -> b (layer x may not import layer y)"`` for each import of ``module`` across the rules."""
+    mine = layer_of(module)
+    pending = PENDING.get(module, (set(), ""))[0]
+    out = []
+    for target in sorted(imported_modules(module, source, known)):
+        theirs = layer_of(target)
+        if theirs != mine and theirs not in ALLOWED[mine] and theirs not in pending:
+            out.append(f"{module} -> {target} ({mine} may not import {theirs})")
+    return out
+
+
+def import_edges() -> dict[tuple[str, str], list[str]]:
+    mods = _modules()
+    edges: dict[tuple[str, str], list[str]] = {}
+    for m, f in mods.items():
+        for t in imported_modules(m, f.read_text(), set(mods)):
+            if layer_of(t) != layer_of(m):
+                edges.setdefault((layer_of(m), layer_of(t)), []).append(f"{m} -> {t}")
+    return edges
+
+
+def test_every_module_has_a_layer_and_the_layers_form_no_cycle():
+    for m in _modules():
+        layer_of(m)
+    assert set(ALLOWED) == set(LAYER_OF.values())
+    order: list[str] = []
+    while len(order) < len(ALLOWED):  # topological order exists <=> no cycle
+        ready = [k for k, deps in ALLOWED.items() if k not in order and deps <= set(order)]
+        assert ready, f"the allowed imports form a cycle among {sorted(set(ALLOWED) - set(order))}"
+        order += sorted(ready)
+
+
+def test_no_package_imports_across_the_allowed_direction():
+    mods = _modules()
+    bad = [v for m, f in mods.items() for v in violations(m, f.read_text(), set(mods))]
+    assert not bad, "imports across the layers (docs/ARCHITECTURE.md):\n" + "\n".join(bad)
+
+
+def test_pending_exceptions_are_still_needed():
+    """An allow-list entry whose edge is gone must be removed (so the list never hides a new edge)."""
+    mods = _modules()
+    for module, (layers, why) in PENDING.items():
+        used = {layer_of(t) for t in imported_modules(module, mods[module].read_text(), set(mods))}
+        stale = layers - used
+        assert not stale, f"{module}: PENDING allows {sorted(stale)} but it no longer imports them ({why})"
+
+
+@pytest.mark.parametrize("module, line", [
+    ("pada.networks.unet", "from pada.diffusion import ddim"),
+    ("pada.networks.unet", "from pada import diffusion as D"),
+    ("pada.networks.unet", "from pada.training.engine import Trainer"),
+    ("pada.diffusion.ddim", "import pada.networks.unet"),
+    ("pada.training.engine", "from pada.diffae import DiffAE"),
+    ("pada.training.engine", "def f():\n    from pada.aging.model import PadaModel"),
+    ("pada.critics.base", "from pada.aging.pipeline import AgingPipeline"),
+    ("pada.evaluation.metrics", "from pada.aging.pipeline import AgingPipeline"),
+    ("pada.faces.io", "from ..data import labels"),
+    ("pada.aging.model", "from pada.cli.age import run"),
+])
+def test_the_layer_check_catches_a_wrong_import(module, line):
+    mods = _modules()
+    assert violations(module, line, set(mods)), f"{line!r} in {module} should break the rules"
+    assert not violations(module, "from pada.errors import PadaError", set(mods))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -115,6 +271,44 @@ def test_key_value_parsing():
 
 
 # --------------------------------------------------------------------------------------------------
+# function length
+# --------------------------------------------------------------------------------------------------
+MAX_FUNCTION_LINES = 80  # lines of code, the docstring not counted
+LONG_BECAUSE = "Long because"  # a longer function says why in its docstring, starting with these words
+PENDING_LONG = {
+    "pada/aging/objective.py:PadaObjective.__call__": "PADA's objective: the lead's open work on aging/",
+}
+
+
+def _function_rows(node: ast.AST, rel: str, prefix: str = "") -> list[tuple[int, str, str]]:
+    rows = []
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.ClassDef):
+            rows += _function_rows(child, rel, f"{prefix}{child.name}.")
+        elif isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            doc = ast.get_docstring(child) or ""
+            first = child.body[0]
+            doc_lines = first.end_lineno - first.lineno + 1 if doc else 0
+            rows.append((child.end_lineno - child.lineno + 1 - doc_lines, f"{rel}:{prefix}{child.name}", doc))
+            rows += _function_rows(child, rel, f"{prefix}{child.name}.")
+    return rows
+
+
+def function_lengths() -> list[tuple[int, str, str]]:
+    """``(lines of code, "file:Class.name", docstring)`` of every function in src/pada, longest first."""
+    rows = []
+    for f in sorted(SRC.rglob("*.py")):
+        rows += _function_rows(ast.parse(f.read_text()), str(f.relative_to(SRC.parent)))
+    return sorted(rows, reverse=True)
+
+
+def test_no_function_over_80_lines_unless_it_says_why():
+    long = [f"{where} ({n} lines)" for n, where, doc in function_lengths()
+            if n > MAX_FUNCTION_LINES and LONG_BECAUSE not in doc and where not in PENDING_LONG]
+    assert not long, f"split these into named steps (or say '{LONG_BECAUSE} ...' in the docstring): {long}"
+
+
+# --------------------------------------------------------------------------------------------------
 # CLI: every listed command has its module
 # --------------------------------------------------------------------------------------------------
 def test_every_cli_command_has_its_module(monkeypatch):
@@ -126,3 +320,11 @@ def test_every_cli_command_has_its_module(monkeypatch):
     monkeypatch.setattr(cli_main, "COMMAND_MODULES", (*cli_main.COMMAND_MODULES, "no_such_command"))
     with pytest.raises(ModuleNotFoundError, match="pada.cli.no_such_command"):
         cli_main.build_parser()
+
+
+if __name__ == "__main__":
+    for (a, b), where in sorted(import_edges().items()):
+        print(f"{a:18s} -> {b:18s} {len(where):3d}  e.g. {where[0]}")
+    print()
+    for n, where, _ in function_lengths()[:15]:
+        print(f"{n:4d}  {where}")

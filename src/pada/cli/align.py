@@ -149,21 +149,14 @@ class Journal:
 def run(args: argparse.Namespace) -> int:
     import cv2
 
-    from pada.faces.align import align_face
     from pada.faces.detect import FaceDetector
-    from pada.faces.io import load_image, save_image
 
     out: Path = args.out
     if out.exists() and not out.is_dir():
         raise PadaError(f"{out}: exists and is not a folder")
     items, problems = collect_inputs(args.inputs)
     detector = FaceDetector(score_threshold=args.score_threshold)  # missing weights -> one error line
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        from pada.outputs import write_error
-
-        raise write_error(out, exc, "cannot create the output folder") from None
+    _make_folder(out)
     tpath = out / TRANSFORMS_FILE
     records = _load_records(tpath)
     journal = Journal(out / JOURNAL_FILE, {"size": args.size, "ext": args.ext, "all_faces": args.all_faces})
@@ -190,23 +183,8 @@ def run(args: argparse.Namespace) -> int:
                 n_ok += 1
                 continue
             try:
-                img = load_image(path, max_pixels=max_pixels)
-                faces = detector.detect(img)
-                if not faces:
-                    raise NoFaceError(f"{path}: no face found")
-                if not args.all_faces:
-                    faces = faces[:1]
-                done: dict[str, dict] = {}
-                for k, face in enumerate(faces):
-                    name = stem.as_posix() + (f"_{k}" if args.all_faces else "")
-                    key, n = f"{name}.{args.ext}", 2
-                    while key in used:  # two inputs with the same stem
-                        key, n = f"{name}-{n}.{args.ext}", n + 1
-                    used.add(key)
-                    aligned = align_face(img, face, args.size, source=source)
-                    save_image(out / key, aligned.image)
-                    done[key] = {**aligned.to_record(), "face_index": k}
-                    n_faces += 1
+                done = _align_file(args, detector, path, stem, source, used, max_pixels)
+                n_faces += len(done)
                 records.update(done)
                 journal.add(source, done)  # the crops are in place: record them now
                 n_ok += 1
@@ -224,9 +202,51 @@ def run(args: argparse.Namespace) -> int:
             _write_records(tpath, records, args.size)
         if complete:  # an interrupted run keeps its journal, so the next run resumes
             (out / JOURNAL_FILE).unlink(missing_ok=True)
+    return _summary(out, tpath if records else None, n_faces, n_ok, len(items), n_resumed, failed)
+
+
+# The steps of run.
+def _make_folder(out: Path) -> None:
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        from pada.outputs import write_error
+
+        raise write_error(out, exc, "cannot create the output folder") from None
+
+
+def _align_file(args: argparse.Namespace, detector, path, stem: Path, source: str, used: set[str],
+                max_pixels: int) -> dict[str, dict]:
+    """Align the largest (``--all-faces``: every) face of one input and write the crops; returns
+    ``{crop file name: transform record}``. Names already in ``used`` get a ``-2``, ``-3`` ... suffix."""
+    from pada.faces.align import align_face
+    from pada.faces.io import load_image, save_image
+
+    img = load_image(path, max_pixels=max_pixels)
+    faces = detector.detect(img)
+    if not faces:
+        raise NoFaceError(f"{path}: no face found")
+    if not args.all_faces:
+        faces = faces[:1]
+    done: dict[str, dict] = {}
+    for k, face in enumerate(faces):
+        name = stem.as_posix() + (f"_{k}" if args.all_faces else "")
+        key, n = f"{name}.{args.ext}", 2
+        while key in used:  # two inputs with the same stem
+            key, n = f"{name}-{n}.{args.ext}", n + 1
+        used.add(key)
+        aligned = align_face(img, face, args.size, source=source)
+        save_image(args.out / key, aligned.image)
+        done[key] = {**aligned.to_record(), "face_index": k}
+    return done
+
+
+def _summary(out: Path, tpath: Path | None, n_faces: int, n_ok: int, n_items: int, n_resumed: int,
+             failed: int) -> int:
+    """Print what the run did; exit status 1 when an input failed."""
     resumed = f" ({n_resumed} file(s) done by an earlier, interrupted run)" if n_resumed else ""
-    print(f"aligned {n_faces} face(s) from {n_ok} of {len(items)} file(s) into {out}{resumed}"
-          + (f" (transforms: {tpath})" if records else ""))
+    print(f"aligned {n_faces} face(s) from {n_ok} of {n_items} file(s) into {out}{resumed}"
+          + (f" (transforms: {tpath})" if tpath is not None else ""))
     if failed:
         print(f"{failed} input(s) failed; see the lines above", file=sys.stderr)
         return 1

@@ -36,48 +36,74 @@ _option = key_value_option("NAME=VALUE", literal=True)  # VALUE: JSON (numbers, 
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
-    from pada.aging.model import PadaModel
-    from pada.aging.pipeline import AgingPipeline, resolve_model
     from pada.app.service import image_size_of
-    from pada.evaluation.runner import (
-        BASELINE_STRENGTHS,
-        DEFAULT_TARGETS,
-        QUICK_PRESET,
-        EvalConfig,
-        fit_baseline_direction,
-        load_critics,
-        load_eval_data,
-        run_evaluation,
-        summary_table,
-        to_markdown,
-        write_report,
-    )
+    from pada.evaluation.runner import load_critics, load_eval_data, run_evaluation
+
+    cfg = _eval_config(args)  # also fills args' --quick defaults
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    steps = args.steps or 25
+    models = _load_models(args, device, steps)
+    main = models[args.name]
+    if args.max_shift is not None:  # an inference-time bound on the latent shift, for every PADA model
+        from pada.evaluation.runner import apply_max_shift
+
+        trained = {name: apply_max_shift(pipe, args.max_shift) for name, pipe in models.items()}
+    size = image_size_of(main)
+    data = load_eval_data(args.data, size, labels=args.labels, split=args.split,
+                          test_fraction=args.test_fraction, max_images=args.max_images)
+    critics = load_critics(args.age_critic, args.id_critic, args.fid_features, device=device,
+                           age_weights=args.age_weights, inception_weights=args.inception_weights,
+                           faces=not args.no_face_check)
+    baseline, note = _baseline(args, cfg, main, data, size, device, steps) if cfg.baseline else (None, "")
+    training = {"age": main.model.cfg.age_critic, "identity": main.model.cfg.id_critic}
+    examples: dict = {}
+    report = run_evaluation(models, data, critics, cfg, baseline=baseline, baseline_note=note,
+                            verbose=not args.quiet, training_critics=training, examples=examples)
+    report["model_paths"] = {args.name: str(args.model), **{n: p for n, p in args.ablation}}
+    if args.max_shift is not None:
+        report["max_shift"] = {"inference": args.max_shift, "trained": trained}
+        report["notes"].append(f"evaluated with an inference-time latent-shift bound max_shift = "
+                               f"{args.max_shift:g} (trained with {trained})")
+    _write_and_print(args, report, examples, data)
+    return 0
+
+
+# The steps of _run.
+def _eval_config(args: argparse.Namespace):
+    """The :class:`~pada.evaluation.runner.EvalConfig` of the options (an explicit option wins over
+    ``--quick``'s preset; the preset's ``max_images``, ``steps`` and ``fid_features`` are written to args)."""
+    from pada.evaluation.runner import BASELINE_STRENGTHS, DEFAULT_TARGETS, QUICK_PRESET, EvalConfig
 
     quick = QUICK_PRESET if args.quick else {}
 
-    def pick(given, key, default):  # an explicit option wins over --quick's preset
+    def pick(given, key, default):
         return given if given is not None else quick.get(key, default)
 
     args.max_images = pick(args.max_images, "max_images", None)
     args.steps = pick(args.steps, "steps", None)
     args.fid_features = pick(args.fid_features, "fid_features", "sface")
-    cfg = EvalConfig(targets=pick(args.targets, "targets", DEFAULT_TARGETS),
-                     n_outputs=pick(args.n, "n_outputs", 4), seed=args.seed, steps=args.steps,
-                     max_images=args.max_images, batch_size=args.batch_size, main_mode=args.main_mode,
-                     diversity=not args.no_diversity,
-                     reconstruction=not args.no_reconstruction and quick.get("reconstruction", True),
-                     baseline=not args.no_baseline and quick.get("baseline", True),
-                     baseline_strengths=args.baseline_strengths or BASELINE_STRENGTHS,
-                     baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real,
-                     text_eps=args.eps, lifespan=not args.no_lifespan and quick.get("lifespan", True),
-                     reference=not args.no_reference,
-                     diversity_targets=pick(args.diversity_targets, "diversity_targets", None),
-                     pipeline_options=dict(args.pipeline_option))
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    steps = args.steps or 25
+    return EvalConfig(targets=pick(args.targets, "targets", DEFAULT_TARGETS),
+                      n_outputs=pick(args.n, "n_outputs", 4), seed=args.seed, steps=args.steps,
+                      max_images=args.max_images, batch_size=args.batch_size, main_mode=args.main_mode,
+                      diversity=not args.no_diversity,
+                      reconstruction=not args.no_reconstruction and quick.get("reconstruction", True),
+                      baseline=not args.no_baseline and quick.get("baseline", True),
+                      baseline_strengths=args.baseline_strengths or BASELINE_STRENGTHS,
+                      baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real,
+                      text_eps=args.eps, lifespan=not args.no_lifespan and quick.get("lifespan", True),
+                      reference=not args.no_reference,
+                      diversity_targets=pick(args.diversity_targets, "diversity_targets", None),
+                      pipeline_options=dict(args.pipeline_option))
+
+
+def _load_models(args: argparse.Namespace, device: str, steps: int) -> dict:
+    """``{name: AgingPipeline}``: the main model, then each ``--ablation`` (sharing the main model's frozen
+    DiffAE and vision-language model when they are the same)."""
+    from pada.aging.model import PadaModel
+    from pada.aging.pipeline import AgingPipeline, resolve_model
+
     main = AgingPipeline.from_pretrained(args.model, device=device, steps=steps,
                                          trust_pickle=args.trust_pickle)
     models = {args.name: main}
@@ -89,41 +115,32 @@ def _run(args: argparse.Namespace) -> int:
         shared = {"diffae": main.diffae, "vl": main.vl} if same else {}  # load the frozen models once
         models[name] = AgingPipeline.from_pretrained(path, device=device, steps=steps,
                                                      trust_pickle=args.trust_pickle, **shared)
-    if args.max_shift is not None:  # an inference-time bound on the latent shift, for every PADA model
-        from pada.evaluation.runner import apply_max_shift
+    return models
 
-        trained = {name: apply_max_shift(pipe, args.max_shift) for name, pipe in models.items()}
-    size = image_size_of(main)
-    data = load_eval_data(args.data, size, labels=args.labels, split=args.split,
-                          test_fraction=args.test_fraction, max_images=args.max_images)
-    critics = load_critics(args.age_critic, args.id_critic, args.fid_features, device=device,
-                           age_weights=args.age_weights, inception_weights=args.inception_weights,
-                           faces=not args.no_face_check)
-    baseline, note = None, ""
-    if cfg.baseline:
-        if args.baseline_direction:
-            direction = LinearAgeDirection.load(args.baseline_direction)
-            note = f"loaded {args.baseline_direction}"
-        else:
-            direction, note = fit_baseline_direction(main, args.data, size, cfg, labels=args.labels,
-                                                     test_fraction=args.test_fraction, eval_data=data)
-        baseline = LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps)
-    training = {"age": main.model.cfg.age_critic, "identity": main.model.cfg.id_critic}
-    examples: dict = {}
-    report = run_evaluation(models, data, critics, cfg, baseline=baseline, baseline_note=note,
-                            verbose=not args.quiet, training_critics=training, examples=examples)
-    report["model_paths"] = {args.name: str(args.model), **{n: p for n, p in args.ablation}}
-    if args.max_shift is not None:
-        report["max_shift"] = {"inference": args.max_shift, "trained": trained}
-        report["notes"].append(f"evaluated with an inference-time latent-shift bound max_shift = "
-                               f"{args.max_shift:g} (trained with {trained})")
+
+def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str, steps: int):
+    """(the DiffAE linear baseline pipeline, a note on where its direction came from)."""
+    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+    from pada.evaluation.runner import fit_baseline_direction
+
+    if args.baseline_direction:
+        direction = LinearAgeDirection.load(args.baseline_direction)
+        note = f"loaded {args.baseline_direction}"
+    else:
+        direction, note = fit_baseline_direction(main, args.data, size, cfg, labels=args.labels,
+                                                 test_fraction=args.test_fraction, eval_data=data)
+    return LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps), note
+
+
+def _write_and_print(args: argparse.Namespace, report: dict, examples: dict, data) -> None:
+    from pada.evaluation.runner import summary_table, to_markdown, write_report
+
     if args.out:
         js, md = write_report(report, args.out, examples=examples, sources=data.images)
         print(f"wrote {js} and {md}", file=sys.stderr)
     print(json.dumps(report, indent=1, default=float) + "\n" if args.json else to_markdown(report), end="")
     if args.json and not args.quiet:  # the markdown ends with the summary; keep JSON on stdout clean
         print(summary_table(report), file=sys.stderr, end="")
-    return 0
 
 
 def add_parser(sub) -> None:

@@ -240,11 +240,7 @@ def build_demo(
     """
     say = log or (lambda s: print(s, file=sys.stderr))
     out = Path(out) if out is not None else default_demo_dir()
-    sizes = tuple(sorted({int(s) for s in sizes}))
-    if not sizes or min(sizes) < 16:
-        raise PadaError(f"demo sizes must be at least 16 pixels, got {sizes}")
-    if limit is not None and limit < 1:
-        raise PadaError(f"--limit must be positive, got {limit}")
+    sizes = _check_request(sizes, limit)
     if not force:
         m = check_demo(out, limit, sizes, labels=label)
         if m is not None:
@@ -261,48 +257,14 @@ def build_demo(
     members = photo_members(whl)
     if limit is not None:
         members = members[:limit]
-    for s in sizes:
-        (out / "aligned" / str(s)).mkdir(parents=True, exist_ok=True)
-    if force:
-        for s in sizes:
-            for p in (out / "aligned" / str(s)).glob("*.png"):
-                p.unlink()
-        for name in ("labels.csv", "labels.csv.part", "manifest.json"):
-            (out / name).unlink(missing_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # the manifest marks a finished set: written last
-
+    _prepare_folders(out, sizes, force)
     workers = min(4, os.cpu_count() or 1) if num_workers is None else int(num_workers)
-    jobs = _AlignJobs(whl, members, out, sizes, detector_factory or _default_detector)
-    loader = DataLoader(jobs, batch_size=None, shuffle=False, **loader_options(workers))
-    results: list[dict[str, Any]] = []
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(members), unit="photo", desc="align", file=sys.stderr, dynamic_ncols=True)
-    try:
-        for r in loader:
-            results.append(r)
-            if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+    detector_factory = detector_factory or _default_detector
+    results = _align_photos(_AlignJobs(whl, members, out, sizes, detector_factory), workers, progress)
     t_align = time.perf_counter() - t_start
-
-    kept = sorted(r["stem"] for r in results if r["status"] in ("ok", "done"))
-    dropped = sorted(r["stem"] for r in results if r["status"] == "noface")
-    bad = sorted(f"{r['stem']}: {r['message']}" for r in results if r["status"] == "bad")
-    if bad:
-        raise PadaError(f"{whl}: {len(bad)} photos could not be decoded (first: {bad[0]})")
-    if not kept:
-        raise PadaError(f"{whl}: no face found in any of the {len(members)} photos")
-    # Crops of photos outside this selection (an earlier, larger build) would make the set ambiguous.
+    kept, dropped = _kept_faces(results, whl, len(members))
     keep_names = {f"{s}.png" for s in kept}
-    for s in sizes:
-        for p in (out / "aligned" / str(s)).glob("*.png"):
-            if p.name not in keep_names and re.fullmatch(r"\d{6}\.png", p.name):
-                p.unlink()
+    _remove_other_crops(out, sizes, keep_names)
     say(f"aligned {len(kept)} of {len(members)} photos; dropped {len(dropped)} without a detected face"
         + (f" ({', '.join(dropped[:10])}{', ...' if len(dropped) > 10 else ''})" if dropped else ""))
 
@@ -320,36 +282,106 @@ def build_demo(
         "data_sha256": data_hash(out / "aligned" / str(max(sizes)), sorted(keep_names)),
         "seconds_align": round(t_align, 2),
     }
-
     if label:
         t0 = time.perf_counter()
-        table = out / "labels.csv"
-        # The dlib critics are small: one torch thread beside the loader workers is faster than several
-        # threads spinning against them (CPU per image measured 2.3 ms vs 18 ms on a busy 2-core machine).
-        import torch
-
-        threads = torch.get_num_threads()
-        if workers > 0:
-            torch.set_num_threads(1)
-        try:
-            res = relabel(out / "aligned" / str(max(sizes)), table, age_critic=age_critic,
-                          gender_critic=gender_critic, detector_factory=detector_factory or _default_detector,
-                          batch_size=batch_size, num_workers=min(workers, 2), files=sorted(keep_names),
-                          size=max(sizes), progress=progress)
-        finally:
-            torch.set_num_threads(threads)
-        if res.bad:
-            raise PadaError(f"{table}: {len(res.bad)} crops could not be labelled (first: {res.bad[0]})")
-        rows = [r for r in load_labels(table) if r["file"] in keep_names]
-        write_labels(table, rows)
-        manifest.update(
-            labels="labels.csv",
-            critic=critic_name,
-            label_counts=label_counts(rows),
-            seconds_label=round(time.perf_counter() - t0, 2),
-        )
+        rows = _label_crops(out, max(sizes), keep_names, age_critic, gender_critic, detector_factory,
+                            batch_size, workers, progress)
+        manifest.update(labels="labels.csv", critic=critic_name, label_counts=label_counts(rows),
+                        seconds_label=round(time.perf_counter() - t0, 2))
     manifest["seconds_total"] = round(time.perf_counter() - t_start, 2)
+    _write_manifest(out, manifest)
+    return manifest
+
+
+# The steps of build_demo, in order.
+def _check_request(sizes: Sequence[int], limit: int | None) -> tuple[int, ...]:
+    sizes = tuple(sorted({int(s) for s in sizes}))
+    if not sizes or min(sizes) < 16:
+        raise PadaError(f"demo sizes must be at least 16 pixels, got {sizes}")
+    if limit is not None and limit < 1:
+        raise PadaError(f"--limit must be positive, got {limit}")
+    return sizes
+
+
+def _prepare_folders(out: Path, sizes: Sequence[int], force: bool) -> None:
+    """The size folders (emptied with ``force``), and no manifest: it marks a finished set, written last."""
+    for s in sizes:
+        (out / "aligned" / str(s)).mkdir(parents=True, exist_ok=True)
+    if force:
+        for s in sizes:
+            for p in (out / "aligned" / str(s)).glob("*.png"):
+                p.unlink()
+        for name in ("labels.csv", "labels.csv.part", "manifest.json"):
+            (out / name).unlink(missing_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+
+
+def _align_photos(jobs: _AlignJobs, workers: int, progress: bool) -> list[dict[str, Any]]:
+    """Run every alignment job (DataLoader workers), with a progress bar."""
+    loader = DataLoader(jobs, batch_size=None, shuffle=False, **loader_options(workers))
+    results: list[dict[str, Any]] = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(jobs), unit="photo", desc="align", file=sys.stderr, dynamic_ncols=True)
+    try:
+        for r in loader:
+            results.append(r)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return results
+
+
+def _kept_faces(results: Sequence[dict[str, Any]], whl: Path, n_photos: int) -> tuple[list[str], list[str]]:
+    """(stems with an aligned face, stems without a detected face), sorted; undecodable photos are errors."""
+    kept = sorted(r["stem"] for r in results if r["status"] in ("ok", "done"))
+    dropped = sorted(r["stem"] for r in results if r["status"] == "noface")
+    bad = sorted(f"{r['stem']}: {r['message']}" for r in results if r["status"] == "bad")
+    if bad:
+        raise PadaError(f"{whl}: {len(bad)} photos could not be decoded (first: {bad[0]})")
+    if not kept:
+        raise PadaError(f"{whl}: no face found in any of the {n_photos} photos")
+    return kept, dropped
+
+
+def _remove_other_crops(out: Path, sizes: Sequence[int], keep_names: set[str]) -> None:
+    """Crops of photos outside this selection (an earlier, larger build) would make the set ambiguous."""
+    for s in sizes:
+        for p in (out / "aligned" / str(s)).glob("*.png"):
+            if p.name not in keep_names and re.fullmatch(r"\d{6}\.png", p.name):
+                p.unlink()
+
+
+def _label_crops(out: Path, size: int, keep_names: set[str], age_critic: Any, gender_critic: Any,
+                 detector_factory: Callable[[], Any], batch_size: int, workers: int,
+                 progress: bool) -> list[dict[str, Any]]:
+    """Label the ``size`` crops into ``out/labels.csv`` (:func:`relabel`); the rows of the kept crops."""
+    table = out / "labels.csv"
+    # The dlib critics are small: one torch thread beside the loader workers is faster than several
+    # threads spinning against them (CPU per image measured 2.3 ms vs 18 ms on a busy 2-core machine).
+    import torch
+
+    threads = torch.get_num_threads()
+    if workers > 0:
+        torch.set_num_threads(1)
+    try:
+        res = relabel(out / "aligned" / str(size), table, age_critic=age_critic, gender_critic=gender_critic,
+                      detector_factory=detector_factory, batch_size=batch_size, num_workers=min(workers, 2),
+                      files=sorted(keep_names), size=size, progress=progress)
+    finally:
+        torch.set_num_threads(threads)
+    if res.bad:
+        raise PadaError(f"{table}: {len(res.bad)} crops could not be labelled (first: {res.bad[0]})")
+    rows = [r for r in load_labels(table) if r["file"] in keep_names]
+    write_labels(table, rows)
+    return rows
+
+
+def _write_manifest(out: Path, manifest: dict[str, Any]) -> None:
     tmp = out / ".manifest.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=1) + "\n")
     os.replace(tmp, out / "manifest.json")
-    return manifest

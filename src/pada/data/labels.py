@@ -470,67 +470,92 @@ def relabel(
     all_files = list(files) if files is not None else list_images(root)
     table.parent.mkdir(parents=True, exist_ok=True)
     journal = _Journal(table.with_name(table.name + ".part"))
-    errors_path = table.with_name(table.name + ".errors.txt")
-    done: dict[str, dict[str, Any]] = {}
-    if table.exists():
-        done.update((r["file"], r) for r in load_labels(table))
-    journal_rows = journal.read()
-    done.update((r["file"], r) for r in journal_rows)
+    done = _rows_done(table, journal)
     todo = [f for f in all_files if f not in done]
     result = RelabelResult(table=None, total=len(all_files), already=len(all_files) - len(todo), labelled=0)
     bad_files: set[str] = set()
-
     if todo:
         loader = DataLoader(FolderImages(root, todo, size, detector_factory), batch_size=batch_size,
                             shuffle=False, **loader_options(num_workers))
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=len(all_files), initial=result.already, unit="img", desc="label",
-                       file=sys.stderr, dynamic_ncols=True)
-        journal.open()
-        t0 = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                for b, batch in enumerate(loader):
-                    if max_batches is not None and b >= max_batches:
-                        break
-                    ok = [i for i, e in enumerate(batch["error"]) if not e]
-                    result.bad += [f"{batch['file'][i]}: {e}" for i, e in enumerate(batch["error"]) if e]
-                    bad_files.update(batch["file"][i] for i, e in enumerate(batch["error"]) if e)
-                    rows = []
-                    if ok:
-                        images = batch["image"][ok].to(device)
-                        ages = predict_age(age_critic, images)
-                        p_male = predict_p_male(gender_critic, images)
-                        for j, i in enumerate(ok):
-                            det = float(batch["det_score"][i])
-                            rows.append(label_row(batch["file"][i], float(ages[j]), float(p_male[j]),
-                                                  None if math.isnan(det) else det))
-                    journal.append(rows)  # flushed + fsynced: survives anything after this line
-                    done.update((r["file"], r) for r in rows)
-                    result.labelled += len(rows)
-                    if bar is not None:
-                        bar.update(len(batch["file"]))
-        finally:
-            result.seconds = time.perf_counter() - t0
-            journal.close()
-            if bar is not None:
-                bar.close()
-
-    if result.bad:
-        errors_path.write_text("".join(b + "\n" for b in result.bad), encoding="utf-8")
-    elif errors_path.exists():
-        errors_path.unlink()
-    finished = all(f in done or f in bad_files for f in all_files)
-    if finished:
+        _label_into_journal(loader, journal, done, bad_files, result, age_critic, gender_critic, device,
+                            progress, max_batches)
+    _write_errors(table.with_name(table.name + ".errors.txt"), result.bad)
+    if all(f in done or f in bad_files for f in all_files):  # finished: the journal becomes the table
         if todo or journal.path.exists() or not table.exists():
             write_labels(table, list(done.values()))
         if journal.path.exists():
             journal.path.unlink()
         result.table = table
     return result
+
+
+# The steps of relabel.
+def _rows_done(table: Path, journal: _Journal) -> dict[str, dict[str, Any]]:
+    """Rows of an earlier run, by file: the finished table, then the journal of an interrupted run."""
+    done: dict[str, dict[str, Any]] = {}
+    if table.exists():
+        done.update((r["file"], r) for r in load_labels(table))
+    done.update((r["file"], r) for r in journal.read())
+    return done
+
+
+def _label_into_journal(loader: DataLoader, journal: _Journal, done: dict[str, dict[str, Any]],
+                        bad_files: set[str], result: RelabelResult, age_critic: Any, gender_critic: Any,
+                        device: str | torch.device, progress: bool, max_batches: int | None) -> None:
+    """Label the loader's batches; each batch's rows are appended to the journal (flushed + fsynced) and to
+    ``done``; unreadable files go to ``result.bad`` and ``bad_files``."""
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=result.total, initial=result.already, unit="img", desc="label", file=sys.stderr,
+                   dynamic_ncols=True)
+    journal.open()
+    t0 = time.perf_counter()
+    try:
+        with torch.inference_mode():
+            for b, batch in enumerate(loader):
+                if max_batches is not None and b >= max_batches:
+                    break
+                errors = [(batch["file"][i], e) for i, e in enumerate(batch["error"]) if e]
+                result.bad += [f"{f}: {e}" for f, e in errors]
+                bad_files.update(f for f, _ in errors)
+                rows = _label_batch(batch, age_critic, gender_critic, device)
+                journal.append(rows)  # flushed + fsynced: survives anything after this line
+                done.update((r["file"], r) for r in rows)
+                result.labelled += len(rows)
+                if bar is not None:
+                    bar.update(len(batch["file"]))
+    finally:
+        result.seconds = time.perf_counter() - t0
+        journal.close()
+        if bar is not None:
+            bar.close()
+
+
+def _label_batch(batch: dict[str, Any], age_critic: Any, gender_critic: Any,
+                 device: str | torch.device) -> list[dict[str, Any]]:
+    """Label rows of the readable images of one :class:`FolderImages` batch."""
+    ok = [i for i, e in enumerate(batch["error"]) if not e]
+    if not ok:
+        return []
+    images = batch["image"][ok].to(device)
+    ages = predict_age(age_critic, images)
+    p_male = predict_p_male(gender_critic, images)
+    rows = []
+    for j, i in enumerate(ok):
+        det = float(batch["det_score"][i])
+        rows.append(label_row(batch["file"][i], float(ages[j]), float(p_male[j]),
+                              None if math.isnan(det) else det))
+    return rows
+
+
+def _write_errors(path: Path, bad: Sequence[str]) -> None:
+    """``"file: problem"`` lines of this run's unreadable images (no file when there are none)."""
+    if bad:
+        path.write_text("".join(b + "\n" for b in bad), encoding="utf-8")
+    elif path.exists():
+        path.unlink()
 
 
 def labels_by_file(rows: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -444,6 +444,43 @@ def _lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
+@dataclass
+class _Run:
+    """What one :meth:`Trainer.fit` call holds while it runs; its steps read and update it."""
+
+    acc: Any  # the accelerate.Accelerator
+    cfg: TrainConfig
+    out_dir: Path
+    world: int
+    rank: int
+    device: torch.device
+    main: bool
+    trainable: dict[str, nn.Module] = field(default_factory=dict)
+    n: int = 0  # dataset size
+    total_steps: int = 0
+    step: int = 0
+    module: Any = None  # _TaskModule before accelerate.prepare
+    model: Any = None  # the prepared (possibly DDP-wrapped) module
+    unwrapped: Any = None  # the prepared module unwrapped
+    ema: Any = None
+    optimizer: Any = None
+    params: list[nn.Parameter] = field(default_factory=list)
+    generator: Any = None  # the task's torch.Generator on the training device
+    grad_norm: Any = None
+    writer: Any = None
+    bar: Any = None
+    history: list[dict[str, float]] = field(default_factory=list)
+    window: dict[str, Any] = field(default_factory=dict)  # loss sums since the last log
+    window_steps: int = 0
+    t_window: float = field(default_factory=time.perf_counter)
+    last_losses: dict[str, float] = field(default_factory=dict)
+    last_ckpt: Path | None = None
+
+    @property
+    def ckpt_dir(self) -> Path:
+        return self.out_dir / "checkpoints"
+
+
 class Trainer:
     """Runs a :class:`TrainTask` under a :class:`TrainConfig` (see the module docstring)."""
 
@@ -473,13 +510,36 @@ class Trainer:
                               "the resumed run will not reproduce an uninterrupted one", stacklevel=2)
 
     # -- main loop -----------------------------------------------------------------------------------
-    def fit(self) -> TrainResult:  # noqa: C901 - one readable loop on purpose
+    def fit(self) -> TrainResult:
+        """Train the task to its last step and return the result; the steps below, in this order."""
+        run = self._set_up()  # Accelerator, processes, precision
+        dataset = self._build_task(run)  # modules, data, length of training, per-process RNG streams
+        self._build_optimizer(run)  # frozen modules, EMA, AdamW, the loss generator
+        path, state = self._load_resume(run)  # weights, EMA and step of the newest intact checkpoint
+        run.model, run.optimizer = run.acc.prepare(run.module, run.optimizer)
+        run.unwrapped = run.acc.unwrap_model(run.model)
+        if state is not None:
+            self._restore_optimizer_and_rng(run, state, path)
+            del state
+        batches = iter(self._data_loader(run, dataset))
+        self._open_logs(run)
+        run.model.train()
+        run.t_window = time.perf_counter()
+        while run.step < run.total_steps:
+            lr = self._optimizer_step(run, batches)
+            if run.step % max(1, run.cfg.log_every) == 0 or run.step == run.total_steps:
+                self._log_window(run, lr)
+            if self._due(run.cfg.sample_every, run):
+                self._write_samples(run)
+            if self._due(run.cfg.ckpt_every, run):
+                run.last_ckpt = self._save(run)
+        return self._finish(run)
+
+    def _set_up(self) -> _Run:
         from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, gather_object, send_to_device
+        from accelerate.utils import DistributedDataParallelKwargs
 
         cfg = self.config
-        out_dir = Path(cfg.out_dir)
-        ckpt_dir = out_dir / "checkpoints"
         kwargs = [DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)]
         _reset_accelerate_state()
         try:
@@ -489,187 +549,208 @@ class Trainer:
                             f"{exc}") from None
         if cfg.mixed_precision == "fp16" and acc.device.type == "cpu":
             raise PadaError("fp16 training needs a GPU; use --bf16 on the CPU")
-        world, rank, device = acc.num_processes, acc.process_index, acc.device
-        main = acc.is_main_process
+        return _Run(acc=acc, cfg=cfg, out_dir=Path(cfg.out_dir), world=acc.num_processes,
+                    rank=acc.process_index, device=acc.device, main=acc.is_main_process)
 
-        # Identical module initialisation on every process, then per-process global RNG streams.
+    def _build_task(self, run: _Run) -> Dataset:
+        """Identical module initialisation on every process, then per-process global RNG streams."""
+        cfg = run.cfg
         torch.manual_seed(cfg.seed)
         self.task.build()
-        trainable = self.task.trainable_modules()
-        if not trainable:
+        run.trainable = self.task.trainable_modules()
+        if not run.trainable:
             raise PadaError(f"task {self.task.name!r} has no trainable modules")
         dataset = self.task.dataset()
-        n = len(dataset)  # type: ignore[arg-type]
-        steps_per_epoch = n // cfg.batch_size if n >= cfg.batch_size else 0
+        run.n = len(dataset)  # type: ignore[arg-type]
+        steps_per_epoch = run.n // cfg.batch_size if run.n >= cfg.batch_size else 0
         if cfg.max_steps > 0:
-            total_steps = cfg.max_steps
+            run.total_steps = cfg.max_steps
         elif cfg.epochs > 0:
-            total_steps = cfg.epochs * steps_per_epoch
+            run.total_steps = cfg.epochs * steps_per_epoch
         else:
             raise PadaError("give the length of training: --steps N (max_steps) or --epochs N")
-        torch.manual_seed(cfg.seed + 1 + rank)
-        np.random.seed((cfg.seed + 1 + rank) % 2**32)
-        random.seed(cfg.seed + 1 + rank)
+        torch.manual_seed(cfg.seed + 1 + run.rank)
+        np.random.seed((cfg.seed + 1 + run.rank) % 2**32)
+        random.seed(cfg.seed + 1 + run.rank)
+        return dataset
 
+    def _build_optimizer(self, run: _Run) -> None:
+        cfg = run.cfg
         for m in self.task.frozen_modules().values():
-            freeze(m.to(device))
-        module = _TaskModule(self.task, trainable).to(device)
-        ema = EMA(dict(module.trainable.items())).to(device)
-        params = [p for p in module.parameters() if p.requires_grad]
-        groups = self.task.param_groups() or [{"params": params}]
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
-                                      weight_decay=cfg.weight_decay)
-        generator = torch.Generator(device=device).manual_seed(_generator_seed(cfg.seed, rank))
+            freeze(m.to(run.device))
+        run.module = _TaskModule(self.task, run.trainable).to(run.device)
+        run.ema = EMA(dict(run.module.trainable.items())).to(run.device)
+        run.params = [p for p in run.module.parameters() if p.requires_grad]
+        groups = self.task.param_groups() or [{"params": run.params}]
+        run.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.adam_eps,
+                                          weight_decay=cfg.weight_decay)
+        run.generator = torch.Generator(device=run.device).manual_seed(_generator_seed(cfg.seed, run.rank))
+        run.grad_norm = torch.zeros((), device=run.device)
 
-        # ---- resume
-        step = 0
-        # newest intact checkpoint: a truncated newest one is skipped with a warning
-        path, state = ckpt.load_resume(cfg.resume, ckpt_dir)
-        if path is not None:
-            self._check_resume(state, path)
-            try:
-                module.trainable.load_state_dict(state["model"], strict=True)
-                ema.load_state_dict(state["ema"])
-            except RuntimeError as exc:
-                raise CheckpointError(f"{path}: weights do not fit this model ({str(exc).splitlines()[0]})") \
-                    from None
-            step = int(state["step"])
-            self.task.load_state_dict(state.get("task_state", {}))
+    def _load_resume(self, run: _Run) -> tuple[Path | None, dict[str, Any] | None]:
+        """The newest intact checkpoint (a truncated newest one is skipped with a warning), loaded into the
+        trainable modules, the EMA and the task; ``(None, None)`` for a fresh run."""
+        path, state = ckpt.load_resume(run.cfg.resume, run.ckpt_dir)
+        if path is None:
+            return None, None
+        self._check_resume(state, path)
+        try:
+            run.module.trainable.load_state_dict(state["model"], strict=True)
+            run.ema.load_state_dict(state["ema"])
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: weights do not fit this model ({str(exc).splitlines()[0]})") \
+                from None
+        run.step = int(state["step"])
+        self.task.load_state_dict(state.get("task_state", {}))
+        return path, state
 
-        model, optimizer = acc.prepare(module, optimizer)
-        unwrapped: _TaskModule = acc.unwrap_model(model)
-        if state is not None:
-            optimizer.load_state_dict(state["optimizer"])
-            rngs = state.get("rng", [])
-            if len(rngs) == world:
-                generator.set_state(rngs[rank]["generator"])
-                ckpt.set_global_rng_state(rngs[rank]["global"])
-            else:
-                warnings.warn(f"{path}: saved with {len(rngs)} process(es), now {world}; random streams are "
-                              "reseeded, the run will not reproduce an uninterrupted one", stacklevel=2)
-                generator.manual_seed(_generator_seed(cfg.seed + step, rank))
-            del state
+    def _restore_optimizer_and_rng(self, run: _Run, state: dict[str, Any], path: Path | None) -> None:
+        """After ``accelerate.prepare``: the optimizer state and each process's random streams."""
+        run.optimizer.load_state_dict(state["optimizer"])
+        rngs = state.get("rng", [])
+        if len(rngs) == run.world:
+            run.generator.set_state(rngs[run.rank]["generator"])
+            ckpt.set_global_rng_state(rngs[run.rank]["global"])
+        else:
+            warnings.warn(f"{path}: saved with {len(rngs)} process(es), now {run.world}; random streams are "
+                          "reseeded, the run will not reproduce an uninterrupted one", stacklevel=3)
+            run.generator.manual_seed(_generator_seed(run.cfg.seed + run.step, run.rank))
 
-        sampler = StepBatchSampler(n, cfg.batch_size, world, rank, cfg.grad_accum, cfg.seed, step,
-                                   total_steps)
-        # The loader's own generator: without it, iter(loader) draws a worker seed from the global torch
-        # RNG, which would shift the dropout masks of a resumed run against an uninterrupted one.
-        # Workers are spawned, not forked: a fork of a process that has run OpenCV / OpenMP thread pools
-        # can deadlock (see pada.data).
-        loader = DataLoader(EpochIndexed(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
-                            multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
-                            pin_memory=device.type == "cuda", persistent_workers=False,
-                            generator=torch.Generator().manual_seed(_generator_seed(cfg.seed + step, rank)))
-        batches = iter(loader)
+    def _data_loader(self, run: _Run, dataset: Dataset) -> DataLoader:
+        """Batches of this process from ``run.step`` on (:class:`StepBatchSampler`).
 
-        writer = None
-        history: list[dict[str, float]] = []
-        if main:
-            out_dir.mkdir(parents=True, exist_ok=True)
-            _truncate_metrics(out_dir / "metrics.jsonl", step)  # rows logged after the resumed checkpoint
-            (out_dir / "train_config.json").write_text(json.dumps(
-                {"train": cfg.to_dict(), "task": self._task_meta(), "world_size": world}, indent=2) + "\n")
-            if cfg.tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-                writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=step if step else None)
-        bar = None
-        if main and cfg.progress:
+        The loader's own generator: without it, ``iter(loader)`` draws a worker seed from the global torch
+        RNG, which would shift the dropout masks of a resumed run against an uninterrupted one. Workers are
+        spawned, not forked: a fork of a process that has run OpenCV / OpenMP thread pools can deadlock
+        (see pada.data).
+        """
+        cfg = run.cfg
+        sampler = StepBatchSampler(run.n, cfg.batch_size, run.world, run.rank, cfg.grad_accum, cfg.seed,
+                                   run.step, run.total_steps)
+        order = torch.Generator().manual_seed(_generator_seed(cfg.seed + run.step, run.rank))
+        return DataLoader(EpochIndexed(dataset), batch_sampler=sampler, num_workers=cfg.num_workers,
+                          multiprocessing_context="spawn" if cfg.num_workers > 0 else None,
+                          pin_memory=run.device.type == "cuda", persistent_workers=False, generator=order)
+
+    def _open_logs(self, run: _Run) -> None:
+        """Main process: ``train_config.json``, ``metrics.jsonl`` cut back to the resumed step, TensorBoard,
+        the progress bar."""
+        if not run.main:
+            return
+        cfg, out_dir = run.cfg, run.out_dir
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _truncate_metrics(out_dir / "metrics.jsonl", run.step)  # rows logged after the resumed checkpoint
+        (out_dir / "train_config.json").write_text(json.dumps(
+            {"train": cfg.to_dict(), "task": self._task_meta(), "world_size": run.world}, indent=2) + "\n")
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+            run.writer = SummaryWriter(log_dir=str(out_dir / "tb"), purge_step=run.step if run.step else None)
+        if cfg.progress:
             from tqdm.auto import tqdm
-            bar = tqdm(total=total_steps, initial=step, desc=f"train {self.task.name}", dynamic_ncols=True)
+            run.bar = tqdm(total=run.total_steps, initial=run.step, desc=f"train {self.task.name}",
+                           dynamic_ncols=True)
 
-        def save(at_step: int) -> Path | None:
-            rng_all = gather_object([{"generator": generator.get_state(), "global": ckpt.global_rng_state()}])
-            saved = None
-            if main:
-                saved = ckpt.save_checkpoint({
-                    "step": at_step, "world_size": world, "config": cfg.to_dict(), "task": self._task_meta(),
-                    "model": {k: v.detach().cpu() for k, v in unwrapped.trainable.state_dict().items()},
-                    "ema": {k: v.cpu() for k, v in ema.state_dict().items()},
-                    "optimizer": optimizer.state_dict(), "rng": rng_all,
-                    "task_state": self.task.state_dict(),
-                }, ckpt_dir, keep_last=cfg.keep_last)
-            acc.wait_for_everyone()
-            return saved
+    def _optimizer_step(self, run: _Run, batches: Iterator[Any]) -> float:
+        """One optimizer step over ``grad_accum`` micro-batches (losses summed into the log window), the
+        gradient clip and the EMA update. Returns the step's learning rate."""
+        from accelerate.utils import send_to_device
 
-        def write_samples(at_step: int) -> None:
-            if main:
-                self.task.sample_grids(at_step, out_dir / "samples", ema.modules)
-            acc.wait_for_everyone()
+        cfg, acc = run.cfg, run.acc
+        lr = _lr_at(run.step, cfg)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+        for micro in range(cfg.grad_accum):
+            batch = send_to_device(next(batches), run.device)
+            sync = micro == cfg.grad_accum - 1
+            ctx = contextlib.nullcontext() if sync else acc.no_sync(run.model)
+            with ctx:
+                losses = run.model(batch, run.generator)
+                if "total" not in losses:
+                    raise PadaError(f"task {self.task.name!r}: loss() must return a dict with key 'total'")
+                acc.backward(losses["total"] / cfg.grad_accum)
+            for k, v in losses.items():  # summed on the device: no host sync per step
+                run.window[k] = run.window.get(k, 0.0) + v.detach().double() / cfg.grad_accum
+        if cfg.grad_clip > 0:
+            run.grad_norm = acc.clip_grad_norm_(run.params, cfg.grad_clip)
+        run.optimizer.step()
+        run.optimizer.zero_grad(set_to_none=True)
+        if not acc.optimizer_step_was_skipped:
+            run.ema.update(run.unwrapped.trainable, ema_decay_at(run.step, cfg.ema_decay, cfg.ema_warmup))
+        run.step += 1
+        run.window_steps += 1
+        if run.bar is not None:
+            run.bar.update(1)
+        return lr
 
-        # ---- loop
-        window: dict[str, float] = {}
-        window_steps, t_window = 0, time.perf_counter()
-        last_losses: dict[str, float] = {}
-        last_ckpt = None
-        grad_norm = torch.zeros((), device=device)
-        model.train()
-        while step < total_steps:
-            lr = _lr_at(step, cfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_scale", 1.0)
-            for micro in range(cfg.grad_accum):
-                batch = send_to_device(next(batches), device)
-                sync = micro == cfg.grad_accum - 1
-                ctx = contextlib.nullcontext() if sync else acc.no_sync(model)
-                with ctx:
-                    losses = model(batch, generator)
-                    if "total" not in losses:
-                        raise PadaError(f"task {self.task.name!r}: loss() must return a dict "
-                                        "with key 'total'")
-                    acc.backward(losses["total"] / cfg.grad_accum)
-                for k, v in losses.items():  # summed on the device: no host sync per step
-                    window[k] = window.get(k, 0.0) + v.detach().double() / cfg.grad_accum
-            if cfg.grad_clip > 0:
-                grad_norm = acc.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if not acc.optimizer_step_was_skipped:
-                ema.update(unwrapped.trainable, ema_decay_at(step, cfg.ema_decay, cfg.ema_warmup))
-            step += 1
-            window_steps += 1
-            if bar is not None:
-                bar.update(1)
+    def _log_window(self, run: _Run, lr: float) -> None:
+        """Losses averaged over the steps since the last log and over processes -> history,
+        ``metrics.jsonl``, TensorBoard, the bar; a non-finite loss stops training with one line."""
+        keys = sorted(run.window)
+        vals = torch.stack([run.window[k] / run.window_steps for k in keys]).to(run.device)
+        vals = run.acc.reduce(vals, reduction="mean") if run.world > 1 else vals
+        dt = time.perf_counter() - run.t_window
+        row = {f"loss/{k}": float(v) for k, v in zip(keys, vals.tolist())}
+        row.update({"lr": lr, "grad_norm": float(run.grad_norm),
+                    "img_per_s": run.cfg.batch_size * run.window_steps / dt})
+        run.last_losses = {k: row[f"loss/{k}"] for k in keys}
+        if run.main:
+            run.history.append({"step": run.step, **row})
+            with open(run.out_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"step": run.step, **row}) + "\n")
+            if run.writer is not None:
+                for k, v in row.items():
+                    run.writer.add_scalar(k, v, run.step)
+            if run.bar is not None:
+                run.bar.set_postfix(loss=f"{row['loss/total']:.4f}", refresh=False)
+        run.window, run.window_steps, run.t_window = {}, 0, time.perf_counter()
+        if not all(math.isfinite(v) for v in run.last_losses.values()):
+            raise PadaError(f"training diverged at step {run.step}: losses {run.last_losses}; "
+                            f"last checkpoint: {run.last_ckpt or 'none'}")
 
-            if step % max(1, cfg.log_every) == 0 or step == total_steps:
-                keys = sorted(window)
-                vals = torch.stack([window[k] / window_steps for k in keys]).to(device)
-                vals = acc.reduce(vals, reduction="mean") if world > 1 else vals
-                dt = time.perf_counter() - t_window
-                row = {f"loss/{k}": float(v) for k, v in zip(keys, vals.tolist())}
-                row.update({"lr": lr, "grad_norm": float(grad_norm),
-                            "img_per_s": cfg.batch_size * window_steps / dt})
-                last_losses = {k: row[f"loss/{k}"] for k in keys}
-                if main:
-                    history.append({"step": step, **row})
-                    with open(out_dir / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps({"step": step, **row}) + "\n")
-                    if writer is not None:
-                        for k, v in row.items():
-                            writer.add_scalar(k, v, step)
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{row['loss/total']:.4f}", refresh=False)
-                window, window_steps, t_window = {}, 0, time.perf_counter()
-                if not all(math.isfinite(v) for v in last_losses.values()):
-                    raise PadaError(f"training diverged at step {step}: losses {last_losses}; "
-                                    f"last checkpoint: {last_ckpt or 'none'}")
-            if cfg.sample_every > 0 and step % cfg.sample_every == 0 and step != total_steps:
-                write_samples(step)
-            if cfg.ckpt_every > 0 and step % cfg.ckpt_every == 0 and step != total_steps:
-                last_ckpt = save(step)
+    @staticmethod
+    def _due(every: int, run: _Run) -> bool:
+        """A periodic grid or checkpoint is due (the last step writes its own, in :meth:`_finish`)."""
+        return every > 0 and run.step % every == 0 and run.step != run.total_steps
 
-        if bar is not None:
-            bar.close()
-        # ---- end: final checkpoint, grids, export
-        last_ckpt = save(step)
+    def _save(self, run: _Run) -> Path | None:
+        """A checkpoint at ``run.step`` with every process's random streams (written by the main process)."""
+        from accelerate.utils import gather_object
+
+        mine = {"generator": run.generator.get_state(), "global": ckpt.global_rng_state()}
+        rng_all = gather_object([mine])
+        saved = None
+        if run.main:
+            saved = ckpt.save_checkpoint({
+                "step": run.step, "world_size": run.world, "config": run.cfg.to_dict(),
+                "task": self._task_meta(),
+                "model": {k: v.detach().cpu() for k, v in run.unwrapped.trainable.state_dict().items()},
+                "ema": {k: v.cpu() for k, v in run.ema.state_dict().items()},
+                "optimizer": run.optimizer.state_dict(), "rng": rng_all,
+                "task_state": self.task.state_dict(),
+            }, run.ckpt_dir, keep_last=run.cfg.keep_last)
+        run.acc.wait_for_everyone()
+        return saved
+
+    def _write_samples(self, run: _Run) -> None:
+        if run.main:
+            self.task.sample_grids(run.step, run.out_dir / "samples", run.ema.modules)
+        run.acc.wait_for_everyone()
+
+    def _finish(self, run: _Run) -> TrainResult:
+        """The final checkpoint, grids and export."""
+        cfg = run.cfg
+        if run.bar is not None:
+            run.bar.close()
+        run.last_ckpt = self._save(run)
         if cfg.sample_every >= 0:
-            write_samples(step)
+            self._write_samples(run)
         exported: list[Path] = []
-        if main and cfg.export:
-            info = {"steps": step, "images_seen": step * cfg.batch_size, "final_losses": last_losses,
-                    "train_config": cfg.to_dict(), "world_size": world}
-            exported = list(self.task.export(ema.modules, out_dir, info) or [])
-        acc.wait_for_everyone()
-        if writer is not None:
-            writer.close()
-        return TrainResult(step=step, modules=unwrapped.trainable, ema=ema.modules, history=history,
-                           exported=exported, last_checkpoint=last_ckpt)
+        if run.main and cfg.export:
+            info = {"steps": run.step, "images_seen": run.step * cfg.batch_size,
+                    "final_losses": run.last_losses, "train_config": cfg.to_dict(), "world_size": run.world}
+            exported = list(self.task.export(run.ema.modules, run.out_dir, info) or [])
+        run.acc.wait_for_everyone()
+        if run.writer is not None:
+            run.writer.close()
+        return TrainResult(step=run.step, modules=run.unwrapped.trainable, ema=run.ema.modules,
+                           history=run.history, exported=exported, last_checkpoint=run.last_ckpt)

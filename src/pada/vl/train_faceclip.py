@@ -287,73 +287,16 @@ def train_heads(cfg: FaceCLIPConfig, tcfg: FaceClipTrainConfig, data: FaceData, 
         raise PadaError(f"--steps must be at least 5, got {tcfg.steps}")
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=tcfg.lr, total_steps=tcfg.steps,
                                                 pct_start=max(0.05, 2.0 / tcfg.steps))
-
-    compat = compat_matrix(data.ages, data.genders, bank, tcfg.tol)  # (N, M)
-    paper_idx = {c.text: j for j, c in enumerate(bank)}
-    own_paper = torch.tensor([paper_idx[DESCRIPTIONS[2 * grp + GENDERS.index(lg)]]
-                              for grp, lg in zip(data.groups, data.label_genders)])
-    lo = torch.tensor([c.lo for c in bank], dtype=torch.float32)
-    hi = torch.tensor([c.hi for c in bank], dtype=torch.float32)
-    male = torch.tensor([{None: -1.0, "female": 0.0, "male": 1.0}[c.gender] for c in bank])
-    face_male = torch.tensor([{None: -1.0, "female": 0.0, "male": 1.0}[gd] for gd in data.genders])
-    n, m = compat.shape
-    n_paper = len(DESCRIPTIONS)
-    text_compat = caption_overlap(bank, tcfg.tol)  # (M, M)
-    # compatible caption indices per face, padded: sampling a positive = one uniform draw per face
-    counts = compat.sum(1)
-    if (counts == 0).any():
-        bad = data.files[int((counts == 0).nonzero()[0])]
-        age = float(data.ages[counts == 0][0])
-        raise PadaError(f"{bad}: no caption fits this face's label (age {age:.1f})")
-    pos_table = torch.zeros(n, int(counts.max()), dtype=torch.long)
-    for i in range(n):
-        ix = compat[i].nonzero().squeeze(1)
-        pos_table[i, :len(ix)] = ix
+    tables = _LabelTables.build(data, bank, tcfg.tol)
     hist: dict[str, list[float]] = {}
     t0 = time.time()
     for step in range(tcfg.steps):
-        idx = torch.randint(0, n, (min(tcfg.batch, n),), generator=g)
-        view = torch.randint(0, 2, (len(idx),), generator=g)
-        feats = data.feats[idx, view]
-        # one positive caption per face
-        pick = (torch.rand(len(idx), generator=g) * counts[idx]).long().clamp(max=pos_table.shape[1] - 1)
-        pos = pos_table[idx, pick]
-        use_paper = torch.rand(len(idx), generator=g) < tcfg.p_paper
-        pos = torch.where(use_paper, own_paper[idx], pos)
-        extra = torch.randint(0, m, (tcfg.extra_negatives,), generator=g)
-        cols = torch.cat([pos, extra])
-        img = heads.embed_features(feats)
-        txt = heads.embed_text(bank_emb[cols])
-        scale = heads.logit_scale.exp().clamp(max=tcfg.max_logit_scale)
-        l_nce = soft_info_nce(img, txt, compat[idx][:, cols], len(idx), scale)
-
-        # text-only anchoring over the whole bank (0-100 years, children included); the 14 paper
-        # descriptions are in every text batch
-        tj = torch.cat([torch.arange(n_paper), torch.randint(0, m, (tcfg.text_batch,), generator=g)])
-        te = heads.embed_text(bank_emb[tj])
-        l_txt = text_contrastive(te, text_compat[tj][:, tj], scale)
-        t_age = heads.age(te)
-        l_age_txt = interval_loss(t_age, lo[tj], hi[tj])
-        l_ord = ordinal_loss(t_age, lo[tj], hi[tj])
-        i_age = heads.age(img)
-        age_true = data.ages[idx]
-        l_age_img = interval_loss(i_age, age_true - tcfg.tol, age_true + tcfg.tol)
-        tm = male[tj]
-        fm = face_male[idx]
-        l_g = torch.zeros(())
-        if (tm >= 0).any():
-            l_g = l_g + F.binary_cross_entropy_with_logits(heads.male_logit(te)[tm >= 0], tm[tm >= 0])
-        if (fm >= 0).any():
-            l_g = l_g + F.binary_cross_entropy_with_logits(heads.male_logit(img)[fm >= 0], fm[fm >= 0])
-        loss = (l_nce + tcfg.w_text * l_txt + tcfg.w_age * (l_age_txt + l_age_img) + tcfg.w_ord * l_ord
-                + tcfg.w_gender * l_g)
+        losses = _step_losses(heads, data, tables, bank_emb, tcfg, g)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
         opt.step()
         sched.step()
-        for k, v in (("loss", loss), ("nce", l_nce), ("text", l_txt), ("age_txt", l_age_txt),
-                     ("age_img", l_age_img),
-                     ("ord", l_ord), ("gender", l_g), ("scale", scale)):
+        for k, v in losses.items():
             hist.setdefault(k, []).append(float(v.detach()))
         if step % 500 == 0 or step == tcfg.steps - 1:
             last = {k: v[-1] for k, v in hist.items()}
@@ -361,6 +304,86 @@ def train_heads(cfg: FaceCLIPConfig, tcfg: FaceClipTrainConfig, data: FaceData, 
                 + f"  scale {last['scale']:.1f}  ({time.time() - t0:.0f}s)")
     final = {k: sum(v[-100:]) / len(v[-100:]) for k, v in hist.items()}
     return heads, final
+
+
+@dataclass
+class _LabelTables:
+    """What the labels say, computed once before training: which captions fit which face and caption."""
+
+    compat: torch.Tensor  # (N, M) caption j fits face i
+    counts: torch.Tensor  # (N,) captions that fit each face
+    pos_table: torch.Tensor  # (N, max count) the fitting caption indices per face, padded
+    own_paper: torch.Tensor  # (N,) each face's paper description in the bank
+    lo: torch.Tensor  # (M,) caption age intervals
+    hi: torch.Tensor
+    male: torch.Tensor  # (M,) 1 male, 0 female, -1 either
+    face_male: torch.Tensor  # (N,) same for the faces (-1: not confident)
+    text_compat: torch.Tensor  # (M, M) captions of overlapping ages and compatible gender
+
+    @classmethod
+    def build(cls, data: FaceData, bank: tuple[Caption, ...], tol: float) -> _LabelTables:
+        compat = compat_matrix(data.ages, data.genders, bank, tol)  # (N, M)
+        paper_idx = {c.text: j for j, c in enumerate(bank)}
+        own_paper = torch.tensor([paper_idx[DESCRIPTIONS[2 * grp + GENDERS.index(lg)]]
+                                  for grp, lg in zip(data.groups, data.label_genders)])
+        code = {None: -1.0, "female": 0.0, "male": 1.0}
+        # compatible caption indices per face, padded: sampling a positive = one uniform draw per face
+        counts = compat.sum(1)
+        if (counts == 0).any():
+            bad = data.files[int((counts == 0).nonzero()[0])]
+            age = float(data.ages[counts == 0][0])
+            raise PadaError(f"{bad}: no caption fits this face's label (age {age:.1f})")
+        pos_table = torch.zeros(compat.shape[0], int(counts.max()), dtype=torch.long)
+        for i in range(compat.shape[0]):
+            ix = compat[i].nonzero().squeeze(1)
+            pos_table[i, :len(ix)] = ix
+        return cls(compat=compat, counts=counts, pos_table=pos_table, own_paper=own_paper,
+                   lo=torch.tensor([c.lo for c in bank], dtype=torch.float32),
+                   hi=torch.tensor([c.hi for c in bank], dtype=torch.float32),
+                   male=torch.tensor([code[c.gender] for c in bank]),
+                   face_male=torch.tensor([code[gd] for gd in data.genders]),
+                   text_compat=caption_overlap(bank, tol))
+
+
+def _step_losses(heads: FaceCLIPHeads, data: FaceData, t: _LabelTables, bank_emb: torch.Tensor,
+                 tcfg: FaceClipTrainConfig, g: torch.Generator) -> dict[str, torch.Tensor]:
+    """The losses of one step (module docstring), drawn with ``g``; ``"loss"`` is the weighted total."""
+    n, m = t.compat.shape
+    idx = torch.randint(0, n, (min(tcfg.batch, n),), generator=g)
+    view = torch.randint(0, 2, (len(idx),), generator=g)
+    feats = data.feats[idx, view]
+    # one positive caption per face
+    pick = (torch.rand(len(idx), generator=g) * t.counts[idx]).long().clamp(max=t.pos_table.shape[1] - 1)
+    pos = t.pos_table[idx, pick]
+    use_paper = torch.rand(len(idx), generator=g) < tcfg.p_paper
+    pos = torch.where(use_paper, t.own_paper[idx], pos)
+    extra = torch.randint(0, m, (tcfg.extra_negatives,), generator=g)
+    cols = torch.cat([pos, extra])
+    img = heads.embed_features(feats)
+    txt = heads.embed_text(bank_emb[cols])
+    scale = heads.logit_scale.exp().clamp(max=tcfg.max_logit_scale)
+    l_nce = soft_info_nce(img, txt, t.compat[idx][:, cols], len(idx), scale)
+
+    # text-only anchoring over the whole bank (0-100 years, children included); the 14 paper
+    # descriptions are in every text batch
+    tj = torch.cat([torch.arange(len(DESCRIPTIONS)), torch.randint(0, m, (tcfg.text_batch,), generator=g)])
+    te = heads.embed_text(bank_emb[tj])
+    l_txt = text_contrastive(te, t.text_compat[tj][:, tj], scale)
+    t_age = heads.age(te)
+    l_age_txt = interval_loss(t_age, t.lo[tj], t.hi[tj])
+    l_ord = ordinal_loss(t_age, t.lo[tj], t.hi[tj])
+    age_true = data.ages[idx]
+    l_age_img = interval_loss(heads.age(img), age_true - tcfg.tol, age_true + tcfg.tol)
+    tm, fm = t.male[tj], t.face_male[idx]
+    l_g = torch.zeros(())
+    if (tm >= 0).any():
+        l_g = l_g + F.binary_cross_entropy_with_logits(heads.male_logit(te)[tm >= 0], tm[tm >= 0])
+    if (fm >= 0).any():
+        l_g = l_g + F.binary_cross_entropy_with_logits(heads.male_logit(img)[fm >= 0], fm[fm >= 0])
+    loss = (l_nce + tcfg.w_text * l_txt + tcfg.w_age * (l_age_txt + l_age_img) + tcfg.w_ord * l_ord
+            + tcfg.w_gender * l_g)
+    return {"loss": loss, "nce": l_nce, "text": l_txt, "age_txt": l_age_txt, "age_img": l_age_img,
+            "ord": l_ord, "gender": l_g, "scale": scale}
 
 
 @torch.no_grad()
