@@ -26,6 +26,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from pada.deprecation import renamed
+from pada.faces.align import ffhq_frame
+
 # dlib's mean face shape for the 68-point landmarks 17..67 (eyebrows, nose, eyes, mouth), unit frame.
 # Checked against dlib: get_face_chip_details on exactly these points gives angle 0 and a unit box.
 _MEAN_X = (
@@ -79,30 +82,22 @@ def mean_face_68() -> np.ndarray:
     return pts
 
 
-def ffhq_quad(eye_left, eye_right, mouth_left, mouth_right) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ffhq_square(eye_left, eye_right, mouth_left, mouth_right) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The FFHQ alignment square from eye centres and mouth corners (image-left first).
 
     Returns ``(origin, ax, ay)``: the aligned image's top-left corner and its full-width / full-height
     edge vectors, all in the coordinates of the given points, so that normalised FFHQ coordinate ``u``
-    sits at ``origin + u_x * ax + u_y * ay``. This is the FFHQ recipe: ``x = e2e - rot90(e2m)``, scaled
-    to ``max(2 |e2e|, 1.8 |e2m|)``, centre ``eye_avg + 0.1 e2m``.
+    sits at ``origin + u_x * ax + u_y * ay``. The recipe is :func:`pada.faces.align.ffhq_frame` (this was
+    ``ffhq_quad``, which still works here with a DeprecationWarning).
     """
-    eye_left, eye_right = np.asarray(eye_left, float), np.asarray(eye_right, float)
-    mouth_left, mouth_right = np.asarray(mouth_left, float), np.asarray(mouth_right, float)
-    eye_avg = (eye_left + eye_right) / 2
-    e2e = eye_right - eye_left
-    e2m = (mouth_left + mouth_right) / 2 - eye_avg
-    x = e2e - np.array([-e2m[1], e2m[0]])
-    x = x / np.hypot(*x) * max(np.hypot(*e2e) * 2.0, np.hypot(*e2m) * 1.8)
-    y = np.array([-x[1], x[0]])
-    c = eye_avg + e2m * 0.1
+    c, x, y = ffhq_frame(eye_left, eye_right, mouth_left, mouth_right)
     return c - x - y, 2 * x, 2 * y
 
 
 def _mean_face_in_ffhq() -> np.ndarray:
     """Mean face's 68 points in normalised FFHQ coordinates (jaw NaN)."""
     pts = mean_face_68()
-    origin, ax, ay = ffhq_quad(pts[36:42].mean(0), pts[42:48].mean(0), pts[48], pts[54])
+    origin, ax, ay = ffhq_square(pts[36:42].mean(0), pts[42:48].mean(0), pts[48], pts[54])
     basis = np.stack([ax, ay], axis=1)  # columns
     return np.linalg.solve(basis, (pts - origin).T).T
 
@@ -110,7 +105,7 @@ def _mean_face_in_ffhq() -> np.ndarray:
 def to_ffhq_matrix() -> np.ndarray:
     """2x3 affine mapping dlib's unit mean-face frame to normalised FFHQ coordinates."""
     pts = mean_face_68()
-    origin, ax, ay = ffhq_quad(pts[36:42].mean(0), pts[42:48].mean(0), pts[48], pts[54])
+    origin, ax, ay = ffhq_square(pts[36:42].mean(0), pts[42:48].mean(0), pts[48], pts[54])
     inv = np.linalg.inv(np.stack([ax, ay], axis=1))
     return np.concatenate([inv, (-inv @ origin)[:, None]], axis=1)
 
@@ -188,3 +183,6 @@ def affine_crop(
     grid = (coords * 2 - 1).to(dtype=x.dtype, device=x.device).expand(b, size, size, 2)
     out = F.grid_sample(x - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out + fill
+
+
+__getattr__ = renamed(__name__, {"ffhq_quad": "ffhq_square"})

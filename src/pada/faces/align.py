@@ -126,20 +126,32 @@ def ffhq_quad(landmarks: np.ndarray) -> np.ndarray:
         ``(4, 2)`` float64: top-left, bottom-left, bottom-right, top-right corners.
     """
     lm = np.asarray(landmarks, dtype=np.float64).reshape(5, 2)
-    eye_left, eye_right = lm[0], lm[1]  # image-left eye, image-right eye (FFHQ's naming)
-    mouth_avg = (lm[3] + lm[4]) * 0.5
+    # image-left eye, image-right eye (FFHQ's naming), then the mouth corners
+    c, x, y = ffhq_frame(lm[0], lm[1], lm[3], lm[4])
+    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+
+
+def ffhq_frame(eye_left, eye_right, mouth_left, mouth_right) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The FFHQ recipe (module docstring): centre ``c`` and half-axes ``x``, ``y`` of the crop square from
+    the two eye centres and the two mouth corners (image-left first), in the points' coordinates.
+
+    The one implementation: :func:`ffhq_quad` (YuNet's 5 points) and the critics' crop geometry
+    (:mod:`pada.critics.geometry`, dlib's 68-point mean face) both use it.
+    """
+    eye_left, eye_right = np.asarray(eye_left, np.float64), np.asarray(eye_right, np.float64)
+    mouth_avg = (np.asarray(mouth_left, np.float64) + np.asarray(mouth_right, np.float64)) * 0.5
     eye_avg = (eye_left + eye_right) * 0.5
     eye_to_eye = eye_right - eye_left
     eye_to_mouth = mouth_avg - eye_avg
     x = eye_to_eye - np.flipud(eye_to_mouth) * [-1.0, 1.0]
     norm = np.hypot(*x)
     if not np.isfinite(norm) or norm < 1e-6:
-        raise ValueError(f"degenerate landmarks, cannot align: {lm.tolist()}")
+        pts = [eye_left.tolist(), eye_right.tolist(), mouth_avg.tolist()]
+        raise ValueError(f"degenerate landmarks, cannot align: eyes and mouth centre {pts}")
     x /= norm
     x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
     y = np.flipud(x) * [-1.0, 1.0]
-    c = eye_avg + eye_to_mouth * 0.1
-    return np.stack([c - x - y, c - x + y, c + x + y, c + x - y])
+    return eye_avg + eye_to_mouth * 0.1, x, y
 
 
 def _square_corners(size: float) -> np.ndarray:
