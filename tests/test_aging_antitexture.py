@@ -11,7 +11,7 @@ from pada.aging.config import LossConfig, PadaConfig
 from pada.aging.modulation import bound_shift
 from pada.aging.objective import Frozen, PadaObjective
 from pada.errors import PadaError
-from test_aging_helpers import frozen_set, one_thread, pair_batch, tiny_model
+from test_aging_helpers import PairDataset, frozen_set, one_thread, pair_batch, tiny_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
 
@@ -126,3 +126,34 @@ def test_diversity_term_pushes_draws_apart(frozen):
         out["total"].backward()
         opt.step()
     assert float(out["L_div"]) < first
+
+
+def test_shift_subspace_keeps_moves_among_the_directions_real_codes_vary_in(frozen):
+    from pada.aging.model import PadaModel
+    from pada.aging.train import PadaTask, PadaTaskOptions
+
+    model = tiny_model(init_gain=2.0, max_shift=0.3, shift_subspace=4)
+    real = torch.randn(40, 4, generator=gen(4)) @ torch.randn(4, 64, generator=gen(5))
+    kept = model.modulation.set_subspace(real + 0.01 * torch.randn(40, 64, generator=gen(6)))
+    assert kept > 0.99
+    z = real[:3]
+    e = torch.nn.functional.normalize(torch.randn(3, 32, generator=gen(7)), dim=-1)
+    d = model(z, e) - z
+    basis = model.modulation.shift_basis
+    assert float(d.norm()) > 0.01  # it moves ...
+    assert torch.allclose(d, (d @ basis.T) @ basis, atol=1e-5)  # ... only inside the subspace
+    assert ((d.norm(dim=-1) / z.norm(dim=-1)) <= 0.3 + 1e-5).all()  # and within the bound
+    with pytest.raises(PadaError, match="shift_subspace"):
+        PadaConfig(z_dim=8, shift_subspace=9)
+    # files without a subspace keep loading strictly (no shift_basis key), files with one carry it
+    assert "modulation.shift_basis" not in tiny_model().state_dict()
+    back = PadaModel(model.cfg)
+    back.load_state_dict(model.state_dict())
+    assert torch.equal(back.modulation.shift_basis, basis)
+    # the training task fits the basis to the frozen DiffAE's codes of the training faces before step 1
+    task = PadaTask(PadaTaskOptions(sample_faces=0, pada={"shift_subspace": 3}), diffae=frozen.diffae,
+                    vl=frozen.vl, age_critic=frozen.age_critic, id_critic=frozen.id_critic,
+                    dataset=PairDataset(8))
+    task.build()
+    b = task.model.modulation.shift_basis
+    assert torch.allclose(b @ b.T, torch.eye(3), atol=1e-4)

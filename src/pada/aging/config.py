@@ -44,6 +44,11 @@ class PadaConfig:
     the shift d = z_age − z_src is smoothly saturated to ‖d‖ ≤ max_shift·‖z_src‖ (``d·m·tanh(r/m)/r`` with
     r = ‖d‖/‖z_src‖, m = max_shift), in training and at inference, so z_age stays among real codes where
     the decoder draws faces (docs/pada_method.md, "Keeping z_age near real codes"). 0 = no bound (paper).
+    ``shift_subspace``: pada-only; m > 0 projects the shift d onto the m leading principal directions of the
+    frozen DiffAE's codes of the training faces (buffer ``modulation.shift_basis``, fitted once when
+    training starts), before the bound: z_age may then only move the ways real faces differ, not along
+    directions no face varies in, where a critic can be fooled by a code the decoder renders as a
+    blotch. 0 = no projection (paper).
     """
 
     e_dim: int = 512
@@ -60,6 +65,7 @@ class PadaConfig:
     stats_eps: float = 1e-5
     init_gain: float = 1e-3
     max_shift: float = 0.0
+    shift_subspace: int = 0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -80,6 +86,8 @@ class PadaConfig:
             raise PadaError("sigma_init must be > 0 and eps >= 0")
         if not 0.0 <= self.max_shift < 100.0:
             raise PadaError(f"max_shift must be in [0, 100), got {self.max_shift}")
+        if not 0 <= self.shift_subspace <= self.z_dim:
+            raise PadaError(f"shift_subspace must be in [0, z_dim={self.z_dim}], got {self.shift_subspace}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

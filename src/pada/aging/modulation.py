@@ -56,6 +56,10 @@ class AdaptiveModulation(nn.Module):
         self.register_buffer("z_mean", torch.zeros(cfg.z_dim))
         self.register_buffer("z_std", torch.ones(cfg.z_dim))
         self.register_buffer("stats_ready", torch.tensor(cfg.stats == "instance"))
+        # Rows: orthonormal leading directions of real codes (PadaConfig.shift_subspace; set by set_subspace).
+        # Only models with a subspace carry the buffer, so files without it keep loading strictly.
+        if cfg.shift_subspace:
+            self.register_buffer("shift_basis", torch.zeros(cfg.shift_subspace, cfg.z_dim))
 
     def statistics(self, z_src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ_src, σ_src), broadcastable to z_src (B, S): (B, 1) for "instance", (1, S) for "dataset"."""
@@ -75,6 +79,21 @@ class AdaptiveModulation(nn.Module):
         self.z_std.copy_(std)
         self.stats_ready.fill_(True)
 
+    @torch.no_grad()
+    def set_subspace(self, codes: torch.Tensor) -> float:
+        """Fit ``shift_basis`` to codes (N, S) of real faces: their ``shift_subspace`` leading principal
+        directions. Returns the share of the codes' variance those directions hold."""
+        m = self.cfg.shift_subspace
+        if m == 0:
+            raise ValueError("set_subspace needs PadaConfig.shift_subspace > 0")
+        if codes.ndim != 2 or codes.shape[1] != self.cfg.z_dim or codes.shape[0] < m:
+            raise ValueError(f"set_subspace needs at least {m} codes of size {self.cfg.z_dim}, "
+                             f"got {tuple(codes.shape)}")
+        c = codes.double() - codes.double().mean(0)
+        _, s, vh = torch.linalg.svd(c, full_matrices=False)
+        self.shift_basis.copy_(vh[:m].to(self.shift_basis.dtype))
+        return float(s[:m].square().sum() / s.square().sum())
+
     def delta(self, e_age: torch.Tensor) -> torch.Tensor:
         """Δz = MLP(e_age): (B, D) → (B, S)."""
         return self.mlp(e_age)
@@ -85,6 +104,9 @@ class AdaptiveModulation(nn.Module):
         z_hat = (z_src - mu) / sd
         dz = self.delta(e_age.to(z_src.dtype))
         z_age = (sd + self.gamma(dz)) * z_hat + (mu + self.beta(dz))
+        if self.cfg.shift_subspace:
+            basis = self.shift_basis.to(z_age.dtype)
+            z_age = z_src + ((z_age - z_src) @ basis.T) @ basis
         return bound_shift(z_src, z_age, self.cfg.max_shift)
 
 

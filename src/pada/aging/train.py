@@ -161,6 +161,8 @@ class PadaTask(TrainTask):
                                        self.loss_cfg)
         if cfg.stats == "dataset":
             self._compute_stats()
+        if cfg.shift_subspace:
+            self._fit_subspace()
 
     def _image_size(self) -> int:
         return self.options.size or int(self._diffae.unet.config.image_size)
@@ -192,6 +194,21 @@ class PadaTask(TrainTask):
         mean, std = compute_latent_stats(lambda x: self._diffae.encode(x.to(dev)), loader, image_key="source",
                                          max_batches=self.options.stats_batches)
         self.model.modulation.set_statistics(mean, std)
+
+    @torch.no_grad()
+    def _fit_subspace(self, limit: int = 4096) -> None:
+        """PadaConfig.shift_subspace: fit the shift basis to the frozen DiffAE's codes of up to ``limit``
+        training faces (before the first step; a resumed run loads the fitted buffer with the checkpoint)."""
+        data = self.dataset()
+        dev = next(self._diffae.unet.parameters()).device
+        n = min(len(data), limit)
+        codes = []
+        for i in range(0, n, 64):
+            x = torch.stack([data[j]["source"] for j in range(i, min(n, i + 64))]).to(dev)
+            codes.append(self._diffae.encode(x).float().cpu())
+        kept = self.model.modulation.set_subspace(torch.cat(codes))
+        print(f"pada train pada: shift subspace: {self.model.cfg.shift_subspace} leading directions of "
+              f"{n} training codes hold {100 * kept:.1f}% of their variance", file=sys.stderr)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"pada": self.model}
