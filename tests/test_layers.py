@@ -66,6 +66,11 @@ PENDING = {
 }
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text())
+
+
 @functools.lru_cache(maxsize=1)
 def _modules() -> dict[str, Path]:
     out = {}
@@ -83,12 +88,14 @@ def layer_of(module: str) -> str:
     raise KeyError(f"{module}: no layer (add it to LAYER_OF in tests/test_layers.py)")
 
 
-def imported_modules(module: str, source: str, known: set[str]) -> set[str]:
-    """The pada modules ``source`` (the text of ``module``) imports, anywhere in it (functions included)."""
+def imported_modules(module: str, source: str | ast.Module, known: set[str]) -> set[str]:
+    """The pada modules ``source`` (the text or tree of ``module``) imports, anywhere in it (functions
+    included)."""
+    tree = ast.parse(source) if isinstance(source, str) else source
     out = set()
     is_package = module in known and _modules()[module].name == "__init__.py"
     package = module if is_package else module.rpartition(".")[0]
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out.update(a.name for a in node.names if a.name.split(".")[0] == "pada")
         elif isinstance(node, ast.ImportFrom):
@@ -103,7 +110,7 @@ def imported_modules(module: str, source: str, known: set[str]) -> set[str]:
     return out
 
 
-def violations(module: str, source: str, known: set[str]) -> list[str]:
+def violations(module: str, source: str | ast.Module, known: set[str]) -> list[str]:
     """``"a -> b (layer x may not import layer y)"`` for each import of ``module`` across the rules."""
     mine = layer_of(module)
     pending = PENDING.get(module, (set(), ""))[0]
@@ -119,7 +126,7 @@ def import_edges() -> dict[tuple[str, str], list[str]]:
     mods = _modules()
     edges: dict[tuple[str, str], list[str]] = {}
     for m, f in mods.items():
-        for t in imported_modules(m, f.read_text(), set(mods)):
+        for t in imported_modules(m, _tree(f), set(mods)):
             if layer_of(t) != layer_of(m):
                 edges.setdefault((layer_of(m), layer_of(t)), []).append(f"{m} -> {t}")
     return edges
@@ -138,7 +145,7 @@ def test_every_module_has_a_layer_and_the_layers_form_no_cycle():
 
 def test_no_package_imports_across_the_allowed_direction():
     mods = _modules()
-    bad = [v for m, f in mods.items() for v in violations(m, f.read_text(), set(mods))]
+    bad = [v for m, f in mods.items() for v in violations(m, _tree(f), set(mods))]
     assert not bad, "imports across the layers (docs/ARCHITECTURE.md):\n" + "\n".join(bad)
 
 
@@ -146,7 +153,7 @@ def test_pending_exceptions_are_still_needed():
     """An allow-list entry whose edge is gone must be removed (so the list never hides a new edge)."""
     mods = _modules()
     for module, (layers, why) in PENDING.items():
-        used = {layer_of(t) for t in imported_modules(module, mods[module].read_text(), set(mods))}
+        used = {layer_of(t) for t in imported_modules(module, _tree(mods[module]), set(mods))}
         stale = layers - used
         assert not stale, f"{module}: PENDING allows {sorted(stale)} but it no longer imports them ({why})"
 
@@ -191,7 +198,7 @@ KNOWN_CLASHES = {
 def _public_definitions() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for f in sorted(SRC.rglob("*.py")):
-        for node in ast.parse(f.read_text()).body:
+        for node in _tree(f).body:
             if isinstance(node, (ast.ClassDef, ast.FunctionDef)) and not node.name.startswith("_"):
                 found.setdefault(node.name, []).append(str(f.relative_to(SRC.parent)))
     return found
@@ -299,7 +306,7 @@ def function_lengths() -> list[tuple[int, str, str]]:
     """``(lines of code, "file:Class.name", docstring)`` of every function in src/pada, longest first."""
     rows = []
     for f in sorted(SRC.rglob("*.py")):
-        rows += _function_rows(ast.parse(f.read_text()), str(f.relative_to(SRC.parent)))
+        rows += _function_rows(_tree(f), str(f.relative_to(SRC.parent)))
     return sorted(rows, reverse=True)
 
 
