@@ -36,15 +36,15 @@ from pathlib import Path
 import torch
 
 
-def load_diffae(spec: str):
+def load_diffae(spec: str, device: str | torch.device = "cpu"):
     from pada.diffae import DiffAE
 
     if spec.endswith(".pt"):
         from pada.training.diffae_task import load_checkpoint_ema
 
         unet, info = load_checkpoint_ema(spec)
-        return DiffAE(unet), {"source": spec, "step": info["step"]}
-    return DiffAE.from_pretrained(spec), {"source": spec}
+        return DiffAE(unet).to(device), {"source": spec, "step": info["step"]}
+    return DiffAE.from_pretrained(spec, device=device), {"source": spec}
 
 
 def swap_pairs(age: torch.Tensor, min_gap: float, limit: int) -> list[tuple[int, int]]:
@@ -118,24 +118,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--swap-min-gap", type=float, default=20.0, help="z-swap pairs differ by >= this age")
     p.add_argument("--grid", default="", help="write a PNG of the renders and z-swaps here")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu",
+                   help="cpu, cuda, cuda:N or auto (the GPU when there is one); the fresh noise is drawn on "
+                        "the CPU, so z-only renders start from the same noise on any device")
     p.add_argument("--json", default="", help="also write the JSON here")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" \
+        else torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        p.error(f"--device {args.device}: no CUDA GPU is visible to torch {torch.__version__}")
 
     from pada.critics.registry import load_critic
     from pada.data.datasets import AlignedFaceDataset
     from pada.data.demo import aligned_dir
     from pada.evaluation.metrics import identity_similarity, psnr, ssim
 
-    diffae, info = load_diffae(args.diffae)
+    diffae, info = load_diffae(args.diffae, device)
     size = int(diffae.unet.config.image_size)
     data = Path(args.data)
     ds = AlignedFaceDataset(aligned_dir(data, size), data / "labels.csv", size=size, split=args.split,
                             test_fraction=args.test_fraction)
     n = min(len(ds), args.max_faces)
-    x = torch.stack([ds[i]["image"] for i in range(n)])
-    sface = load_critic("sface")
+    x = torch.stack([ds[i]["image"] for i in range(n)]).to(device)
+    sface = load_critic("sface", device=device)
     t0 = time.perf_counter()
     with torch.inference_mode():
         z = diffae.encode(x)
@@ -144,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         fresh = []
         for s in range(args.seeds):
             g = torch.Generator().manual_seed(1000 + s)
-            noise = torch.randn(x.shape, generator=g)
+            noise = torch.randn(x.shape, generator=g).to(device)
             fresh.append(diffae.render(noise, z, T=args.steps))
         fresh = torch.stack(fresh, 1)  # (n, seeds, 3, H, W)
         id_recon = identity_similarity(sface, x, recon)
@@ -152,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         id_mirror = identity_similarity(sface, x, x.flip(-1))
         id_other = identity_similarity(sface, x, x.roll(1, 0))
         # the semantics PADA edits: does z alone carry the person's apparent age and gender?
-        age_critic, gender_critic = load_critic("dlib-age"), load_critic("dlib-gender")
+        age_critic = load_critic("dlib-age", device=device)
+        gender_critic = load_critic("dlib-gender", device=device)
         flat = fresh.flatten(0, 1)
         age_in = age_critic(x).age.float().repeat_interleave(args.seeds)
         age_out = age_critic(flat).age.float()
@@ -180,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {"recon_psnr": 25.0, "z_only_sface_cos": 0.4, "z_only_age_corr": 0.6,
                     "z_only_gender_agreement": 0.9, "z_swap_age_fraction": 0.5, "z_swap_sface_to_a": 0.5},
         "seconds": round(seconds, 1), "torch": torch.__version__, "threads": torch.get_num_threads(),
-        "machine": platform.machine(),
+        "machine": platform.machine(), "device": str(device),
     }
     result["targets_met"] = {"recon_psnr": result["recon"]["psnr"] >= 25.0,
                              "z_only_sface_cos": result["z_only"]["sface_cos"] >= 0.4,
