@@ -45,6 +45,7 @@ import json
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -198,12 +199,20 @@ class Runner:
 
     def sh(self, cmd: list[str], what: str, timeout: float | None = None) -> tuple[int, float]:
         """Run ``cmd`` in the work folder, its output to stdout and the log; (exit status, seconds).
-        With ``timeout`` the process is killed after that many seconds (status -9)."""
+        With ``timeout`` the process and its DataLoader workers (its own process group, in this session)
+        are killed after that many seconds (status -9)."""
         self.say(f"{what}: {shlex.join(cmd)}")
         t = time.monotonic()
         proc = subprocess.Popen(cmd, cwd=self.work, env=self.env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, bufsize=1)
-        timer = threading.Timer(timeout, proc.kill) if timeout else None
+                                stderr=subprocess.STDOUT, text=True, bufsize=1, preexec_fn=os.setpgrp)
+
+        def kill() -> None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill) if timeout else None
         if timer:
             timer.start()
         try:

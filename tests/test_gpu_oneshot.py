@@ -7,6 +7,7 @@ in fp32 on the CPU, with the Python packages that the device image lacks made un
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import os
@@ -111,6 +112,23 @@ def test_failures_are_one_line(oneshot, tmp_path, monkeypatch, capsys):
         assert oneshot.main(["run", "--pack-dir", str(tmp_path / "p")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "no CUDA GPU" in err[0]
+
+
+def test_a_late_phase_is_killed_with_its_workers(oneshot, tmp_path, monkeypatch):
+    """The deadline kill takes the child's own children too (DataLoader workers hold its output pipe)."""
+    import time
+
+    monkeypatch.setenv("OUT", str(tmp_path / "out"))
+    monkeypatch.setenv("ONESHOT_WORK", str(tmp_path))
+    args = argparse.Namespace(pack_dir=str(tmp_path / "p"), batch_size=2, lr=1e-4, precision="fp32",
+                              deadline_s=60)
+    runner = oneshot.Runner(args)
+    code = "import subprocess, sys, time; subprocess.Popen(['sleep', '60']); print('started', flush=True); " \
+           "time.sleep(60)"
+    t = time.monotonic()
+    rc, secs = runner.sh([sys.executable, "-c", code], "a late phase", timeout=1.5)
+    assert rc == -9 and secs < 20 and time.monotonic() - t < 20
+    assert "started" in (tmp_path / "out" / "oneshot.log").read_text()
 
 
 @pytest.mark.slow
