@@ -157,3 +157,37 @@ def test_shift_subspace_keeps_moves_among_the_directions_real_codes_vary_in(froz
     task.build()
     b = task.model.modulation.shift_basis
     assert torch.allclose(b @ b.T, torch.eye(3), atol=1e-4)
+
+
+def test_direction_prior_pulls_the_shift_toward_the_data_age_direction(frozen):
+    from pada.aging.train import PadaTask, PadaTaskOptions
+
+    torch.manual_seed(0)
+    model = tiny_model(init_gain=0.05)
+    cfg = LossConfig(lambda_dir=1.0, disabled=("L_age", "L_clip", "L_id", "L_tKL", "L_rec", "L_norm"))
+    obj = PadaObjective(model, frozen, cfg)
+    batch = pair_batch(6)
+    with pytest.raises(ValueError, match="set_age_direction|age direction"):
+        obj(batch, gen(0))
+    w = torch.randn(64, generator=gen(9)) * 0.01
+    obj.age_direction = w
+    years = torch.tensor([[2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0][int(g)] for g in batch["target_group"]]) - \
+        torch.tensor([[2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0][int(g)] for g in batch["source_group"]])
+    assert years.abs().sum() > 0
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(60):
+        out = obj(batch, gen(1))
+        first = first if first is not None else float(out["L_dir"])
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+    assert float(out["L_dir"]) < 0.3 * first
+    with pytest.raises(PadaError, match="lambda_dir"):
+        LossConfig(lambda_dir=-1)
+    # the training task fits the direction from the frozen DiffAE's codes before step 1
+    task = PadaTask(PadaTaskOptions(sample_faces=0, loss={"lambda_dir": 0.5}), diffae=frozen.diffae,
+                    vl=frozen.vl, age_critic=frozen.age_critic, id_critic=frozen.id_critic,
+                    dataset=PairDataset(8))
+    task.build()
+    assert task.objective.age_direction is not None and task.objective.age_direction.shape == (64,)

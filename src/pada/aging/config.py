@@ -129,6 +129,11 @@ class LossConfig:
     ``lambda_div`` / ``div_target``: mode-seeking diversity term: a second PAE draw per row gives z_age';
     L_div = mean(relu(div_target − ‖z_age − z_age'‖ / ‖z_src‖)), so different draws must give different codes.
     ``train_text_eps``: sampling intensity ε of text rows during training (None: the model's ``eps``).
+    ``lambda_dir``: weight of L_dir, a data prior on the shift: L_dir = ‖(z_age − z_src) − Δa·w‖² / ‖z_src‖²
+    with w the frozen DiffAE's linear age direction per year (:class:`pada.aging.baseline.LinearAgeDirection`,
+    fitted on the training faces' codes and ages when training starts) and Δa the target group's centre
+    minus the source group's. It tells the modulation from the first step *which way* real faces age in z;
+    the critics and the PAE then shape and spread the shift around it. 0 = off (paper).
     """
 
     w_age: float = 1.0
@@ -152,6 +157,7 @@ class LossConfig:
     lambda_div: float = 0.0
     div_target: float = 0.1
     train_text_eps: float | None = None
+    lambda_dir: float = 0.0
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)
@@ -161,6 +167,8 @@ class LossConfig:
             raise PadaError(f"augment must be in [0, 1], got {self.augment}")
         if self.lambda_div < 0 or self.div_target < 0:
             raise PadaError("lambda_div and div_target must be >= 0")
+        if self.lambda_dir < 0:
+            raise PadaError(f"lambda_dir must be >= 0, got {self.lambda_dir}")
         if self.train_text_eps is not None and not 0.0 <= self.train_text_eps <= 1.0:
             raise PadaError(f"train_text_eps must be in [0, 1], got {self.train_text_eps}")
         bad = [n for n in self.disabled if n not in LOSS_NAMES]
@@ -181,7 +189,7 @@ class LossConfig:
     def weight(self, name: str) -> float:
         return {"L_age": self.w_age, "L_clip": self.lambda_clip, "L_tKL": self.lambda_tkl,
                 "L_id": self.lambda_id, "L_norm": self.lambda_norm, "L_rec": self.lambda_rec,
-                "L_div": self.lambda_div}[name]
+                "L_div": self.lambda_div, "L_dir": self.lambda_dir}[name]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -77,6 +77,14 @@ class Frozen:
     id_critic: object | None = None
 
 
+def _group_centres(groups, device) -> torch.Tensor:
+    """(B,) centre ages of age-group indices (pada.data.groups.AGE_GROUPS)."""
+    from pada.data.groups import AGE_GROUPS
+
+    idx = torch.as_tensor(groups).reshape(-1).long().tolist()
+    return torch.tensor([AGE_GROUPS[i].center for i in idx], dtype=torch.float32, device=device)
+
+
 class PadaObjective:
     """``objective(batch, generator) -> dict``: per-term losses (0-d tensors) and ``"total"`` (Eq. 12)."""
 
@@ -84,6 +92,7 @@ class PadaObjective:
         self.model = model
         self.frozen = frozen
         self.cfg = loss_cfg or LossConfig()
+        self.age_direction: torch.Tensor | None = None  # (S,) per year, for L_dir (set_age_direction)
         for m in (frozen.diffae, frozen.vl, frozen.age_critic, frozen.id_critic):
             if isinstance(m, nn.Module):
                 freeze(m)
@@ -220,6 +229,14 @@ class PadaObjective:
             e2 = torch.where(has_img[:, None], enc.sample(mu, sigma, noise=eta2),
                              enc.sample_text(e_txt, eps=cfg.train_text_eps, noise=eta2))
             out["L_div"] = diversity_loss(z_age, model.modulation(z_src, e2), z_src, cfg.div_target).mean()
+
+        if cfg.lambda_dir > 0:  # data prior: the shift the linear age direction gives for this row
+            if self.age_direction is None:
+                raise ValueError("lambda_dir > 0 needs the DiffAE's age direction: call set_age_direction")
+            years = _group_centres(batch["target_group"], dev) - _group_centres(batch["source_group"], dev)
+            want = years[:, None] * self.age_direction.to(dev)[None]
+            out["L_dir"] = ((z_age - z_src) - want).square().sum(-1).div(
+                z_src.square().sum(-1).clamp_min(1e-8)).mean()
 
         if cfg.enabled("L_rec"):
             per = rec_loss(x0_src, x0_tar, cfg.rec_reduction)

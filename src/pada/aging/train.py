@@ -161,8 +161,8 @@ class PadaTask(TrainTask):
                                        self.loss_cfg)
         if cfg.stats == "dataset":
             self._compute_stats()
-        if cfg.shift_subspace:
-            self._fit_subspace()
+        if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0:
+            self._fit_code_priors()
 
     def _image_size(self) -> int:
         return self.options.size or int(self._diffae.unet.config.image_size)
@@ -196,19 +196,34 @@ class PadaTask(TrainTask):
         self.model.modulation.set_statistics(mean, std)
 
     @torch.no_grad()
-    def _fit_subspace(self, limit: int = 4096) -> None:
-        """PadaConfig.shift_subspace: fit the shift basis to the frozen DiffAE's codes of up to ``limit``
-        training faces (before the first step; a resumed run loads the fitted buffer with the checkpoint)."""
+    def _fit_code_priors(self, limit: int = 4096) -> None:
+        """Priors from the frozen DiffAE's codes of up to ``limit`` training faces, before the first step:
+        the shift basis (PadaConfig.shift_subspace; a resumed run then loads the same fitted buffer from
+        its checkpoint) and the linear age direction of L_dir (LossConfig.lambda_dir; refitted on resume)."""
+        from pada.aging.baseline import LinearAgeDirection
+        from pada.data.groups import AGE_GROUPS
+
         data = self.dataset()
         dev = next(self._diffae.unet.parameters()).device
         n = min(len(data), limit)
-        codes = []
+        codes, ages = [], []
         for i in range(0, n, 64):
-            x = torch.stack([data[j]["source"] for j in range(i, min(n, i + 64))]).to(dev)
+            items = [data[j] for j in range(i, min(n, i + 64))]
+            x = torch.stack([it["source"] for it in items]).to(dev)
             codes.append(self._diffae.encode(x).float().cpu())
-        kept = self.model.modulation.set_subspace(torch.cat(codes))
-        print(f"pada train pada: shift subspace: {self.model.cfg.shift_subspace} leading directions of "
-              f"{n} training codes hold {100 * kept:.1f}% of their variance", file=sys.stderr)
+            ages += [float(it["source_age"]) if "source_age" in it else AGE_GROUPS[int(it["source_group"])].center
+                     for it in items]
+        z = torch.cat(codes)
+        if self.model.cfg.shift_subspace:
+            kept = self.model.modulation.set_subspace(z)
+            print(f"pada train pada: shift subspace: {self.model.cfg.shift_subspace} leading directions of "
+                  f"{n} training codes hold {100 * kept:.1f}% of their variance", file=sys.stderr)
+        if self.loss_cfg.lambda_dir > 0:
+            w = LinearAgeDirection.fit(z, torch.tensor(ages)).direction
+            self.objective.age_direction = w
+            rel = float(w.norm() * 50 / z.norm(dim=1).median())
+            print(f"pada train pada: L_dir age direction fitted on {n} codes: 50 years = {rel:.3f} |z|",
+                  file=sys.stderr)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"pada": self.model}
