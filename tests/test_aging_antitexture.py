@@ -171,8 +171,9 @@ def test_direction_prior_pulls_the_shift_toward_the_data_age_direction(frozen):
         obj(batch, gen(0))
     w = torch.randn(64, generator=gen(9)) * 0.01
     obj.age_direction = w
-    years = torch.tensor([[2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0][int(g)] for g in batch["target_group"]]) - \
-        torch.tensor([[2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0][int(g)] for g in batch["source_group"]])
+    centre = [2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0]
+    years = torch.tensor([centre[int(g)] for g in batch["target_group"]]) - \
+        torch.tensor([centre[int(g)] for g in batch["source_group"]])
     assert years.abs().sum() > 0
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = None

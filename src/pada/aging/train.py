@@ -211,8 +211,8 @@ class PadaTask(TrainTask):
             items = [data[j] for j in range(i, min(n, i + 64))]
             x = torch.stack([it["source"] for it in items]).to(dev)
             codes.append(self._diffae.encode(x).float().cpu())
-            ages += [float(it["source_age"]) if "source_age" in it else AGE_GROUPS[int(it["source_group"])].center
-                     for it in items]
+            ages += [float(it["source_age"]) if "source_age" in it
+                     else AGE_GROUPS[int(it["source_group"])].center for it in items]
         z = torch.cat(codes)
         if self.model.cfg.shift_subspace:
             kept = self.model.modulation.set_subspace(z)
