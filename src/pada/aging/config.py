@@ -133,7 +133,9 @@ class LossConfig:
     with w the frozen DiffAE's linear age direction per year (:class:`pada.aging.baseline.LinearAgeDirection`,
     fitted on the training faces' codes and ages when training starts) and Δa the target group's centre
     minus the source group's. It tells the modulation from the first step *which way* real faces age in z;
-    the critics and the PAE then shape and spread the shift around it. 0 = off (paper).
+    the critics and the PAE then shape and spread the shift around it. 0 = off (paper). ``dir_gain``
+    multiplies w: a ridge/regression direction fitted on noisy age labels is shorter than the real change
+    (attenuation), and the demo DiffAE renders a visible age change only at about twice its length.
     """
 
     w_age: float = 1.0
@@ -158,6 +160,7 @@ class LossConfig:
     div_target: float = 0.1
     train_text_eps: float | None = None
     lambda_dir: float = 0.0
+    dir_gain: float = 1.0
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)
@@ -169,6 +172,8 @@ class LossConfig:
             raise PadaError("lambda_div and div_target must be >= 0")
         if self.lambda_dir < 0:
             raise PadaError(f"lambda_dir must be >= 0, got {self.lambda_dir}")
+        if not 0.0 < self.dir_gain <= 10.0:
+            raise PadaError(f"dir_gain must be in (0, 10], got {self.dir_gain}")
         if self.train_text_eps is not None and not 0.0 <= self.train_text_eps <= 1.0:
             raise PadaError(f"train_text_eps must be in [0, 1], got {self.train_text_eps}")
         bad = [n for n in self.disabled if n not in LOSS_NAMES]

@@ -234,7 +234,7 @@ class PadaObjective:
             if self.age_direction is None:
                 raise ValueError("lambda_dir > 0 needs the DiffAE's age direction: call set_age_direction")
             years = _group_centres(batch["target_group"], dev) - _group_centres(batch["source_group"], dev)
-            want = years[:, None] * self.age_direction.to(dev)[None]
+            want = years[:, None] * (cfg.dir_gain * self.age_direction.to(dev))[None]
             out["L_dir"] = ((z_age - z_src) - want).square().sum(-1).div(
                 z_src.square().sum(-1).clamp_min(1e-8)).mean()
 
