@@ -170,7 +170,7 @@ def test_direction_prior_pulls_the_shift_toward_the_data_age_direction(frozen):
     with pytest.raises(ValueError, match="set_age_direction|age direction"):
         obj(batch, gen(0))
     w = torch.randn(64, generator=gen(9)) * 0.01
-    obj.age_direction = w
+    obj.set_age_direction(w)
     centre = [2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0]
     years = torch.tensor([centre[int(g)] for g in batch["target_group"]]) - \
         torch.tensor([centre[int(g)] for g in batch["source_group"]])

@@ -105,6 +105,10 @@ class PadaObjective:
             freeze(unet)
         self._text_cache: dict[str, torch.Tensor] = {}
 
+    def set_age_direction(self, direction: torch.Tensor) -> None:
+        """The frozen DiffAE's linear age direction (S,) per year, the aim of L_dir (lambda_dir)."""
+        self.age_direction = direction.detach().float()
+
     # ------------------------------------------------------------------------------------------------
     def _encode_texts(self, texts: Sequence[str], device) -> torch.Tensor:
         """(B, D) unit text embeddings, cached per string (the text tower is frozen)."""

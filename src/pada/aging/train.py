@@ -220,7 +220,7 @@ class PadaTask(TrainTask):
                   f"{n} training codes hold {100 * kept:.1f}% of their variance", file=sys.stderr)
         if self.loss_cfg.lambda_dir > 0:
             w = LinearAgeDirection.fit(z, torch.tensor(ages)).direction
-            self.objective.age_direction = w
+            self.objective.set_age_direction(w)
             rel = float(w.norm() * 50 / z.norm(dim=1).median())
             print(f"pada train pada: L_dir age direction fitted on {n} codes: 50 years = {rel:.3f} |z|",
                   file=sys.stderr)
