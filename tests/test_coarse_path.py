@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors import safe_open
 
 from pada.diffae import DiffAE
 from pada.errors import PadaError
-from pada.networks.checkpoint import load_diffae, save_diffae
+from pada.networks.checkpoint import META_KEY, load_diffae, save_diffae
 from pada.networks.config import load_preset
 from pada.networks.unet import DiffAEUNet
 from pada.training.diffae_task import _add_coarse_path
@@ -187,6 +190,8 @@ def test_warm_start_into_an_eigenface_network_keeps_the_learned_code_and_fits_th
                  "--sample-every", "0", "--batch-size", "4", "--no-progress"]) == 0
     net_a = load_diffae(a / "diffae_ema.safetensors")
     assert net_a.coarse.pca.mean.abs().sum() > 0
+    with safe_open(str(a / "diffae_ema.safetensors"), "pt") as f:  # the fit's report travels with the weights
+        assert json.loads(f.metadata()[META_KEY])["metadata"]["pca_fit"]["psnr"] > 0
     b = tmp_path / "b"
     assert main(["--data", "synthetic:blobs:16:7", "--preset", "tiny32", "--model-set", "coarse_size=8",
                  "--model-set", "coarse_pca=8", "--out", str(b), "--steps", "1", "--ckpt-every", "0",
@@ -194,3 +199,22 @@ def test_warm_start_into_an_eigenface_network_keeps_the_learned_code_and_fits_th
                  "--init-from", str(a / "diffae_ema.safetensors")]) == 0
     net_b = load_diffae(b / "diffae_ema.safetensors")
     assert torch.equal(net_b.coarse.pca.basis, net_a.coarse.pca.basis)
+
+
+def test_resume_does_not_compare_the_eigenface_fit_report(tmp_path, monkeypatch):
+    """The fit's PSNR is a measurement (its last digits depend on the thread count), not a setting."""
+    from pada.training import diffae_task
+
+    args = ["--data", "synthetic:blobs:32", "--preset", "tiny32", "--model-set", "coarse_size=8",
+            "--model-set", "coarse_pca=8", "--out", str(tmp_path), "--ckpt-every", "1",
+            "--sample-every", "0", "--batch-size", "4", "--no-progress", "--resume"]
+    assert diffae_task.main(args + ["--steps", "1"]) == 0
+    fit = diffae_task.fit_eigenface_code
+
+    def fit_on_other_threads(unet, data):
+        report = fit(unet, data)
+        return {k: v + 1e-6 for k, v in report.items()}
+
+    monkeypatch.setattr(diffae_task, "fit_eigenface_code", fit_on_other_threads)
+    assert diffae_task.main(args + ["--steps", "2"]) == 0
+    assert (tmp_path / "checkpoints" / "step_00000002.pt").exists()

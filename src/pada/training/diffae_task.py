@@ -232,7 +232,7 @@ class DiffAETask(TrainTask):
         return {"data": self.cfg.data, "preset": self.cfg.preset, "T": self.cfg.T, "flip": self.cfg.flip,
                 "model": self.model_config.to_dict(), "init_from": self.cfg.init_from,
                 "high_t_fraction": self.cfg.high_t_fraction, "diffusion_weight": self.cfg.diffusion_weight,
-                "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise, "pca_fit": self.pca_fit}
+                "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise}
 
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
         from pada.networks.checkpoint import save_diffae
@@ -241,6 +241,8 @@ class DiffAETask(TrainTask):
                 "preset": self.cfg.preset, "steps": info["steps"], "images_seen": info["images_seen"],
                 "final_losses": info["final_losses"], "train_config": info["train_config"],
                 "world_size": info["world_size"], "T": self.cfg.T}
+        if self.pca_fit:  # a measurement of this run's eigenface fit, not a setting: kept out of config_dict
+            meta["pca_fit"] = self.pca_fit
         return [save_diffae(modules["unet"], out_dir / EXPORT_NAME, metadata=meta)]
 
 
