@@ -85,6 +85,38 @@ def _group_centres(groups, device) -> torch.Tensor:
     return torch.tensor([AGE_GROUPS[i].center for i in idx], dtype=torch.float32, device=device)
 
 
+@dataclass
+class _Step:
+    """What one batch gives the losses, filled in step by step by :meth:`PadaObjective.__call__`."""
+
+    # _read_batch: the rows
+    x_src: torch.Tensor
+    x_ref: torch.Tensor
+    dev: torch.device
+    B: int
+    has_img: torch.Tensor  # (B,) bool: reference-guided rows (the rest are text-guided)
+    is_same: torch.Tensor  # (B,) bool: reference = source (L_rec)
+    change: torch.Tensor  # (B,) bool: rows that ask for an age change (L_age, L_clip)
+    src_text: list[str]
+    tar_text: list[str]
+    # _embed (frozen) and the PAE / modulation
+    z_src: torch.Tensor | None = None
+    e_txt: torch.Tensor | None = None
+    e_img: torch.Tensor | None = None
+    eta: torch.Tensor | None = None
+    mu: torch.Tensor | None = None
+    sigma: torch.Tensor | None = None
+    z_age: torch.Tensor | None = None
+    # _denoise
+    t: torch.Tensor | None = None
+    noise: torch.Tensor | None = None
+    x0_src: torch.Tensor | None = None
+    x0_tar: torch.Tensor | None = None
+    # the critics' random views (None: off) and a zero that keeps an empty term in the graph
+    view: object | None = None
+    zero: torch.Tensor | None = None
+
+
 class PadaObjective:
     """``objective(batch, generator) -> dict``: per-term losses (0-d tensors) and ``"total"`` (Eq. 12)."""
 
@@ -129,125 +161,158 @@ class PadaObjective:
 
     # ------------------------------------------------------------------------------------------------
     def __call__(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        from pada.diffusion import q_sample
+        """The losses of one batch, in five steps: read the rows, embed them with the frozen networks,
+        draw the age code z_age (PAE + modulation), denoise one noised source with z_src and with z_age, then
+        each enabled loss on the rows it applies to (module docstring), and their weighted sum.
 
-        cfg, fz, model = self.cfg, self.frozen, self.model
+        The random draws come in a fixed order from ``generator`` (η of the PAE, the timesteps, the noise,
+        the critics' views, the second PAE draw of L_div), so one seed gives the same losses."""
+        s = self._read_batch(batch)
+        self._embed(s)
+        s.eta = gaussian_noise((s.B, s.e_txt.shape[1]), generator, s.dev, torch.float32)
+        s.mu, s.sigma = self.model.age_encoder(s.e_img)  # rows without an image are computed but unused
+        s.z_age = self.model.modulation(s.z_src, self._e_age(s, s.eta))
+        self._denoise(s, generator)
+        s.zero = s.z_age.sum() * 0.0
+        s.view = draw_views(s.B, self.cfg.augment, generator, s.dev) if self.cfg.augment > 0 else None
+
+        out = self._losses(s, batch, generator)
+        total = s.zero
+        for name, value in out.items():
+            total = total + self.cfg.weight(name) * value
+        out["total"] = total
+        return out
+
+    # ---- the steps, in the order __call__ runs them
+    def _read_batch(self, batch: dict) -> _Step:
+        """The batch's tensors on one device and its row masks (which loss applies to which row)."""
         x_src = batch["source"].float()
         dev, B = x_src.device, x_src.shape[0]
-        x_ref = batch["reference"].float().to(dev)
         modes = [batch["mode"]] * B if isinstance(batch["mode"], str) else list(batch["mode"])
         is_text = torch.tensor([m == "text" for m in modes], dtype=torch.bool, device=dev)
         is_same = torch.as_tensor(batch["ref_is_source"], dtype=torch.bool, device=dev).reshape(B)
-        src_text, tar_text = list(batch["source_description"]), list(batch["target_description"])
-        has_img = ~is_text
-
-        with torch.no_grad():
-            z_src = fz.diffae.encode(x_src).float()
-            e_txt = self._encode_texts(tar_text, dev)
-            e_img = torch.zeros_like(e_txt)
-            if has_img.any():
-                e_img[has_img] = fz.vl.encode_image(x_ref[has_img]).float()
-
-        # ---- PAE (Eq. 5) and adaptive modulation (Eq. 6)
-        enc = model.age_encoder
-        D = e_txt.shape[1]
-        eta = gaussian_noise((B, D), generator, dev, torch.float32)
-        mu, sigma = enc(e_img)  # rows without an image are computed but unused
-        e_age_img = enc.sample(mu, sigma, noise=eta)
-        e_age_txt = enc.sample_text(e_txt, eps=cfg.train_text_eps, noise=eta)
-        e_age = torch.where(has_img[:, None], e_age_img, e_age_txt)
-        z_age = model.modulation(z_src, e_age)
-
-        # ---- one random timestep and noise per sample, shared by source / target / reference
-        t_max = min(cfg.t_max, int(fz.diffae.schedule.T))
-        t = torch.randint(min(cfg.t_min, t_max - 1), t_max, (B,), generator=generator,
-                          device=generator.device if generator is not None else "cpu").to(dev)
-        noise = gaussian_noise(tuple(x_src.shape), generator, dev, torch.float32)
-        sched = fz.diffae.schedule
-        x_t = q_sample(sched, x_src, t, noise).float()
-        with torch.no_grad():
-            x0_src = self._x0(x_t, t, z_src)
-        x0_tar = self._x0(x_t, t, z_age)
-
-        out: dict[str, torch.Tensor] = {}
-        zero = z_age.sum() * 0.0
-        view = draw_views(B, cfg.augment, generator, dev) if cfg.augment > 0 else None
-
-        def seen(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-            """What a critic scores: x itself, or its random view (LossConfig.augment)."""
-            if view is None:
-                return x
-            return apply_view(x, view if mask is None else subset(view, mask))
-
         # rows that ask for an age change (L_age / L_clip); optionally not the source's own group
         change = ~is_same
-        if cfg.skip_same_group and "target_group" in batch and "source_group" in batch:
+        if self.cfg.skip_same_group and "target_group" in batch and "source_group" in batch:
             same_group = torch.as_tensor(batch["target_group"], device=dev).reshape(B) == \
                 torch.as_tensor(batch["source_group"], device=dev).reshape(B)
             change = change & ~same_group
+        return _Step(x_src=x_src, x_ref=batch["reference"].float().to(dev), dev=dev, B=B, has_img=~is_text,
+                     is_same=is_same, change=change, src_text=list(batch["source_description"]),
+                     tar_text=list(batch["target_description"]))
 
+    @torch.no_grad()
+    def _embed(self, s: _Step) -> None:
+        """Frozen embeddings: the source's code z_src, the target texts e_txt, the reference images e_img
+        (zeros on text rows)."""
+        fz = self.frozen
+        s.z_src = fz.diffae.encode(s.x_src).float()
+        s.e_txt = self._encode_texts(s.tar_text, s.dev)
+        s.e_img = torch.zeros_like(s.e_txt)
+        if s.has_img.any():
+            s.e_img[s.has_img] = fz.vl.encode_image(s.x_ref[s.has_img]).float()
+
+    def _e_age(self, s: _Step, eta: torch.Tensor) -> torch.Tensor:
+        """The PAE's age embedding for the noise ``eta``: image rows μ + σ⊙η (Eq. 5), text rows the
+        text-driven sample (§3.2.1)."""
+        enc = self.model.age_encoder
+        e_age_img = enc.sample(s.mu, s.sigma, noise=eta)
+        e_age_txt = enc.sample_text(s.e_txt, eps=self.cfg.train_text_eps, noise=eta)
+        return torch.where(s.has_img[:, None], e_age_img, e_age_txt)
+
+    def _denoise(self, s: _Step, generator: torch.Generator | None) -> None:
+        """One random timestep and noise per row, shared by source / target (and reference, in L_age);
+        x̂0 of the noised source with z_src (no gradient) and with z_age."""
+        from pada.diffusion import q_sample
+
+        cfg, sched = self.cfg, self.frozen.diffae.schedule
+        t_max = min(cfg.t_max, int(sched.T))
+        s.t = torch.randint(min(cfg.t_min, t_max - 1), t_max, (s.B,), generator=generator,
+                            device=generator.device if generator is not None else "cpu").to(s.dev)
+        s.noise = gaussian_noise(tuple(s.x_src.shape), generator, s.dev, torch.float32)
+        x_t = q_sample(sched, s.x_src, s.t, s.noise).float()
+        with torch.no_grad():
+            s.x0_src = self._x0(x_t, s.t, s.z_src)
+        s.x0_tar = self._x0(x_t, s.t, s.z_age)
+
+    def _seen(self, s: _Step, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """What a critic scores: x itself, or its random view (LossConfig.augment) on the rows ``mask``."""
+        if s.view is None:
+            return x
+        return apply_view(x, s.view if mask is None else subset(s.view, mask))
+
+    def _losses(self, s: _Step, batch: dict, generator: torch.Generator | None) -> dict[str, torch.Tensor]:
+        """Each enabled term, in a fixed order (the order of the sum and of the random draws)."""
+        cfg, out = self.cfg, {}
         if cfg.enabled("L_tKL"):
-            per = tkl_loss(mu, sigma, e_txt, e_img, variant="stable", sigma_reduction=cfg.kl_sigma_reduction)
-            out["L_tKL"] = masked_mean(per, has_img)
-
+            per = tkl_loss(s.mu, s.sigma, s.e_txt, s.e_img, variant="stable",
+                           sigma_reduction=cfg.kl_sigma_reduction)
+            out["L_tKL"] = masked_mean(per, s.has_img)
         if cfg.enabled("L_age"):
-            age_ref, age_mask = x_ref, change
-            if age_mask.any():
-                with torch.no_grad():
-                    f_src = fz.age_critic(seen(x0_src[age_mask], age_mask)).features.float()
-                    xr = age_ref[age_mask]
-                    if cfg.ref_features == "x0hat":
-                        tm = t[age_mask]
-                        xr_t = q_sample(sched, xr, tm, noise[age_mask]).float()
-                        xr = self._x0(xr_t, tm, fz.diffae.encode(xr).float())
-                    f_ref = fz.age_critic(seen(xr, age_mask)).features.float()
-                f_tar = fz.age_critic(seen(x0_tar[age_mask], age_mask)).features.float()
-                out["L_age"] = age_triplet_loss(f_src, f_ref, f_tar, cfg.margin).mean()
-            else:
-                out["L_age"] = zero
-
+            out["L_age"] = self._age_loss(s)
         if cfg.enabled("L_clip"):
-            clip_mask = change & torch.tensor([a != b for a, b in zip(src_text, tar_text)], device=dev)
-            if clip_mask.any():
-                with torch.no_grad():
-                    i_src = fz.vl.encode_image(seen(x0_src[clip_mask], clip_mask)).float()
-                    t_src = self._encode_texts([s for s, m in zip(src_text, clip_mask.tolist()) if m], dev)
-                i_tar = fz.vl.encode_image(seen(x0_tar[clip_mask], clip_mask)).float()
-                out["L_clip"] = clip_direction_loss(i_tar, i_src, e_txt[clip_mask], t_src).mean()
-            else:
-                out["L_clip"] = zero
-
+            out["L_clip"] = self._clip_loss(s)
         if cfg.enabled("L_id"):
             with torch.no_grad():
-                r_src = fz.id_critic(seen(x0_src)).float()
-            out["L_id"] = identity_loss(r_src, fz.id_critic(seen(x0_tar)).float()).mean()
-
+                r_src = self.frozen.id_critic(self._seen(s, s.x0_src)).float()
+            out["L_id"] = identity_loss(r_src, self.frozen.id_critic(self._seen(s, s.x0_tar)).float()).mean()
         if cfg.enabled("L_norm"):
             if cfg.norm_target == "shift":
-                out["L_norm"] = shift_loss(z_age, z_src).mean()
+                out["L_norm"] = shift_loss(s.z_age, s.z_src).mean()
             else:
-                out["L_norm"] = norm_loss(z_age, cfg.norm_reduction).mean()
-
-        if cfg.lambda_div > 0:  # mode seeking: a second PAE draw must give a different code
-            eta2 = gaussian_noise((B, D), generator, dev, torch.float32)
-            e2 = torch.where(has_img[:, None], enc.sample(mu, sigma, noise=eta2),
-                             enc.sample_text(e_txt, eps=cfg.train_text_eps, noise=eta2))
-            out["L_div"] = diversity_loss(z_age, model.modulation(z_src, e2), z_src, cfg.div_target).mean()
-
-        if cfg.lambda_dir > 0:  # data prior: the shift the linear age direction gives for this row
-            if self.age_direction is None:
-                raise ValueError("lambda_dir > 0 needs the DiffAE's age direction: call set_age_direction")
-            years = _group_centres(batch["target_group"], dev) - _group_centres(batch["source_group"], dev)
-            want = years[:, None] * (cfg.dir_gain * self.age_direction.to(dev))[None]
-            out["L_dir"] = ((z_age - z_src) - want).square().sum(-1).div(
-                z_src.square().sum(-1).clamp_min(1e-8)).mean()
-
+                out["L_norm"] = norm_loss(s.z_age, cfg.norm_reduction).mean()
+        if cfg.lambda_div > 0:
+            out["L_div"] = self._diversity_loss(s, generator)
+        if cfg.lambda_dir > 0:
+            out["L_dir"] = self._direction_loss(s, batch)
         if cfg.enabled("L_rec"):
-            per = rec_loss(x0_src, x0_tar, cfg.rec_reduction)
-            out["L_rec"] = masked_mean(per, is_same) if is_same.any() else zero
-
-        total = zero
-        for name, value in out.items():
-            total = total + cfg.weight(name) * value
-        out["total"] = total
+            per = rec_loss(s.x0_src, s.x0_tar, cfg.rec_reduction)
+            out["L_rec"] = masked_mean(per, s.is_same) if s.is_same.any() else s.zero
         return out
+
+    # ---- the terms that need more than one line
+    def _age_loss(self, s: _Step) -> torch.Tensor:
+        """L_age (Eq. 8) on the rows that ask for a change: triplet of the critic's features of x̂0_src,
+        the reference (f_ref) and x̂0_tar."""
+        from pada.diffusion import q_sample
+
+        mask, critic = s.change, self.frozen.age_critic
+        if not mask.any():
+            return s.zero
+        with torch.no_grad():
+            f_src = critic(self._seen(s, s.x0_src[mask], mask)).features.float()
+            xr = s.x_ref[mask]
+            if self.cfg.ref_features == "x0hat":
+                tm = s.t[mask]
+                xr_t = q_sample(self.frozen.diffae.schedule, xr, tm, s.noise[mask]).float()
+                xr = self._x0(xr_t, tm, self.frozen.diffae.encode(xr).float())
+            f_ref = critic(self._seen(s, xr, mask)).features.float()
+        f_tar = critic(self._seen(s, s.x0_tar[mask], mask)).features.float()
+        return age_triplet_loss(f_src, f_ref, f_tar, self.cfg.margin).mean()
+
+    def _clip_loss(self, s: _Step) -> torch.Tensor:
+        """L_clip (Eq. 9) on the rows that ask for a change and whose source and target texts differ."""
+        vl = self.frozen.vl
+        mask = s.change & torch.tensor([a != b for a, b in zip(s.src_text, s.tar_text)], device=s.dev)
+        if not mask.any():
+            return s.zero
+        with torch.no_grad():
+            i_src = vl.encode_image(self._seen(s, s.x0_src[mask], mask)).float()
+            t_src = self._encode_texts([t for t, m in zip(s.src_text, mask.tolist()) if m], s.dev)
+        i_tar = vl.encode_image(self._seen(s, s.x0_tar[mask], mask)).float()
+        return clip_direction_loss(i_tar, i_src, s.e_txt[mask], t_src).mean()
+
+    def _diversity_loss(self, s: _Step, generator: torch.Generator | None) -> torch.Tensor:
+        """L_div, mode seeking: a second PAE draw must give a different code."""
+        eta2 = gaussian_noise(tuple(s.eta.shape), generator, s.dev, torch.float32)
+        z_age2 = self.model.modulation(s.z_src, self._e_age(s, eta2))
+        return diversity_loss(s.z_age, z_age2, s.z_src, self.cfg.div_target).mean()
+
+    def _direction_loss(self, s: _Step, batch: dict) -> torch.Tensor:
+        """L_dir, a data prior: the shift the linear age direction gives for the row's change of age group."""
+        if self.age_direction is None:
+            raise ValueError("lambda_dir > 0 needs the DiffAE's age direction: call set_age_direction")
+        years = _group_centres(batch["target_group"], s.dev) - _group_centres(batch["source_group"], s.dev)
+        want = years[:, None] * (self.cfg.dir_gain * self.age_direction.to(s.dev))[None]
+        return ((s.z_age - s.z_src) - want).square().sum(-1).div(
+            s.z_src.square().sum(-1).clamp_min(1e-8)).mean()
