@@ -192,3 +192,69 @@ def test_direction_prior_pulls_the_shift_toward_the_data_age_direction(frozen):
                     dataset=PairDataset(8))
     task.build()
     assert task.objective.age_direction is not None and task.objective.age_direction.shape == (64,)
+
+
+CRITIC_LOSSES = ("L_age", "L_clip", "L_id", "L_tKL", "L_rec")
+
+
+def test_direction_prior_along_w_holds_only_the_amount_of_aging(frozen):
+    """dir_mode="along" penalises only the shift's length along w (so L_div may spread the PAE draws
+    orthogonally); "full" penalises the whole difference from Δa·w."""
+    batch = pair_batch(6)
+    w = torch.randn(64, generator=gen(9)) * 0.01
+    other = torch.randn(64, generator=gen(10))
+    other = (other - (other @ w) / (w @ w) * w) * 0.05  # orthogonal to w
+    centre = [2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0]
+    years = torch.tensor([centre[int(g)] for g in batch["target_group"]]) - \
+        torch.tensor([centre[int(g)] for g in batch["source_group"]])
+
+    class Shift(torch.nn.Module):  # z_age = z_src + 0.5·Δa·w + an orthogonal part
+        def forward(self, z_src, e_age):
+            return z_src + 0.5 * years[:, None] * w[None] + other[None] + 0 * e_age.sum()
+
+    found = {}
+    for mode in ("full", "along"):
+        model = tiny_model()
+        model.modulation = Shift()
+        cfg = LossConfig(lambda_dir=1.0, dir_mode=mode, disabled=CRITIC_LOSSES)
+        obj = PadaObjective(model, frozen, cfg)
+        obj.set_age_direction(w)
+        found[mode] = float(obj(batch, gen(1))["L_dir"])
+    z_src = frozen.diffae.encode(batch["source"].float()).float()
+    size = z_src.square().sum(-1)
+    along = ((0.5 * years * w.norm()) ** 2 / size).mean()
+    full = (((0.5 * years[:, None] * w[None] - other[None]).square().sum(-1)) / size).mean()
+    assert found["along"] == pytest.approx(float(along), rel=1e-4)
+    assert found["full"] == pytest.approx(float(full), rel=1e-4)
+    assert found["along"] < found["full"]
+    with pytest.raises(PadaError, match="dir_mode"):
+        LossConfig(dir_mode="sideways")
+
+
+def test_direction_prior_from_age_labels_follows_the_reference_s_own_age(frozen):
+    """dir_target="label": image rows ask for the reference's labelled age, text rows for the target
+    group's centre, both from the source's labelled age."""
+    batch = pair_batch(6)
+    w = torch.randn(64, generator=gen(9)) * 0.01
+    model = tiny_model()
+
+    class Still(torch.nn.Module):  # z_age = z_src: L_dir is then Δa²·‖w‖² / ‖z_src‖² per row
+        def forward(self, z_src, e_age):
+            return z_src + 0 * e_age.sum()
+
+    model.modulation = Still()
+    cfg = LossConfig(lambda_dir=1.0, dir_target="label", disabled=CRITIC_LOSSES)
+    obj = PadaObjective(model, frozen, cfg)
+    obj.set_age_direction(w)
+    got = float(obj(batch, gen(1))["L_dir"])
+    centre = torch.tensor([2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0])
+    is_img = torch.tensor([m == "image" for m in batch["mode"]])
+    years = torch.where(is_img, batch["reference_age"], centre[batch["target_group"]]) - batch["source_age"]
+    assert years[0] == 0  # the row whose reference is its source asks for no change
+    size = frozen.diffae.encode(batch["source"].float()).float().square().sum(-1)
+    assert got == pytest.approx(float((years.square() * w.square().sum() / size).mean()), rel=1e-4)
+    del batch["reference_age"]
+    with pytest.raises(ValueError, match="reference_age"):
+        obj(batch, gen(1))
+    with pytest.raises(PadaError, match="dir_target"):
+        LossConfig(dir_target="guess")

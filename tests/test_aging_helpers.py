@@ -9,7 +9,7 @@ import torch
 from pada.aging.config import PadaConfig
 from pada.aging.model import PadaModel
 from pada.aging.testing import TinyAgeCritic, TinyIdentityCritic, TinyVL, randomize_zero_params
-from pada.data.groups import description
+from pada.data.groups import AGE_GROUPS, description
 from pada.diffae import DiffAE
 from pada.networks.config import load_preset
 from pada.networks.unet import DiffAEUNet
@@ -63,10 +63,14 @@ def pair_batch(n: int = 6, seed: int = 0) -> dict:
     tar_group = torch.tensor([(i * 3 + 2) % 7 for i in range(n)])
     tar_group[0] = src_group[0]
     genders = ["female" if i % 2 else "male" for i in range(n)]
+    centre = torch.tensor([g.center for g in AGE_GROUPS])
+    src_age = centre[src_group] + 1.5  # labels a little off their groups' centres
+    ref_age = torch.where(same, src_age, centre[tar_group] - 2.0)
     return {
         "source": src, "reference": ref, "ref_is_source": same,
         "mode": ["image" if i % 2 == 0 else "text" for i in range(n)],
         "source_group": src_group, "target_group": tar_group,
+        "source_age": src_age, "reference_age": ref_age,
         "source_gender": genders,
         "source_description": [description(int(g), s) for g, s in zip(src_group, genders)],
         "target_description": [description(int(g), s) for g, s in zip(tar_group, genders)],

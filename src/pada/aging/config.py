@@ -136,6 +136,14 @@ class LossConfig:
     the critics and the PAE then shape and spread the shift around it. 0 = off (paper). ``dir_gain``
     multiplies w: a ridge/regression direction fitted on noisy age labels is shorter than the real change
     (attenuation), and the demo DiffAE renders a visible age change only at about twice its length.
+    ``dir_mode``: what L_dir holds. ``"full"``: the whole shift (every PAE draw of a row must give the same
+    shift, which leaves L_div nothing to move); ``"along"``: only its length along w,
+    ((z_age − z_src)·ŵ − Δa·g‖w‖)² / ‖z_src‖², so the amount of aging is held while the part of the shift
+    orthogonal to w is left to the critics and to L_div (visible pluralism).
+    ``dir_target``: the years Δa of L_dir. ``"group"``: target group centre − source group centre;
+    ``"label"``: from the source's age label to the reference's label (image rows) or to the target group's
+    centre (text rows), so references of one group but different ages ask for different shifts and the
+    modulation must read the reference's own age from its embedding.
     """
 
     w_age: float = 1.0
@@ -161,6 +169,8 @@ class LossConfig:
     train_text_eps: float | None = None
     lambda_dir: float = 0.0
     dir_gain: float = 1.0
+    dir_mode: str = "full"
+    dir_target: str = "group"
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)
@@ -174,6 +184,10 @@ class LossConfig:
             raise PadaError(f"lambda_dir must be >= 0, got {self.lambda_dir}")
         if not 0.0 < self.dir_gain <= 10.0:
             raise PadaError(f"dir_gain must be in (0, 10], got {self.dir_gain}")
+        if self.dir_mode not in ("full", "along"):
+            raise PadaError(f"dir_mode must be 'full' or 'along', got {self.dir_mode!r}")
+        if self.dir_target not in ("group", "label"):
+            raise PadaError(f"dir_target must be 'group' or 'label', got {self.dir_target!r}")
         if self.train_text_eps is not None and not 0.0 <= self.train_text_eps <= 1.0:
             raise PadaError(f"train_text_eps must be in [0, 1], got {self.train_text_eps}")
         bad = [n for n in self.disabled if n not in LOSS_NAMES]

@@ -312,7 +312,23 @@ class PadaObjective:
         """L_dir, a data prior: the shift the linear age direction gives for the row's change of age group."""
         if self.age_direction is None:
             raise ValueError("lambda_dir > 0 needs the DiffAE's age direction: call set_age_direction")
-        years = _group_centres(batch["target_group"], s.dev) - _group_centres(batch["source_group"], s.dev)
-        want = years[:, None] * (self.cfg.dir_gain * self.age_direction.to(s.dev))[None]
-        return ((s.z_age - s.z_src) - want).square().sum(-1).div(
-            s.z_src.square().sum(-1).clamp_min(1e-8)).mean()
+        years = self._years(s, batch)
+        w = self.cfg.dir_gain * self.age_direction.to(s.dev)
+        shift, size = s.z_age - s.z_src, s.z_src.square().sum(-1).clamp_min(1e-8)
+        if self.cfg.dir_mode == "along":  # only the amount of aging: the orthogonal part stays free
+            miss = shift @ (w / w.norm().clamp_min(1e-12)) - years * w.norm()
+            return miss.square().div(size).mean()
+        return (shift - years[:, None] * w[None]).square().sum(-1).div(size).mean()
+
+    def _years(self, s: _Step, batch: dict) -> torch.Tensor:
+        """(B,) years of aging each row asks for (LossConfig.dir_target): between the group centres, or from
+        the source's age label to the reference's (image rows) or the target group's centre (text rows)."""
+        target = _group_centres(batch["target_group"], s.dev)
+        if self.cfg.dir_target == "group":
+            return target - _group_centres(batch["source_group"], s.dev)
+        missing = [k for k in ("source_age", "reference_age") if k not in batch]
+        if missing:
+            raise ValueError(f"dir_target='label' needs the batch keys {missing} (PairDataset provides them)")
+        ref_age = torch.as_tensor(batch["reference_age"], dtype=torch.float32).reshape(-1).to(s.dev)
+        src_age = torch.as_tensor(batch["source_age"], dtype=torch.float32).reshape(-1).to(s.dev)
+        return torch.where(s.has_img, ref_age, target) - src_age

@@ -285,6 +285,7 @@ class AgingPairDataset(Dataset):
             "reference": ref["image"],
             "reference_file": ref["file"],
             "reference_group": ref["group"],
+            "reference_age": ref["age"],
             "reference_description": ref["description"],
             "target_group": tg,
             "target_description": target_text,
