@@ -258,3 +258,14 @@ def test_direction_prior_from_age_labels_follows_the_reference_s_own_age(frozen)
         obj(batch, gen(1))
     with pytest.raises(PadaError, match="dir_target"):
         LossConfig(dir_target="guess")
+
+
+def test_age_loss_skips_rows_whose_reference_is_a_stand_in(frozen):
+    batch = pair_batch(6)
+    obj = PadaObjective(tiny_model(), frozen, LossConfig())
+    real = obj(batch, gen(1))
+    assert float(real["L_age"]) != 0.0
+    batch["reference_real"] = torch.zeros(6, dtype=torch.bool)  # text rows aimed at ages the data lacks
+    out = obj(batch, gen(1))
+    assert float(out["L_age"]) == 0.0
+    assert torch.equal(out["L_clip"], real["L_clip"])  # the text losses still apply

@@ -332,6 +332,31 @@ def test_pairs_never_and_always_same(tmp_path):
     assert all(always.draw(i)[0] == i and always.draw(i)[3] for i in range(len(base)))
 
 
+def test_text_rows_may_target_ages_the_data_lacks(tmp_path):
+    _labelled_folder(tmp_path, n=24)
+    base = AlignedFaceDataset(tmp_path / "f", tmp_path / "f" / "labels.csv", size=32)
+    lacking = set(range(7)) - set(AgingPairDataset(base).groups_present)
+    assert lacking  # the fixture has groups without images
+    pairs = AgingPairDataset(base, p_same=0.0, p_text=1.0, text_groups="all")
+    seen_lacking = 0
+    for e in range(4):
+        pairs.set_epoch(e)
+        for i in range(len(pairs)):
+            it = pairs[i]
+            assert it["reference_age"] == base.labels[it["reference_file"]]["age"]
+            if it["target_group"] in lacking:  # no face of that age: the source stands in
+                seen_lacking += 1
+                assert not it["reference_real"] and it["reference_file"] == it["source_file"]
+                assert it["target_description"] == description(it["target_group"], it["source_gender"])
+            else:
+                assert it["reference_real"] and it["reference_group"] == it["target_group"]
+    assert seen_lacking > 0
+    # image rows and the default keep to groups with faces
+    assert all(AgingPairDataset(base, p_text=0.0, text_groups="all")[i]["reference_real"] for i in range(24))
+    with pytest.raises(ValueError, match="text_groups"):
+        AgingPairDataset(base, text_groups="some")
+
+
 # ----------------------------------------------------------------------------------------------------
 # statistics
 # ----------------------------------------------------------------------------------------------------

@@ -97,6 +97,7 @@ class _Step:
     has_img: torch.Tensor  # (B,) bool: reference-guided rows (the rest are text-guided)
     is_same: torch.Tensor  # (B,) bool: reference = source (L_rec)
     change: torch.Tensor  # (B,) bool: rows that ask for an age change (L_age, L_clip)
+    real_ref: torch.Tensor  # (B,) bool: the reference is a real face of the target group (L_age)
     src_text: list[str]
     tar_text: list[str]
     # _embed (frozen) and the PAE / modulation
@@ -197,9 +198,11 @@ class PadaObjective:
             same_group = torch.as_tensor(batch["target_group"], device=dev).reshape(B) == \
                 torch.as_tensor(batch["source_group"], device=dev).reshape(B)
             change = change & ~same_group
+        real_ref = torch.as_tensor(batch.get("reference_real", [True] * B), dtype=torch.bool,
+                                   device=dev).reshape(B)
         return _Step(x_src=x_src, x_ref=batch["reference"].float().to(dev), dev=dev, B=B, has_img=~is_text,
-                     is_same=is_same, change=change, src_text=list(batch["source_description"]),
-                     tar_text=list(batch["target_description"]))
+                     is_same=is_same, change=change, real_ref=real_ref,
+                     src_text=list(batch["source_description"]), tar_text=list(batch["target_description"]))
 
     @torch.no_grad()
     def _embed(self, s: _Step) -> None:
@@ -276,7 +279,7 @@ class PadaObjective:
         the reference (f_ref) and x̂0_tar."""
         from pada.diffusion import q_sample
 
-        mask, critic = s.change, self.frozen.age_critic
+        mask, critic = s.change & s.real_ref, self.frozen.age_critic
         if not mask.any():
             return s.zero
         with torch.no_grad():

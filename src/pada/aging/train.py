@@ -70,6 +70,7 @@ class PadaTaskOptions:
     size: int = 0                     # 0 = the DiffAE's image size
     p_same: float = 0.167
     p_text: float = 0.5
+    text_groups: str = "present"      # "all": text rows may target groups with no image (AgingPairDataset)
     flip: bool = True
     stats_batches: int = 50           # batches of 16 used for dataset statistics (stats="dataset")
     sample_faces: int = 4
@@ -180,7 +181,8 @@ class PadaTask(TrainTask):
             from pada.data.datasets import AgingPairDataset
 
             o = self.options
-            self._dataset = AgingPairDataset(self._base_dataset("train"), p_same=o.p_same, p_text=o.p_text)
+            self._dataset = AgingPairDataset(self._base_dataset("train"), p_same=o.p_same, p_text=o.p_text,
+                                             text_groups=o.text_groups)
         return self._dataset
 
     @torch.no_grad()
@@ -298,6 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image size (default: the DiffAE's)")
     g.add_argument("--p-text", type=validation.float_option(0.0, 1.0), default=0.5,
                    help="probability of a text reference (default 0.5)")
+    g.add_argument("--text-groups", choices=("present", "all"), default="present",
+                   help="target groups of text rows: those with images (default) or all seven, also "
+                        "ages the data lacks (L_age skips those rows)")
     g.add_argument("--p-same", type=validation.float_option(0.0, 1.0), default=0.167,
                    help="probability that reference = source (paper 0.167)")
     g.add_argument("--stats", choices=("instance", "dataset"), default=None,
@@ -326,7 +331,8 @@ def options_from_args(args: argparse.Namespace) -> PadaTaskOptions:
     return PadaTaskOptions(data=args.data, labels=args.labels, diffae=args.diffae,
                            diffae_preset=args.diffae_preset, vl=args.vl,
                            age_critic=args.age_critic, id_critic=args.id_critic, size=args.size,
-                           p_same=args.p_same, p_text=args.p_text, sample_faces=args.sample_faces,
+                           p_same=args.p_same, p_text=args.p_text, text_groups=args.text_groups,
+                           sample_faces=args.sample_faces,
                            sample_steps=args.sample_steps, pada=pada, loss=loss)
 
 

@@ -191,6 +191,11 @@ class AgingPairDataset(Dataset):
     A reference image is returned in both modes (text-guided losses such as L_age may want a real face of
     the target group); the trainer conditions on ``reference`` or ``target_description`` by ``mode``.
 
+    ``text_groups="all"``: text rows draw their target uniformly from *all* age groups, also those with no
+    image (a demo set without children can still ask for "a child" in words). Such a row has no real face of
+    its target group: its ``reference`` is the source as a stand-in and ``reference_real`` is False, so
+    losses that need a real reference (L_age) skip it while text and data-prior losses still apply.
+
     Items (all tensors unbatched):
 
     ``source``             float32 ``(3, S, S)`` [-1, 1]
@@ -200,19 +205,24 @@ class AgingPairDataset(Dataset):
     ``target_group``       int, the group to age to
     ``target_description`` str, the text for that group (see modes above)
     ``ref_is_source``      bool
+    ``reference_real``     bool, False only for the stand-in reference of ``text_groups="all"``
+    ``reference_age``      float, the reference image's age label
     ``mode``               ``"image"`` or ``"text"``
     ``index``              int
     """
 
     def __init__(self, base: AlignedFaceDataset, *, p_same: float = P_REFERENCE_IS_SOURCE,
                  p_text: float = 0.5, target: Literal["balanced", "natural"] = "balanced",
-                 seed: int | None = None):
+                 seed: int | None = None, text_groups: Literal["present", "all"] = "present"):
         if base.labels is None:
             raise PadaError(f"{base.root}: pairing needs a labels table (run `pada label` first)")
         if not 0.0 <= p_same <= 1.0 or not 0.0 <= p_text <= 1.0:
             raise ValueError("p_same and p_text must be probabilities")
         if target not in ("balanced", "natural"):
             raise ValueError(f"target must be balanced or natural, got {target!r}")
+        if text_groups not in ("present", "all"):
+            raise ValueError(f"text_groups must be present or all, got {text_groups!r}")
+        self.text_groups = text_groups
         self.base = base
         self.p_same = float(p_same)
         self.p_text = float(p_text)
@@ -253,6 +263,13 @@ class AgingPairDataset(Dataset):
             return index, int(src["group"]), mode, True
         if len(self.base) < 2:  # nothing else to pair with
             return index, int(src["group"]), mode, True
+        if mode == "text" and self.text_groups == "all":
+            tg = int(torch.randint(len(AGE_GROUPS), (), generator=g))
+            pool = self.by_group_gender.get((tg, src["gender"])) or self.by_group[tg]
+            pool = [j for j in pool if j != index]
+            if not pool:  # no face of that age: the source stands in (reference_real False)
+                return index, tg, mode, False
+            return self._pick(pool, g), tg, mode, False
         if self.target == "balanced":
             # groups holding some image other than the source (so ref == source only with p_same)
             cands = [t for t in self.groups_present if self.by_group[t] != [index]]
@@ -290,6 +307,7 @@ class AgingPairDataset(Dataset):
             "target_group": tg,
             "target_description": target_text,
             "ref_is_source": same,
+            "reference_real": same or ref_index != index,
             "mode": mode,
             "index": index,
         }
