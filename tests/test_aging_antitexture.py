@@ -269,3 +269,30 @@ def test_age_loss_skips_rows_whose_reference_is_a_stand_in(frozen):
     out = obj(batch, gen(1))
     assert float(out["L_age"]) == 0.0
     assert torch.equal(out["L_clip"], real["L_clip"])  # the text losses still apply
+
+
+def test_direction_spread_gives_each_pae_draw_its_own_amount_of_aging(frozen):
+    from pada.aging.objective import _draw_rate
+
+    eta = torch.randn(4000, 32, generator=gen(3))
+    r = _draw_rate(eta)
+    assert float(r.abs().max()) <= 1.0 and float(r.std()) > 0.4  # spread over [-1, 1], ~N(0, 1/4)
+    assert torch.equal(r, _draw_rate(eta.clone()))  # a fixed function of the noise
+    batch = pair_batch(6)
+    w = torch.randn(64, generator=gen(9)) * 0.01
+    model = tiny_model()
+
+    class Still(torch.nn.Module):
+        def forward(self, z_src, e_age):
+            return z_src + 0 * e_age.sum()
+
+    model.modulation = Still()
+    got = {}
+    for spread in (0.0, 0.5):
+        cfg = LossConfig(lambda_dir=1.0, dir_spread=spread, disabled=CRITIC_LOSSES)
+        obj = PadaObjective(model, frozen, cfg)
+        obj.set_age_direction(w)
+        got[spread] = float(obj(batch, gen(1))["L_dir"])
+    assert got[0.5] != pytest.approx(got[0.0], rel=1e-3)  # the draw changes what L_dir asks for
+    with pytest.raises(PadaError, match="dir_spread"):
+        LossConfig(dir_spread=1.0)

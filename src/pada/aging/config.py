@@ -144,6 +144,10 @@ class LossConfig:
     ``"label"``: from the source's age label to the reference's label (image rows) or to the target group's
     centre (text rows), so references of one group but different ages ask for different shifts and the
     modulation must read the reference's own age from its embedding.
+    ``dir_spread``: κ in [0, 1). With κ > 0 each PAE draw asks L_dir for its own amount of aging,
+    Δa·(1 + κ·r) with r in [-1, 1] read off one fixed direction of the draw's noise η, so different
+    samples of one request age by visibly different amounts (people age at different rates) and the
+    modulation has to respond to the sample, not only to its mean (pluralism; 0 = every draw alike).
     """
 
     w_age: float = 1.0
@@ -171,6 +175,7 @@ class LossConfig:
     dir_gain: float = 1.0
     dir_mode: str = "full"
     dir_target: str = "group"
+    dir_spread: float = 0.0
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)
@@ -186,6 +191,8 @@ class LossConfig:
             raise PadaError(f"dir_gain must be in (0, 10], got {self.dir_gain}")
         if self.dir_mode not in ("full", "along"):
             raise PadaError(f"dir_mode must be 'full' or 'along', got {self.dir_mode!r}")
+        if not 0.0 <= self.dir_spread < 1.0:
+            raise PadaError(f"dir_spread must be in [0, 1), got {self.dir_spread}")
         if self.dir_target not in ("group", "label"):
             raise PadaError(f"dir_target must be 'group' or 'label', got {self.dir_target!r}")
         if self.train_text_eps is not None and not 0.0 <= self.train_text_eps <= 1.0:

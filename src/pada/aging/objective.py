@@ -85,6 +85,13 @@ def _group_centres(groups, device) -> torch.Tensor:
     return torch.tensor([AGE_GROUPS[i].center for i in idx], dtype=torch.float32, device=device)
 
 
+def _draw_rate(eta: torch.Tensor) -> torch.Tensor:
+    """(B,) in [-1, 1]: how much faster or slower than the typical face a PAE draw with noise ``eta`` (B, D)
+    ages, read off one fixed direction of the noise (seeded, the same in every run): (η·u).clamp(±2) / 2."""
+    u = torch.randn(eta.shape[1], generator=torch.Generator().manual_seed(1729)).to(eta)
+    return (eta @ (u / u.norm())).clamp(-2.0, 2.0) / 2.0
+
+
 @dataclass
 class _Step:
     """What one batch gives the losses, filled in step by step by :meth:`PadaObjective.__call__`."""
@@ -316,6 +323,8 @@ class PadaObjective:
         if self.age_direction is None:
             raise ValueError("lambda_dir > 0 needs the DiffAE's age direction: call set_age_direction")
         years = self._years(s, batch)
+        if self.cfg.dir_spread > 0:  # each PAE draw ages by its own amount (LossConfig.dir_spread)
+            years = years * (1.0 + self.cfg.dir_spread * _draw_rate(s.eta))
         w = self.cfg.dir_gain * self.age_direction.to(s.dev)
         shift, size = s.z_age - s.z_src, s.z_src.square().sum(-1).clamp_min(1e-8)
         if self.cfg.dir_mode == "along":  # only the amount of aging: the orthogonal part stays free
