@@ -1,7 +1,8 @@
 """Gaussian diffusion for DiffAE: schedules, forward process, DDIM sampling and inversion.
 
 Knows nothing about networks: samplers take ``model_fn(x_t, t) -> ε̂`` with ``t`` the (B,) int64
-original timesteps. See :mod:`pada.diffusion.schedule` and :mod:`pada.diffusion.ddim`.
+original timesteps. See :mod:`pada.diffusion.schedule`, :mod:`pada.diffusion.ddim`,
+:mod:`pada.diffusion.multistep` and the named samplers of :mod:`pada.diffusion.samplers`.
 """
 
 from pada.diffusion.ddim import (
@@ -12,6 +13,8 @@ from pada.diffusion.ddim import (
     eps_mse_loss,
     resolve_steps,
 )
+from pada.diffusion.multistep import multistep_invert, multistep_sample
+from pada.diffusion.samplers import SAMPLERS, get_sampler, sampler_steps
 from pada.diffusion.schedule import (
     Schedule,
     SpacedSchedule,
@@ -19,6 +22,9 @@ from pada.diffusion.schedule import (
     eps_from_v,
     extract,
     linear_schedule,
+    log_snr_table,
+    logsnr_schedule,
+    logsnr_timesteps,
     predict_x0,
     q_sample,
     sample_timesteps,
@@ -28,6 +34,7 @@ from pada.diffusion.schedule import (
 )
 
 __all__ = [
+    "SAMPLERS",
     "Schedule",
     "SpacedSchedule",
     "ddim_invert",
@@ -38,11 +45,18 @@ __all__ = [
     "eps_from_v",
     "eps_mse_loss",
     "extract",
+    "get_sampler",
     "linear_schedule",
+    "log_snr_table",
+    "logsnr_schedule",
+    "logsnr_timesteps",
+    "multistep_invert",
+    "multistep_sample",
     "predict_x0",
     "q_sample",
     "resolve_steps",
     "sample_timesteps",
+    "sampler_steps",
     "space_timesteps",
     "spaced",
     "v_target",

@@ -29,19 +29,31 @@ from pada.diffusion.schedule import (
     ddim_schedule,
     extract,
     linear_schedule,
+    logsnr_schedule,
+    logsnr_timesteps,
     predict_x0,
     q_sample,
     space_timesteps,
     spaced,
 )
+from pada.errors import PadaError
 
 ModelFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def resolve_steps(steps: int | str | SpacedSchedule, schedule: Schedule | None = None) -> SpacedSchedule:
-    """``25``, ``"ddim25"`` or a SpacedSchedule -> SpacedSchedule (default base: T=1000 linear)."""
+    """``25``, ``"ddim25"``, ``"logsnr25"`` (:func:`logsnr_timesteps`) or a SpacedSchedule ->
+    SpacedSchedule (default base: T=1000 linear)."""
     if isinstance(steps, SpacedSchedule):
         return steps
+    if isinstance(steps, str) and steps.startswith("logsnr"):
+        try:
+            n = int(steps[6:])
+        except ValueError:
+            raise PadaError(f"bad log-SNR section {steps!r}; expected e.g. 'logsnr10'") from None
+        if schedule is None:
+            return logsnr_schedule(n)
+        return spaced(schedule, logsnr_timesteps(schedule, n))
     section = steps if isinstance(steps, str) else f"ddim{int(steps)}"
     if schedule is None:
         if section.startswith("ddim"):
