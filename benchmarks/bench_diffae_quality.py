@@ -40,7 +40,7 @@ def load_diffae(spec: str, device: str | torch.device = "cpu"):
     from pada.diffae import DiffAE
 
     if spec.endswith(".pt"):
-        from pada.training.diffae_task import load_checkpoint_ema
+        from pada.diffae.train import load_checkpoint_ema
 
         unet, info = load_checkpoint_ema(spec)
         return DiffAE(unet).to(device), {"source": spec, "step": info["step"]}

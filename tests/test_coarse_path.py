@@ -9,11 +9,11 @@ import torch
 from safetensors import safe_open
 
 from pada.diffae import DiffAE
+from pada.diffae.train import _add_coarse_path
 from pada.errors import PadaError
 from pada.networks.checkpoint import META_KEY, load_diffae, save_diffae
 from pada.networks.config import load_preset
 from pada.networks.unet import DiffAEUNet
-from pada.training.diffae_task import _add_coarse_path
 
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True:UserWarning")
 
@@ -172,7 +172,7 @@ def test_eigenface_code_is_the_last_entries_of_z_and_its_fit_reconstructs_the_co
 
 
 def test_warm_start_into_an_eigenface_network_keeps_the_learned_code_and_fits_the_pca(tmp_path):
-    from pada.training.diffae_task import main
+    from pada.diffae.train import main
 
     src = _net(seed=1)
     dst = _net(seed=2, coarse_size=8, coarse_pca=8)
@@ -203,7 +203,7 @@ def test_warm_start_into_an_eigenface_network_keeps_the_learned_code_and_fits_th
 
 def test_resume_does_not_compare_the_eigenface_fit_report(tmp_path, monkeypatch):
     """The fit's PSNR is a measurement (its last digits depend on the thread count), not a setting."""
-    from pada.training import diffae_task
+    from pada.diffae import train as diffae_task
 
     args = ["--data", "synthetic:blobs:32", "--preset", "tiny32", "--model-set", "coarse_size=8",
             "--model-set", "coarse_pca=8", "--out", str(tmp_path), "--ckpt-every", "1",

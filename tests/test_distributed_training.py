@@ -16,8 +16,8 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pada.diffae.train import DiffAETask, DiffAETaskConfig  # noqa: E402
 from pada.training import checkpointing as ckpt  # noqa: E402
-from pada.training.diffae_task import DiffAETask, DiffAETaskConfig  # noqa: E402
 from pada.training.engine import TrainConfig, Trainer  # noqa: E402
 from test_training_engine import ToyTask  # noqa: E402
 

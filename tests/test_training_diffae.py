@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
+from pada.diffae.train import EXPORT_NAME, main, psnr, reconstruct
 from pada.errors import PadaError
 from pada.networks.checkpoint import load_diffae, read_safetensors_metadata
 from pada.training import checkpointing as ckpt
-from pada.training.diffae_task import EXPORT_NAME, main, psnr, reconstruct
 from pada.training.synthetic import BlobImages, blob_image
 
 FAST = ["--preset", "tiny32", "--batch-size", "4", "--no-progress", "--holdout", "2", "--sample-steps", "2",
@@ -150,7 +150,7 @@ def test_warm_start_from_a_checkpoint_into_a_v_network(tmp_path):
 
 
 def test_high_t_fraction_moves_that_share_of_timesteps_to_the_noisy_half():
-    from pada.training.diffae_task import DiffAETask, DiffAETaskConfig
+    from pada.diffae.train import DiffAETask, DiffAETaskConfig
 
     def draw(frac):
         task = DiffAETask(DiffAETaskConfig(data="synthetic:blobs:4", preset="tiny32", high_t_fraction=frac))

@@ -11,7 +11,7 @@ import importlib
 
 # trainer name -> "module:function" taking argv (list[str]) and returning an exit code
 TRAINERS = {
-    "diffae": ("pada.training.diffae_task:main", "train the DiffAE (semantic encoder + conditional UNet)"),
+    "diffae": ("pada.diffae.train:main", "train the DiffAE (semantic encoder + conditional UNet)"),
     "faceclip": ("pada.vl.train_faceclip:main", "train the offline FaceCLIP vision-language model"),
     "pada": ("pada.aging.train:main", "train PADA's age encoder and adaptive modulation"),
 }

@@ -1,7 +1,9 @@
-"""Training: one generic Accelerate trainer (:mod:`.engine`) and the DiffAE task (:mod:`.diffae_task`).
+"""Training: the generic Accelerate trainer (:mod:`.engine`, :mod:`.ema`, :mod:`.checkpointing`) and
+:mod:`.synthetic` blob images for smoke runs. Nothing model-specific lives here.
 
-Other trainers (PADA's age encoder + modulation, FaceCLIP) subclass :class:`TrainTask` and run through
-the same :class:`Trainer`; see docs/training.md.
+Each model family brings its own task (a :class:`TrainTask`) and runs it through the one :class:`Trainer`:
+the DiffAE in :mod:`pada.diffae.train`, PADA in :mod:`pada.aging.train`; see docs/training.md.
+(:mod:`.diffae_task` and :mod:`.benchmark` are deprecated forwards to :mod:`pada.diffae`.)
 """
 
 from pada.training.engine import (
