@@ -24,7 +24,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "pada"
 LAYER_OF = {
     "pada": "core", "pada.errors": "core", "pada.validation": "core", "pada.outputs": "core",
     "pada.state_dict_check": "core", "pada.weights": "core", "pada.frozen": "core",
-    "pada.deprecation": "core",
+    "pada.deprecation": "core", "pada.recipes": "core",
     "pada.networks": "networks",
     "pada.diffusion": "diffusion",
     "pada.diffae": "diffae",

@@ -13,9 +13,11 @@ Example::
     pada train pada --data data/demo --diffae runs/diffae/diffae.safetensors --vl faceclip \\
         --age-critic dlib-age --id-critic sface --out runs/pada --bf16
     pada train pada ... --without L_id          # a Table 3 variant
+    pada train pada --recipe pada-demo64-v3     # the shipped model's recipe (pada.recipes)
 
 Outputs in ``--out``: checkpoints (exact resume with ``--resume``), ``metrics.jsonl`` and TensorBoard logs
-of every loss term, sample grids, and ``pada.safetensors`` (the model, config in the metadata).
+of every loss term, sample grids, and ``pada.safetensors`` (the model, config in the metadata; with
+``--recipe``, the recipe too: ``recipe_file``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from pada import validation
+from pada import recipes, validation
 from pada.aging.config import LOSS_NAMES, LossConfig, PadaConfig
 from pada.aging.model import PadaModel
 from pada.aging.objective import Frozen, PadaObjective
@@ -119,8 +121,9 @@ class PadaTask(TrainTask):
     name = "pada"
 
     def __init__(self, options: PadaTaskOptions, *, diffae=None, vl=None, age_critic=None, id_critic=None,
-                 dataset=None, trust_pickle: bool = False) -> None:
+                 dataset=None, trust_pickle: bool = False, recipe_file: dict | None = None) -> None:
         self.options = options
+        self.recipe_file = recipe_file  # the --recipe used (pada.recipes.Recipe.record), if any
         self.trust_pickle = bool(trust_pickle)  # for --diffae files that need unpickling (not a task setting)
         self._diffae, self._vl, self._dataset = diffae, vl, dataset
         self._age, self._id = age_critic, id_critic
@@ -263,9 +266,15 @@ class PadaTask(TrainTask):
             rows.append(torch.cat(row))
         return [save_grid(torch.cat(rows), out_dir / f"step_{step:07d}.png", nrow=1 + len(SAMPLE_GROUPS))]
 
+    def state_dict(self) -> dict[str, Any]:
+        """The ``--recipe`` of the run that wrote a checkpoint travels in it (for ``--export-from``)."""
+        return {"recipe_file": self.recipe_file} if self.recipe_file else {}
+
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
         meta = {"train_info": json.dumps(info, default=str),
                 "loss_config": json.dumps(self.loss_cfg.to_dict())}
+        if self.recipe_file:
+            meta["recipe_file"] = json.dumps(self.recipe_file)
         return [modules["pada"].save(Path(out_dir) / EXPORT_NAME, extra_metadata=meta)]
 
 
@@ -315,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="set a PadaConfig field, e.g. --pada-set eps=0.01 (repeatable)")
     g.add_argument("--loss-set", action="append", default=[], metavar="KEY=VALUE",
                    help="set a LossConfig field, e.g. --loss-set margin=0.2 (repeatable)")
+    recipes.add_recipe_argument(g)
     add_train_args(p, PADA_TRAIN_DEFAULTS)
     return p
 
@@ -360,6 +370,8 @@ def export_checkpoint(ckpt: str | Path, out: str | Path) -> Path:
     model.load_state_dict(weights, strict=True)
     meta = {"train_info": json.dumps({"step": int(state["step"]), "exported_from": ckpt.name}),
             "loss_config": json.dumps(task["config"].get("loss", {}))}
+    if (state.get("task_state") or {}).get("recipe_file"):
+        meta["recipe_file"] = json.dumps(state["task_state"]["recipe_file"])
     return model.save(out, extra_metadata=meta)
 
 
@@ -377,11 +389,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print(f"exported {path}")
         return 0
-    args = build_parser().parse_args(argv)
     try:
+        args, recipe_used = recipes.parse_with_recipe(build_parser(), argv, "pada")
         options = options_from_args(args)
         cfg = config_from_args(args, PADA_TRAIN_DEFAULTS)
-        result = Trainer(PadaTask(options, trust_pickle=args.trust_pickle), cfg).fit()
+        task = PadaTask(options, trust_pickle=args.trust_pickle,
+                        recipe_file=recipe_used.record() if recipe_used else None)
+        result = Trainer(task, cfg).fit()
     except PadaError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -19,7 +19,7 @@ from pada.validation import ArgumentParser
 
 # Sub-command modules in the order `pada --help` lists them.
 # Every name here must have its module: a missing one is an ImportError, not a silently absent command.
-COMMAND_MODULES = ("age", "align", "label", "data", "train", "evaluate", "app", "weights")
+COMMAND_MODULES = ("age", "align", "label", "data", "train", "recipes", "evaluate", "app", "weights")
 
 
 def build_parser() -> argparse.ArgumentParser:

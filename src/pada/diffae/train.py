@@ -16,6 +16,8 @@ the reconstruction PSNR in ``samples/step_*.json``, and the final export ``diffa
 (EMA weights, config and training metadata; load with :func:`pada.networks.checkpoint.load_diffae`).
 
 ``--data synthetic:blobs[:N[:SEED]]`` trains on :mod:`pada.training.synthetic` images instead of a folder.
+``--recipe NAME`` starts from a training recipe (:mod:`pada.recipes`; the shipped DiffAE's stages are
+``diffae-demo64-*``); the recipe is recorded in the checkpoints and the export metadata (``recipe_file``).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from pada import validation
+from pada import recipes, validation
 from pada.diffae.model import DiffAE
 from pada.errors import PadaError
 from pada.evaluation.metrics import psnr  # the one PSNR (dB, images in [-1, 1]); re-exported here
@@ -107,9 +109,10 @@ class DiffAETask(TrainTask):
 
     name = "diffae"
 
-    def __init__(self, config: DiffAETaskConfig, recipe: str = ""):
+    def __init__(self, config: DiffAETaskConfig, recipe: str = "", recipe_file: dict | None = None):
         self.cfg = config
-        self.recipe = recipe
+        self.recipe = recipe  # the command line
+        self.recipe_file = recipe_file  # the --recipe used (pada.recipes.Recipe.record), if any
         self.model_config = build_model_config(config.preset, config.model_overrides)
         self._train: Dataset | None = None
         self._grid: Tensor | None = None
@@ -232,6 +235,10 @@ class DiffAETask(TrainTask):
                 "high_t_fraction": self.cfg.high_t_fraction, "diffusion_weight": self.cfg.diffusion_weight,
                 "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise}
 
+    def state_dict(self) -> dict[str, Any]:
+        """The ``--recipe`` of the run that wrote a checkpoint travels in it (for ``--export-from``)."""
+        return {"recipe_file": self.recipe_file} if self.recipe_file else {}
+
     def export(self, modules: nn.ModuleDict, out_dir: Path, info: dict[str, Any]) -> list[Path]:
         from pada.networks.checkpoint import save_diffae
 
@@ -241,6 +248,8 @@ class DiffAETask(TrainTask):
                 "world_size": info["world_size"], "T": self.cfg.T}
         if self.pca_fit:  # a measurement of this run's eigenface fit, not a setting: kept out of config_dict
             meta["pca_fit"] = self.pca_fit
+        if self.recipe_file:
+            meta["recipe_file"] = self.recipe_file
         return [save_diffae(modules["unet"], out_dir / EXPORT_NAME, metadata=meta)]
 
 
@@ -321,7 +330,8 @@ def load_checkpoint_ema(path: str | os.PathLike, ema: bool = True):
     unet = DiffAEUNet(DiffAEConfig.from_dict(model_cfg))
     weights = state["ema" if ema else "model"]
     unet.load_state_dict({k.removeprefix("unet."): v for k, v in weights.items()})
-    return unet.eval(), {"step": int(state["step"]), "task": task["config"], "train": state.get("config", {})}
+    return unet.eval(), {"step": int(state["step"]), "task": task["config"], "train": state.get("config", {}),
+                         "recipe_file": (state.get("task_state") or {}).get("recipe_file")}
 
 
 DEFAULTS = TrainConfig(out_dir="runs/diffae", batch_size=64, lr=1e-4, ema_decay=0.9999, log_every=50,
@@ -356,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the coarse-image loss of a coarse_size network")
     p.add_argument("--z-noise", type=float, default=0.0, metavar="S",
                    help="denoising noise on z (fraction of its std) before the coarse decoder")
+    recipes.add_recipe_argument(p)
     add_train_args(p, DEFAULTS)
     return p
 
@@ -398,6 +409,8 @@ def export_checkpoint(ckpt: str | os.PathLike, out: str | os.PathLike, fp16: boo
             "steps": info["step"], "images_seen": info["step"] * int(train.get("batch_size", 0)),
             "final_losses": {k.removeprefix("loss/"): v for k, v in last.items() if k.startswith("loss/")},
             "train_config": train, "T": task.get("T", 1000), "weights": "ema" if ema else "online"}
+    if info["recipe_file"]:
+        meta["recipe_file"] = info["recipe_file"]
     return save_diffae(unet, Path(out), metadata=meta, fp16=fp16)
 
 
@@ -416,7 +429,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         path = export_checkpoint(a.export_from, a.out, fp16=a.fp16_export, ema=not a.online)
         print(f"exported {path}")
         return 0
-    args = build_parser().parse_args(argv)
+    args, recipe_used = recipes.parse_with_recipe(build_parser(), argv, "diffae")
     train_cfg = config_from_args(args, DEFAULTS)
     task_cfg = DiffAETaskConfig(data=args.data, preset=args.preset,
                                 model_overrides=list(args.model_overrides), flip=not args.no_flip,
@@ -426,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 diffusion_weight=args.diffusion_weight, coarse_weight=args.coarse_weight,
                                 z_noise=args.z_noise)
     recipe = "pada train diffae " + shlex.join(argv if argv is not None else [])
-    result = Trainer(DiffAETask(task_cfg, recipe=recipe), train_cfg).fit()
+    task = DiffAETask(task_cfg, recipe=recipe, recipe_file=recipe_used.record() if recipe_used else None)
+    result = Trainer(task, train_cfg).fit()
     for path in result.exported:
         print(f"exported {path}")
     return 0

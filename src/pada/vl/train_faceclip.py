@@ -50,7 +50,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from pada import validation
+from pada import recipes, validation
 from pada.data.groups import AGE_GROUPS, DESCRIPTIONS, GENDERS, group_of_age
 from pada.deprecation import renamed
 from pada.errors import PadaError
@@ -467,11 +467,13 @@ def build_parser() -> argparse.ArgumentParser:
               "min_gender_conf", "w_age", "w_ord", "w_gender", "w_text", "max_logit_scale", "seed"):
         v = getattr(d, k)
         p.add_argument("--" + k.replace("_", "-"), type=type(v), default=v)
+    recipes.add_recipe_argument(p)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    args, recipe_used = recipes.parse_with_recipe(build_parser(), argv, "faceclip")
     from pada.data.demo import default_demo_dir
     from pada.vl.minilm import MiniLMEncoder
 
@@ -498,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"held-out zero-shot: top-1 {zs['top1']:.3f}, within-one {zs['within_one']:.3f}, gender "
           f"{zs['gender_acc']:.3f} (n={zs['n']}); open-world {ow['group_correct']}/{ow['n']}")
     recipe = {
-        "command": "pada train faceclip " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "pada train faceclip " + " ".join(argv),
         "data_sha256": digest, "n_train": len(train.files), "n_test": len(test.files),
         "test_fraction": args.test_fraction, "size": args.size, "seed": tcfg.seed, "steps": tcfg.steps,
         "train_config": asdict(tcfg), "final_losses": {k: round(v, 5) for k, v in final.items()},
@@ -508,6 +510,8 @@ def main(argv: list[str] | None = None) -> int:
                  "open_world_correct": f"{ow['group_correct']}/{ow['n']}"},
         "train_seconds": round(time.time() - t0, 1), "torch": torch.__version__,
     }
+    if recipe_used:
+        recipe["recipe_file"] = recipe_used.record()
     save_heads(heads, out, extra={"recipe": json.dumps(recipe, sort_keys=True)})
     out.with_suffix(".json").write_text(json.dumps({"recipe": recipe, "report": report}, indent=1) + "\n")
     print(f"wrote {out} and {out.with_suffix('.json')}")

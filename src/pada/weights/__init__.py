@@ -11,7 +11,8 @@ folder, so adding a model never edits shared code). Fields:
                 package's folder. The package is located without importing it.
 ``repo_path``   optional: a path inside the pada source tree (weights we trained and committed).
 ``how_to_get``  one sentence telling a user where the file comes from.
-``recipe``      optional dict: how we produced it (command, data hash, steps, losses, ...).
+``recipe``      optional dict: how we produced it (command, ``recipes``: the names of the training recipes
+                in ``pada/recipes/`` that made it, data hash, steps, losses, ...).
 ``preprocess``  optional dict: the input convention those weights expect.
 
 Resolution order for :func:`resolve`: an explicit path the caller passes, then
