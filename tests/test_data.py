@@ -12,10 +12,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from pada import wheels as W
 from pada.data import demo as D
 from pada.data import labels as L
 from pada.data import stats as S
-from pada.data import wheels as W
 from pada.data.datasets import (
     P_REFERENCE_IS_SOURCE,
     AgingPairDataset,

