@@ -444,3 +444,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in result.exported:
         print(f"exported {path}")
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
