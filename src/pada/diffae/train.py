@@ -447,4 +447,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except PadaError as exc:  # one line, as `pada train diffae` prints it
+        sys.exit(f"error: {exc}")
