@@ -15,8 +15,9 @@
 ``--model pada-demo64`` (or a PADA file) times the shipped pipeline instead (its DiffAE, its VL model), as
 ``pada age photo --aligned -n 8`` runs it; the report then also gives the seconds of ``import torch`` + pada
 and of loading the models (``load_seconds``), which a CLI call pays once. ``--inv-steps`` sets the
-inversion steps apart from the render steps. Every stage is reported as wall seconds and as process CPU
-seconds (``cpu``: all threads; on a shared machine the better measure of the code's own cost).
+inversion steps apart from the render steps, ``--sampler`` the sampler of both. Every stage is reported
+as wall seconds and as process CPU seconds (``cpu``: all threads; on a shared machine the better measure
+of the code's own cost).
 
     python3 benchmarks/bench_pada_inference.py --model pada-demo64 -n 8 --threads 2
     python3 benchmarks/bench_pada_inference.py --model pada-demo64 -n 8 --steps 10 --inv-steps 25
@@ -68,6 +69,7 @@ def main() -> None:
     ap.add_argument("--low-diversity", action="store_true")
     ap.add_argument("--model", default="", help="trained PADA model (registry name or file), not random")
     ap.add_argument("--inv-steps", type=int, default=0, help="inversion steps (0: --steps)")
+    ap.add_argument("--sampler", default="ddim", help="ddim | multistep (pada.diffusion.samplers)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,7 +100,7 @@ def main() -> None:
         if found:
             face = face_tensors(load_image(found[0]), size, aligned=True, name=str(found[0]))[0][0]
     kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
-          "low_diversity": args.low_diversity}
+          "low_diversity": args.low_diversity, "sampler": args.sampler}
     if args.inv_steps:
         kw["inversion_steps"] = args.inv_steps
     pipe.age(face, **{**kw, "n": 1, "steps": 2, "inversion_steps": 2})  # warm-up
@@ -113,7 +115,8 @@ def main() -> None:
             best[k] = min(best.get(k, float("inf")), v)
     print(json.dumps({
         "benchmark": "pada_inference", "model": args.model or "random", "load_seconds": load,
-        "inversion_steps": args.inv_steps or args.steps, "total_cpu_seconds_best": round(min(cpus), 4),
+        "inversion_steps": args.inv_steps or args.steps, "sampler": args.sampler,
+        "total_cpu_seconds_best": round(min(cpus), 4),
         "preset": args.preset, "image_size": size, "vl": args.vl, "n_outputs": args.n, "steps": args.steps,
         "low_diversity": args.low_diversity, "device": str(device), "threads": torch.get_num_threads(),
         "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},

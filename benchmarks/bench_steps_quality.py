@@ -1,7 +1,9 @@
-"""How few DDIM steps keep the quality? Inversion / render step counts vs quality, with a PADA model (JSON).
+"""How few sampling steps keep the quality? Sampler, inversion / render steps vs quality, PADA model (JSON).
 
-For each ``(inversion steps, render steps)`` pair, on held-out demo faces (the test split ``pada train``
-leaves out) and the shipped model by default:
+For each ``[SAMPLER:]INV/RENDER[@SPACING]`` entry of ``--pairs`` (sampler ``ddim`` or ``multistep``, default
+``--sampler``; spacing ``ddim`` (even in t, official) or ``logsnr``, default the sampler's own; see
+:mod:`pada.diffusion.samplers`), on held-out demo faces (the test split ``pada train`` leaves out) and the
+shipped model by default:
 
 * ``recon``: DiffAE reconstruction x -> DDIM inversion -> render with z_src: PSNR / SSIM / SFace cosine to
   the input (what ``bench_diffae_quality.py`` reports at one setting);
@@ -9,11 +11,16 @@ leaves out) and the shipped model by default:
   inverted x_T): PSNR and SFace cosine to the aged output of the reference setting (the first pair,
   25/25 = the paper's), SFace cosine to the input (identity kept), the dlib age estimate (mean and mean
   absolute difference to the reference's);
+* ``--converged SPEC`` (e.g. ``multistep:50/50``): also PSNR / SFace of each aged output to that one's,
+  a near-exact solution of the same ODE (``aged.*_to_converged``): how far each setting is from what
+  its sampler approximates, apart from how far it is from the reference setting's own error;
 * ``cpu_s_per_face``: single-thread CPU seconds of one face's inversion + render (``pada age -n 8``
   costs about ``inv + 8 * render`` of those image-steps).
 
     python3 benchmarks/bench_steps_quality.py                       # pada-demo64, 12 faces
     python3 benchmarks/bench_steps_quality.py --pairs 25/25,10/10 --max-faces 24
+    python3 benchmarks/bench_steps_quality.py --pairs 25/25,multistep:10/10,ddim:10/10@logsnr \
+        --converged multistep:50/50
 """
 
 from __future__ import annotations
@@ -31,13 +38,42 @@ from bench_diffae import emit_json  # noqa: E402
 DEFAULT_PAIRS = "25/25,25/15,25/10,25/8,25/5,15/15,10/10,8/8,5/5"
 
 
+def parse_spec(text: str, default_sampler: str) -> dict:
+    """``[SAMPLER:]INV/RENDER[@SPACING]`` -> {sampler, spacing, inv, ren, label} (steps as sections)."""
+    from pada.diffusion import get_sampler
+
+    body, _, spacing = text.strip().partition("@")
+    sampler, _, steps = body.rpartition(":")
+    sampler = sampler or default_sampler
+    spacing = spacing or get_sampler(sampler).spacing
+    if spacing not in ("ddim", "logsnr"):
+        raise SystemExit(f"bench_steps_quality: spacing {spacing!r} unknown in {text!r} (ddim | logsnr)")
+    inv, ren = (int(v) for v in steps.split("/"))
+    return {"sampler": sampler, "spacing": spacing, "inv": inv, "ren": ren,
+            "label": f"{sampler}:{inv}/{ren}@{spacing}"}
+
+
+def run(diffae, x, z, z_age, spec: dict):
+    """(x_T, reconstruction, aged output, (inversion CPU s, render CPU s)) of one setting."""
+    inv, ren, sampler = f"{spec['spacing']}{spec['inv']}", f"{spec['spacing']}{spec['ren']}", spec["sampler"]
+    c0 = time.process_time()
+    x_T = diffae.encode_stochastic(x, z, T=inv, sampler=sampler)  # noqa: N806
+    c1 = time.process_time()
+    recon = diffae.render(x_T, z, T=ren, sampler=sampler)
+    c2 = time.process_time()
+    aged = diffae.render(x_T, z_age, T=ren, sampler=sampler)
+    return x_T, recon, aged, (c1 - c0, c2 - c1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="pada-demo64", help="PADA model (registry name or file)")
     ap.add_argument("--data", default="data/demo", help="demo folder (aligned/<size>/ + labels.csv)")
     ap.add_argument("--max-faces", type=int, default=12)
     ap.add_argument("--pairs", default=DEFAULT_PAIRS,
-                    help="comma list of INV/RENDER step pairs; the first is the reference")
+                    help="comma list of [SAMPLER:]INV/RENDER[@SPACING]; the first is the reference")
+    ap.add_argument("--sampler", default="ddim", help="sampler of pairs that name none (ddim | multistep)")
+    ap.add_argument("--converged", default="", help="a near-exact setting to compare the aged outputs with")
     ap.add_argument("--target", default="sixties", help="target decade word of the aging text")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default="")
@@ -65,26 +101,31 @@ def main(argv: list[str] | None = None) -> int:
         z_age = torch.cat([pipe.modulate(z[i:i + 1], pipe.pae(text=t, n=1, high_diversity=False))
                            for i, t in enumerate(texts)])
     sface, age_critic = load_critic("sface"), load_critic("dlib-age")
-    pairs = [tuple(int(v) for v in p.split("/")) for p in args.pairs.split(",") if p]
+    specs = [parse_spec(p, args.sampler) for p in args.pairs.split(",") if p]
+    conv_aged = None
+    if args.converged:
+        spec = parse_spec(args.converged, args.sampler)
+        print(f"[bench_steps_quality] converged {spec['label']}", file=sys.stderr, flush=True)
+        conv_aged = run(diffae, x, z, z_age, spec)[2]
     rows, ref_aged, ref_age = [], None, None
-    for inv, ren in pairs:
-        print(f"[bench_steps_quality] {inv}/{ren}", file=sys.stderr, flush=True)
-        c0 = time.process_time()
-        x_T = diffae.encode_stochastic(x, z, T=inv)  # noqa: N806
-        c1 = time.process_time()
-        recon = diffae.render(x_T, z, T=ren)
-        c2 = time.process_time()
-        aged = diffae.render(x_T, z_age, T=ren)
+    for spec in specs:
+        print(f"[bench_steps_quality] {spec['label']}", file=sys.stderr, flush=True)
+        x_T, recon, aged, (inv_s, ren_s) = run(diffae, x, z, z_age, spec)  # noqa: N806
         with torch.inference_mode():
             age = age_critic(aged).age.float()
             row = {
-                "inversion_steps": inv, "render_steps": ren,
+                "label": spec["label"], "sampler": spec["sampler"], "spacing": spec["spacing"],
+                "inversion_steps": spec["inv"], "render_steps": spec["ren"],
                 "recon": {"psnr": float(psnr(recon, x).mean()), "ssim": float(ssim(recon, x).mean()),
                           "sface_cos": float(identity_similarity(sface, x, recon).mean())},
                 "aged": {"sface_cos_to_input": float(identity_similarity(sface, x, aged).mean()),
                          "age_mean": float(age.mean())},
-                "cpu_s_per_face": {"inversion": round((c1 - c0) / n, 4), "render": round((c2 - c1) / n, 4)},
+                "cpu_s_per_face": {"inversion": round(inv_s / n, 4), "render": round(ren_s / n, 4)},
             }
+            if conv_aged is not None:
+                row["aged"].update({"psnr_to_converged": float(psnr(aged, conv_aged).mean()),
+                                    "sface_cos_to_converged": float(identity_similarity(sface, conv_aged,
+                                                                                        aged).mean())})
             if ref_aged is None:
                 ref_aged, ref_age = aged, age
             else:
@@ -94,7 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                                     "age_mae_to_reference": float((age - ref_age).abs().mean())})
         rows.append(row)
     out = {"model": args.model, "faces": n, "image_size": size, "target": args.target,
-           "reference": f"{pairs[0][0]}/{pairs[0][1]}", "threads": args.threads, "rows": rows}
+           "reference": specs[0]["label"], "converged": args.converged or None, "threads": args.threads,
+           "rows": rows}
     emit_json(out, args.json)
     return 0
 

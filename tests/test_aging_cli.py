@@ -117,6 +117,36 @@ def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkey
     assert inv[-1] == 4 and dec[-1] == 2
 
 
+def test_sampler_option(tmp_path, tiny_pipeline, monkeypatch, capsys):
+    from pada.diffusion import SAMPLERS
+
+    crop = tmp_path / "crop.png"
+    Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(crop)
+    seen = []
+    real_invert, real_decode = tiny_pipeline.invert, tiny_pipeline.decode
+    monkeypatch.setattr(tiny_pipeline, "invert", lambda *a, sampler=None, **kw: seen.append(("inv", sampler))
+                        or real_invert(*a, sampler=sampler, **kw))
+    monkeypatch.setattr(tiny_pipeline, "decode", lambda *a, sampler=None, **kw: seen.append(("dec", sampler))
+                        or real_decode(*a, sampler=sampler, **kw))
+    args = ["age", str(crop), "--aligned", "--age", "60", "-n", "2", "--device", "cpu", "--no-estimates",
+            "--steps", "3"]
+    assert main([*args, "--out", str(tmp_path / "a.png"), "--sampler", "multistep"]) == 0
+    assert seen == [("inv", "multistep"), ("dec", "multistep")]
+    assert main([*args, "--out", str(tmp_path / "b.png")]) == 0
+    assert seen[-2:] == [("inv", "ddim"), ("dec", "ddim")]  # the default: the paper's DDIM
+    assert main([*args, "--out", str(tmp_path / "c.png"), "--lifespan", "--frames", "1", "--gender", "male",
+                 "--sampler", "multistep"]) == 0
+    assert seen[-2:] == [("inv", "multistep"), ("dec", "multistep")]
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "d.png"), "--sampler", "dpm"])
+    assert "invalid choice: 'dpm'" in capsys.readouterr().err
+    import argparse
+
+    sub = argparse.ArgumentParser().add_subparsers()
+    choices = {a.dest: a.choices for a in age_cli.add_parser(sub)._actions}
+    assert tuple(choices["sampler"]) == tuple(SAMPLERS)  # the CLI's list (no torch import) is the registry's
+
+
 @pytest.mark.slow
 def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline):
     out = tmp_path / "aged.png"

@@ -256,3 +256,33 @@ def test_identical_requests_decode_once(diffae):
     assert spy.batches == [1] and out.shape == (5, 3, 32, 32)
     assert torch.allclose(out, decode_chunked(spy, x_T.expand(5, -1, -1, -1), z, 3, batch_size=5), atol=1e-5)
     assert spy.batches == [1, 5]  # a per-row x_T is decoded as asked
+
+
+def test_sampler_option_reaches_inversion_and_decode(diffae, vl):
+    """``sampler=`` runs the named sampler in both loops (the same result as the pure functions) and is
+    checked up front: an unknown name or η > 0 with the deterministic solver is one PadaError."""
+    from pada import diffusion as D
+
+    x = faces(1, seed=2)[0]
+    p = pipe(diffae, vl, steps=5)
+    ms = p.age(x, text=TEXT, n=2, seed=1, sampler="multistep", inversion_steps=4, reconstruct=True)
+    dd = p.age(x, text=TEXT, n=2, seed=1, inversion_steps=4, reconstruct=True)
+    assert not torch.allclose(ms.images, dd.images, atol=1e-4)
+    with torch.no_grad():
+        z_src = p.encode(x)
+        x_T = D.samplers.invert("multistep", lambda xt, t: diffae.eps(xt, t, z_src), x[None], 4)  # noqa: N806
+        recon = D.samplers.sample("multistep", lambda xt, t: diffae.eps(xt, t, z_src), x_T, 5)
+    torch.testing.assert_close(ms.reconstruction, recon, atol=1e-4, rtol=0)
+    # the pipeline's default sampler is a setting; per call wins
+    p_ms = AgingPipeline(diffae, vl, p.model, steps=5, sampler="multistep")
+    assert torch.equal(p_ms.age(x, text=TEXT, n=2, seed=1, inversion_steps=4).images, ms.images)
+    assert torch.equal(p_ms.age(x, text=TEXT, n=2, seed=1, inversion_steps=4, sampler="ddim").images,
+                       dd.images)
+    life = p.lifespan(x, gender="male", frames_per_segment=1, steps=3, sampler="multistep")
+    assert torch.isfinite(life.images).all()
+    with pytest.raises(PadaError, match="deterministic: eta must be 0"):
+        p.age(x, text=TEXT, n=1, eta=0.5, sampler="multistep")
+    with pytest.raises(PadaError, match="sampler 'dpm' unknown"):
+        p.age(x, text=TEXT, n=1, sampler="dpm")
+    with pytest.raises(PadaError, match="sampler 'dpm' unknown"):
+        AgingPipeline(diffae, vl, p.model, sampler="dpm")

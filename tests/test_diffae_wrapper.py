@@ -176,3 +176,27 @@ def test_registry_preset_does_not_override_a_files_own_config(tmp_path: Path, mo
     monkeypatch.setattr(weights, "get", lambda name: entry)
     monkeypatch.setattr(weights, "resolve", lambda name: path)
     assert DiffAE.from_pretrained("fake-v").config.prediction == "v"
+
+
+def test_sampler_option_of_render_and_encode_stochastic(model: DiffAE) -> None:
+    """``sampler="multistep"`` runs the 2nd-order solver on even log-SNR steps; the default stays DDIM."""
+    from pada import diffusion as D
+    from pada.errors import PadaError
+
+    x = _images(2, 5)
+    with torch.no_grad():
+        z = model.encode(x)
+    fn = lambda xt, t: model.eps(xt, t, z)  # noqa: E731
+    with torch.no_grad():
+        ms_T = D.multistep_invert(fn, x, "logsnr6")  # noqa: N806
+        ms = D.multistep_sample(fn, ms_T, "logsnr6")
+        dd_T = D.ddim_invert(fn, x, 6)  # noqa: N806
+    torch.testing.assert_close(model.encode_stochastic(x, z, T=6, sampler="multistep"), ms_T)
+    torch.testing.assert_close(model.render(ms_T, z, T=6, sampler="multistep"), ms)
+    torch.testing.assert_close(model.render(ms_T, z, T="logsnr6", sampler="multistep"), ms)  # a section
+    assert torch.equal(model.encode_stochastic(x, z, T=6), model.encode_stochastic(x, z, T=6, sampler="ddim"))
+    torch.testing.assert_close(model.encode_stochastic(x, z, T=6), dd_T)
+    with pytest.raises(PadaError, match="deterministic"):
+        model.render(ms_T, z, T=4, eta=0.5, generator=torch.Generator(), sampler="multistep")
+    with pytest.raises(PadaError, match="unknown"):
+        model.encode_stochastic(x, z, T=4, sampler="euler")

@@ -30,6 +30,7 @@ import torch
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
+from pada.diffusion.samplers import get_sampler
 from pada.errors import PadaError
 from pada.faces.grid import make_grid, save_grid  # noqa: F401 - re-exported (the one grid writer)
 from pada.frozen import freeze
@@ -94,12 +95,15 @@ class _Clock:
 
 class AgingPipeline:
     """PADA inference (module docstring). ``diffae``: DiffAE wrapper; ``vl``: VisionLanguageModel;
-    ``model``: trained :class:`PadaModel`. ``steps``: default DDIM steps T (25)."""
+    ``model``: trained :class:`PadaModel`. ``steps``: default DDIM steps T (25). ``sampler``: default
+    sampler of the inversion and the decode (``"ddim"``, the paper's, or ``"multistep"``: see
+    :mod:`pada.diffusion.samplers` and docs/speed.md)."""
 
     def __init__(self, diffae, vl, model: PadaModel, device: torch.device | str | None = None,
-                 steps: int = 25) -> None:
+                 steps: int = 25, sampler: str = "ddim") -> None:
         self.device = torch.device(device) if device is not None else _module_device(model)
         self.diffae, self.vl, self.model, self.steps = diffae, vl, model, int(steps)
+        self.sampler = get_sampler(sampler).name
         for m in (diffae, vl, model):
             if isinstance(m, torch.nn.Module):
                 freeze(m.to(self.device))
@@ -109,7 +113,8 @@ class AgingPipeline:
 
     @classmethod
     def from_pretrained(cls, model: str | Path, device: torch.device | str | None = None, diffae=None,
-                        vl=None, steps: int = 25, trust_pickle: bool = False) -> AgingPipeline:
+                        vl=None, steps: int = 25, trust_pickle: bool = False,
+                        sampler: str = "ddim") -> AgingPipeline:
         """Load a PADA model file (path or registry name) and the DiffAE / VL models it names.
 
         ``trust_pickle`` allows a DiffAE checkpoint that needs unpickling (official Lightning files may).
@@ -129,7 +134,7 @@ class AgingPipeline:
             from pada.vl import load_vl
 
             vl = load_vl(pm.cfg.vl)
-        return cls(diffae, vl, pm, device=device, steps=steps)
+        return cls(diffae, vl, pm, device=device, steps=steps, sampler=sampler)
 
     # ----------------------------------------------------------------------------------------- pieces
     @torch.no_grad()
@@ -139,11 +144,12 @@ class AgingPipeline:
 
     @torch.no_grad()
     def invert(self, image: torch.Tensor, z_src: torch.Tensor, steps: int | None = None,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, sampler: str | None = None) -> torch.Tensor:
         """x_T (1, 3, H, W): DiffAE stochastic encoding of the face with its own z_src."""
         x = _as_batch(image, "input image").to(self.device)
         kw = {"progress": True} if progress else {}
-        return self.diffae.encode_stochastic(x, z_src, steps or self.steps, **kw).float()
+        return self.diffae.encode_stochastic(x, z_src, steps or self.steps, sampler=sampler or self.sampler,
+                                             **kw).float()
 
     @torch.no_grad()
     def pae(self, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
@@ -179,11 +185,11 @@ class AgingPipeline:
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
                generator: torch.Generator | None = None, batch_size: int | None = None,
-               progress: bool = False) -> torch.Tensor:
+               progress: bool = False, sampler: str | None = None) -> torch.Tensor:
         """x_0 (N, 3, H, W) in [-1, 1] on the CPU from x_T (N or 1, ...) and z (N, S), decoded in chunks of
         ``batch_size`` (default :func:`default_chunk`), so the working memory does not grow with N."""
         return decode_chunked(self.diffae, x_T, z, steps or self.steps, eta=eta, generator=generator,
-                              batch_size=batch_size, progress=progress)
+                              batch_size=batch_size, progress=progress, sampler=sampler or self.sampler)
 
     def start_noise(self, shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
         """Fresh x_T (N, *shape) with output i drawn from its own generator (after its PAE noise)."""
@@ -200,7 +206,7 @@ class AgingPipeline:
             steps: int | None = None,
             eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
-            inversion_steps: int | None = None) -> AgingResult:
+            inversion_steps: int | None = None, sampler: str | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -214,9 +220,14 @@ class AgingPipeline:
             batch_size: futures decoded at once (default :func:`default_chunk`: bounded memory for any n).
             reconstruct: also return the plain DiffAE reconstruction from (x_T, z_src).
             progress: show progress bars of the DDIM loops.
+            sampler: ``"ddim"`` or ``"multistep"`` for the inversion and the decode (default: the
+                pipeline's); ``"multistep"`` needs η = 0.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
+        sampler = get_sampler(sampler or self.sampler).name
+        if eta > 0 and not get_sampler(sampler).stochastic:
+            raise PadaError(f"sampler {sampler!r} is deterministic: eta must be 0 (got {eta}); use 'ddim'")
         clock = _Clock(self.device)
         t0 = time.perf_counter()
         x = _as_batch(image, "input image").to(self.device)
@@ -230,14 +241,14 @@ class AgingPipeline:
         if low_diversity:
             x_T = self.start_noise(x.shape[1:], seeds)  # noqa: N806
         else:
-            x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress)  # noqa: N806
+            x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
             images = self.decode(x_T, z_age, steps, eta=eta, generator=gen, batch_size=batch_size,
-                                 progress=progress)
+                                 progress=progress, sampler=sampler)
             if reconstruct:
-                recon = self.decode(x_T[:1], z_src, steps).cpu()
+                recon = self.decode(x_T[:1], z_src, steps, sampler=sampler).cpu()
         clock.lap("decode", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
                            timings=clock.times, reconstruction=recon)
@@ -256,12 +267,13 @@ class AgingPipeline:
     def lifespan(self, image: torch.Tensor, *, gender: str | None = None, texts: Sequence[str] | None = None,
                  frames_per_segment: int = 3, steps: int | None = None, batch_size: int | None = None,
                  ref: torch.Tensor | None = None, text_weight: float = 0.5,
-                 progress: bool = False, inversion_steps: int | None = None) -> LifespanResult:
+                 progress: bool = False, inversion_steps: int | None = None,
+                 sampler: str | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
         (inferred zero-shot when None) unless ``texts`` are given. ``inversion_steps``: DDIM steps of the
-        inversion (default: ``steps``)."""
+        inversion (default: ``steps``). ``sampler``: as in :meth:`age`."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -289,9 +301,10 @@ class AgingPipeline:
         labels.append(texts[-1])
         anchors.append(len(zs) - 1)
         t0 = clock.lap("encode", t0)
-        x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress)  # noqa: N806
+        x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)
-        images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress)
+        images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress,
+                             sampler=sampler)
         clock.lap("decode", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times)
 
@@ -310,18 +323,20 @@ def default_chunk(device: torch.device | str) -> int:
 
 def decode_chunked(diffae, x_T: torch.Tensor, z: torch.Tensor, steps: int, *, eta: float = 0.0,  # noqa: N803
                    generator: torch.Generator | None = None, batch_size: int | None = None,
-                   progress: bool = False) -> torch.Tensor:
+                   progress: bool = False, sampler: str = "ddim") -> torch.Tensor:
     """Render N futures (x_T (N or 1, 3, H, W), z (N, S)) chunk by chunk into one CPU tensor (N, 3, H, W).
 
     Peak memory is that of one chunk of ``batch_size`` (default :func:`default_chunk`) plus the N outputs.
     When every row is the same request (one x_T, identical z rows, η = 0) the decode runs once and is
     copied: the outputs would be identical anyway (e.g. PADA without high-level diversity).
+    ``sampler``: ``"ddim"`` or ``"multistep"`` (:mod:`pada.diffusion.samplers`).
     """
     n = z.shape[0]
     if batch_size is not None and batch_size < 1:
         raise PadaError(f"batch_size must be >= 1, got {batch_size}")
     bs = batch_size or default_chunk(z.device)
     kw = {"progress": True} if progress else {}
+    kw["sampler"] = sampler
     if x_T.shape[0] == 1 and eta == 0 and n > 1 and bool((z == z[:1]).all()):
         one = diffae.render(x_T.contiguous(), z[:1], steps, eta=eta, clip=True, **kw).float().cpu()
         return one.expand(n, -1, -1, -1).clone()

@@ -60,6 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--inversion-steps", type=int_option(1, LIMITS["steps"]), default=None, metavar="N",
                    help="DDIM steps of the inversion alone (default: --steps); docs/speed.md measures "
                         "the trade")
+    p.add_argument("--sampler", choices=("ddim", "multistep"), default="ddim",
+                   help="ddim (the paper's, default) or multistep (2nd-order ODE solver on even log-SNR "
+                        "steps: near the exact ODE result with 10 steps; docs/speed.md)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -217,7 +220,8 @@ class _Job:
         age_faces(self.pipe, faces, self.targets, n=a.num, ref=self.ref, seed=a.seed, gender=a.gender,
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
-                  batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps)
+                  batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
+                  sampler=a.sampler)
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -298,7 +302,7 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
     res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
-                        inversion_steps=args.inversion_steps)
+                        inversion_steps=args.inversion_steps, sampler=args.sampler)
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
 
