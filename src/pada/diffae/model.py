@@ -146,52 +146,50 @@ class DiffAE(nn.Module):
         self,
         x: Tensor,
         z: Tensor,
-        T: int = 250,
+        T: int | str = 250,
         clip: bool = True,
         progress: bool = False,  # noqa: N803
         bf16: bool = False,
+        sampler: str = "ddim",
     ) -> Tensor:
-        """Stochastic encoding x0 -> x_T by deterministic DDIM inversion with ``T`` steps.
+        """Stochastic encoding x0 -> x_T by deterministic inversion with ``T`` steps (DDIM by default).
 
         x: (B, 3, H, W) in [-1, 1]; z: (B, style) from :meth:`encode`. Returns (B, 3, H, W).
         ``bf16``: run the network under bfloat16 autocast (as :meth:`set_precision`).
+        ``sampler``: ``"ddim"`` (official) or ``"multistep"`` (2nd-order ODE solver on even log-SNR steps,
+        :mod:`pada.diffusion.samplers`); ``T`` may also be a section such as ``"logsnr10"``.
         """
-        sched = D.resolve_steps(T, self.schedule)
         with torch.inference_mode():
-            out = D.ddim_invert(self._model_fn(z, bf16), x, sched, clip=clip, progress=progress)
+            out = D.samplers.invert(sampler, self._model_fn(z, bf16), x, T, clip=clip, progress=progress,
+                                    schedule=self.schedule)
         return out.clone()
 
     def render(
         self,
         x_T: Tensor,  # noqa: N803
         z: Tensor,
-        T: int = 25,  # noqa: N803
+        T: int | str = 25,  # noqa: N803
         eta: float = 0.0,
         clip: bool = True,
         generator: torch.Generator | None = None,
         bf16: bool = False,
         progress: bool = False,
+        sampler: str = "ddim",
     ) -> Tensor:
-        """Decode x_T with semantic code z by DDIM sampling with ``T`` steps.
+        """Decode x_T with semantic code z by sampling with ``T`` steps (DDIM by default).
 
         Args:
             x_T: (B, 3, H, W) start noise (or the output of :meth:`encode_stochastic`).
-            z: (B, style). eta: DDIM η (needs ``generator`` when > 0).
+            z: (B, style). eta: DDIM η (needs ``generator`` when > 0; ``sampler="ddim"`` only).
             bf16: run the network under bfloat16 autocast (diffusion math stays float32).
+            sampler: ``"ddim"`` (official) or ``"multistep"`` (2nd-order ODE solver on even log-SNR
+                steps, :mod:`pada.diffusion.samplers`); ``T`` may also be a section such as ``"logsnr10"``.
         Returns:
             (B, 3, H, W) image in [-1, 1] (official ``render`` returns (x+1)/2 instead).
         """
-        sched = D.resolve_steps(T, self.schedule)
         with torch.inference_mode():
-            out = D.ddim_sample(
-                self._model_fn(z, bf16),
-                x_T,
-                sched,
-                eta=eta,
-                clip=clip,
-                generator=generator,
-                progress=progress,
-            )
+            out = D.samplers.sample(sampler, self._model_fn(z, bf16), x_T, T, eta=eta, clip=clip,
+                                    generator=generator, progress=progress, schedule=self.schedule)
         return out.clone()
 
     def sample_noise(self, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
