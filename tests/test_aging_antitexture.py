@@ -209,7 +209,7 @@ def test_direction_prior_along_w_holds_only_the_amount_of_aging(frozen):
         torch.tensor([centre[int(g)] for g in batch["source_group"]])
 
     class Shift(torch.nn.Module):  # z_age = z_src + 0.5·Δa·w + an orthogonal part
-        def forward(self, z_src, e_age):
+        def forward(self, z_src, e_age, eta=None):
             return z_src + 0.5 * years[:, None] * w[None] + other[None] + 0 * e_age.sum()
 
     found = {}
@@ -239,7 +239,7 @@ def test_direction_prior_from_age_labels_follows_the_reference_s_own_age(frozen)
     model = tiny_model()
 
     class Still(torch.nn.Module):  # z_age = z_src: L_dir is then Δa²·‖w‖² / ‖z_src‖² per row
-        def forward(self, z_src, e_age):
+        def forward(self, z_src, e_age, eta=None):
             return z_src + 0 * e_age.sum()
 
     model.modulation = Still()
@@ -283,7 +283,7 @@ def test_direction_spread_gives_each_pae_draw_its_own_amount_of_aging(frozen):
     model = tiny_model()
 
     class Still(torch.nn.Module):
-        def forward(self, z_src, e_age):
+        def forward(self, z_src, e_age, eta=None):
             return z_src + 0 * e_age.sum()
 
     model.modulation = Still()
@@ -296,3 +296,53 @@ def test_direction_spread_gives_each_pae_draw_its_own_amount_of_aging(frozen):
     assert got[0.5] != pytest.approx(got[0.0], rel=1e-3)  # the draw changes what L_dir asks for
     with pytest.raises(PadaError, match="dir_spread"):
         LossConfig(dir_spread=1.0)
+
+
+def test_draw_head_starts_silent_then_lets_each_draw_move_the_code():
+    z = torch.randn(4, 64, generator=gen(4))
+    e = torch.nn.functional.normalize(torch.randn(4, 32, generator=gen(5)), dim=-1)
+    eta = torch.randn(4, 32, generator=gen(6))
+    model = tiny_model(init_gain=0.3, draw_hidden=16)
+    plain = model(z, e)
+    assert torch.equal(model(z, e, eta), plain)  # the head's last layer starts at zero
+    with torch.no_grad():
+        model.modulation.draw[2].weight.normal_(0, 0.5, generator=gen(7))
+    moved = model(z, e, eta)
+    assert not torch.allclose(moved, plain, atol=1e-4)
+    assert torch.allclose(model(z, e, torch.zeros_like(eta)), plain, atol=1e-6)  # η = 0: the PAE mean
+    assert torch.equal(model(z, e, None), plain)
+    # a model without a head ignores η, so files and callers without one behave as before
+    assert torch.equal(tiny_model(init_gain=0.3)(z, e, eta), tiny_model(init_gain=0.3)(z, e))
+    with pytest.raises(PadaError, match="draw_hidden"):
+        PadaConfig(draw_hidden=-1)
+
+
+def test_draw_head_round_trips_through_a_file(tmp_path):
+    from pada.aging.model import PadaModel
+
+    model = tiny_model(init_gain=0.3, draw_hidden=8)
+    with torch.no_grad():
+        model.modulation.draw[2].weight.normal_(0, 0.5, generator=gen(1))
+    back = PadaModel.load(model.save(tmp_path / "m.safetensors"))
+    assert back.cfg.draw_hidden == 8
+    z, e, eta = torch.randn(2, 64), torch.randn(2, 32), torch.randn(2, 32)
+    assert torch.equal(back(z, e, eta), model(z, e, eta))
+
+
+def test_draw_head_separates_draws_that_e_age_alone_barely_tells_apart(frozen):
+    """With text draws ε = 1e-3 apart the modulation sees almost the same input twice; the draw head gives
+    L_div an O(1) handle on the draw, so the same number of steps separates the draws far more."""
+    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), lambda_div=1.0,
+                     div_target=0.5, train_text_eps=1e-3, t_max=300)
+    final = {}
+    for hidden in (0, 16):
+        model = tiny_model(init_gain=0.05, draw_hidden=hidden)
+        obj = PadaObjective(model, frozen, cfg)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for step in range(12):
+            out = obj(pair_batch(), gen(step))
+            opt.zero_grad()
+            out["total"].backward()
+            opt.step()
+        final[hidden] = float(obj(pair_batch(), gen(99))["L_div"])
+    assert final[16] < 0.5 * final[0]

@@ -286,3 +286,20 @@ def test_sampler_option_reaches_inversion_and_decode(diffae, vl):
         p.age(x, text=TEXT, n=1, sampler="dpm")
     with pytest.raises(PadaError, match="sampler 'dpm' unknown"):
         AgingPipeline(diffae, vl, p.model, sampler="dpm")
+
+
+def test_pae_draws_hand_their_noise_to_a_draw_head(diffae, vl):
+    p = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3, draw_hidden=8), steps=4)
+    with torch.no_grad():
+        p.model.modulation.draw[2].weight.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
+    e_age, eta = p.pae_draws(text=TEXT, n=3, seed=2)
+    assert torch.equal(e_age, p.pae(text=TEXT, n=3, seed=2)) and eta.shape == e_age.shape
+    mu, sigma = p.model.age_encoder.posterior(e_txt=vl.encode_text([TEXT]))
+    assert torch.allclose(e_age[1:2], p.model.age_encoder.sample(mu, sigma, noise=eta[1:2]), atol=1e-6)
+    mean, zero = p.pae_draws(text=TEXT, n=2, high_diversity=False)
+    assert torch.equal(zero, torch.zeros_like(zero))
+    z = p.encode(faces(1)[0][None])
+    with_noise, without = p.modulate(z, e_age, eta), p.modulate(z, e_age)
+    assert not torch.allclose(with_noise, without, atol=1e-5)
+    r = p.age(faces(1)[0], text=TEXT, n=3, seed=2)
+    assert torch.allclose(r.z_age, with_noise, atol=1e-5)  # age() passes the noise on

@@ -49,6 +49,12 @@ class PadaConfig:
     training starts), before the bound: z_age may then only move the ways real faces differ, not along
     directions no face varies in, where a critic can be fooled by a code the decoder renders as a
     blotch. 0 = no projection (paper).
+    ``draw_hidden``: pada-only; h > 0 gives the modulation a second input, the PAE draw's standard-normal
+    noise η (B, D) (e_age = μ + σ⊙η, or e_txt + ε·η), through a small head Linear(D, h) → LeakyReLU →
+    Linear(h, S), no biases, whose output is added to Δz (last layer zero at initialisation, so a fresh head
+    changes nothing; η = 0 adds nothing). Without it two draws reach the modulation only as e_age's that differ by O(σ) or O(ε) (ε = 1e-3
+    in the paper), which it learns to ignore; with it they differ by O(1). The mean of the PAE is η = 0.
+    0 = Δz from e_age alone (paper).
     """
 
     e_dim: int = 512
@@ -66,6 +72,7 @@ class PadaConfig:
     init_gain: float = 1e-3
     max_shift: float = 0.0
     shift_subspace: int = 0
+    draw_hidden: int = 0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -88,6 +95,8 @@ class PadaConfig:
             raise PadaError(f"max_shift must be in [0, 100), got {self.max_shift}")
         if not 0 <= self.shift_subspace <= self.z_dim:
             raise PadaError(f"shift_subspace must be in [0, z_dim={self.z_dim}], got {self.shift_subspace}")
+        if not 0 <= self.draw_hidden <= 8192:
+            raise PadaError(f"draw_hidden must be in [0, 8192], got {self.draw_hidden}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

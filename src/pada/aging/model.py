@@ -30,8 +30,9 @@ class PadaModel(nn.Module):
         self.age_encoder = AgeEncoder(cfg)
         self.modulation = AdaptiveModulation(cfg)
 
-    def forward(self, z_src: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
-        return self.modulation(z_src, e_age)
+    def forward(self, z_src: torch.Tensor, e_age: torch.Tensor,
+                eta: torch.Tensor | None = None) -> torch.Tensor:
+        return self.modulation(z_src, e_age, eta)
 
     # ---------------------------------------------------------------- files
     def save(self, path: str | Path, extra_metadata: dict[str, str] | None = None) -> Path:

@@ -19,6 +19,10 @@ Identity at initialisation: γ_θ and β_θ are written as residuals around the 
 weights of scale ``init_gain`` and zero bias: z_age = z_src exactly for ``init_gain = 0`` and within
 O(init_gain) otherwise. For ``"dataset"`` statistics this is Eq. 6 with γ/β biases initialised to σ/μ; for
 ``"instance"`` statistics the offset depends on the sample, which a function of Δz alone could not provide.
+
+Draw head (``PadaConfig.draw_hidden`` > 0, a pada addition): Δz = MLP(e_age) + draw(η), where η is the PAE
+draw's standard-normal noise, so that different draws of one PAE reach γ/β as different inputs of size O(1).
+The head has no biases, so η = 0 (or no η), the PAE mean, adds nothing; its last layer starts at zero.
 """
 
 from __future__ import annotations
@@ -60,6 +64,10 @@ class AdaptiveModulation(nn.Module):
         # Only models with a subspace carry the buffer, so files without it keep loading strictly.
         if cfg.shift_subspace:
             self.register_buffer("shift_basis", torch.zeros(cfg.shift_subspace, cfg.z_dim))
+        if cfg.draw_hidden:  # no biases: η = 0 (the PAE mean) adds exactly nothing
+            self.draw = nn.Sequential(nn.Linear(cfg.e_dim, cfg.draw_hidden, bias=False), nn.LeakyReLU(0.2),
+                                      nn.Linear(cfg.draw_hidden, cfg.z_dim, bias=False))
+            nn.init.zeros_(self.draw[2].weight)
 
     def statistics(self, z_src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ_src, σ_src), broadcastable to z_src (B, S): (B, 1) for "instance", (1, S) for "dataset"."""
@@ -94,15 +102,20 @@ class AdaptiveModulation(nn.Module):
         self.shift_basis.copy_(vh[:m].to(self.shift_basis.dtype))
         return float(s[:m].square().sum() / s.square().sum())
 
-    def delta(self, e_age: torch.Tensor) -> torch.Tensor:
-        """Δz = MLP(e_age): (B, D) → (B, S)."""
-        return self.mlp(e_age)
+    def delta(self, e_age: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
+        """Δz = MLP(e_age) (+ draw(η) with a draw head): (B, D) → (B, S)."""
+        dz = self.mlp(e_age)
+        if eta is not None and self.cfg.draw_hidden:
+            dz = dz + self.draw(eta.to(dz.dtype))
+        return dz
 
-    def forward(self, z_src: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
-        """Eq. 6. z_src (B, S) and e_age (B, D) → z_age (B, S). A single z_src (1, S) broadcasts over B."""
+    def forward(self, z_src: torch.Tensor, e_age: torch.Tensor,
+                eta: torch.Tensor | None = None) -> torch.Tensor:
+        """Eq. 6. z_src (B, S) and e_age (B, D) → z_age (B, S). A single z_src (1, S) broadcasts over B.
+        ``eta`` (B, D): the PAE draw's noise, read only by a draw head (None = the PAE mean)."""
         mu, sd = self.statistics(z_src)
         z_hat = (z_src - mu) / sd
-        dz = self.delta(e_age.to(z_src.dtype))
+        dz = self.delta(e_age.to(z_src.dtype), eta)
         z_age = (sd + self.gamma(dz)) * z_hat + (mu + self.beta(dz))
         if self.cfg.shift_subspace:
             basis = self.shift_basis.to(z_age.dtype)

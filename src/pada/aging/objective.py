@@ -179,7 +179,7 @@ class PadaObjective:
         self._embed(s)
         s.eta = gaussian_noise((s.B, s.e_txt.shape[1]), generator, s.dev, torch.float32)
         s.mu, s.sigma = self.model.age_encoder(s.e_img)  # rows without an image are computed but unused
-        s.z_age = self.model.modulation(s.z_src, self._e_age(s, s.eta))
+        s.z_age = self.model.modulation(s.z_src, self._e_age(s, s.eta), s.eta)
         self._denoise(s, generator)
         s.zero = s.z_age.sum() * 0.0
         s.view = draw_views(s.B, self.cfg.augment, generator, s.dev) if self.cfg.augment > 0 else None
@@ -315,7 +315,7 @@ class PadaObjective:
     def _diversity_loss(self, s: _Step, generator: torch.Generator | None) -> torch.Tensor:
         """L_div, mode seeking: a second PAE draw must give a different code."""
         eta2 = gaussian_noise(tuple(s.eta.shape), generator, s.dev, torch.float32)
-        z_age2 = self.model.modulation(s.z_src, self._e_age(s, eta2))
+        z_age2 = self.model.modulation(s.z_src, self._e_age(s, eta2), eta2)
         return diversity_loss(s.z_age, z_age2, s.z_src, self.cfg.div_target).mean()
 
     def _direction_loss(self, s: _Step, batch: dict) -> torch.Tensor:

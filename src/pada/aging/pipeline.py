@@ -158,8 +158,17 @@ class AgingPipeline:
         """N PAE samples e_age (N, D) from a text, a reference image or both (§3.2.1).
 
         ``high_diversity=False`` returns N copies of the (normalised) PAE mean. ``eps`` overrides the
-        text-driven sampling intensity ε for text-only requests.
+        text-driven sampling intensity ε for text-only requests. :meth:`pae_draws` also returns the noise.
         """
+        return self.pae_draws(text=text, ref=ref, n=n, high_diversity=high_diversity, seed=seed,
+                              text_weight=text_weight, eps=eps)[0]
+
+    @torch.no_grad()
+    def pae_draws(self, *, text: str | None = None, ref: torch.Tensor | None = None, n: int = 1,
+                  high_diversity: bool = True, seed: int = 0, text_weight: float = 0.5,
+                  eps: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """As :meth:`pae`, with each sample's standard-normal noise η (N, D) (zeros for the mean), which a
+        model with a draw head (``PadaConfig.draw_hidden``) reads in :meth:`modulate`."""
         if text is None and ref is None:
             raise PadaError("give a target text, a reference image, or both")
         enc = self.model.age_encoder
@@ -170,17 +179,22 @@ class AgingPipeline:
         if e_img is None and eps is not None:
             sigma = torch.full_like(sigma, eps)
         if not high_diversity:
-            return enc.finish(mu).expand(n, -1).clone()
-        out = []
+            return enc.finish(mu).expand(n, -1).clone(), torch.zeros(n, mu.shape[-1], device=self.device)
+        draws, noise = [], []
         for i in range(n):
             g = torch.Generator().manual_seed(output_seed(seed, i))
-            out.append(enc.sample(mu, sigma, noise=gaussian_noise(tuple(mu.shape), g, self.device, mu.dtype)))
-        return torch.cat(out)
+            eta = gaussian_noise(tuple(mu.shape), g, self.device, mu.dtype)
+            draws.append(enc.sample(mu, sigma, noise=eta))
+            noise.append(eta)
+        return torch.cat(draws), torch.cat(noise)
 
     @torch.no_grad()
-    def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
-        """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6)."""
-        return self.model.modulation(z_src.expand(e_age.shape[0], -1), e_age.to(self.device)).float()
+    def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
+                 eta: torch.Tensor | None = None) -> torch.Tensor:
+        """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
+        (:meth:`pae_draws`; None = the PAE mean)."""
+        eta = None if eta is None else eta.to(self.device)
+        return self.model.modulation(z_src.expand(e_age.shape[0], -1), e_age.to(self.device), eta).float()
 
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
@@ -232,9 +246,9 @@ class AgingPipeline:
         t0 = time.perf_counter()
         x = _as_batch(image, "input image").to(self.device)
         z_src = self.encode(x)
-        e_age = self.pae(text=text, ref=ref, n=n, high_diversity=high_diversity, seed=seed,
-                         text_weight=text_weight, eps=eps)
-        z_age = self.modulate(z_src, e_age)
+        e_age, draw_noise = self.pae_draws(text=text, ref=ref, n=n, high_diversity=high_diversity,
+                                           seed=seed, text_weight=text_weight, eps=eps)
+        z_age = self.modulate(z_src, e_age, draw_noise)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = None
