@@ -5,8 +5,10 @@
 :class:`pada.aging.pipeline.AgingPipeline` and reports, per stage, the best of ``--repeats`` runs:
 
 * ``encode``: semantic encoder z_src, VL text / image embedding, N PAE samples, modulation (Eq. 5-6);
-* ``invert``: one DDIM inversion of the input with z_src (``--steps`` steps, shared by the N results);
-* ``decode``: the N DDIM decodes (``--steps`` steps) as one batch.
+* ``invert``: one inversion of the input with z_src (``--steps`` steps, shared by the N results);
+* ``decode``: the N decodes (``--steps`` steps), in chunks.
+
+Sampling as ``pada age``: ``--sampler multistep`` (default) with its 8 steps; ``--sampler ddim`` 25.
 
 ``--vl``: ``tiny`` (a small random stand-in, default, so the numbers are those of PADA's own stages),
 ``faceclip`` (the offline FaceCLIP, needs its heads) or ``openclip:ViT-B-32:random``.
@@ -20,7 +22,7 @@ as wall seconds and as process CPU seconds (``cpu``: all threads; on a shared ma
 of the code's own cost).
 
     python3 benchmarks/bench_pada_inference.py --model pada-demo64 -n 8 --threads 2
-    python3 benchmarks/bench_pada_inference.py --model pada-demo64 -n 8 --steps 10 --inv-steps 25
+    python3 benchmarks/bench_pada_inference.py --model pada-demo64 -n 8 --sampler ddim --steps 25
 """
 
 from __future__ import annotations
@@ -62,15 +64,19 @@ def main() -> None:
     ap.add_argument("--preset", default="pada64")
     ap.add_argument("--vl", default="tiny")
     ap.add_argument("-n", type=int, default=8)
-    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--steps", type=int, default=0, help="sampler steps (0: the sampler's default)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--low-diversity", action="store_true")
     ap.add_argument("--model", default="", help="trained PADA model (registry name or file), not random")
     ap.add_argument("--inv-steps", type=int, default=0, help="inversion steps (0: --steps)")
-    ap.add_argument("--sampler", default="ddim", help="ddim | multistep (pada.diffusion.samplers)")
+    ap.add_argument("--sampler", default="multistep",
+                    help="multistep (default, as `pada age`) | ddim (pada.diffusion.samplers)")
     args = ap.parse_args()
+    from pada.diffusion.samplers import get_sampler
+
+    args.steps = args.steps or get_sampler(args.sampler).default_steps
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)

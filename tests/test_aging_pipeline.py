@@ -266,18 +266,19 @@ def test_sampler_option_reaches_inversion_and_decode(diffae, vl):
     x = faces(1, seed=2)[0]
     p = pipe(diffae, vl, steps=5)
     ms = p.age(x, text=TEXT, n=2, seed=1, sampler="multistep", inversion_steps=4, reconstruct=True)
-    dd = p.age(x, text=TEXT, n=2, seed=1, inversion_steps=4, reconstruct=True)
+    dd = p.age(x, text=TEXT, n=2, seed=1, sampler="ddim", inversion_steps=4, reconstruct=True)
     assert not torch.allclose(ms.images, dd.images, atol=1e-4)
     with torch.no_grad():
         z_src = p.encode(x)
         x_T = D.samplers.invert("multistep", lambda xt, t: diffae.eps(xt, t, z_src), x[None], 4)  # noqa: N806
         recon = D.samplers.sample("multistep", lambda xt, t: diffae.eps(xt, t, z_src), x_T, 5)
     torch.testing.assert_close(ms.reconstruction, recon, atol=1e-4, rtol=0)
-    # the pipeline's default sampler is a setting; per call wins
-    p_ms = AgingPipeline(diffae, vl, p.model, steps=5, sampler="multistep")
-    assert torch.equal(p_ms.age(x, text=TEXT, n=2, seed=1, inversion_steps=4).images, ms.images)
-    assert torch.equal(p_ms.age(x, text=TEXT, n=2, seed=1, inversion_steps=4, sampler="ddim").images,
-                       dd.images)
+    # the pipeline's default sampler is a setting (multistep unless told); per call wins
+    assert torch.equal(p.age(x, text=TEXT, n=2, seed=1, inversion_steps=4).images, ms.images)
+    p_dd = AgingPipeline(diffae, vl, p.model, steps=5, sampler="ddim")
+    assert torch.equal(p_dd.age(x, text=TEXT, n=2, seed=1, inversion_steps=4).images, dd.images)
+    assert torch.equal(p_dd.age(x, text=TEXT, n=2, seed=1, inversion_steps=4, sampler="multistep").images,
+                       ms.images)
     life = p.lifespan(x, gender="male", frames_per_segment=1, steps=3, sampler="multistep")
     assert torch.isfinite(life.images).all()
     with pytest.raises(PadaError, match="deterministic: eta must be 0"):
@@ -303,3 +304,31 @@ def test_pae_draws_hand_their_noise_to_a_draw_head(diffae, vl):
     assert not torch.allclose(with_noise, without, atol=1e-5)
     r = p.age(faces(1)[0], text=TEXT, n=3, seed=2)
     assert torch.allclose(r.z_age, with_noise, atol=1e-5)  # age() passes the noise on
+
+
+def test_default_sampling_is_multistep_with_each_sampler_s_own_steps(diffae, vl):
+    from pada.cli.age import SAMPLER_CHOICES, SAMPLER_HELP
+    from pada.diffusion.samplers import AGING_SAMPLER, DEFAULT_SAMPLER, SAMPLERS
+
+    p = AgingPipeline(diffae, vl, tiny_model())
+    assert p.sampler == AGING_SAMPLER == "multistep"
+    assert DEFAULT_SAMPLER == "ddim"  # DiffAE itself keeps the official sampler
+    assert p.steps_for() == 8 and p.steps_for("ddim") == 25 and p.steps_for("ddim", 7) == 7
+    assert AgingPipeline(diffae, vl, tiny_model(), steps=12).steps_for("ddim") == 12
+    # the torch-free CLI copy of the table agrees with it
+    assert SAMPLER_CHOICES[0] == AGING_SAMPLER and set(SAMPLER_CHOICES) == set(SAMPLERS)
+    for spec in SAMPLERS.values():
+        assert spec.name in SAMPLER_HELP and f"{spec.default_steps} steps" in SAMPLER_HELP
+    calls = []
+    real = diffae.render
+
+    def spy(x_T, z, steps, **kw):  # noqa: N803
+        calls.append((steps, kw.get("sampler")))
+        return real(x_T, z, steps, **kw)
+
+    diffae.render = spy
+    try:
+        p.age(faces(1)[0], text=TEXT, n=1)
+    finally:
+        del diffae.render
+    assert calls == [(8, "multistep")]

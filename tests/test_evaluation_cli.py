@@ -45,7 +45,8 @@ def fakes(monkeypatch):
         p.model = types.SimpleNamespace(cfg=types.SimpleNamespace(age_critic="dlib-age", id_critic="arcface",
                                                                   diffae="d", vl="v"))
         assert trust_pickle is False  # no --trust-pickle given
-        made.append((model, device, steps, sorted(kw)))
+        p.sampler = kw.pop("sampler")
+        made.append((model, device, steps, p.sampler, sorted(kw)))
         return p
 
     def load_critics(age, identity, fid, device="cpu", **kw):
@@ -79,7 +80,7 @@ def test_evaluate_writes_report(face_folder, fakes, tmp_path, capsys):
     assert low["age_mae"] == pytest.approx(0, abs=1e-3)
     assert any("also used in training" in n for n in rep["notes"])  # dlib-age trained and evaluates
     assert (out / "report.md").read_text() == md
-    assert fakes == [("m.safetensors", "cpu", 25, [])]
+    assert fakes == [("m.safetensors", "cpu", 25, "ddim", [])]  # the paper's protocol by default
 
 
 def test_evaluate_ablation_and_errors(face_folder, fakes, capsys):
@@ -90,7 +91,7 @@ def test_evaluate_ablation_and_errors(face_folder, fakes, capsys):
     rep = json.loads(capsys.readouterr().out)
     assert list(rep["models"]) == ["PADA", "w/o L_id"]
     assert rep["model_paths"]["w/o L_id"] == "a.safetensors"
-    assert fakes[-1] == ("a.safetensors", "cpu", 25, ["diffae", "vl"])  # shares the frozen models
+    assert fakes[-1] == ("a.safetensors", "cpu", 25, "ddim", ["diffae", "vl"])  # shares the frozen models
     assert main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder),
                  "--targets", "fifties"]) == 1
     assert "unknown age group 'fifties'" in capsys.readouterr().err
@@ -119,7 +120,7 @@ def test_evaluate_quick_preset_and_pipeline_options(face_folder, fakes, tmp_path
     assert "reference" in sub and "lifespan" not in sub and "reconstruction" not in sub
     assert sub["overall"]["target_spearman"] is not None  # monotonicity from the seven targets' outputs
     assert md.rstrip().endswith("```") and "done when:" in md  # the summary closes the markdown
-    assert fakes == [("m.safetensors", "cpu", 10, [])]
+    assert fakes == [("m.safetensors", "cpu", 10, "ddim", [])]
     # the contact sheet: 4 faces x (input + 7 targets) of 32 px with 2 px padding
     from pada.faces.io import load_image
 
@@ -127,3 +128,13 @@ def test_evaluate_quick_preset_and_pipeline_options(face_folder, fakes, tmp_path
     assert sheet.shape == (4 * 34 + 2, 8 * 34 + 2, 3)
     with pytest.raises(SystemExit):
         main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--pipeline-option", "x"])
+
+
+def test_evaluate_sampler_option_reaches_every_pipeline_and_the_report(face_folder, fakes, capsys):
+    rc = main(["evaluate", "--model", "m.safetensors", "--data", str(face_folder), "--split", "all",
+               "--targets", "sixties", "--n", "1", "--no-baseline", "--no-diversity", "--no-reconstruction",
+               "--device", "cpu", "--quiet", "--json", "--sampler", "multistep"])
+    assert rc == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert fakes[-1] == ("m.safetensors", "cpu", 8, "multistep", [])  # the sampler's own default steps
+    assert rep["sampling"]["PADA"]["sampler"] == "multistep"

@@ -31,6 +31,7 @@ from pada.aging.pipeline import (
     output_seed,
     target_age_of_text,
 )
+from pada.diffusion.samplers import AGING_SAMPLER, get_sampler
 from pada.errors import CheckpointError, PadaError
 from pada.frozen import freeze
 
@@ -143,13 +144,16 @@ class LinearBaselinePipeline:
 
     The target age comes from ``target_age``, else from a canonical description (its group centre), else
     from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
-    diversity (fresh x_T per output) works as in PADA.
+    diversity (fresh x_T per output) works as in PADA. ``sampler`` / ``steps``: as in ``AgingPipeline``
+    (evaluation passes the PADA pipeline's, so both are compared at equal sampling).
     """
 
     def __init__(self, diffae, direction: LinearAgeDirection, device: torch.device | str = "cpu",
-                 steps: int = 25, strength: float = 1.0) -> None:
+                 steps: int | None = None, strength: float = 1.0, sampler: str = AGING_SAMPLER) -> None:
         self.diffae, self.direction = diffae, direction
-        self.steps, self.strength = int(steps), float(strength)
+        self.sampler = get_sampler(sampler).name
+        self.steps = int(steps or get_sampler(sampler).default_steps)
+        self.strength = float(strength)
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             freeze(diffae.to(self.device))
@@ -181,11 +185,12 @@ class LinearBaselinePipeline:
             x_T = torch.cat([torch.randn((1, *x.shape[1:]), generator=torch.Generator().manual_seed(s))  # noqa: N806
                              for s in seeds]).to(self.device)
         else:
-            x_T = self.diffae.encode_stochastic(x, z_src, steps or self.steps).float().expand(n, -1, -1, -1)  # noqa: N806
+            x_T = self.diffae.encode_stochastic(x, z_src, steps or self.steps,  # noqa: N806
+                                                sampler=self.sampler).float().expand(n, -1, -1, -1)
         t0 = clock.lap("invert", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         images = decode_chunked(self.diffae, x_T if low_diversity else x_T[:1], z_age, steps or self.steps,
-                                eta=eta, generator=gen, batch_size=batch_size)
+                                eta=eta, generator=gen, batch_size=batch_size, sampler=self.sampler)
         clock.lap("decode", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds,
                            timings=clock.times)

@@ -51,10 +51,10 @@ class PadaConfig:
     blotch. 0 = no projection (paper).
     ``draw_hidden``: pada-only; h > 0 gives the modulation a second input, the PAE draw's standard-normal
     noise η (B, D) (e_age = μ + σ⊙η, or e_txt + ε·η), through a small head Linear(D, h) → LeakyReLU →
-    Linear(h, S), no biases, whose output is added to Δz (last layer zero at initialisation, so a fresh head
-    changes nothing; η = 0 adds nothing). Without it two draws reach the modulation only as e_age's that differ by O(σ) or O(ε) (ε = 1e-3
-    in the paper), which it learns to ignore; with it they differ by O(1). The mean of the PAE is η = 0.
-    0 = Δz from e_age alone (paper).
+    Linear(h, S), no biases, whose output is added to Δz (last layer zero at initialisation, so a fresh
+    head changes nothing; η = 0, the PAE mean, adds nothing). Without it two draws reach the modulation
+    only as e_age's that differ by O(σ) or O(ε) (ε = 1e-3 in the paper), which it learns to ignore; with it
+    they differ by O(1). 0 = Δz from e_age alone (paper).
     """
 
     e_dim: int = 512

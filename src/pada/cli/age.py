@@ -31,6 +31,11 @@ from pada.errors import PadaError
 from pada.validation import LIMITS, float_option, int_option
 
 DEFAULT_MODEL = "pada-demo64"  # registry name of the shipped small default model (64x64, demo faces)
+# The named samplers, default first. Written out so that parsing options needs no torch; a test checks them
+# against pada.diffusion.samplers (SAMPLERS, AGING_SAMPLER, default_steps).
+SAMPLER_CHOICES = ("multistep", "ddim")
+SAMPLER_HELP = ("multistep (default: 2nd-order ODE solver on even log-SNR steps, near the exact ODE result "
+                "in 8 steps) or ddim (the paper's, 25 steps); docs/speed.md")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -54,15 +59,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help=f"trained PADA model: .safetensors path or registry name (default {DEFAULT_MODEL})")
     p.add_argument("--seed", type=int_option(0, LIMITS["seed"]), default=0,
                    help="seed of the request (output i uses its own stream)")
-    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=25,
-                   help="DDIM steps T of the render, and of the inversion unless --inversion-steps "
-                        "(paper: 25)")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES, default=SAMPLER_CHOICES[0], help=SAMPLER_HELP)
+    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=None,
+                   help="sampler steps T of the render, and of the inversion unless --inversion-steps "
+                        "(default: the sampler's; `--sampler ddim --steps 25` is the paper's setting)")
     p.add_argument("--inversion-steps", type=int_option(1, LIMITS["steps"]), default=None, metavar="N",
-                   help="DDIM steps of the inversion alone (default: --steps); docs/speed.md measures "
+                   help="steps of the inversion alone (default: --steps); docs/speed.md measures "
                         "the trade")
-    p.add_argument("--sampler", choices=("ddim", "multistep"), default="ddim",
-                   help="ddim (the paper's, default) or multistep (2nd-order ODE solver on even log-SNR "
-                        "steps: near the exact ODE result with 10 steps; docs/speed.md)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -108,7 +111,8 @@ def pick_device(name: str):
     return dev
 
 
-def load_pipeline(model: str, device, steps: int, trust_pickle: bool = False):
+def load_pipeline(model: str, device, steps: int | None, trust_pickle: bool = False,
+                  sampler: str = SAMPLER_CHOICES[0]):
     """The pipeline for ``--model`` (tests replace this function)."""
     from pada.aging.pipeline import AgingPipeline, resolve_model
 
@@ -120,7 +124,8 @@ def load_pipeline(model: str, device, steps: int, trust_pickle: bool = False):
                             "from this install); train one with `pada train pada --data DIR --diffae DIFFAE` "
                             "and pass --model runs/pada/pada.safetensors") from None
         raise
-    return AgingPipeline.from_pretrained(path, device=device, steps=steps, trust_pickle=trust_pickle)
+    return AgingPipeline.from_pretrained(path, device=device, steps=steps, trust_pickle=trust_pickle,
+                                         sampler=sampler)
 
 
 def _load_face(path: Path, size: int, aligned: bool):

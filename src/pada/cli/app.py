@@ -12,7 +12,7 @@ import argparse
 import socket
 import sys
 
-from pada.cli.age import DEFAULT_MODEL
+from pada.cli.age import DEFAULT_MODEL, SAMPLER_CHOICES, SAMPLER_HELP
 from pada.errors import PadaError
 from pada.validation import LIMITS, float_option, int_option
 
@@ -45,7 +45,8 @@ def _serve(args: argparse.Namespace) -> int:
     from pada.cli.age import load_pipeline, pick_device
 
     device = pick_device(args.device)
-    pipeline = load_pipeline(args.model, device, args.steps, trust_pickle=args.trust_pickle)
+    pipeline = load_pipeline(args.model, device, args.steps, trust_pickle=args.trust_pickle,
+                             sampler=args.sampler)
     limits = ServiceLimits(max_n=args.max_n, max_queue=args.max_queue,
                            max_pixels=int(args.max_megapixels * 1e6))
     app = create_app(pipeline, max_upload_mb=args.max_upload_mb, limits=limits, model_name=str(args.model))
@@ -69,8 +70,9 @@ def add_parser(sub) -> None:
     p.add_argument("--port", type=int_option(0, 65535), default=7860,
                    help="port (default 7860; 0 picks a free one)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=25,
-                   help="DDIM steps T (paper: 25)")
+    p.add_argument("--sampler", choices=SAMPLER_CHOICES, default=SAMPLER_CHOICES[0], help=SAMPLER_HELP)
+    p.add_argument("--steps", type=int_option(1, LIMITS["steps"]), default=None,
+                   help="sampler steps T (default: the sampler's, multistep 8 / ddim 25)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a DiffAE checkpoint that needs unpickling (only files you trust)")
     p.add_argument("--max-n", type=int_option(1, LIMITS["n"]), default=8,

@@ -725,6 +725,8 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
         "protocol": "PADA §4 (Tables 1 and 3), offline evaluators; see docs/evaluation.md",
         "config": asdict(cfg), "critics": critics.names, "data": data.source,
         "n_faces": int(data.images.shape[0]), "models": {}, "notes": [],
+        "sampling": {name: {"sampler": getattr(p, "sampler", "ddim"),
+                            "steps": cfg.steps or getattr(p, "steps", None)} for name, p in models.items()},
     }
     fd_kind = critics.names.get("fid_features", "")
     if fd_kind and fd_kind != "inception":
