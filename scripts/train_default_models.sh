@@ -40,12 +40,13 @@ python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/di
 # 2. FaceCLIP heads (already shipped; deterministic)
 # python3 -m pada.cli.main train faceclip --recipe faceclip-demo --cache "$RUNS/faceclip/cache"
 
-# 3. PADA age encoder + modulation on top (frozen DiffAE, FaceCLIP, dlib-age, SFace), v3 recipe: the guards
+# 3. PADA age encoder + modulation on top (frozen DiffAE, FaceCLIP, dlib-age, SFace), v4 recipe: the guards
 #    against critic-fooling texture (docs/pada_method.md): bounded latent shift inside the 16 leading directions
 #    of real codes, shift norm, augmented critic views, t in [200, 900), no same-group triplets, small PAE
-#    sigma, wider text samples + mode seeking, and the data prior L_dir (the linear age direction, x2).
-python3 -m pada.cli.main train pada --recipe pada-demo64-v3 --out "$RUNS/pada64v3" --steps "$PADA_STEPS"
-cp "$RUNS/pada64v3/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
+#    sigma, wider text samples, the data prior L_dir (the linear age direction, x2), and for pluralism the draw
+#    head (the modulation reads each PAE draw's noise), mode seeking and a per-draw amount of aging.
+python3 -m pada.cli.main train pada --recipe pada-demo64-v4 --out "$RUNS/pada64v4" --steps "$PADA_STEPS"
+cp "$RUNS/pada64v4/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
 
 # Experimental (issue 16 bake-off, not shipped): the coarse-image-path DiffAE, warm-started from the shipped one.
 # python3 -m pada.cli.main train diffae --data data/demo/aligned/64 --preset pada64c --init-from diffae-demo64 \

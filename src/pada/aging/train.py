@@ -13,7 +13,7 @@ Example::
     pada train pada --data data/demo --diffae runs/diffae/diffae.safetensors --vl faceclip \\
         --age-critic dlib-age --id-critic sface --out runs/pada --bf16
     pada train pada ... --without L_id          # a Table 3 variant
-    pada train pada --recipe pada-demo64-v3     # the shipped model's recipe (pada.recipes)
+    pada train pada --recipe pada-demo64-v4     # the shipped model's recipe (pada.recipes)
 
 Outputs in ``--out``: checkpoints (exact resume with ``--resume``), ``metrics.jsonl`` and TensorBoard logs
 of every loss term, sample grids, and ``pada.safetensors`` (the model, config in the metadata; with
