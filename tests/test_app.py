@@ -233,6 +233,24 @@ def test_app_cli_reports_bad_options_in_one_line(capsys):
     assert "--port" in err and len(err.splitlines()) == 1
 
 
+def test_app_cli_passes_the_sampler_and_steps_to_the_pipeline(monkeypatch, capsys):
+    import pada.cli.age as age_cli
+    from pada.cli.main import main
+    from pada.errors import PadaError
+
+    seen = []
+
+    def fake(model, device, steps, trust_pickle=False, sampler="multistep"):
+        seen.append((steps, sampler))
+        raise PadaError("stop here")  # before binding a port
+
+    monkeypatch.setattr(age_cli, "load_pipeline", fake)
+    assert main(["app", "--device", "cpu"]) == 1
+    assert main(["app", "--device", "cpu", "--sampler", "ddim", "--steps", "25"]) == 1
+    assert seen == [(None, "multistep"), (25, "ddim")]  # None: the sampler's own default steps
+    assert capsys.readouterr().err.strip().endswith("stop here")
+
+
 def test_ui_page_is_served_without_external_assets():
     """The Gradio page and its config: served from this app, no CDN / Google Fonts links."""
     c, _ = _client(ui=True)
