@@ -151,8 +151,8 @@ class LinearBaselinePipeline:
     def __init__(self, diffae, direction: LinearAgeDirection, device: torch.device | str = "cpu",
                  steps: int | None = None, strength: float = 1.0, sampler: str = AGING_SAMPLER) -> None:
         self.diffae, self.direction = diffae, direction
-        self.sampler = get_sampler(sampler).name
-        self.steps = int(steps or get_sampler(sampler).default_steps)
+        spec = get_sampler(sampler)
+        self.sampler, self.steps = spec.name, int(steps or spec.default_steps)
         self.strength = float(strength)
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):

@@ -47,20 +47,13 @@ def minilm_dir(path: str | os.PathLike | None = None) -> Path:
     return folder
 
 
-def _registered_sha256() -> str | None:
-    """The sha256 the weight registry pins for MiniLM's ``model.safetensors``."""
-    from pada.weights import get
-
-    return get("minilm-l6").sha256
-
-
 def read_sentence_table(folder: Path, table: str | os.PathLike | None = None) -> dict[str, torch.Tensor]:
     """The shipped embeddings ``{sentence: (384,)}`` if they were made from the MiniLM file in ``folder``
     (same registered sha256 and same size); ``{}`` otherwise (no table, or another MiniLM)."""
     from safetensors import safe_open
 
     from pada.errors import MissingWeightsError
-    from pada.weights import resolve
+    from pada.weights import get, resolve
 
     try:
         path = resolve(SENTENCE_TABLE, table, check=table is None)
@@ -70,7 +63,7 @@ def read_sentence_table(folder: Path, table: str | os.PathLike | None = None) ->
         meta = f.metadata() or {}
         emb = f.get_tensor("embeddings").float()
     weights = folder / "model.safetensors"
-    pinned = _registered_sha256()
+    pinned = get("minilm-l6").sha256
     if (not pinned or meta.get("weights_sha256") != pinned
             or meta.get("weights_bytes") != str(weights.stat().st_size)):
         return {}
