@@ -217,6 +217,7 @@ class DiffAE(nn.Module):
         diffusion_weight: float = 1.0,
         coarse_weight: float = 1.0,
         z_noise: float = 0.0,
+        return_x0: bool = False,
     ) -> dict[str, Tensor]:
         """The training loss as named terms: ``"total"`` and ``"eps_mse"`` / ``"v_mse"`` (+ ``"coarse_mse"``).
 
@@ -227,6 +228,9 @@ class DiffAE(nn.Module):
         noise of that fraction of each code's std to z before the coarse decoder (a denoising autoencoder:
         nearby codes decode to nearby plausible images, which PADA relies on when it moves z).
         ``diffusion_weight=0`` skips the UNet (autoencoder pre-training of the coarse path).
+        ``return_x0`` also returns, under ``"x0_pred"`` and ``"t"``, the clean image x̂0 (B, 3, H, W) that the
+        network's prediction implies (Eq. 3, clamped to [-1, 1], in the graph) and the timesteps: for losses
+        on x̂0 (``pada train diffae --feature-loss``); they are not loss terms.
         """
         cfg = self.unet.config
         z = self.unet.encode(x0)
@@ -251,9 +255,14 @@ class DiffAE(nn.Module):
                 target = D.v_target(self.schedule, x0, t, noise)
             else:
                 target = noise
-            mse = (self.unet(x_t, t, z, coarse=coarse).float() - target.float()).square().mean()
+            pred = self.unet(x_t, t, z, coarse=coarse).float()
+            mse = (pred - target.float()).square().mean()
             out[f"{cfg.prediction}_mse"] = mse
             total = total + diffusion_weight * mse
+            if return_x0:
+                eps = D.eps_from_v(self.schedule, x_t, t, pred) if cfg.prediction == "v" else pred
+                out["x0_pred"] = D.predict_x0(self.schedule, x_t, t, eps).clamp(-1.0, 1.0)
+                out["t"] = t
         out["total"] = total
         return out
 

@@ -68,6 +68,81 @@ class DiffAETaskConfig:
     diffusion_weight: float = 1.0               # weight of the ε/v loss (0: train only the coarse path)
     coarse_weight: float = 1.0                  # weight of the coarse-image loss (coarse_size networks)
     z_noise: float = 0.0                        # denoising noise on z before the coarse decoder
+    feature_loss: dict[str, float] = field(default_factory=dict)  # critic name -> weight (FaceFeatureLoss)
+    feature_t_min: int = 500                    # the feature loss scores rows with t >= this only
+
+
+#: critics ``--feature-loss`` accepts (frozen, differentiable, offline weights; :mod:`pada.critics`)
+FEATURE_CRITICS = ("sface", "dlib-age", "dlib-gender")
+
+
+def parse_feature_loss(items: Sequence[str]) -> dict[str, float]:
+    """``["sface=0.5", "dlib-age=0.5"]`` -> ``{"sface": 0.5, "dlib-age": 0.5}`` (bad items: PadaError)."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in FEATURE_CRITICS:
+            raise PadaError(f"--feature-loss {item}: expected CRITIC=WEIGHT with CRITIC one of "
+                            f"{', '.join(FEATURE_CRITICS)}")
+        try:
+            w = float(value)
+        except ValueError:
+            raise PadaError(f"--feature-loss {item}: the weight {value!r} is not a number") from None
+        if not 0.0 <= w < float("inf"):
+            raise PadaError(f"--feature-loss {item}: the weight must be a finite number >= 0")
+        out[name] = w
+    return out
+
+
+def _features(out: Any) -> Tensor:
+    """A critic's output as (B, F): the age critic's ``.features`` (its logits), else the tensor itself."""
+    return (out.features if hasattr(out, "features") else out).flatten(1).float()
+
+
+class FaceFeatureLoss(nn.Module):
+    """Design (c) of the DiffAE bake-off (docs/diffae.md): frozen face critics score the clean image x̂0 that
+    the network implies at noisy t against the real image, ``Σ_c w_c · mean(1 − cos(c(x̂0), c(x0)))`` over
+    the rows with ``t >= t_min``. At high t only z (and the coarse image it draws) can tell the UNet whose
+    face it is, so the loss asks the decoder to render the person's identity, age and gender from z, where
+    the pixel MSE accepts a blurred mean face. Each term is also returned alone as ``feat_<critic>``.
+
+    ``critics``: name -> frozen module (``images (B, 3, H, W) in [-1, 1] -> (B, F)`` or an ``AgeOutput``).
+    """
+
+    def __init__(self, critics: dict[str, nn.Module], weights: dict[str, float], t_min: int = 500) -> None:
+        super().__init__()
+        if set(critics) != set(weights):
+            raise PadaError(f"feature loss: critics {sorted(critics)} do not match weights {sorted(weights)}")
+        self.critics = nn.ModuleDict({k.replace("-", "_"): c for k, c in critics.items()})
+        self.names = dict(zip(self.critics.keys(), critics.keys(), strict=True))
+        self.weights = dict(weights)
+        self.t_min = int(t_min)
+        for p in self.critics.parameters():
+            p.requires_grad_(False)
+        self.critics.eval()
+
+    def forward(self, x0_pred: Tensor, x0: Tensor, t: Tensor) -> dict[str, Tensor]:
+        rows = t >= self.t_min
+        out: dict[str, Tensor] = {}
+        total = x0_pred.new_zeros(())
+        for key, critic in self.critics.items():
+            name = self.names[key]
+            if not bool(rows.any()):
+                term = x0_pred.sum() * 0.0  # still in the graph
+            else:
+                with torch.no_grad():
+                    ref = _features(critic(x0[rows]))
+                pred = _features(critic(x0_pred[rows]))
+                term = (1.0 - torch.nn.functional.cosine_similarity(pred, ref, dim=1)).mean()
+            out[f"feat_{name}"] = term
+            total = total + self.weights[name] * term
+        out["feature_total"] = total
+        return out
+
+    def train(self, mode: bool = True) -> FaceFeatureLoss:  # the critics stay in eval mode
+        super().train(mode)
+        self.critics.eval()
+        return self
 
 
 def parse_model_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -169,6 +244,12 @@ class DiffAETask(TrainTask):
             self.pca_fit = fit_eigenface_code(self.unet, self.dataset())
         self.schedule = linear_schedule(self.cfg.T)
         self.diffae = DiffAE(self.unet, self.schedule)  # shares self.unet (the trained module)
+        self.feature_loss = None
+        if self.cfg.feature_loss:
+            from pada.critics.registry import load_critic
+
+            critics = {name: load_critic(name) for name in self.cfg.feature_loss}
+            self.feature_loss = FaceFeatureLoss(critics, self.cfg.feature_loss, self.cfg.feature_t_min)
 
     def trainable_modules(self) -> dict[str, nn.Module]:
         return {"unet": self.unet}
@@ -192,8 +273,16 @@ class DiffAETask(TrainTask):
         t = None  # None: the loss draws t ~ U{0..T-1}, then ε, from the generator
         if self.cfg.high_t_fraction > 0:
             t = self.draw_timesteps(x0.shape[0], generator).to(x0.device)
+        feat = self.feature_loss is not None and self.cfg.diffusion_weight > 0
         terms = self.diffae.loss_terms(x0, generator, t=t, diffusion_weight=self.cfg.diffusion_weight,
-                                       coarse_weight=self.cfg.coarse_weight, z_noise=self.cfg.z_noise)
+                                       coarse_weight=self.cfg.coarse_weight, z_noise=self.cfg.z_noise,
+                                       return_x0=feat)
+        if feat:
+            assert self.feature_loss is not None
+            self.feature_loss.to(x0.device)
+            extra = self.feature_loss(terms.pop("x0_pred"), x0, terms.pop("t"))
+            terms["total"] = terms["total"] + extra.pop("feature_total")
+            terms.update(extra)
         return {k: v if k == "total" else v.detach() for k, v in terms.items()}
 
     def draw_timesteps(self, batch: int, generator: torch.Generator) -> Tensor:
@@ -233,7 +322,8 @@ class DiffAETask(TrainTask):
         return {"data": self.cfg.data, "preset": self.cfg.preset, "T": self.cfg.T, "flip": self.cfg.flip,
                 "model": self.model_config.to_dict(), "init_from": self.cfg.init_from,
                 "high_t_fraction": self.cfg.high_t_fraction, "diffusion_weight": self.cfg.diffusion_weight,
-                "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise}
+                "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise,
+                "feature_loss": dict(self.cfg.feature_loss), "feature_t_min": self.cfg.feature_t_min}
 
     def state_dict(self) -> dict[str, Any]:
         """The ``--recipe`` of the run that wrote a checkpoint travels in it (for ``--export-from``)."""
@@ -366,6 +456,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="weight of the coarse-image loss of a coarse_size network")
     p.add_argument("--z-noise", type=float, default=0.0, metavar="S",
                    help="denoising noise on z (fraction of its std) before the coarse decoder")
+    p.add_argument("--feature-loss", action="append", default=[], metavar="CRITIC=W",
+                   help="face-feature loss on the x̂0 the network implies at noisy t: 1 - cos of a frozen "
+                        "critic's features of x̂0 and of the image, weight W (repeatable; CRITIC: "
+                        f"{', '.join(FEATURE_CRITICS)})")
+    p.add_argument("--feature-t-min", type=validation.int_option(0, 999), default=500, metavar="T",
+                   help="the feature loss scores only rows with t >= T (default 500)")
     recipes.add_recipe_argument(p)
     add_train_args(p, DEFAULTS)
     return p
@@ -437,7 +533,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 encode_steps=args.encode_steps, init_from=args.init_from,
                                 high_t_fraction=args.high_t_fraction,
                                 diffusion_weight=args.diffusion_weight, coarse_weight=args.coarse_weight,
-                                z_noise=args.z_noise)
+                                z_noise=args.z_noise, feature_loss=parse_feature_loss(args.feature_loss),
+                                feature_t_min=args.feature_t_min)
     recipe = "pada train diffae " + shlex.join(argv if argv is not None else [])
     task = DiffAETask(task_cfg, recipe=recipe, recipe_file=recipe_used.record() if recipe_used else None)
     result = Trainer(task, train_cfg).fit()
