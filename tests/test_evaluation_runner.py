@@ -176,6 +176,26 @@ def test_baseline_strength_search_matches_identity():
         assert s == cfg.baseline_strengths[k]
 
 
+def test_baseline_strength_search_refines_between_grid_points():
+    data, critics = _data(), _critics()
+    grid = EvalConfig(targets=("sixties",), baseline_strengths=(0.5, 4.0), baseline_search_images=3,
+                      baseline_refine=0)
+    _, table = search_baseline_strength(FakeBaseline(), data, critics, grid, target_id=1.0)
+    target = 0.3 * table[0]["id_similarity"] + 0.7 * table[1]["id_similarity"]  # nearer the 4.0 end
+    s0, _ = search_baseline_strength(FakeBaseline(), data, critics, grid, target_id=target)
+    cfg = EvalConfig(targets=("sixties",), baseline_strengths=(0.5, 4.0), baseline_search_images=3,
+                     baseline_refine=3)
+    s, rows = search_baseline_strength(FakeBaseline(), data, critics, cfg, target_id=target)
+    assert s0 == 4.0 and len(rows) == 5
+    assert [r.get("refined", False) for r in rows] == [False] * 2 + [True] * 3
+    assert rows[2]["strength"] == pytest.approx(2 ** 0.5)  # geometric mean of 0.5 and 4
+    pick = next(r for r in rows if r["strength"] == s)
+    assert 0.5 < s < 4.0 and abs(pick["id_similarity"] - target) < abs(table[1]["id_similarity"] - target)
+    # a target outside the grid's range: nothing to bisect
+    _, rows = search_baseline_strength(FakeBaseline(), data, critics, cfg, target_id=2.0)
+    assert len(rows) == 2
+
+
 def test_run_evaluation_report_markdown_and_files(tmp_path):
     data, critics = _data(), _critics()
     cfg = EvalConfig(targets=("twenties", "eighties"), n_outputs=2, baseline_strengths=(1.0, 3.0),

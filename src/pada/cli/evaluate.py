@@ -93,7 +93,8 @@ def _eval_config(args: argparse.Namespace):
                       reconstruction=not args.no_reconstruction and quick.get("reconstruction", True),
                       baseline=not args.no_baseline and quick.get("baseline", True),
                       baseline_strengths=args.baseline_strengths or BASELINE_STRENGTHS,
-                      baseline_search_images=args.baseline_search_images, fid_max_real=args.fid_max_real,
+                      baseline_search_images=args.baseline_search_images,
+                      baseline_refine=args.baseline_refine, fid_max_real=args.fid_max_real,
                       text_eps=args.eps, lifespan=not args.no_lifespan and quick.get("lifespan", True),
                       reference=not args.no_reference,
                       diversity_targets=pick(args.diversity_targets, "diversity_targets", None),
@@ -197,6 +198,8 @@ def add_parser(sub) -> None:
     p.add_argument("--eps", type=float_option(0.0, LIMITS["eps"]), default=None,
                    help="PADA's text-driven sampling intensity ε (default: the model's, the paper's 1e-3)")
     p.add_argument("--baseline-search-images", type=int_option(1, LIMITS["images"]), default=8)
+    p.add_argument("--baseline-refine", type=int_option(0, 20), default=3, metavar="N",
+                   help="bisection steps after the strength grid, toward the model's ID (default 3)")
     p.add_argument("--quick", action="store_true",
                    help="fast model comparison: 4 faces, N 2, 10 DDIM steps, all targets, diversity on "
                         "'sixties' only, no lifespan sweep / baseline / reconstruction / FD (explicit "

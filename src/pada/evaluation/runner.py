@@ -96,8 +96,10 @@ class EvalConfig:
     ``seed``: source ``i`` is aged with seed ``seed + i``. ``max_images``: first K test faces (None: all).
     ``fid_max_real``: at most this many real images per group for the Fréchet distance.
     ``baseline_strengths``: candidates of the linear baseline's strength; the search runs on the first
-    ``baseline_search_images`` faces. ``text_eps``: PADA's text-driven sampling intensity ε for the
-    runs (None: the model's own, the paper's 1e-3); the baseline has no PAE and ignores it.
+    ``baseline_search_images`` faces, then ``baseline_refine`` bisection steps (geometric mean of the two
+    strengths whose IDs bracket the model's) bring the baseline to the model's ID. ``text_eps``: PADA's
+    text-driven sampling intensity ε for the runs (None: the model's own, the paper's 1e-3); the baseline
+    has no PAE and ignores it.
     ``lifespan``: score the child-to-old sweep of each face (monotonicity); ``reference``: age each face
     with a reference face about ``ref_gap`` years older (even faces) or younger (odd faces), at least
     ``ref_min_gap`` apart, and check the estimated age moves toward the reference's.
@@ -117,6 +119,7 @@ class EvalConfig:
     baseline: bool = True
     baseline_strengths: tuple[float, ...] = BASELINE_STRENGTHS
     baseline_search_images: int = 8
+    baseline_refine: int = 3
     baseline_fit_images: int = 512
     diversity_targets: tuple[str, ...] | None = None
     fid_max_real: int = 1000
@@ -686,11 +689,14 @@ def fit_baseline_direction(pipeline: Any, data: str | os.PathLike | None, size: 
 
 def search_baseline_strength(baseline: Any, data: EvalData, critics: Critics, cfg: EvalConfig,
                              target_id: float) -> tuple[float, list[dict[str, float]]]:
-    """The strength from ``cfg.baseline_strengths`` whose mean ID (over the first
-    ``baseline_search_images`` faces and all targets, one output each) is closest to ``target_id``."""
+    """The linear baseline's strength whose mean ID (over the first ``baseline_search_images`` faces and all
+    targets, one output each) is closest to ``target_id``: the ``cfg.baseline_strengths`` grid, then up to
+    ``cfg.baseline_refine`` bisection steps between the two neighbouring strengths whose IDs bracket the
+    target (a coarse grid leaves the baseline up to half a grid step from "equal identity"; rows added by
+    the bisection carry ``"refined": True``)."""
     k = min(cfg.baseline_search_images, data.images.shape[0])
-    table = []
-    for s in cfg.baseline_strengths:
+
+    def mean_id(s: float) -> float | None:
         sims = []
         for word in cfg.targets:
             g = group_by_word(word)
@@ -700,8 +706,21 @@ def search_baseline_strength(baseline: Any, data: EvalData, critics: Critics, cf
                                    high_diversity=False, low_diversity=False, steps=cfg.steps, strength=s)
                 e = embed(critics.identity, torch.cat([x, _images_of(res)]), cfg.batch_size)
                 sims.append(float(e[1] @ e[0]))
-        table.append({"strength": float(s), "id_similarity": _mean(sims)})
-    best = min(table, key=lambda r: abs(r["id_similarity"] - target_id))
+        return _mean(sims)
+
+    table: list[dict[str, Any]] = [{"strength": float(s), "id_similarity": mean_id(s)}
+                                   for s in cfg.baseline_strengths]
+    for _ in range(cfg.baseline_refine):
+        rows = sorted((r for r in table if r["id_similarity"] is not None), key=lambda r: r["strength"])
+        pair = next(((a, b) for a, b in zip(rows, rows[1:], strict=False)
+                     if (a["id_similarity"] - target_id) * (b["id_similarity"] - target_id) < 0), None)
+        if pair is None:
+            break
+        lo, hi = pair[0]["strength"], pair[1]["strength"]
+        s = math.sqrt(lo * hi) if lo > 0 else (lo + hi) / 2
+        table.append({"strength": s, "id_similarity": mean_id(s), "refined": True})
+    best = min((r for r in table if r["id_similarity"] is not None),
+               key=lambda r: abs(r["id_similarity"] - target_id))
     return best["strength"], table
 
 
