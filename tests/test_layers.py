@@ -49,8 +49,8 @@ ALLOWED = {
     "faces": {"core"},
     "critics": {"core", "faces"},  # the critics' crops follow the FFHQ alignment recipe
     # the DiffAE family: its model on the network and the samplers, its training task on the engine, the
-    # data sets, PSNR and grids
-    "diffae": {"core", "networks", "diffusion", "training", "data", "evaluation", "faces"},
+    # data sets, PSNR and grids, the frozen critics of its optional face-feature loss (--feature-loss)
+    "diffae": {"core", "networks", "diffusion", "training", "data", "evaluation", "critics", "faces"},
     "data": {"core", "faces", "critics"},
     "vl": {"core", "critics", "data"},
     "training": {"core"},  # the generic engine: nothing model-specific

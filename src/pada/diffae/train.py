@@ -41,6 +41,7 @@ from pada import recipes, validation
 from pada.diffae.model import DiffAE
 from pada.errors import PadaError
 from pada.evaluation.metrics import psnr  # the one PSNR (dB, images in [-1, 1]); re-exported here
+from pada.frozen import freeze
 from pada.training.engine import TrainConfig, Trainer, TrainTask, add_train_args, config_from_args
 
 EXPORT_NAME = "diffae_ema.safetensors"
@@ -117,9 +118,7 @@ class FaceFeatureLoss(nn.Module):
         self.names = dict(zip(self.critics.keys(), critics.keys(), strict=True))
         self.weights = dict(weights)
         self.t_min = int(t_min)
-        for p in self.critics.parameters():
-            p.requires_grad_(False)
-        self.critics.eval()
+        freeze(self.critics)
 
     def forward(self, x0_pred: Tensor, x0: Tensor, t: Tensor) -> dict[str, Tensor]:
         rows = t >= self.t_min
