@@ -114,19 +114,18 @@ class FaceFeatureLoss(nn.Module):
         super().__init__()
         if set(critics) != set(weights):
             raise PadaError(f"feature loss: critics {sorted(critics)} do not match weights {sorted(weights)}")
-        self.critics = nn.ModuleDict({k.replace("-", "_"): c for k, c in critics.items()})
-        self.names = dict(zip(self.critics.keys(), critics.keys(), strict=True))
+        self.critics = nn.ModuleDict(critics)
         self.weights = dict(weights)
         self.t_min = int(t_min)
         freeze(self.critics)
 
     def forward(self, x0_pred: Tensor, x0: Tensor, t: Tensor) -> dict[str, Tensor]:
         rows = t >= self.t_min
+        scored = bool(rows.any())
         out: dict[str, Tensor] = {}
         total = x0_pred.new_zeros(())
-        for key, critic in self.critics.items():
-            name = self.names[key]
-            if not bool(rows.any()):
+        for name, critic in self.critics.items():
+            if not scored:
                 term = x0_pred.sum() * 0.0  # still in the graph
             else:
                 with torch.no_grad():
