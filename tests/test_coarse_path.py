@@ -218,3 +218,87 @@ def test_resume_does_not_compare_the_eigenface_fit_report(tmp_path, monkeypatch)
     monkeypatch.setattr(diffae_task, "fit_eigenface_code", fit_on_other_threads)
     assert diffae_task.main(args + ["--steps", "2"]) == 0
     assert (tmp_path / "checkpoints" / "step_00000002.pt").exists()
+
+
+# ---- the residual parameterisation (coarse_residual) -----------------------------------------------------
+
+def test_config_checks_coarse_residual():
+    with pytest.raises(PadaError, match="coarse_residual needs a coarse path"):
+        load_preset("tiny32").replace(coarse_residual=True)
+
+
+@pytest.mark.parametrize("prediction", ["v", "eps"])
+def test_coarse_residual_network_reads_the_noisy_residual_and_shifts_its_v_output(prediction):
+    from pada import diffusion as D
+
+    unet = _net(coarse_size=8, style_modulation=False, prediction=prediction, coarse_residual=True)
+    model = DiffAE(unet)
+    x, t, z = _images(2), torch.tensor([50, 900]), torch.randn(2, 64)
+    c_small = unet.coarse_image(z)
+    c = torch.nn.functional.interpolate(c_small, size=32, mode="bilinear", align_corners=False)
+    a, s = D.alpha_sigma(model.schedule, t, x)
+    with torch.no_grad():
+        raw = unet(x - a * c, t, z)  # what the network itself sees: the noisy residual x0 - c
+        want = raw - s * c if prediction == "v" else raw
+        if prediction == "v":
+            want = D.eps_from_v(model.schedule, x, t, want)
+        assert torch.allclose(model.eps(x, t, z), want, atol=1e-5)
+        # the sampling loops take the same path (the coarse image computed once per loop)
+        assert torch.allclose(model._model_fn(z, bf16=False)(x, t), want, atol=1e-5)
+
+
+def test_coarse_residual_network_that_outputs_zero_implies_the_coarse_image_at_large_t():
+    from pada import diffusion as D
+
+    unet = _net(coarse_size=8, style_modulation=False, prediction="v", coarse_residual=True)
+    with torch.no_grad():
+        unet.out[2].weight.zero_()
+        unet.out[2].bias.zero_()
+    model = DiffAE(unet)
+    z = torch.randn(2, 64)
+    c = torch.nn.functional.interpolate(unet.coarse_image(z), size=32, mode="bilinear", align_corners=False)
+    x_t = torch.randn(2, 3, 32, 32)
+    t = torch.tensor([999, 999])
+    with torch.no_grad():
+        x0 = model.predict_x0(x_t, t, model.eps(x_t, t, z))
+        plain = DiffAE(_net(coarse_size=8, style_modulation=False, prediction="v")).unet
+        plain.load_state_dict(unet.state_dict())
+        x0_plain = DiffAE(plain).predict_x0(x_t, t, DiffAE(plain).eps(x_t, t, z))
+    a, s = D.alpha_sigma(model.schedule, t, x_t)
+    # x̂0 = sqrt(ᾱ)·x_t + (1 - ᾱ)·c, up to the float32 cancellation of Eq. 3 at t = 999 (1/sqrt(ᾱ) ≈ 156)
+    assert torch.allclose(x0, a * x_t + s * s * c, atol=2e-3)
+    assert (x0 - c).abs().max() < 0.05
+    assert (x0_plain - c).abs().max() > 0.5  # without the shift the same weights imply x̂0 ≈ 0
+
+
+def test_coarse_residual_training_target_is_consistent():
+    """With an oracle network that outputs the true v of the residual, the loss is zero."""
+    from pada import diffusion as D
+
+    unet = _net(coarse_size=8, style_modulation=False, prediction="v", coarse_residual=True)
+    model = DiffAE(unet)
+    x0 = _images(3)
+    t = torch.tensor([10, 400, 990])
+    g = torch.Generator().manual_seed(3)
+    noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(3))
+    z = unet.encode(x0)
+    c = torch.nn.functional.interpolate(unet.coarse_image(z), size=32, mode="bilinear", align_corners=False)
+
+    def oracle(x_in, t_in, z_in, coarse=None):
+        return D.v_target(model.schedule, x0 - c, t_in, noise)
+
+    unet.forward = oracle
+    with torch.no_grad():
+        out = model.loss_terms(x0, generator=g, t=t, return_x0=True)
+    assert out["v_mse"] < 1e-10
+    assert torch.allclose(out["x0_pred"], x0.clamp(-1, 1), atol=1e-4)
+
+
+def test_coarse_residual_round_trips_and_warm_starts_from_a_plain_coarse_network(tmp_path):
+    unet = _net(coarse_size=8, style_modulation=False, prediction="v", coarse_residual=True)
+    back = load_diffae(save_diffae(unet, tmp_path / "r.safetensors"))
+    assert back.config.coarse_residual is True
+    plain = _net(coarse_size=8, style_modulation=False, prediction="v")
+    from pada.networks.checkpoint import check_state_dict
+
+    check_state_dict(unet, plain.state_dict(), "plain", "residual")  # same keys and shapes: --init-from works

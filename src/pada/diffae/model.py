@@ -84,7 +84,24 @@ class DiffAE(nn.Module):
         A v-prediction network (``config.prediction == "v"``) is converted to ε here, so every caller
         (samplers, inversion, Eq. 3, the PADA losses) works on ε whatever the network predicts.
         """
-        return self._to_eps(x_t, t, self.unet(x_t, t, z))
+        return self._to_eps(x_t, t, self._predict(self.unet, x_t, t, z))
+
+    def _predict(self, net, x_t: Tensor, t: Tensor, z: Tensor, coarse: Tensor | None = None) -> Tensor:
+        """The network's raw output (ε or v) for x_t. A ``coarse_residual`` network models x0 - c, with c
+        the coarse image upsampled to x_t: it reads ``x_t - sqrt(ᾱ_t)·c`` and a v output is shifted by
+        ``-sqrt(1-ᾱ_t)·c`` (v of x0 = v of x0 - c, minus that), an ε output needs no shift. So the forward
+        process, and every caller that works on ε, stay as they are."""
+        kw = {} if coarse is None else {"coarse": coarse}
+        if not self.unet.config.coarse_residual:
+            return net(x_t, t, z, **kw)
+        if coarse is None:
+            coarse = kw["coarse"] = self.unet.coarse_image(z)
+        c = F.interpolate(coarse.float(), size=x_t.shape[-2:], mode="bilinear", align_corners=False)
+        sqrt_a, sqrt_1ma = D.alpha_sigma(self.schedule, t, x_t)
+        out = net((x_t.float() - sqrt_a * c).to(x_t.dtype), t, z, **kw)
+        if self.unet.config.prediction == "v":
+            out = out.float() - sqrt_1ma * c
+        return out
 
     def _to_eps(self, x_t: Tensor, t: Tensor, out: Tensor) -> Tensor:
         if self.unet.config.prediction == "v":
@@ -99,12 +116,12 @@ class DiffAE(nn.Module):
         if getattr(self.unet, "coarse", None) is not None:  # depends on z only: once per loop, not per step
             kw["coarse"] = self.unet.coarse_image(z)
         if not (bf16 or self.precision == "bf16"):
-            return lambda x, t: self._to_eps(x, t, net(x, t, z, **kw))
+            return lambda x, t: self._to_eps(x, t, self._predict(net, x, t, z, **kw))
         dev = z.device.type
 
         def fn(x: Tensor, t: Tensor) -> Tensor:
             with torch.autocast(device_type=dev, dtype=torch.bfloat16):
-                out = net(x, t, z, **kw)
+                out = self._predict(net, x, t, z, **kw)
             return self._to_eps(x, t, out.float())
 
         return fn
@@ -255,7 +272,7 @@ class DiffAE(nn.Module):
                 target = D.v_target(self.schedule, x0, t, noise)
             else:
                 target = noise
-            pred = self.unet(x_t, t, z, coarse=coarse).float()
+            pred = self._predict(self.unet, x_t, t, z, coarse=coarse).float()
             mse = (pred - target.float()).square().mean()
             out[f"{cfg.prediction}_mse"] = mse
             total = total + diffusion_weight * mse

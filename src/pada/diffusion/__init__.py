@@ -18,6 +18,7 @@ from pada.diffusion.samplers import SAMPLERS, get_sampler, sampler_steps
 from pada.diffusion.schedule import (
     Schedule,
     SpacedSchedule,
+    alpha_sigma,
     ddim_schedule,
     eps_from_v,
     extract,
@@ -42,6 +43,7 @@ __all__ = [
     "ddim_sample",
     "ddim_schedule",
     "ddim_step",
+    "alpha_sigma",
     "eps_from_v",
     "eps_mse_loss",
     "extract",

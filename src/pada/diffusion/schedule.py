@@ -241,6 +241,12 @@ def _at(schedule: Schedule, t: Tensor | int, x: Tensor, *tables: str) -> tuple[T
     return tuple(extract(getattr(s, name), t, x.dim()) for name in tables)
 
 
+def alpha_sigma(schedule: Schedule, t: Tensor | int, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(sqrt(ᾱ_t), sqrt(1 - ᾱ_t)) at the original timesteps t, each (B, 1, ..., 1) to broadcast over x."""
+    sqrt_a, sqrt_1ma = _at(schedule, t, x, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    return sqrt_a, sqrt_1ma
+
+
 def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
     """Forward process x_t = sqrt(ᾱ_t)·x0 + sqrt(1 - ᾱ_t)·ε (paper Eq. 1; official ``q_sample``).
 

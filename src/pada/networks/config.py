@@ -89,6 +89,12 @@ class DiffAEConfig:
         style_modulation: pada-only; ``False`` feeds z to the UNet's ResBlocks as zeros, so z acts on the
             image *only* through ``coarse(z)``: edits of z (PADA) then cannot add high-frequency texture,
             they change the coarse image and the UNet draws detail consistent with it.
+        coarse_residual: pada-only; ``True`` makes the network model the image *relative to* the
+            upsampled coarse image c: it reads ``x_t - sqrt(ᾱ_t)·c`` (the noisy residual x0 - c) and its v
+            output is shifted by ``-sqrt(1-ᾱ_t)·c`` (ε output: unchanged), so a network that outputs zero
+            already implies x̂0 ≈ c at large t. The forward process, samplers and inversion are unchanged
+            (:class:`pada.diffae.DiffAE` applies the shift); the default is to follow z's coarse image
+            from fresh noise instead of having to learn it (docs/diffae.md).
     """
 
     image_size: int = 64
@@ -115,6 +121,7 @@ class DiffAEConfig:
     coarse_channels: int = 128
     coarse_pca: int = 0
     style_modulation: bool = True
+    coarse_residual: bool = False
     name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -152,6 +159,8 @@ class DiffAEConfig:
                                 f"{self.enc_out_channels}) and at most {self.in_channels}*coarse_size^2")
         elif self.coarse_pca:
             raise PadaError("DiffAEConfig: coarse_pca needs a coarse path (coarse_size > 0)")
+        elif self.coarse_residual:
+            raise PadaError("DiffAEConfig: coarse_residual needs a coarse path (coarse_size > 0)")
         elif not self.style_modulation:
             raise PadaError("DiffAEConfig: style_modulation=False needs a coarse path (coarse_size > 0), "
                             "or z would not reach the image at all")
