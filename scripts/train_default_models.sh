@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-runs}
 DIFFAE_V_STEPS=${DIFFAE_V_STEPS:-800}
 DIFFAE_E_STEPS=${DIFFAE_E_STEPS:-300}
+DIFFAE_F_STEPS=${DIFFAE_F_STEPS:-1000}
 PADA_STEPS=${PADA_STEPS:-400}
 
 python3 -m pada.cli.main data demo --out data/demo
@@ -34,6 +35,13 @@ python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64v2/checkpoint
 python3 -m pada.cli.main train diffae --recipe diffae-demo64-1d --out "$RUNS/diffae64e" --steps "$DIFFAE_E_STEPS" \
   --init-from "$RUNS/diffae64v2.safetensors"
 python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64e/checkpoints/step_$(printf %08d "$DIFFAE_E_STEPS").pt" \
+  --out "$RUNS/diffae64e.safetensors" --fp16-export
+# 1e. the face-feature loss on x-hat-0 (docs/diffae.md, bake-off round 3): frozen SFace and dlib age/gender
+#     features of the clean image the network implies at t >= 500 must match the input's, so the UNet learns
+#     to follow z's coarse image; 1,000 steps (about 1.8 h on 2 cores), from the fp16 export of 1d
+python3 -m pada.cli.main train diffae --recipe diffae-demo64-1e --out "$RUNS/diffae64f" --steps "$DIFFAE_F_STEPS" \
+  --init-from "$RUNS/diffae64e.safetensors"
+python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64f/checkpoints/step_$(printf %08d "$DIFFAE_F_STEPS").pt" \
   --out src/pada/networks/weights/diffae_demo64.safetensors --fp16-export
 python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/diffae_demo64.safetensors --max-faces 16
 
@@ -45,8 +53,9 @@ python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/di
 #    of real codes, shift norm, augmented critic views, t in [200, 900), no same-group triplets, small PAE
 #    sigma, wider text samples, the data prior L_dir (the linear age direction, x2), and for pluralism the draw
 #    head (the modulation reads each PAE draw's noise), mode seeking and a per-draw amount of aging.
-python3 -m pada.cli.main train pada --recipe pada-demo64-v4 --out "$RUNS/pada64v4" --steps "$PADA_STEPS"
-cp "$RUNS/pada64v4/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
+#    v5 is the v4 recipe on the stage-1e DiffAE (v4 itself: --recipe pada-demo64-v4, on $RUNS/diffae64e.safetensors).
+python3 -m pada.cli.main train pada --recipe pada-demo64-v5 --out "$RUNS/pada64v5" --steps "$PADA_STEPS"
+cp "$RUNS/pada64v5/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
 
 # Experimental (issue 16 bake-off, not shipped): the coarse-image-path DiffAE, warm-started from the shipped one.
 # python3 -m pada.cli.main train diffae --data data/demo/aligned/64 --preset pada64c --init-from diffae-demo64 \

@@ -41,11 +41,18 @@ FORMER_SCRIPT = {
         "--ema-decay 0.999 --seed 0 --num-workers 0 --log-every 10 --ckpt-every 100 "
         "--sample-every 500 --no-progress --set warmup_steps=30 --set ema_warmup=true --out "
         "runs/diffae64e --steps 300 --resume"),
+    "diffae-demo64-1e": (
+        "--data data/demo/aligned/64 --preset pada64e --init-from runs/diffae64e.safetensors "
+        "--high-t-fraction 0.5 --coarse-weight 1 --z-noise 0.1 --feature-loss sface=0.2 "
+        "--feature-loss dlib-age=0.2 --feature-loss dlib-gender=0.1 --feature-t-min 500 --batch-size 32 "
+        "--lr 3e-4 --ema-decay 0.999 --seed 0 --num-workers 0 --log-every 10 --ckpt-every 100 "
+        "--sample-every 100 --no-progress --set warmup_steps=30 --set ema_warmup=true --out "
+        "runs/diffae64f --steps 1000 --resume"),
     "faceclip-demo": (
         "--data data/demo --out src/pada/vl/weights/faceclip.safetensors --cache "
         "runs/faceclip/cache --threads 1"),
     "pada-demo64-v3": (
-        "--data data/demo --diffae diffae-demo64 --vl faceclip --out runs/pada64v3 --steps "
+        "--data data/demo --diffae runs/diffae64e.safetensors --vl faceclip --out runs/pada64v3 --steps "
         "400 --batch-size 8 --lr 3e-4 --seed 0 --log-every 10 --ckpt-every 100 --sample-faces "
         "0 --no-progress --resume --pada-set max_shift=0.35 --pada-set shift_subspace=16 "
         "--pada-set sigma_init=0.02 --pada-set eps=0.02 --loss-set lambda_id=0.6 --loss-set "
@@ -53,7 +60,15 @@ FORMER_SCRIPT = {
         "skip_same_group=true --loss-set lambda_div=0.5 --loss-set div_target=0.05 --loss-set "
         "t_min=200 --loss-set t_max=900 --loss-set lambda_dir=50 --loss-set dir_gain=2"),
     "pada-demo64-v4": (
-        "--data data/demo --diffae diffae-demo64 --vl faceclip --out runs/pada64v4 --steps "
+        "--data data/demo --diffae runs/diffae64e.safetensors --vl faceclip --out runs/pada64v4 --steps "
+        "400 --batch-size 8 --lr 3e-4 --seed 0 --log-every 10 --ckpt-every 100 --sample-faces "
+        "0 --no-progress --resume --pada-set max_shift=0.35 --pada-set shift_subspace=16 "
+        "--pada-set sigma_init=0.02 --pada-set eps=0.02 --pada-set draw_hidden=64 --loss-set lambda_id=0.6 "
+        "--loss-set norm_target=shift --loss-set lambda_norm=0.1 --loss-set augment=0.5 --loss-set "
+        "skip_same_group=true --loss-set t_min=200 --loss-set t_max=900 --loss-set lambda_dir=50 "
+        "--loss-set dir_gain=2 --loss-set lambda_div=2 --loss-set div_target=0.08 --loss-set dir_spread=0.4"),
+    "pada-demo64-v5": (
+        "--data data/demo --diffae diffae-demo64 --vl faceclip --out runs/pada64v5 --steps "
         "400 --batch-size 8 --lr 3e-4 --seed 0 --log-every 10 --ckpt-every 100 --sample-faces "
         "0 --no-progress --resume --pada-set max_shift=0.35 --pada-set shift_subspace=16 "
         "--pada-set sigma_init=0.02 --pada-set eps=0.02 --pada-set draw_hidden=64 --loss-set lambda_id=0.6 "
@@ -176,7 +191,7 @@ def test_recipes_cli(capsys):
 def test_the_script_and_the_registry_use_the_recipes():
     script = (ROOT / "scripts" / "train_default_models.sh").read_text()
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
-    replaced = {"pada-demo64-v3"}  # kept to reproduce the model v4 replaced (docs/pada_method.md)
+    replaced = {"pada-demo64-v3", "pada-demo64-v4"}  # kept to reproduce replaced models (docs/pada_method.md)
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer
