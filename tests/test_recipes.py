@@ -67,15 +67,12 @@ FORMER_SCRIPT = {
         "--loss-set norm_target=shift --loss-set lambda_norm=0.1 --loss-set augment=0.5 --loss-set "
         "skip_same_group=true --loss-set t_min=200 --loss-set t_max=900 --loss-set lambda_dir=50 "
         "--loss-set dir_gain=2 --loss-set lambda_div=2 --loss-set div_target=0.08 --loss-set dir_spread=0.4"),
-    "pada-demo64-v5": (
-        "--data data/demo --diffae diffae-demo64 --vl faceclip --out runs/pada64v5 --steps "
-        "400 --batch-size 8 --lr 3e-4 --seed 0 --log-every 10 --ckpt-every 100 --sample-faces "
-        "0 --no-progress --resume --pada-set max_shift=0.35 --pada-set shift_subspace=16 "
-        "--pada-set sigma_init=0.02 --pada-set eps=0.02 --pada-set draw_hidden=64 --loss-set lambda_id=0.6 "
-        "--loss-set norm_target=shift --loss-set lambda_norm=0.1 --loss-set augment=0.5 --loss-set "
-        "skip_same_group=true --loss-set t_min=200 --loss-set t_max=900 --loss-set lambda_dir=50 "
-        "--loss-set dir_gain=2 --loss-set lambda_div=2 --loss-set div_target=0.08 --loss-set dir_spread=0.4"),
+    # v5: the v4 recipe on the stage-1e DiffAE (the shipped diffae-demo64)
+    "pada-demo64-v5": "",
 }
+FORMER_SCRIPT["pada-demo64-v5"] = (
+    FORMER_SCRIPT["pada-demo64-v4"].replace("--diffae runs/diffae64e.safetensors", "--diffae diffae-demo64")
+    .replace("runs/pada64v4", "runs/pada64v5"))
 
 
 def _configs(trainer: str, args) -> tuple:
