@@ -243,8 +243,7 @@ def _at(schedule: Schedule, t: Tensor | int, x: Tensor, *tables: str) -> tuple[T
 
 def alpha_sigma(schedule: Schedule, t: Tensor | int, x: Tensor) -> tuple[Tensor, Tensor]:
     """(sqrt(ᾱ_t), sqrt(1 - ᾱ_t)) at the original timesteps t, each (B, 1, ..., 1) to broadcast over x."""
-    sqrt_a, sqrt_1ma = _at(schedule, t, x, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
-    return sqrt_a, sqrt_1ma
+    return _at(schedule, t, x, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
 
 
 def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
@@ -255,7 +254,7 @@ def q_sample(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor
         x0: (B, C, H, W) clean image in [-1, 1]; t: (B,) int64 original timesteps;
         noise: ε, same shape as x0.
     """
-    sqrt_a, sqrt_1ma = _at(schedule, t, x0, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    sqrt_a, sqrt_1ma = alpha_sigma(schedule, t, x0)
     return sqrt_a * x0 + sqrt_1ma * noise
 
 
@@ -274,7 +273,7 @@ def v_target(schedule: Schedule, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor
 
     Args: x0, noise: (B, C, H, W); t: (B,) int64 original timesteps.
     """
-    sqrt_a, sqrt_1ma = _at(schedule, t, x0, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    sqrt_a, sqrt_1ma = alpha_sigma(schedule, t, x0)
     return sqrt_a * noise - sqrt_1ma * x0
 
 
@@ -284,7 +283,7 @@ def eps_from_v(schedule: Schedule, x_t: Tensor, t: Tensor, v: Tensor) -> Tensor:
     Exact inverse of :func:`v_target` given ``x_t = q_sample(x0, t, ε)``; lets every sampler, the
     inversion and Eq. 3 keep working on ε. Args: x_t, v: (B, C, H, W); t: (B,) int64 original timesteps.
     """
-    sqrt_a, sqrt_1ma = _at(schedule, t, x_t, "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod")
+    sqrt_a, sqrt_1ma = alpha_sigma(schedule, t, x_t)
     return sqrt_a * v + sqrt_1ma * x_t
 
 
