@@ -329,6 +329,73 @@ def test_draw_head_round_trips_through_a_file(tmp_path):
     assert torch.equal(back(z, e, eta), model(z, e, eta))
 
 
+def _with_subspace(model, codes):
+    model.modulation.set_subspace(codes)
+    return model
+
+
+def test_source_input_starts_silent_and_then_makes_the_shift_depend_on_the_face():
+    codes = torch.randn(40, 64, generator=gen(10))
+    z = codes[:4]
+    e = torch.nn.functional.normalize(torch.randn(1, 32, generator=gen(11)), dim=-1).expand(4, -1)
+    with_src = _with_subspace(tiny_model(init_gain=0.3, shift_subspace=8, source_input=True), codes)
+    without = _with_subspace(tiny_model(init_gain=0.3, shift_subspace=8), codes)
+    assert torch.equal(with_src(z, e), without(z, e))  # W_c starts at zero
+    # the coordinates are standardised on the codes the subspace was fitted to
+    c = with_src.modulation.source_coords(codes)
+    assert torch.allclose(c.mean(0), torch.zeros(8), atol=1e-5)
+    assert torch.allclose(c.std(0), torch.ones(8), atol=1e-5)
+    with torch.no_grad():
+        with_src.modulation.source.weight.normal_(0, 1.0, generator=gen(12))
+    dz = with_src.modulation.delta(e, None, z)
+    assert (dz - dz[:1]).abs().amax(-1)[1:].min() > 1e-3  # one target, a different Δz per face
+    plain = without.modulation.delta(e, None, z)
+    assert torch.equal(plain, plain[:1].expand_as(plain))  # Eq. 6's Δz ignores the face
+    with pytest.raises(PadaError, match="shift_subspace"):
+        PadaConfig(source_input=True)
+    with pytest.raises(ValueError, match="z_src"):
+        with_src.modulation.delta(e)
+
+
+def test_source_input_learns_a_shift_that_depends_on_the_sources_age():
+    """The linear baseline's edit, (target − â(z))·w: a target-only Δz cannot follow the source's age, the
+    source input can. Same steps, same data; the error with the source input ends far lower."""
+    g = gen(13)
+    basis = torch.linalg.qr(torch.randn(64, 8, generator=g))[0].T  # (8, 64) orthonormal rows
+    codes = torch.randn(256, 8, generator=g) @ basis + 0.05 * torch.randn(256, 64, generator=g) + 1.0
+    w = basis[0] * 0.5
+    src_age = (codes - codes.mean(0)) @ basis[0]
+    targets = torch.nn.functional.normalize(torch.randn(3, 32, generator=g), dim=-1)
+    target_age = torch.tensor([-2.0, 0.0, 2.0])
+    errors = {}
+    for source_input in (False, True):
+        model = _with_subspace(tiny_model(init_gain=0.3, shift_subspace=8, source_input=source_input), codes)
+        opt = torch.optim.Adam(model.modulation.parameters(), lr=3e-3)
+        for step in range(150):
+            k = torch.randint(3, (256,), generator=gen(100 + step))
+            want = (target_age[k] - src_age)[:, None] * w
+            loss = (model.modulation(codes, targets[k]) - codes - want).square().sum(-1).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        errors[source_input] = float(loss)
+    assert errors[True] < 0.3 * errors[False], errors
+
+
+def test_source_input_round_trips_through_a_file(tmp_path):
+    from pada.aging.model import PadaModel
+
+    model = _with_subspace(tiny_model(init_gain=0.3, shift_subspace=8, source_input=True),
+                           torch.randn(40, 64, generator=gen(14)))
+    with torch.no_grad():
+        model.modulation.source.weight.normal_(0, 0.5, generator=gen(15))
+    back = PadaModel.load(model.save(tmp_path / "m.safetensors"))
+    assert back.cfg.source_input
+    assert torch.equal(back.modulation.source_mean, model.modulation.source_mean)
+    z, e = torch.randn(2, 64), torch.randn(2, 32)
+    assert torch.equal(back(z, e), model(z, e))
+
+
 def test_draw_head_separates_draws_that_e_age_alone_barely_tells_apart(frozen):
     """With text draws ε = 1e-3 apart the modulation sees almost the same input twice; the draw head gives
     L_div an O(1) handle on the draw, so the same number of steps separates the draws far more."""

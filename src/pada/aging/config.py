@@ -55,6 +55,13 @@ class PadaConfig:
     head changes nothing; η = 0, the PAE mean, adds nothing). Without it two draws reach the modulation
     only as e_age's that differ by O(σ) or O(ε) (ε = 1e-3 in the paper), which it learns to ignore; with it
     they differ by O(1). 0 = Δz from e_age alone (paper).
+    ``source_input``: pada-only; True lets Δz depend on the source face: the modulation MLP's first layer
+    also reads z_src's coordinates in the shift subspace (standardised with the training codes' mean and
+    std, buffers ``modulation.source_mean`` / ``source_std``; needs ``shift_subspace`` > 0), through a
+    bias-free Linear that starts at zero (a fresh model behaves as without it). Eq. 6 alone gives nearly the
+    same shift to every face for one target (its γ acts per channel), so a 20-year-old and a 70-year-old
+    asked for "eighties" move alike; with the source input the shift can depend on how old the face
+    already looks. False = Δz from e_age alone (paper).
     """
 
     e_dim: int = 512
@@ -73,6 +80,7 @@ class PadaConfig:
     max_shift: float = 0.0
     shift_subspace: int = 0
     draw_hidden: int = 0
+    source_input: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -97,6 +105,8 @@ class PadaConfig:
             raise PadaError(f"shift_subspace must be in [0, z_dim={self.z_dim}], got {self.shift_subspace}")
         if not 0 <= self.draw_hidden <= 8192:
             raise PadaError(f"draw_hidden must be in [0, 8192], got {self.draw_hidden}")
+        if self.source_input and not self.shift_subspace:
+            raise PadaError("source_input=true reads z_src in the shift subspace: needs shift_subspace > 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -23,6 +23,11 @@ O(init_gain) otherwise. For ``"dataset"`` statistics this is Eq. 6 with γ/β bi
 Draw head (``PadaConfig.draw_hidden`` > 0, a pada addition): Δz = MLP(e_age) + draw(η), where η is the PAE
 draw's standard-normal noise, so that different draws of one PAE reach γ/β as different inputs of size O(1).
 The head has no biases, so η = 0 (or no η), the PAE mean, adds nothing; its last layer starts at zero.
+
+Source input (``PadaConfig.source_input``, a pada addition): the MLP's first layer also reads c, the
+source code's coordinates in the shift subspace, standardised: Δz = MLP'(e_age, c), where the first
+pre-activation is W_e·e_age + b + W_c·c, W_c bias-free and zero at the start. Eq. 6's γ acts channel by
+channel, so without it the shift is nearly the same for every face asked for one target.
 """
 
 from __future__ import annotations
@@ -68,6 +73,12 @@ class AdaptiveModulation(nn.Module):
             self.draw = nn.Sequential(nn.Linear(cfg.e_dim, cfg.draw_hidden, bias=False), nn.LeakyReLU(0.2),
                                       nn.Linear(cfg.draw_hidden, cfg.z_dim, bias=False))
             nn.init.zeros_(self.draw[2].weight)
+        if cfg.source_input:  # zero at the start: a fresh model behaves as one without the source input
+            first = self.mlp[0].out_features
+            self.source = nn.Linear(cfg.shift_subspace, first, bias=False)
+            nn.init.zeros_(self.source.weight)
+            self.register_buffer("source_mean", torch.zeros(cfg.shift_subspace))
+            self.register_buffer("source_std", torch.ones(cfg.shift_subspace))
 
     def statistics(self, z_src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(μ_src, σ_src), broadcastable to z_src (B, S): (B, 1) for "instance", (1, S) for "dataset"."""
@@ -100,11 +111,28 @@ class AdaptiveModulation(nn.Module):
         c = codes.double() - codes.double().mean(0)
         _, s, vh = torch.linalg.svd(c, full_matrices=False)
         self.shift_basis.copy_(vh[:m].to(self.shift_basis.dtype))
+        if self.cfg.source_input:
+            coords = codes.double() @ vh[:m].T
+            self.source_mean.copy_(coords.mean(0).to(self.source_mean.dtype))
+            self.source_std.copy_(coords.std(0).clamp_min(1e-8).to(self.source_std.dtype))
         return float(s[:m].square().sum() / s.square().sum())
 
-    def delta(self, e_age: torch.Tensor, eta: torch.Tensor | None = None) -> torch.Tensor:
-        """Δz = MLP(e_age) (+ draw(η) with a draw head): (B, D) → (B, S)."""
-        dz = self.mlp(e_age)
+    def source_coords(self, z_src: torch.Tensor) -> torch.Tensor:
+        """c (B, m): z_src's coordinates in the shift subspace, standardised by the training codes'."""
+        basis = self.shift_basis.to(z_src.dtype)
+        return (z_src @ basis.T - self.source_mean.to(z_src.dtype)) / self.source_std.to(z_src.dtype)
+
+    def delta(self, e_age: torch.Tensor, eta: torch.Tensor | None = None,
+              z_src: torch.Tensor | None = None) -> torch.Tensor:
+        """Δz = MLP(e_age) (+ draw(η) with a draw head; the first layer also reads z_src with a source
+        input): (B, D) → (B, S)."""
+        if self.cfg.source_input:
+            if z_src is None:
+                raise ValueError("a modulation with source_input needs z_src")
+            h = self.mlp[0](e_age) + self.source(self.source_coords(z_src))
+            dz = self.mlp[1:](h)
+        else:
+            dz = self.mlp(e_age)
         if eta is not None and self.cfg.draw_hidden:
             dz = dz + self.draw(eta.to(dz.dtype))
         return dz
@@ -115,7 +143,7 @@ class AdaptiveModulation(nn.Module):
         ``eta`` (B, D): the PAE draw's noise, read only by a draw head (None = the PAE mean)."""
         mu, sd = self.statistics(z_src)
         z_hat = (z_src - mu) / sd
-        dz = self.delta(e_age.to(z_src.dtype), eta)
+        dz = self.delta(e_age.to(z_src.dtype), eta, z_src)
         z_age = (sd + self.gamma(dz)) * z_hat + (mu + self.beta(dz))
         if self.cfg.shift_subspace:
             basis = self.shift_basis.to(z_age.dtype)
