@@ -108,11 +108,11 @@ class AdaptiveModulation(nn.Module):
         if codes.ndim != 2 or codes.shape[1] != self.cfg.z_dim or codes.shape[0] < m:
             raise ValueError(f"set_subspace needs at least {m} codes of size {self.cfg.z_dim}, "
                              f"got {tuple(codes.shape)}")
-        c = codes.double() - codes.double().mean(0)
-        _, s, vh = torch.linalg.svd(c, full_matrices=False)
+        x = codes.double()
+        _, s, vh = torch.linalg.svd(x - x.mean(0), full_matrices=False)
         self.shift_basis.copy_(vh[:m].to(self.shift_basis.dtype))
         if self.cfg.source_input:
-            coords = codes.double() @ vh[:m].T
+            coords = x @ vh[:m].T
             self.source_mean.copy_(coords.mean(0).to(self.source_mean.dtype))
             self.source_std.copy_(coords.std(0).clamp_min(1e-8).to(self.source_std.dtype))
         return float(s[:m].square().sum() / s.square().sum())
