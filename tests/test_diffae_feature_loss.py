@@ -121,3 +121,51 @@ def test_cli_trains_with_the_real_critics(tmp_path):
     with pytest.raises(PadaError, match="--feature-loss"):
         main(["--data", "synthetic:blobs:8", "--out", str(tmp_path / "bad"), "--steps", "1",
               "--feature-loss", "lpips=1", *FAST])
+
+
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_chain_x0_renoises_the_detached_prediction_and_predicts_again(prediction):
+    unet = DiffAEUNet(load_preset("tiny32").replace(prediction=prediction)).eval()
+    model = DiffAE(unet, D.linear_schedule(1000))
+    g = torch.Generator().manual_seed(4)
+    x0_pred = (torch.rand(3, 3, 32, 32, generator=g) * 1.8 - 0.9).requires_grad_(True)
+    z = torch.randn(3, unet.config.style_channels, generator=g, requires_grad=True)
+    t = torch.tensor([600, 999, 201])
+    # the real network for the graph: it reaches z, not the detached input ...
+    x0_2, t2 = model.chain_x0(x0_pred, z, t, 200, torch.Generator().manual_seed(1))
+    assert x0_2.shape == x0_pred.shape and float(x0_2.abs().max()) <= 1.0
+    assert bool(((t2 >= 200) & (t2 < t)).all())
+    x0_2.sum().backward()
+    assert x0_pred.grad is None and z.grad is not None  # the input is detached; z is in the graph
+    assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in unet.parameters())
+    # ... and an oracle that knows the image it is re-noised from for the values: it gives that image back
+    target = x0_pred.detach()
+    seen = {}
+
+    def oracle(x_t, tt, zz, coarse=None):
+        a, s = D.alpha_sigma(model.schedule, tt, x_t)
+        eps = (x_t - a * target) / s
+        seen["t"] = tt
+        return a * eps - s * target if prediction == "v" else eps
+
+    unet.forward = oracle
+    back, t2 = model.chain_x0(target, z.detach(), t, 200, torch.Generator().manual_seed(1))
+    assert torch.equal(seen["t"], t2)
+    assert torch.allclose(back, target, atol=1e-3)
+
+
+def test_cli_chained_feature_loss(tmp_path):
+    out = tmp_path / "run"
+    assert main(["--data", "synthetic:blobs:8", "--out", str(out), "--steps", "2",
+                 "--feature-loss", "sface=0.1", "--feature-t-min", "0", "--feature-chain-t", "50",
+                 "--high-t-fraction", "1", *FAST]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        assert 0 < r["loss/chain_sface"] <= 2
+        features = 0.1 * (r["loss/feat_sface"] + r["loss/chain_sface"])
+        assert r["loss/total"] >= r["loss/eps_mse"] + features - 1e-5
+    cfg = torch.load(out / "checkpoints" / "step_00000002.pt", weights_only=False)["task"]["config"]
+    assert cfg["feature_chain_t"] == 50
+    with pytest.raises(PadaError, match="--feature-chain-t needs --feature-loss"):
+        main(["--data", "synthetic:blobs:8", "--out", str(tmp_path / "bad"), "--steps", "1",
+              "--feature-chain-t", "50", *FAST])

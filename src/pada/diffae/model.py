@@ -247,7 +247,8 @@ class DiffAE(nn.Module):
         ``diffusion_weight=0`` skips the UNet (autoencoder pre-training of the coarse path).
         ``return_x0`` also returns, under ``"x0_pred"`` and ``"t"``, the clean image x̂0 (B, 3, H, W) that the
         network's prediction implies (Eq. 3, clamped to [-1, 1], in the graph) and the timesteps: for losses
-        on x̂0 (``pada train diffae --feature-loss``); they are not loss terms.
+        on x̂0 (``pada train diffae --feature-loss``), with the code ``"z"`` (in the graph) and, for a coarse
+        path, the detached ``"coarse"`` image (for :meth:`chain_x0`); they are not loss terms.
         """
         cfg = self.unet.config
         z = self.unet.encode(x0)
@@ -280,8 +281,31 @@ class DiffAE(nn.Module):
                 eps = D.eps_from_v(self.schedule, x_t, t, pred) if cfg.prediction == "v" else pred
                 out["x0_pred"] = D.predict_x0(self.schedule, x_t, t, eps).clamp(-1.0, 1.0)
                 out["t"] = t
+                out["z"] = z
+                if coarse is not None:
+                    out["coarse"] = coarse
         out["total"] = total
         return out
+
+    def chain_x0(self, x0_pred: Tensor, z: Tensor, t: Tensor, t_low: int,
+                 generator: torch.Generator | None = None,
+                 coarse: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One step of the sampling chain, for training: the clean image the network implies after it has
+        re-noised its own prediction. ``x0_pred`` (B, 3, H, W), the x̂0 predicted at ``t`` (B,), is detached,
+        noised again to t2 ~ U{t_low..t-1} with fresh ε, and predicted from there with the same code ``z``
+        (and ``coarse`` image). Returns (x̂0 at t2, clamped to [-1, 1] and in the graph through ``z`` and
+        the UNet; t2). At sampling time the mid-t steps see exactly such an input: the detail of x_t2 comes
+        from the network's earlier, blurry x̂0, not from a real image, so only z can put the face back.
+        Rows with t <= t_low are re-noised to t_low (callers pass rows with t > t_low)."""
+        t = t.long()
+        span = (t - t_low).clamp_min(1)
+        gdev = generator.device if generator is not None else None
+        u = torch.rand(t.shape, generator=generator, device=gdev)
+        t2 = (t_low + (u.to(t.device) * span).long()).clamp(max=self.T - 1)
+        x_t2 = D.q_sample(self.schedule, x0_pred.detach(), t2, _randn(x0_pred.shape, generator, x0_pred))
+        pred = self._predict(self.unet, x_t2, t2, z, coarse=coarse).float()
+        eps = D.eps_from_v(self.schedule, x_t2, t2, pred) if self.unet.config.prediction == "v" else pred
+        return D.predict_x0(self.schedule, x_t2, t2, eps).clamp(-1.0, 1.0), t2
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod

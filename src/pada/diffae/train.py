@@ -71,6 +71,8 @@ class DiffAETaskConfig:
     z_noise: float = 0.0                        # denoising noise on z before the coarse decoder
     feature_loss: dict[str, float] = field(default_factory=dict)  # critic name -> weight (FaceFeatureLoss)
     feature_t_min: int = 500                    # the feature loss scores rows with t >= this only
+    feature_chain_t: int = 0                    # > 0: also score x̂0 one re-noising later, at
+                                                # U{this..t-1} (DiffAE.chain_x0); 0 = off
 
 
 #: critics ``--feature-loss`` accepts (frozen, differentiable, offline weights; :mod:`pada.critics`)
@@ -278,10 +280,34 @@ class DiffAETask(TrainTask):
         if feat:
             assert self.feature_loss is not None
             self.feature_loss.to(x0.device)
-            extra = self.feature_loss(terms.pop("x0_pred"), x0, terms.pop("t"))
+            x0_pred, t, z = terms.pop("x0_pred"), terms.pop("t"), terms.pop("z")
+            coarse = terms.pop("coarse", None)
+            extra = self.feature_loss(x0_pred, x0, t)
             terms["total"] = terms["total"] + extra.pop("feature_total")
             terms.update(extra)
+            if self.cfg.feature_chain_t > 0:
+                chain = self.chain_terms(x0_pred, x0, t, z, coarse, generator)
+                terms["total"] = terms["total"] + chain.pop("chain_total")
+                terms.update(chain)
         return {k: v if k == "total" else v.detach() for k, v in terms.items()}
+
+    def chain_terms(self, x0_pred: Tensor, x0: Tensor, t: Tensor, z: Tensor, coarse: Tensor | None,
+                    generator: torch.Generator) -> dict[str, Tensor]:
+        """``--feature-chain-t``: the feature loss once more on the x̂0 implied one re-noising later
+        (:meth:`DiffAE.chain_x0`), for the rows the feature loss scored. Logged as ``chain_<critic>``; the
+        caller adds ``chain_total`` (weighted as the feature loss) to the loss. The pixel losses do not see
+        these rows again."""
+        assert self.feature_loss is not None
+        rows = t >= max(self.cfg.feature_t_min, self.cfg.feature_chain_t + 1)
+        if not bool(rows.any()):
+            zero = x0_pred.sum() * 0.0
+            return {"chain_total": zero, **{f"chain_{n}": zero.detach() for n in self.feature_loss.weights}}
+        x0_2, _ = self.diffae.chain_x0(x0_pred[rows], z[rows], t[rows], self.cfg.feature_chain_t, generator,
+                                       coarse=None if coarse is None else coarse[rows])
+        scored = self.feature_loss(x0_2, x0[rows], t[rows])
+        out = {f"chain_{k[5:]}": v for k, v in scored.items() if k.startswith("feat_")}
+        out["chain_total"] = scored["feature_total"]
+        return out
 
     def draw_timesteps(self, batch: int, generator: torch.Generator) -> Tensor:
         """(batch,) t: U{0..T-1}, except a ``high_t_fraction`` share drawn from U{T/2..T-1}. At high t the
@@ -321,7 +347,8 @@ class DiffAETask(TrainTask):
                 "model": self.model_config.to_dict(), "init_from": self.cfg.init_from,
                 "high_t_fraction": self.cfg.high_t_fraction, "diffusion_weight": self.cfg.diffusion_weight,
                 "coarse_weight": self.cfg.coarse_weight, "z_noise": self.cfg.z_noise,
-                "feature_loss": dict(self.cfg.feature_loss), "feature_t_min": self.cfg.feature_t_min}
+                "feature_loss": dict(self.cfg.feature_loss), "feature_t_min": self.cfg.feature_t_min,
+                "feature_chain_t": self.cfg.feature_chain_t}
 
     def state_dict(self) -> dict[str, Any]:
         """The ``--recipe`` of the run that wrote a checkpoint travels in it (for ``--export-from``)."""
@@ -460,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{', '.join(FEATURE_CRITICS)})")
     p.add_argument("--feature-t-min", type=validation.int_option(0, 999), default=500, metavar="T",
                    help="the feature loss scores only rows with t >= T (default 500)")
+    p.add_argument("--feature-chain-t", type=validation.int_option(0, 998), default=0, metavar="T2",
+                   help="with --feature-loss: also score the x̂0 implied after re-noising the network's own "
+                        "x̂0 to a t2 in [T2, t), as the mid-t sampling steps see it (0 = off)")
     recipes.add_recipe_argument(p)
     add_train_args(p, DEFAULTS)
     return p
@@ -524,6 +554,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"exported {path}")
         return 0
     args, recipe_used = recipes.parse_with_recipe(build_parser(), argv, "diffae")
+    if args.feature_chain_t and not args.feature_loss:
+        raise PadaError("--feature-chain-t needs --feature-loss (its critics score the chained x̂0)")
     train_cfg = config_from_args(args, DEFAULTS)
     task_cfg = DiffAETaskConfig(data=args.data, preset=args.preset,
                                 model_overrides=list(args.model_overrides), flip=not args.no_flip,
@@ -532,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 high_t_fraction=args.high_t_fraction,
                                 diffusion_weight=args.diffusion_weight, coarse_weight=args.coarse_weight,
                                 z_noise=args.z_noise, feature_loss=parse_feature_loss(args.feature_loss),
-                                feature_t_min=args.feature_t_min)
+                                feature_t_min=args.feature_t_min, feature_chain_t=args.feature_chain_t)
     recipe = "pada train diffae " + shlex.join(argv if argv is not None else [])
     task = DiffAETask(task_cfg, recipe=recipe, recipe_file=recipe_used.record() if recipe_used else None)
     result = Trainer(task, train_cfg).fit()
