@@ -11,6 +11,10 @@ The check that must pass before PADA is trained on a DiffAE (issue 7): on faces 
   share of the way the estimated age moves from A toward B (median over pairs; target >= 0.5),
   SFace(out, A) (the person stays, target >= 0.5), SFace(out, B) - SFace(out, A), and how often the
   estimated gender follows B where A and B differ;
+* ``x0_follow``: one network step, no sampling chain: face A noised to t (300, 500, 700, 900), the clean
+  image x̂0 the network predicts with face B's z (B = the next face); correlation of x̂0's estimated age with
+  B's and with A's. High here but low in ``z_only`` means the network reads z but the chain of steps loses
+  it (bake-off round 5 in docs/diffae.md);
 * references: SFace cosine of a face with its mirror image and of different people (the scale of the score).
 
 ``--grid out.png`` writes a picture: rows of input, reconstruction, z-only render (and coarse(z) for a
@@ -87,6 +91,23 @@ def z_swap(diffae, x, z, x_T, age_x, age_rec, male_x, age_critic, gender_critic,
               "gender_follows_b": follows, "gender_pairs": int(differ.sum())}
     k = min(8, len(pairs))
     return {"scores": scores, "triplets": (x[a[:k]], x[b[:k]], out[:k])}
+
+
+def x0_follow(diffae, x, z, age_x, age_critic, ts=(300, 500, 700, 900)) -> dict:  # noqa: ANN001
+    """Module docstring, ``x0_follow``: {t: {"age_corr_to_z_face", "age_corr_to_x_t_face"}}."""
+    from pada import diffusion as D
+
+    other = torch.roll(torch.arange(x.shape[0]), 1)
+    g = torch.Generator().manual_seed(77)
+    out = {}
+    for t in ts:
+        tt = torch.full((x.shape[0],), t, dtype=torch.long, device=x.device)
+        x_t = D.q_sample(diffae.schedule, x, tt, torch.randn(x.shape, generator=g).to(x.device))
+        x0 = D.predict_x0(diffae.schedule, x_t, tt, diffae.eps(x_t, tt, z[other])).clamp(-1, 1)
+        a = age_critic(x0).age.float()
+        out[str(t)] = {"age_corr_to_z_face": float(torch.corrcoef(torch.stack([a, age_x[other]]))[0, 1]),
+                       "age_corr_to_x_t_face": float(torch.corrcoef(torch.stack([a, age_x]))[0, 1])}
+    return out
 
 
 def save_grid(rows: list[torch.Tensor], triplets, path: Path) -> None:
@@ -171,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         age_x, male_x = age_critic(x).age.float(), gender_critic(x)[:, 1] > 0.5
         age_rec = age_critic(recon).age.float()
         swap = z_swap(diffae, x, z, x_T, age_x, age_rec, male_x, age_critic, gender_critic, sface, args)
+        follow = x0_follow(diffae, x, z, age_x, age_critic) if n > 2 else {}
     seconds = time.perf_counter() - t0
     result = {
         "diffae": info, "faces": n, "split": args.split, "image_size": size, "steps": args.steps,
@@ -183,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                    "gender_agreement": float((male_in == male_out).float().mean()),
                    "gender_agreement_other_people": other_agree},
         "z_swap": swap["scores"],
+        "x0_follow": follow,
         "reference": {"sface_cos_mirror": float(id_mirror.mean()),
                       "sface_cos_other_people": float(id_other.mean())},
         "targets": {"recon_psnr": 25.0, "z_only_sface_cos": 0.4, "z_only_age_corr": 0.6,
