@@ -26,7 +26,8 @@ def test_the_shipped_table_equals_what_the_tower_computes(fresh):
     enc = MiniLMEncoder()
     got = enc(list(DESCRIPTIONS))
     assert not enc.loaded  # answered from the table: transformers never imported for these
-    assert torch.equal(got, fresh)  # bit-identical to the tower
+    # the table was computed on one CPU; another CPU's kernels (or thread count) round differently, ~2e-7
+    torch.testing.assert_close(got, fresh, atol=1e-5, rtol=0)
 
 
 def test_the_tower_is_built_on_the_first_other_sentence_and_answers_the_same(fresh):
@@ -34,7 +35,7 @@ def test_the_tower_is_built_on_the_first_other_sentence_and_answers_the_same(fre
     other = enc(["an old sailor with a white beard", DESCRIPTIONS[3]])
     assert enc.loaded and other.shape == (2, 384)
     assert torch.allclose(other.norm(dim=1), torch.ones(2), atol=1e-5)
-    assert torch.equal(other[1], fresh[3])
+    torch.testing.assert_close(other[1], fresh[3], atol=1e-5, rtol=0)
     assert not any(p.requires_grad for p in enc.parameters()) and not enc.bert.training
 
 
