@@ -108,6 +108,10 @@ class DiffAE(nn.Module):
             return D.eps_from_v(self.schedule, x_t, t, out)
         return out
 
+    def _x0_from_output(self, x_t: Tensor, t: Tensor, out: Tensor) -> Tensor:
+        """The clean image x̂0 (Eq. 3, clamped to [-1, 1]) that a raw network output (ε or v) implies."""
+        return D.predict_x0(self.schedule, x_t, t, self._to_eps(x_t, t, out)).clamp(-1.0, 1.0)
+
     def _model_fn(self, z: Tensor, bf16: bool):
         """ε̂(x, t) for the sampling loops: the compiled network when :meth:`compile_unet` was called,
         under bfloat16 autocast when ``bf16`` or ``precision == "bf16"`` (the DDIM math stays float32)."""
@@ -278,8 +282,7 @@ class DiffAE(nn.Module):
             out[f"{cfg.prediction}_mse"] = mse
             total = total + diffusion_weight * mse
             if return_x0:
-                eps = D.eps_from_v(self.schedule, x_t, t, pred) if cfg.prediction == "v" else pred
-                out["x0_pred"] = D.predict_x0(self.schedule, x_t, t, eps).clamp(-1.0, 1.0)
+                out["x0_pred"] = self._x0_from_output(x_t, t, pred)
                 out["t"] = t
                 out["z"] = z
                 if coarse is not None:
@@ -304,8 +307,7 @@ class DiffAE(nn.Module):
         t2 = (t_low + (u.to(t.device) * span).long()).clamp(max=self.T - 1)
         x_t2 = D.q_sample(self.schedule, x0_pred.detach(), t2, _randn(x0_pred.shape, generator, x0_pred))
         pred = self._predict(self.unet, x_t2, t2, z, coarse=coarse).float()
-        eps = D.eps_from_v(self.schedule, x_t2, t2, pred) if self.unet.config.prediction == "v" else pred
-        return D.predict_x0(self.schedule, x_t2, t2, eps).clamp(-1.0, 1.0), t2
+        return self._x0_from_output(x_t2, t2, pred), t2
 
     # ---- loading ---------------------------------------------------------------------------------
     @classmethod
