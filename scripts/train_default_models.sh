@@ -8,6 +8,7 @@ RUNS=${RUNS:-runs}
 DIFFAE_V_STEPS=${DIFFAE_V_STEPS:-800}
 DIFFAE_E_STEPS=${DIFFAE_E_STEPS:-300}
 DIFFAE_F_STEPS=${DIFFAE_F_STEPS:-1000}
+DIFFAE_G_STEPS=${DIFFAE_G_STEPS:-400}
 PADA_STEPS=${PADA_STEPS:-400}
 
 python3 -m pada.cli.main data demo --out data/demo
@@ -42,6 +43,13 @@ python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64e/checkpoints
 python3 -m pada.cli.main train diffae --recipe diffae-demo64-1e --out "$RUNS/diffae64f" --steps "$DIFFAE_F_STEPS" \
   --init-from "$RUNS/diffae64e.safetensors"
 python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64f/checkpoints/step_$(printf %08d "$DIFFAE_F_STEPS").pt" \
+  --out "$RUNS/diffae64f.safetensors" --fp16-export
+# 1f. the chained feature loss (docs/diffae.md, bake-off round 5): the same rows scored once more after the
+#     network's own x-hat-0 is re-noised to t2 in [200, t), as in the sampling chain; 400 steps (about 40 min
+#     on 2 cores), from the fp16 export of 1e
+python3 -m pada.cli.main train diffae --recipe diffae-demo64-1f --out "$RUNS/diffae64g" --steps "$DIFFAE_G_STEPS" \
+  --init-from "$RUNS/diffae64f.safetensors"
+python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64g/checkpoints/step_$(printf %08d "$DIFFAE_G_STEPS").pt" \
   --out src/pada/networks/weights/diffae_demo64.safetensors --fp16-export
 python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/diffae_demo64.safetensors --max-faces 16
 
@@ -53,9 +61,10 @@ python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/di
 #    of real codes, shift norm, augmented critic views, t in [200, 900), no same-group triplets, small PAE
 #    sigma, wider text samples, the data prior L_dir (the linear age direction, x2), and for pluralism the draw
 #    head (the modulation reads each PAE draw's noise), mode seeking and a per-draw amount of aging.
-#    v5 is the v4 recipe on the stage-1e DiffAE (v4 itself: --recipe pada-demo64-v4, on $RUNS/diffae64e.safetensors).
-python3 -m pada.cli.main train pada --recipe pada-demo64-v5 --out "$RUNS/pada64v5" --steps "$PADA_STEPS"
-cp "$RUNS/pada64v5/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
+#    v6 is the v4 recipe on the stage-1f DiffAE (v5: --recipe pada-demo64-v5, on $RUNS/diffae64f.safetensors;
+#    v4: --recipe pada-demo64-v4, on $RUNS/diffae64e.safetensors).
+python3 -m pada.cli.main train pada --recipe pada-demo64-v6 --out "$RUNS/pada64v6" --steps "$PADA_STEPS"
+cp "$RUNS/pada64v6/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
 
 # Experimental (issue 16 bake-off, not shipped): the coarse-image-path DiffAE, warm-started from the shipped one.
 # python3 -m pada.cli.main train diffae --data data/demo/aligned/64 --preset pada64c --init-from diffae-demo64 \

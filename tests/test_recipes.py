@@ -48,6 +48,7 @@ FORMER_SCRIPT = {
         "--lr 3e-4 --ema-decay 0.999 --seed 0 --num-workers 0 --log-every 10 --ckpt-every 100 "
         "--sample-every 100 --no-progress --set warmup_steps=30 --set ema_warmup=true --out "
         "runs/diffae64f --steps 1000 --resume"),
+    "diffae-demo64-1f": "",
     "faceclip-demo": (
         "--data data/demo --out src/pada/vl/weights/faceclip.safetensors --cache "
         "runs/faceclip/cache --threads 1"),
@@ -67,12 +68,22 @@ FORMER_SCRIPT = {
         "--loss-set norm_target=shift --loss-set lambda_norm=0.1 --loss-set augment=0.5 --loss-set "
         "skip_same_group=true --loss-set t_min=200 --loss-set t_max=900 --loss-set lambda_dir=50 "
         "--loss-set dir_gain=2 --loss-set lambda_div=2 --loss-set div_target=0.08 --loss-set dir_spread=0.4"),
-    # v5: the v4 recipe on the stage-1e DiffAE (the shipped diffae-demo64)
+    # v5: the v4 recipe on the stage-1e DiffAE; v6 (shipped): the same on stage 1f (the shipped diffae-demo64)
     "pada-demo64-v5": "",
+    "pada-demo64-v6": "",
 }
+# 1f: the 1e recipe from the export of 1e, plus the chained feature loss
+FORMER_SCRIPT["diffae-demo64-1f"] = (
+    FORMER_SCRIPT["diffae-demo64-1e"].replace("runs/diffae64e.safetensors", "runs/diffae64f.safetensors")
+    .replace("--out runs/diffae64f --steps 1000", "--out runs/diffae64g --steps 400")
+    + " --feature-chain-t 200")
 FORMER_SCRIPT["pada-demo64-v5"] = (
-    FORMER_SCRIPT["pada-demo64-v4"].replace("--diffae runs/diffae64e.safetensors", "--diffae diffae-demo64")
+    FORMER_SCRIPT["pada-demo64-v4"].replace("--diffae runs/diffae64e.safetensors",
+                                            "--diffae runs/diffae64f.safetensors")
     .replace("runs/pada64v4", "runs/pada64v5"))
+FORMER_SCRIPT["pada-demo64-v6"] = (
+    FORMER_SCRIPT["pada-demo64-v4"].replace("--diffae runs/diffae64e.safetensors", "--diffae diffae-demo64")
+    .replace("runs/pada64v4", "runs/pada64v6"))
 
 
 def _configs(trainer: str, args) -> tuple:
@@ -188,7 +199,8 @@ def test_recipes_cli(capsys):
 def test_the_script_and_the_registry_use_the_recipes():
     script = (ROOT / "scripts" / "train_default_models.sh").read_text()
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
-    replaced = {"pada-demo64-v3", "pada-demo64-v4"}  # kept to reproduce replaced models (docs/pada_method.md)
+    # kept to reproduce replaced models (docs/pada_method.md)
+    replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer
