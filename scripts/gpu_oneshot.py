@@ -63,8 +63,13 @@ WEIGHTS_OUT = "diffae_oneshot.safetensors"
 
 # The lead's default DiffAE recipe (CPU: batch 32, lr 3e-4; keep in step with
 # scripts/train_default_models.sh). Data, batch, lr, precision, length and output are added by `run`.
+# Since stage 1f the recipe carries the face-feature loss (SFace, dlib age/gender of x-hat-0, t >= 500)
+# and its chained form (--feature-chain-t 200), so the critic weights travel with the pack for training too.
 RECIPE = ["--preset", "pada64e", "--init-from", "diffae-demo64", "--high-t-fraction", "0.5",
           "--coarse-weight", "1", "--z-noise", "0.1", "--ema-decay", "0.999",
+          "--feature-loss", "sface=0.2", "--feature-loss", "dlib-age=0.2",
+          "--feature-loss", "dlib-gender=0.1",
+          "--feature-t-min", "500", "--feature-chain-t", "200",
           "--set", "ema_warmup=true", "--set", "warmup_steps=30"]
 CPU_BATCH, CPU_LR = 32, 3e-4
 GPU_BATCH = 256
@@ -125,17 +130,16 @@ def pack(args: argparse.Namespace) -> int:
         tar.add(labels, arcname="labels.csv")
         for p in files:
             tar.add(p, arcname=f"aligned/64/{p.name}")
-    if not args.no_bench:
-        from pada import weights
-        from pada.errors import PadaError
+    from pada import weights
+    from pada.errors import PadaError
 
-        for name in CRITICS:
-            try:
-                src = weights.resolve(name)
-            except PadaError as exc:
-                raise OneShotError(f"critic {name!r} for the quality benchmark: {exc} (or pack with "
-                                   "--no-bench and score the weights here)") from None
-            shutil.copyfile(src, dest / "weights" / weights.get(name).filename)
+    for name in CRITICS:  # the recipe's feature loss and the quality benchmark both load them
+        try:
+            src = weights.resolve(name)
+        except PadaError as exc:
+            raise OneShotError(f"critic {name!r} for the feature loss and the quality benchmark: "
+                               f"{exc}") from None
+        shutil.copyfile(src, dest / "weights" / weights.get(name).filename)
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
     dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
@@ -145,14 +149,14 @@ def pack(args: argparse.Namespace) -> int:
     (dest / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
     total, note = _tree_bytes(ROOT, dest)
     pack_mb = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) / 2**20
-    critics = "" if args.no_bench else f" + {len(CRITICS)} critic files"
+    critics = f" + {len(CRITICS)} critic files"
     log(f"packed {len(files)} faces + labels{critics} into {dest} ({pack_mb:.1f} MiB); "
         f"commit {commit[:10] or '?'}{' + local changes' if dirty else ''}")
     if total < 0:
         log(note)
     elif total > UPLOAD_LIMIT:
         raise OneShotError(f"the upload would be {total / 2**20:.1f} MiB, over the device tool's 64 MiB; "
-                           "pack with --no-bench (drops the critic weights) or move large untracked files")
+                           "move large untracked files out of the checkout")
     else:
         log(f"upload {total / 2**20:.1f} MiB of the 64 MiB limit")
     call = device_call(args.deadline_s)
@@ -255,7 +259,7 @@ class Runner:
                                f"checkout and carry {PACK}")
         info = self.pack / "pack.json"
         self.summary["pack"] = json.loads(info.read_text()) if info.is_file() else {}
-        if self.summary["pack"].get("bench") and not (self.pack / "weights").is_dir():
+        if not (self.pack / "weights").is_dir():  # the feature loss (and the benchmark) load them
             raise OneShotError(f"{self.pack / 'weights'}: missing critic weights; pack again")
         if self.work.exists():
             shutil.rmtree(self.work)
@@ -504,7 +508,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="mode", required=True)
     pk = sub.add_parser("pack", help="here: data + critic weights into .gpu_oneshot/, print the device call")
-    pk.add_argument("--no-bench", action="store_true", help="leave the critic weights out (no scores there)")
+    pk.add_argument("--no-bench", action="store_true",
+                    help="skip the quality benchmark there (score the weights here); the critic weights are "
+                         "packed anyway, the recipe's feature loss needs them")
     rn = sub.add_parser("run", help="on the device machine: train, export, score into $OUT")
     rn.add_argument("--batch-size", type=int, default=GPU_BATCH)
     rn.add_argument("--lr", type=float, default=GPU_LR)

@@ -82,6 +82,9 @@ def test_pack_writes_data_and_prints_the_call(oneshot, tmp_path, monkeypatch, ca
                                         "aligned/64/000002.png", "labels.csv"]
     info = json.loads((pack / "pack.json").read_text())
     assert info["faces"] == 3 and info["bench"] is False and info["recipe"] == oneshot.RECIPE
+    assert "--feature-chain-t" in info["recipe"]  # the recipe of the shipped stage 1f
+    if _critics_installed():  # packed even without the benchmark: the recipe's feature loss loads them
+        assert len(list((pack / "weights").iterdir())) == 3
     out = capsys.readouterr().out
     call = json.loads(out.strip().splitlines()[-1])
     assert call == oneshot.device_call(480)
