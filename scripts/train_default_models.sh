@@ -8,7 +8,7 @@ RUNS=${RUNS:-runs}
 DIFFAE_V_STEPS=${DIFFAE_V_STEPS:-800}
 DIFFAE_E_STEPS=${DIFFAE_E_STEPS:-300}
 DIFFAE_F_STEPS=${DIFFAE_F_STEPS:-1000}
-DIFFAE_G_STEPS=${DIFFAE_G_STEPS:-400}
+DIFFAE_G_STEPS=${DIFFAE_G_STEPS:-600}
 PADA_STEPS=${PADA_STEPS:-400}
 
 python3 -m pada.cli.main data demo --out data/demo
@@ -45,7 +45,7 @@ python3 -m pada.cli.main train diffae --recipe diffae-demo64-1e --out "$RUNS/dif
 python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64f/checkpoints/step_$(printf %08d "$DIFFAE_F_STEPS").pt" \
   --out "$RUNS/diffae64f.safetensors" --fp16-export
 # 1f. the chained feature loss (docs/diffae.md, bake-off round 5): the same rows scored once more after the
-#     network's own x-hat-0 is re-noised to t2 in [200, t), as in the sampling chain; 400 steps (about 40 min
+#     network's own x-hat-0 is re-noised to t2 in [200, t), as in the sampling chain; 600 steps (about 70 min
 #     on 2 cores), from the fp16 export of 1e
 python3 -m pada.cli.main train diffae --recipe diffae-demo64-1f --out "$RUNS/diffae64g" --steps "$DIFFAE_G_STEPS" \
   --init-from "$RUNS/diffae64f.safetensors"

@@ -75,7 +75,7 @@ FORMER_SCRIPT = {
 # 1f: the 1e recipe from the export of 1e, plus the chained feature loss
 FORMER_SCRIPT["diffae-demo64-1f"] = (
     FORMER_SCRIPT["diffae-demo64-1e"].replace("runs/diffae64e.safetensors", "runs/diffae64f.safetensors")
-    .replace("--out runs/diffae64f --steps 1000", "--out runs/diffae64g --steps 400")
+    .replace("--out runs/diffae64f --steps 1000", "--out runs/diffae64g --steps 600")
     + " --feature-chain-t 200")
 FORMER_SCRIPT["pada-demo64-v5"] = (
     FORMER_SCRIPT["pada-demo64-v4"].replace("--diffae runs/diffae64e.safetensors",
