@@ -1,0 +1,49 @@
+"""bench_diffae_quality's ``x0_follow`` score: whose age the one-step x̂0 has, z's face or x_t's face."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from pada import diffusion as D
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_diffae_quality.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_diffae_quality", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _age_critic(x):  # a stand-in estimator: brighter image = older
+    return SimpleNamespace(age=40 + 30 * x.mean((1, 2, 3)))
+
+
+def test_x0_follow_reads_the_age_of_the_face_z_belongs_to():
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 8, 8, generator=g) * 1.6 - 0.8
+    x = x + torch.linspace(-0.15, 0.15, 6).view(6, 1, 1, 1)  # distinct "ages"
+    schedule = D.linear_schedule(1000)
+
+    def eps(x_t, t, z):  # a network that draws exactly the face its code z holds
+        a, s = D.alpha_sigma(schedule, t, x_t)
+        return (x_t - a * z.view_as(x_t)) / s
+
+    follows = SimpleNamespace(schedule=schedule, eps=eps)
+    age_x = _age_critic(x).age
+    out = _bench().x0_follow(follows, x, x.flatten(1), age_x, _age_critic)
+    assert sorted(out) == ["300", "500", "700", "900"]
+    for scores in out.values():
+        assert scores["age_corr_to_z_face"] > 0.99
+        assert scores["age_corr_to_z_face"] > scores["age_corr_to_x_t_face"] + 0.5
+
+    # a network that ignores z and denoises toward x_t's own face: the score says so
+    ignores = SimpleNamespace(schedule=schedule, eps=lambda x_t, t, z: eps(x_t, t, x.flatten(1)))
+    out = _bench().x0_follow(ignores, x, x.flatten(1), age_x, _age_critic)
+    for scores in out.values():
+        assert scores["age_corr_to_x_t_face"] > 0.99 and scores["age_corr_to_z_face"] < 0.9
