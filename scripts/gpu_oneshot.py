@@ -153,8 +153,7 @@ def pack(args: argparse.Namespace) -> int:
     (dest / "pack.json").write_text(json.dumps(info, indent=1) + "\n")
     total, note = _tree_bytes(ROOT, dest)
     pack_mb = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) / 2**20
-    critics = f" + {len(CRITICS)} critic files"
-    log(f"packed {len(files)} faces + labels{critics} into {dest} ({pack_mb:.1f} MiB); "
+    log(f"packed {len(files)} faces + labels + {len(CRITICS)} critic files into {dest} ({pack_mb:.1f} MiB); "
         f"commit {commit[:10] or '?'}{' + local changes' if dirty else ''}")
     if total < 0:
         log(note)
