@@ -159,6 +159,37 @@ def test_shift_subspace_keeps_moves_among_the_directions_real_codes_vary_in(froz
     assert torch.allclose(b @ b.T, torch.eye(3), atol=1e-4)
 
 
+def test_shift_age_direction_adds_the_age_direction_to_the_subspace(frozen):
+    from pada.aging.model import PadaModel
+    from pada.aging.train import PadaTask, PadaTaskOptions
+
+    with pytest.raises(PadaError, match="shift_subspace > 0"):
+        PadaConfig(z_dim=8, shift_age_direction=True)
+    model = tiny_model(init_gain=2.0, shift_subspace=4, shift_age_direction=True, source_input=True)
+    real = torch.randn(40, 4, generator=gen(4)) @ torch.randn(4, 64, generator=gen(5))
+    w = torch.randn(64, generator=gen(8))  # mostly outside the directions the codes vary in
+    with pytest.raises(ValueError, match="age direction"):
+        model.modulation.set_subspace(real)
+    model.modulation.set_subspace(real, w)
+    basis = model.modulation.shift_basis
+    assert basis.shape == (5, 64) and torch.allclose(basis @ basis.T, torch.eye(5), atol=1e-5)
+    torch.testing.assert_close((w @ basis.T) @ basis, w, atol=1e-4, rtol=1e-4)  # w itself is reachable
+    pcs = PadaModel(tiny_model(shift_subspace=4).cfg).modulation
+    pcs.set_subspace(real)
+    assert torch.allclose(basis[:4].abs(), pcs.shift_basis.abs(), atol=1e-4)  # the first rows: unchanged
+    assert model.modulation.source_coords(real[:2]).shape == (2, 4)  # the source input reads the PCs only
+    back = PadaModel(model.cfg)
+    back.load_state_dict(model.state_dict())
+    assert torch.equal(back.modulation.shift_basis, basis)
+    # the training task fits the age direction and adds it, also without L_dir
+    task = PadaTask(PadaTaskOptions(sample_faces=0, pada={"shift_subspace": 3, "shift_age_direction": True}),
+                    diffae=frozen.diffae, vl=frozen.vl, age_critic=frozen.age_critic,
+                    id_critic=frozen.id_critic, dataset=PairDataset(8))
+    task.build()
+    b = task.model.modulation.shift_basis
+    assert b.shape[0] == 4 and torch.allclose(b @ b.T, torch.eye(4), atol=1e-4)
+
+
 def test_direction_prior_pulls_the_shift_toward_the_data_age_direction(frozen):
     from pada.aging.train import PadaTask, PadaTaskOptions
 

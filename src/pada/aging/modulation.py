@@ -65,10 +65,12 @@ class AdaptiveModulation(nn.Module):
         self.register_buffer("z_mean", torch.zeros(cfg.z_dim))
         self.register_buffer("z_std", torch.ones(cfg.z_dim))
         self.register_buffer("stats_ready", torch.tensor(cfg.stats == "instance"))
-        # Rows: orthonormal leading directions of real codes (PadaConfig.shift_subspace; set by set_subspace).
-        # Only models with a subspace carry the buffer, so files without it keep loading strictly.
+        # Rows: orthonormal leading directions of real codes (PadaConfig.shift_subspace; set by set_subspace),
+        # then the age direction (shift_age_direction). Only models with a subspace carry the buffer, so files
+        # without it keep loading strictly.
         if cfg.shift_subspace:
-            self.register_buffer("shift_basis", torch.zeros(cfg.shift_subspace, cfg.z_dim))
+            rows = cfg.shift_subspace + int(cfg.shift_age_direction)
+            self.register_buffer("shift_basis", torch.zeros(rows, cfg.z_dim))
         if cfg.draw_hidden:  # no biases: η = 0 (the PAE mean) adds exactly nothing
             self.draw = nn.Sequential(nn.Linear(cfg.e_dim, cfg.draw_hidden, bias=False), nn.LeakyReLU(0.2),
                                       nn.Linear(cfg.draw_hidden, cfg.z_dim, bias=False))
@@ -99,18 +101,29 @@ class AdaptiveModulation(nn.Module):
         self.stats_ready.fill_(True)
 
     @torch.no_grad()
-    def set_subspace(self, codes: torch.Tensor) -> float:
+    def set_subspace(self, codes: torch.Tensor, age_direction: torch.Tensor | None = None) -> float:
         """Fit ``shift_basis`` to codes (N, S) of real faces: their ``shift_subspace`` leading principal
-        directions. Returns the share of the codes' variance those directions hold."""
+        directions, then (``shift_age_direction``) ``age_direction`` (S,) made orthogonal to them. Returns the
+        share of the codes' variance the principal directions hold."""
         m = self.cfg.shift_subspace
         if m == 0:
             raise ValueError("set_subspace needs PadaConfig.shift_subspace > 0")
         if codes.ndim != 2 or codes.shape[1] != self.cfg.z_dim or codes.shape[0] < m:
             raise ValueError(f"set_subspace needs at least {m} codes of size {self.cfg.z_dim}, "
                              f"got {tuple(codes.shape)}")
+        s_dim = self.cfg.z_dim
+        if self.cfg.shift_age_direction and (age_direction is None or age_direction.shape != (s_dim,)):
+            raise ValueError(f"shift_age_direction=true: set_subspace needs the age direction ({s_dim},)")
         x = codes.double()
         _, s, vh = torch.linalg.svd(x - x.mean(0), full_matrices=False)
-        self.shift_basis.copy_(vh[:m].to(self.shift_basis.dtype))
+        rows = vh[:m]
+        if self.cfg.shift_age_direction:
+            w = age_direction.double()
+            rest = w - (rows @ w) @ rows  # the part of the age direction the principal directions miss
+            if float(rest.norm()) <= 1e-6 * float(w.norm()):
+                raise ValueError("the age direction lies inside the principal directions: nothing to add")
+            rows = torch.cat([rows, (rest / rest.norm())[None]])
+        self.shift_basis.copy_(rows.to(self.shift_basis.dtype))
         if self.cfg.source_input:
             coords = x @ vh[:m].T
             self.source_mean.copy_(coords.mean(0).to(self.source_mean.dtype))
@@ -119,7 +132,7 @@ class AdaptiveModulation(nn.Module):
 
     def source_coords(self, z_src: torch.Tensor) -> torch.Tensor:
         """c (B, m): z_src's coordinates in the shift subspace, standardised by the training codes'."""
-        basis = self.shift_basis.to(z_src.dtype)
+        basis = self.shift_basis[: self.cfg.shift_subspace].to(z_src.dtype)  # the principal directions
         return (z_src @ basis.T - self.source_mean.to(z_src.dtype)) / self.source_std.to(z_src.dtype)
 
     def delta(self, e_age: torch.Tensor, eta: torch.Tensor | None = None,

@@ -165,7 +165,7 @@ class PadaTask(TrainTask):
                                        self.loss_cfg)
         if cfg.stats == "dataset":
             self._compute_stats()
-        if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0:
+        if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0:  # (shift_age_direction needs shift_subspace)
             self._fit_code_priors()
 
     def _image_size(self) -> int:
@@ -219,12 +219,15 @@ class PadaTask(TrainTask):
             ages += [float(it["source_age"]) if "source_age" in it
                      else AGE_GROUPS[int(it["source_group"])].center for it in items]
         z = torch.cat(codes)
-        if self.model.cfg.shift_subspace:
-            kept = self.model.modulation.set_subspace(z)
-            print(f"pada train pada: shift subspace: {self.model.cfg.shift_subspace} leading directions of "
-                  f"{n} training codes hold {100 * kept:.1f}% of their variance", file=sys.stderr)
-        if self.loss_cfg.lambda_dir > 0:
+        w = None
+        if self.loss_cfg.lambda_dir > 0 or self.model.cfg.shift_age_direction:
             w = LinearAgeDirection.fit(z, torch.tensor(ages)).direction
+        if self.model.cfg.shift_subspace:
+            kept = self.model.modulation.set_subspace(z, w if self.model.cfg.shift_age_direction else None)
+            extra = " (+ the age direction)" if self.model.cfg.shift_age_direction else ""
+            print(f"pada train pada: shift subspace: {self.model.cfg.shift_subspace} leading directions of "
+                  f"{n} training codes hold {100 * kept:.1f}% of their variance{extra}", file=sys.stderr)
+        if self.loss_cfg.lambda_dir > 0:
             self.objective.set_age_direction(w)
             rel = float(w.norm() * 50 / z.norm(dim=1).median())
             print(f"pada train pada: L_dir age direction fitted on {n} codes: 50 years = {rel:.3f} |z|",
