@@ -71,6 +71,8 @@ FORMER_SCRIPT = {
     # v5: the v4 recipe on the stage-1e DiffAE; v6 (shipped): the same on stage 1f (the shipped diffae-demo64)
     "pada-demo64-v5": "",
     "pada-demo64-v6": "",
+    # v7 (shipped): v6 + the age direction in the shift subspace, draws spread further
+    "pada-demo64-v7": "",
 }
 # 1f: the 1e recipe from the export of 1e, plus the chained feature loss
 FORMER_SCRIPT["diffae-demo64-1f"] = (
@@ -84,6 +86,10 @@ FORMER_SCRIPT["pada-demo64-v5"] = (
 FORMER_SCRIPT["pada-demo64-v6"] = (
     FORMER_SCRIPT["pada-demo64-v4"].replace("--diffae runs/diffae64e.safetensors", "--diffae diffae-demo64")
     .replace("runs/pada64v4", "runs/pada64v6"))
+FORMER_SCRIPT["pada-demo64-v7"] = (
+    FORMER_SCRIPT["pada-demo64-v6"].replace("runs/pada64v6", "runs/pada64v7")
+    .replace("div_target=0.08", "div_target=0.16").replace("dir_spread=0.4", "dir_spread=0.7")
+    + " --pada-set shift_age_direction=true")
 
 
 def _configs(trainer: str, args) -> tuple:
@@ -200,7 +206,7 @@ def test_the_script_and_the_registry_use_the_recipes():
     script = (ROOT / "scripts" / "train_default_models.sh").read_text()
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
     # kept to reproduce replaced models (docs/pada_method.md)
-    replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5"}
+    replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer
