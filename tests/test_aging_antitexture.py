@@ -348,6 +348,22 @@ def test_draw_head_starts_silent_then_lets_each_draw_move_the_code():
         PadaConfig(draw_hidden=-1)
 
 
+def test_draw_gain_scales_what_the_draw_head_adds():
+    e = torch.nn.functional.normalize(torch.randn(3, 32, generator=gen(5)), dim=-1)
+    eta = torch.randn(3, 32, generator=gen(6))
+    one = tiny_model(init_gain=0.3, draw_hidden=16)
+    four = tiny_model(init_gain=0.3, draw_hidden=16, draw_gain=4.0)
+    four.load_state_dict(one.state_dict())
+    with torch.no_grad():
+        for m in (one, four):
+            m.modulation.draw[2].weight.copy_(torch.randn(64, 16, generator=gen(7)))
+    mod1, mod4 = one.modulation, four.modulation
+    torch.testing.assert_close(mod4.delta(e, eta) - mod4.delta(e), 4 * (mod1.delta(e, eta) - mod1.delta(e)))
+    torch.testing.assert_close(mod4.delta(e), mod1.delta(e))  # the PAE mean (no η): unchanged
+    with pytest.raises(PadaError, match="draw_gain"):
+        PadaConfig(draw_gain=0.0)
+
+
 def test_draw_head_round_trips_through_a_file(tmp_path):
     from pada.aging.model import PadaModel
 

@@ -61,6 +61,10 @@ class PadaConfig:
     head changes nothing; η = 0, the PAE mean, adds nothing). Without it two draws reach the modulation
     only as e_age's that differ by O(σ) or O(ε) (ε = 1e-3 in the paper), which it learns to ignore; with it
     they differ by O(1). 0 = Δz from e_age alone (paper).
+    ``draw_gain``: pada-only; a fixed factor on the draw head's output. With Adam the head's output then moves
+    ``draw_gain`` times faster per step (the optimiser's steps do not scale with the gradient), so a short
+    run can learn draws that differ as much as L_div / ``dir_spread`` ask (at 1, after 400 steps v7's draws
+    differed by 0.02–0.03 ‖z_src‖ where L_div asked for 0.16). 1 = the plain head.
     ``source_input``: pada-only; True lets Δz depend on the source face: the modulation MLP's first layer
     also reads z_src's coordinates in the shift subspace (standardised with the training codes' mean and
     std, buffers ``modulation.source_mean`` / ``source_std``; needs ``shift_subspace`` > 0), through a
@@ -87,6 +91,7 @@ class PadaConfig:
     shift_subspace: int = 0
     shift_age_direction: bool = False
     draw_hidden: int = 0
+    draw_gain: float = 1.0
     source_input: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
@@ -112,6 +117,8 @@ class PadaConfig:
             raise PadaError(f"shift_subspace must be in [0, z_dim={self.z_dim}], got {self.shift_subspace}")
         if not 0 <= self.draw_hidden <= 8192:
             raise PadaError(f"draw_hidden must be in [0, 8192], got {self.draw_hidden}")
+        if not 0.0 < self.draw_gain <= 1000.0:
+            raise PadaError(f"draw_gain must be in (0, 1000], got {self.draw_gain}")
         if self.shift_age_direction and not self.shift_subspace:
             raise PadaError("shift_age_direction=true adds a row to the shift subspace: "
                             "needs shift_subspace > 0")

@@ -22,7 +22,8 @@ O(init_gain) otherwise. For ``"dataset"`` statistics this is Eq. 6 with γ/β bi
 
 Draw head (``PadaConfig.draw_hidden`` > 0, a pada addition): Δz = MLP(e_age) + draw(η), where η is the PAE
 draw's standard-normal noise, so that different draws of one PAE reach γ/β as different inputs of size O(1).
-The head has no biases, so η = 0 (or no η), the PAE mean, adds nothing; its last layer starts at zero.
+The head has no biases, so η = 0 (or no η), the PAE mean, adds nothing; its last layer starts at zero. Its
+output is multiplied by the fixed ``PadaConfig.draw_gain`` (1 = none), which makes it learn faster.
 
 Source input (``PadaConfig.source_input``, a pada addition): the MLP's first layer also reads c, the
 source code's coordinates in the shift subspace, standardised: Δz = MLP'(e_age, c), where the first
@@ -147,7 +148,7 @@ class AdaptiveModulation(nn.Module):
         else:
             dz = self.mlp(e_age)
         if eta is not None and self.cfg.draw_hidden:
-            dz = dz + self.draw(eta.to(dz.dtype))
+            dz = dz + self.cfg.draw_gain * self.draw(eta.to(dz.dtype))
         return dz
 
     def forward(self, z_src: torch.Tensor, e_age: torch.Tensor,
