@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
+from bench_helpers import load_bench
 from pada import diffusion as D
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_diffae_quality.py"
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_diffae_quality", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_diffae_quality")
 
 
 def _age_critic(x):  # a stand-in estimator: brighter image = older

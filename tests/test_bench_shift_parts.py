@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_shift_parts.py"
+from bench_helpers import load_bench
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_shift_parts", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_bench("bench_shift_parts")
 
 
 def test_shift_parts_split_the_shift_into_a_part_along_w_and_a_part_across_it():
