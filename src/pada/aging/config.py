@@ -53,7 +53,7 @@ class PadaConfig:
     direction (the one L_dir aims along, fitted on the training codes and age labels when training starts),
     made orthogonal to the m principal directions. Measured on ``diffae-demo64``: the 16 leading
     directions hold 91 % of that direction's energy, yet walking only their part of it renders far less age
-    (docs/pada_method.md, v9): the missing 9 % lies in directions real faces vary little in overall but
+    (docs/pada_method.md, v7): the missing 9 % lies in directions real faces vary little in overall but
     that change with age. Needs ``shift_subspace`` > 0. False = the principal directions only.
     ``draw_hidden``: pada-only; h > 0 gives the modulation a second input, the PAE draw's standard-normal
     noise η (B, D) (e_age = μ + σ⊙η, or e_txt + ε·η), through a small head Linear(D, h) → LeakyReLU →
