@@ -262,6 +262,38 @@ def test_direction_prior_along_w_holds_only_the_amount_of_aging(frozen):
         LossConfig(dir_mode="sideways")
 
 
+def test_direction_prior_mean_mode_holds_the_pae_mean_and_only_the_draws_length_along_w(frozen):
+    """dir_mode="mean": the PAE mean's (η = 0) whole shift against Δa·w, and of each draw's deviation from
+    that mean only the part along w; a deviation across w costs nothing, one along w does."""
+    batch = pair_batch(6)
+    w = torch.randn(64, generator=gen(9)) * 0.01
+    other = torch.randn(64, generator=gen(10))
+    other = (other - (other @ w) / (w @ w) * w) * 0.05  # orthogonal to w
+    centre = [2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0]
+    years = torch.tensor([centre[int(g)] for g in batch["target_group"]]) - \
+        torch.tensor([centre[int(g)] for g in batch["source_group"]])
+
+    def run(deviation):
+        class Shift(torch.nn.Module):  # the mean: 0.5·Δa·w; a draw adds (η·1)·deviation
+            def forward(self, z_src, e_age, eta=None):
+                k = torch.zeros(z_src.shape[0]) if eta is None else eta.sum(-1)
+                return z_src + 0.5 * years[:, None] * w[None] + k[:, None] * deviation[None] + 0 * e_age.sum()
+
+        model = tiny_model()
+        model.modulation = Shift()
+        cfg = LossConfig(lambda_dir=1.0, dir_mode="mean", disabled=CRITIC_LOSSES)
+        obj = PadaObjective(model, frozen, cfg)
+        obj.set_age_direction(w)
+        return float(obj(batch, gen(1))["L_dir"])
+
+    z_src = frozen.diffae.encode(batch["source"].float()).float()
+    size = z_src.square().sum(-1)
+    mean_only = float(((0.5 * years * w.norm()) ** 2 / size).mean())
+    assert run(other) == pytest.approx(mean_only, rel=1e-4)  # a draw may move across w for free
+    assert run(torch.zeros(64)) == pytest.approx(mean_only, rel=1e-4)
+    assert run(w * 5.0) > 1.5 * mean_only  # but not along it
+
+
 def test_direction_prior_from_age_labels_follows_the_reference_s_own_age(frozen):
     """dir_target="label": image rows ask for the reference's labelled age, text rows for the target
     group's centre, both from the source's labelled age."""

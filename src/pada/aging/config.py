@@ -175,7 +175,10 @@ class LossConfig:
     ``dir_mode``: what L_dir holds. ``"full"``: the whole shift (every PAE draw of a row must give the same
     shift, which leaves L_div nothing to move); ``"along"``: only its length along w,
     ((z_age − z_src)·ŵ − Δa·g‖w‖)² / ‖z_src‖², so the amount of aging is held while the part of the shift
-    orthogonal to w is left to the critics and to L_div (visible pluralism).
+    orthogonal to w is left to the critics and to L_div (visible pluralism). ``"mean"``: the whole shift of
+    the row's PAE *mean* (η = 0) as in ``"full"``, and of each draw only how far its deviation from that mean
+    goes along w, ((z_age − z_age(η=0))·ŵ − (Δa_draw − Δa)·g‖w‖)² / ‖z_src‖²: the typical edit stays on the
+    data prior while the draws may differ across w (and L_div can push them apart there).
     ``dir_target``: the years Δa of L_dir. ``"group"``: target group centre − source group centre;
     ``"label"``: from the source's age label to the reference's label (image rows) or to the target group's
     centre (text rows), so references of one group but different ages ask for different shifts and the
@@ -225,8 +228,8 @@ class LossConfig:
             raise PadaError(f"lambda_dir must be >= 0, got {self.lambda_dir}")
         if not 0.0 < self.dir_gain <= 10.0:
             raise PadaError(f"dir_gain must be in (0, 10], got {self.dir_gain}")
-        if self.dir_mode not in ("full", "along"):
-            raise PadaError(f"dir_mode must be 'full' or 'along', got {self.dir_mode!r}")
+        if self.dir_mode not in ("full", "along", "mean"):
+            raise PadaError(f"dir_mode must be 'full', 'along' or 'mean', got {self.dir_mode!r}")
         if not 0.0 <= self.dir_spread < 1.0:
             raise PadaError(f"dir_spread must be in [0, 1), got {self.dir_spread}")
         if self.dir_target not in ("group", "label"):

@@ -322,14 +322,22 @@ class PadaObjective:
         """L_dir, a data prior: the shift the linear age direction gives for the row's change of age group."""
         if self.age_direction is None:
             raise ValueError("lambda_dir > 0 needs the DiffAE's age direction: call set_age_direction")
-        years = self._years(s, batch)
+        base = self._years(s, batch)
+        years = base
         if self.cfg.dir_spread > 0:  # each PAE draw ages by its own amount (LossConfig.dir_spread)
-            years = years * (1.0 + self.cfg.dir_spread * _draw_rate(s.eta))
+            years = base * (1.0 + self.cfg.dir_spread * _draw_rate(s.eta))
         w = self.cfg.dir_gain * self.age_direction.to(s.dev)
+        w_hat = w / w.norm().clamp_min(1e-12)
         shift, size = s.z_age - s.z_src, s.z_src.square().sum(-1).clamp_min(1e-8)
         if self.cfg.dir_mode == "along":  # only the amount of aging: the orthogonal part stays free
-            miss = shift @ (w / w.norm().clamp_min(1e-12)) - years * w.norm()
+            miss = shift @ w_hat - years * w.norm()
             return miss.square().div(size).mean()
+        if self.cfg.dir_mode == "mean":  # the PAE mean's whole shift; each draw's deviation only along w
+            eta0 = torch.zeros_like(s.eta)
+            z_mean = self.model.modulation(s.z_src, self._e_age(s, eta0), eta0)
+            full = (z_mean - s.z_src - base[:, None] * w[None]).square().sum(-1)
+            along = ((s.z_age - z_mean) @ w_hat - (years - base) * w.norm()).square()
+            return (full + along).div(size).mean()
         return (shift - years[:, None] * w[None]).square().sum(-1).div(size).mean()
 
     def _years(self, s: _Step, batch: dict) -> torch.Tensor:
