@@ -294,6 +294,35 @@ def test_direction_prior_mean_mode_holds_the_pae_mean_and_only_the_draws_length_
     assert run(w * 5.0) > 1.5 * mean_only  # but not along it
 
 
+def test_diversity_across_w_ignores_draws_that_differ_only_in_how_far_they_age(frozen):
+    """div_across=true: L_div counts only the part of two draws' difference orthogonal to w."""
+    batch = pair_batch(6)
+    w = torch.randn(64, generator=gen(9)) * 0.01
+    other = torch.randn(64, generator=gen(10))
+    other = other - (other @ w) / (w @ w) * w  # orthogonal to w
+
+    def run(deviation, across):
+        class Shift(torch.nn.Module):  # each draw adds (η·1)·deviation
+            def forward(self, z_src, e_age, eta=None):
+                k = torch.zeros(z_src.shape[0]) if eta is None else eta.sum(-1)
+                return z_src + k[:, None] * deviation[None] + 0 * e_age.sum()
+
+        model = tiny_model()
+        model.modulation = Shift()
+        cfg = LossConfig(lambda_dir=1.0, lambda_div=1.0, div_target=1e3, div_across=across,
+                         disabled=CRITIC_LOSSES)
+        obj = PadaObjective(model, frozen, cfg)
+        obj.set_age_direction(w)
+        return float(obj(batch, gen(1))["L_div"])
+
+    along = w / w.norm() * other.norm()  # as long as `other`, but along w
+    assert run(along, True) == pytest.approx(1e3)  # no credit for differing along w
+    assert run(along, False) < 1e3
+    assert run(other, True) == pytest.approx(run(other, False), rel=1e-5)  # across w: all of it counts
+    with pytest.raises(PadaError, match="div_across"):
+        LossConfig(div_across=True)
+
+
 def test_direction_prior_from_age_labels_follows_the_reference_s_own_age(frozen):
     """dir_target="label": image rows ask for the reference's labelled age, text rows for the target
     group's centre, both from the source's labelled age."""

@@ -164,6 +164,8 @@ class LossConfig:
     there asks for a change without an age change).
     ``lambda_div`` / ``div_target``: mode-seeking diversity term: a second PAE draw per row gives z_age';
     L_div = mean(relu(div_target − ‖z_age − z_age'‖ / ‖z_src‖)), so different draws must give different codes.
+    ``div_across``: L_div measures only the part of z_age − z_age' orthogonal to the age direction w (needs
+    ``lambda_dir`` > 0), so the draws are asked to differ in something other than how far they age.
     ``train_text_eps``: sampling intensity ε of text rows during training (None: the model's ``eps``).
     ``lambda_dir``: weight of L_dir, a data prior on the shift: L_dir = ‖(z_age − z_src) − Δa·w‖² / ‖z_src‖²
     with w the frozen DiffAE's linear age direction per year (:class:`pada.aging.baseline.LinearAgeDirection`,
@@ -209,6 +211,7 @@ class LossConfig:
     skip_same_group: bool = False
     lambda_div: float = 0.0
     div_target: float = 0.1
+    div_across: bool = False
     train_text_eps: float | None = None
     lambda_dir: float = 0.0
     dir_gain: float = 1.0
@@ -224,6 +227,8 @@ class LossConfig:
             raise PadaError(f"augment must be in [0, 1], got {self.augment}")
         if self.lambda_div < 0 or self.div_target < 0:
             raise PadaError("lambda_div and div_target must be >= 0")
+        if self.div_across and self.lambda_dir <= 0:
+            raise PadaError("div_across=true needs lambda_dir > 0 (the age direction L_dir fits)")
         if self.lambda_dir < 0:
             raise PadaError(f"lambda_dir must be >= 0, got {self.lambda_dir}")
         if not 0.0 < self.dir_gain <= 10.0:

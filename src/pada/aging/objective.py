@@ -316,7 +316,14 @@ class PadaObjective:
         """L_div, mode seeking: a second PAE draw must give a different code."""
         eta2 = gaussian_noise(tuple(s.eta.shape), generator, s.dev, torch.float32)
         z_age2 = self.model.modulation(s.z_src, self._e_age(s, eta2), eta2)
-        return diversity_loss(s.z_age, z_age2, s.z_src, self.cfg.div_target).mean()
+        z_age = s.z_age
+        if self.cfg.div_across:  # only the difference across the age direction counts (LossConfig.div_across)
+            if self.age_direction is None:
+                raise ValueError("div_across needs the DiffAE's age direction: call set_age_direction")
+            w_hat = self.age_direction.to(s.dev) / self.age_direction.norm().clamp_min(1e-12)
+            diff = z_age - z_age2
+            z_age, z_age2 = diff - (diff @ w_hat)[:, None] * w_hat[None], torch.zeros_like(diff)
+        return diversity_loss(z_age, z_age2, s.z_src, self.cfg.div_target).mean()
 
     def _direction_loss(self, s: _Step, batch: dict) -> torch.Tensor:
         """L_dir, a data prior: the shift the linear age direction gives for the row's change of age group."""
