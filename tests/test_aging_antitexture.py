@@ -228,9 +228,8 @@ def test_direction_prior_pulls_the_shift_toward_the_data_age_direction(frozen):
 CRITIC_LOSSES = ("L_age", "L_clip", "L_id", "L_tKL", "L_rec")
 
 
-def test_direction_prior_along_w_holds_only_the_amount_of_aging(frozen):
-    """dir_mode="along" penalises only the shift's length along w (so L_div may spread the PAE draws
-    orthogonally); "full" penalises the whole difference from Δa·w."""
+def direction_case():
+    """A batch, an age direction w, a direction orthogonal to it, and the years each row asks for."""
     batch = pair_batch(6)
     w = torch.randn(64, generator=gen(9)) * 0.01
     other = torch.randn(64, generator=gen(10))
@@ -238,6 +237,13 @@ def test_direction_prior_along_w_holds_only_the_amount_of_aging(frozen):
     centre = [2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0]
     years = torch.tensor([centre[int(g)] for g in batch["target_group"]]) - \
         torch.tensor([centre[int(g)] for g in batch["source_group"]])
+    return batch, w, other, years
+
+
+def test_direction_prior_along_w_holds_only_the_amount_of_aging(frozen):
+    """dir_mode="along" penalises only the shift's length along w (so L_div may spread the PAE draws
+    orthogonally); "full" penalises the whole difference from Δa·w."""
+    batch, w, other, years = direction_case()
 
     class Shift(torch.nn.Module):  # z_age = z_src + 0.5·Δa·w + an orthogonal part
         def forward(self, z_src, e_age, eta=None):
@@ -265,13 +271,7 @@ def test_direction_prior_along_w_holds_only_the_amount_of_aging(frozen):
 def test_direction_prior_mean_mode_holds_the_pae_mean_and_only_the_draws_length_along_w(frozen):
     """dir_mode="mean": the PAE mean's (η = 0) whole shift against Δa·w, and of each draw's deviation from
     that mean only the part along w; a deviation across w costs nothing, one along w does."""
-    batch = pair_batch(6)
-    w = torch.randn(64, generator=gen(9)) * 0.01
-    other = torch.randn(64, generator=gen(10))
-    other = (other - (other @ w) / (w @ w) * w) * 0.05  # orthogonal to w
-    centre = [2.5, 10.5, 20.5, 30.5, 43.0, 60.5, 80.0]
-    years = torch.tensor([centre[int(g)] for g in batch["target_group"]]) - \
-        torch.tensor([centre[int(g)] for g in batch["source_group"]])
+    batch, w, other, years = direction_case()
 
     def run(deviation):
         class Shift(torch.nn.Module):  # the mean: 0.5·Δa·w; a draw adds (η·1)·deviation
@@ -296,10 +296,7 @@ def test_direction_prior_mean_mode_holds_the_pae_mean_and_only_the_draws_length_
 
 def test_diversity_across_w_ignores_draws_that_differ_only_in_how_far_they_age(frozen):
     """div_across=true: L_div counts only the part of two draws' difference orthogonal to w."""
-    batch = pair_batch(6)
-    w = torch.randn(64, generator=gen(9)) * 0.01
-    other = torch.randn(64, generator=gen(10))
-    other = other - (other @ w) / (w @ w) * w  # orthogonal to w
+    batch, w, other, _ = direction_case()
 
     def run(deviation, across):
         class Shift(torch.nn.Module):  # each draw adds (η·1)·deviation
