@@ -321,8 +321,7 @@ class PadaObjective:
             if self.age_direction is None:
                 raise ValueError("div_across needs the DiffAE's age direction: call set_age_direction")
             w_hat = self.age_direction.to(s.dev) / self.age_direction.norm().clamp_min(1e-12)
-            diff = z_age - z_age2
-            z_age, z_age2 = diff - (diff @ w_hat)[:, None] * w_hat[None], torch.zeros_like(diff)
+            z_age, z_age2 = (z - (z @ w_hat)[:, None] * w_hat[None] for z in (z_age, z_age2))
         return diversity_loss(z_age, z_age2, s.z_src, self.cfg.div_target).mean()
 
     def _direction_loss(self, s: _Step, batch: dict) -> torch.Tensor:
