@@ -15,6 +15,10 @@ The check that must pass before PADA is trained on a DiffAE (issue 7): on faces 
   image x̂0 the network predicts with face B's z (B = the next face); correlation of x̂0's estimated age with
   B's and with A's. High here but low in ``z_only`` means the network reads z but the chain of steps loses
   it (bake-off round 5 in docs/diffae.md);
+* ``coarse_ceiling`` (networks with a coarse path): SFace cosine to the input of coarse(z) alone, upsampled
+  to the image size, beside the same for the input's own area-downsampled image at the coarse size. When z
+  reaches the UNet only through coarse(z), the first bounds what z-only renders can keep of the person
+  (measured in docs/diffae.md: the eigenface code of 128 components keeps 0.25-0.28, the 32x32 image 0.76);
 * references: SFace cosine of a face with its mirror image and of different people (the scale of the score).
 
 ``--grid out.png`` writes a picture: rows of input, reconstruction, z-only render (and coarse(z) for a
@@ -110,6 +114,24 @@ def x0_follow(diffae, x, z, age_x, age_critic, ts=(300, 500, 700, 900)) -> dict:
     return out
 
 
+def coarse_ceiling(diffae, x, z, sface) -> dict:  # noqa: ANN001
+    """Module docstring, ``coarse_ceiling``: {} for a network without a coarse path."""
+    from pada.evaluation.metrics import identity_similarity
+
+    size = int(diffae.unet.config.coarse_size or 0)
+    if not size:
+        return {}
+
+    def up(img: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.interpolate(img.float(), size=x.shape[-2:], mode="bilinear",
+                                               align_corners=False).clamp(-1, 1)
+
+    coarse = diffae.unet.coarse_image(z)
+    small = torch.nn.functional.adaptive_avg_pool2d(x.float(), size)
+    return {"coarse_size": size, "sface_coarse_z": float(identity_similarity(sface, x, up(coarse)).mean()),
+            "sface_downsampled_input": float(identity_similarity(sface, x, up(small)).mean())}
+
+
 def save_grid(rows: list[torch.Tensor], triplets, path: Path) -> None:
     """Rows of images (each (n, 3, H, W) in [-1, 1]) then z-swap triplet rows, as one PNG."""
     from pada.faces.grid import save_grid as write_grid
@@ -193,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         age_rec = age_critic(recon).age.float()
         swap = z_swap(diffae, x, z, x_T, age_x, age_rec, male_x, age_critic, gender_critic, sface, args)
         follow = x0_follow(diffae, x, z, age_x, age_critic) if n > 2 else {}
+        ceiling = coarse_ceiling(diffae, x, z, sface)
     seconds = time.perf_counter() - t0
     result = {
         "diffae": info, "faces": n, "split": args.split, "image_size": size, "steps": args.steps,
@@ -206,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                    "gender_agreement_other_people": other_agree},
         "z_swap": swap["scores"],
         "x0_follow": follow,
+        "coarse_ceiling": ceiling,
         "reference": {"sface_cos_mirror": float(id_mirror.mean()),
                       "sface_cos_other_people": float(id_other.mean())},
         "targets": {"recon_psnr": 25.0, "z_only_sface_cos": 0.4, "z_only_age_corr": 0.6,

@@ -41,3 +41,29 @@ def test_x0_follow_reads_the_age_of_the_face_z_belongs_to():
     out = _bench().x0_follow(ignores, x, x.flatten(1), age_x, _age_critic)
     for scores in out.values():
         assert scores["age_corr_to_x_t_face"] > 0.99 and scores["age_corr_to_z_face"] < 0.9
+
+
+def test_coarse_ceiling_scores_what_the_coarse_image_keeps_of_the_face():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(5, 3, 16, 16, generator=g) * 2 - 1
+
+    def sface(img):  # a stand-in identity embedding: the centred 8x8 image
+        small = torch.nn.functional.adaptive_avg_pool2d(img, 8).flatten(1)
+        return small - small.mean(1, keepdim=True)
+
+    def network(coarse_image, size=8):
+        return SimpleNamespace(unet=SimpleNamespace(config=SimpleNamespace(coarse_size=size),
+                                                    coarse_image=coarse_image))
+
+    exact = network(lambda z: z.view(-1, 3, 8, 8))  # coarse(z) is the downsampled face itself
+    z = torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)
+    out = _bench().coarse_ceiling(exact, x, z, sface)
+    assert out["coarse_size"] == 8
+    assert abs(out["sface_coarse_z"] - out["sface_downsampled_input"]) < 1e-5
+
+    # a coarse path that draws everyone's mean face keeps much less of each person
+    mean_face = network(lambda z: z.view(-1, 3, 8, 8).mean(0, keepdim=True).expand(len(z), -1, -1, -1))
+    out = _bench().coarse_ceiling(mean_face, x, z, sface)
+    assert out["sface_coarse_z"] < out["sface_downsampled_input"] - 0.3
+
+    assert _bench().coarse_ceiling(network(None, size=0), x, z, sface) == {}
