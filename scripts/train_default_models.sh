@@ -9,6 +9,7 @@ DIFFAE_V_STEPS=${DIFFAE_V_STEPS:-800}
 DIFFAE_E_STEPS=${DIFFAE_E_STEPS:-300}
 DIFFAE_F_STEPS=${DIFFAE_F_STEPS:-1000}
 DIFFAE_G_STEPS=${DIFFAE_G_STEPS:-600}
+DIFFAE_H_STEPS=${DIFFAE_H_STEPS:-100}
 PADA_STEPS=${PADA_STEPS:-400}
 
 python3 -m pada.cli.main data demo --out data/demo
@@ -50,8 +51,17 @@ python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64f/checkpoints
 python3 -m pada.cli.main train diffae --recipe diffae-demo64-1f --out "$RUNS/diffae64g" --steps "$DIFFAE_G_STEPS" \
   --init-from "$RUNS/diffae64f.safetensors"
 python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64g/checkpoints/step_$(printf %08d "$DIFFAE_G_STEPS").pt" \
-  --out src/pada/networks/weights/diffae_demo64.safetensors --fp16-export
+  --out "$RUNS/diffae64g.safetensors" --fp16-export
+cp "$RUNS/diffae64g.safetensors" src/pada/networks/weights/diffae_demo64.safetensors  # diffae-demo64 (PADA's)
 python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/diffae_demo64.safetensors --max-faces 16
+# 1g. diffae-demo64-1g, a longer eigenface code (docs/diffae.md, bake-off round 6): 448 of z's 512 entries are
+#     the PCA code of the 32x32 image (128 kept only a quarter of the person); the 1f recipe, 100 steps (about
+#     30 min on 1 core), from the fp16 export of 1f. Shipped beside diffae-demo64; PADA not yet trained on it.
+python3 -m pada.cli.main train diffae --recipe diffae-demo64-1g --out "$RUNS/diffae64h" --steps "$DIFFAE_H_STEPS" \
+  --init-from "$RUNS/diffae64g.safetensors"
+python3 -m pada.cli.main train diffae --export-from "$RUNS/diffae64h/checkpoints/step_$(printf %08d "$DIFFAE_H_STEPS").pt" \
+  --out src/pada/networks/weights/diffae_demo64_1g.safetensors --fp16-export
+python3 benchmarks/bench_diffae_quality.py --diffae src/pada/networks/weights/diffae_demo64_1g.safetensors --max-faces 40
 
 # 2. FaceCLIP heads (already shipped; deterministic)
 # python3 -m pada.cli.main train faceclip --recipe faceclip-demo --cache "$RUNS/faceclip/cache"

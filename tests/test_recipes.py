@@ -49,6 +49,7 @@ FORMER_SCRIPT = {
         "--sample-every 100 --no-progress --set warmup_steps=30 --set ema_warmup=true --out "
         "runs/diffae64f --steps 1000 --resume"),
     "diffae-demo64-1f": "",
+    "diffae-demo64-1g": "",
     "faceclip-demo": (
         "--data data/demo --out src/pada/vl/weights/faceclip.safetensors --cache "
         "runs/faceclip/cache --threads 1"),
@@ -79,6 +80,11 @@ FORMER_SCRIPT["diffae-demo64-1f"] = (
     FORMER_SCRIPT["diffae-demo64-1e"].replace("runs/diffae64e.safetensors", "runs/diffae64f.safetensors")
     .replace("--out runs/diffae64f --steps 1000", "--out runs/diffae64g --steps 600")
     + " --feature-chain-t 200")
+# 1g: the 1f recipe from the export of 1f with a 448-component eigenface code
+FORMER_SCRIPT["diffae-demo64-1g"] = (
+    FORMER_SCRIPT["diffae-demo64-1f"].replace("runs/diffae64f.safetensors", "runs/diffae64g.safetensors")
+    .replace("--out runs/diffae64g --steps 600", "--out runs/diffae64h --steps 100")
+    .replace("--ckpt-every 100", "--ckpt-every 50") + " --model-set coarse_pca=448")
 FORMER_SCRIPT["pada-demo64-v5"] = (
     FORMER_SCRIPT["pada-demo64-v4"].replace("--diffae runs/diffae64e.safetensors",
                                             "--diffae runs/diffae64f.safetensors")

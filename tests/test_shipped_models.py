@@ -12,7 +12,7 @@ from pada import weights
 from pada.cli.main import main
 
 
-@pytest.mark.parametrize("name", ["diffae-demo64", "pada-demo64", "faceclip"])
+@pytest.mark.parametrize("name", ["diffae-demo64", "diffae-demo64-1g", "pada-demo64", "faceclip"])
 def test_shipped_weights_resolve_with_their_checksum(name):
     path = weights.resolve(name)  # sha256-checked
     entry = weights.get(name)
@@ -51,11 +51,13 @@ def test_readme_main_command_runs_verbatim(tmp_path, capsys, monkeypatch):
 
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
-# measured for the shipped model on these 8 faces: own 0.139 vs swapped 0.105 (the v0 eps-model: ~equal)
-OWN_MIN, OWN_MARGIN = 0.10, 0.015
+# (network, least SFace to its own face, least margin over someone else's z) on these 8 faces. Measured
+# (T = 10): diffae-demo64 (stage 1f) own 0.269 vs swapped 0.124; diffae-demo64-1g own 0.424 vs 0.111.
+CARRIES_THE_FACE = [("diffae-demo64", 0.10, 0.015), ("diffae-demo64-1g", 0.35, 0.2)]
 
 
-def test_shipped_diffae_code_carries_the_face():
+@pytest.mark.parametrize("name,own_min,own_margin", CARRIES_THE_FACE)
+def test_shipped_diffae_code_carries_the_face(name, own_min, own_margin):
     """Rendering from fresh noise with z alone gives back the person more than someone else's z does
     (held-out demo faces; the quality gate of issue 7, measured in full by bench_diffae_quality.py)."""
     import torch
@@ -69,7 +71,7 @@ def test_shipped_diffae_code_carries_the_face():
         pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
     ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
     x = torch.stack([ds[i]["image"] for i in range(8)])
-    diffae = DiffAE.from_pretrained("diffae-demo64")
+    diffae = DiffAE.from_pretrained(name)
     assert diffae.config.prediction == "v"  # the file's own config wins over the registry preset
     with torch.inference_mode():
         z = diffae.encode(x)
@@ -79,8 +81,8 @@ def test_shipped_diffae_code_carries_the_face():
     sface = load_critic("sface")
     cos_own = identity_similarity(sface, x, own).mean()
     cos_other = identity_similarity(sface, x, swapped).mean()
-    assert float(cos_own) > float(cos_other) + OWN_MARGIN, (float(cos_own), float(cos_other))
-    assert float(cos_own) > OWN_MIN
+    assert float(cos_own) > float(cos_other) + own_margin, (float(cos_own), float(cos_other))
+    assert float(cos_own) > own_min
 
 
 def test_shipped_pada_keeps_a_face_for_old_targets():
