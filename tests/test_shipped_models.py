@@ -12,7 +12,7 @@ from pada import weights
 from pada.cli.main import main
 
 
-@pytest.mark.parametrize("name", ["diffae-demo64", "diffae-demo64-1g", "pada-demo64", "faceclip"])
+@pytest.mark.parametrize("name", ["diffae-demo64", "pada-demo64", "faceclip"])
 def test_shipped_weights_resolve_with_their_checksum(name):
     path = weights.resolve(name)  # sha256-checked
     entry = weights.get(name)
@@ -52,7 +52,8 @@ def test_readme_main_command_runs_verbatim(tmp_path, capsys, monkeypatch):
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
 # (network, least SFace to its own face, least margin over someone else's z) on these 8 faces. Measured
-# (T = 10): diffae-demo64 (stage 1f) own 0.269 vs swapped 0.124; diffae-demo64-1g own 0.424 vs 0.111.
+# (T = 10): diffae-demo64 (stage 1f) own 0.269 vs swapped 0.124; diffae-demo64-1g (built, not shipped: the
+# case runs where its file is installed) own 0.424 vs 0.111.
 CARRIES_THE_FACE = [("diffae-demo64", 0.10, 0.015), ("diffae-demo64-1g", 0.35, 0.2)]
 
 
@@ -69,6 +70,12 @@ def test_shipped_diffae_code_carries_the_face(name, own_min, own_margin):
 
     if not (DEMO / "aligned" / "64").is_dir():
         pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
+    from pada.errors import MissingWeightsError
+
+    try:
+        weights.resolve(name)
+    except MissingWeightsError:
+        pytest.skip(f"{name}: weights not installed ({weights.get(name).how_to_get})")
     ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
     x = torch.stack([ds[i]["image"] for i in range(8)])
     diffae = DiffAE.from_pretrained(name)
