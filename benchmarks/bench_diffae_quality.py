@@ -123,13 +123,18 @@ def coarse_ceiling(diffae, x, z, sface) -> dict:  # noqa: ANN001
         return {}
 
     def up(img: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.interpolate(img.float(), size=x.shape[-2:], mode="bilinear",
-                                               align_corners=False).clamp(-1, 1)
+        return upsample(img, x).clamp(-1, 1)
 
     coarse = diffae.unet.coarse_image(z)
     small = torch.nn.functional.adaptive_avg_pool2d(x.float(), size)
     return {"coarse_size": size, "sface_coarse_z": float(identity_similarity(sface, x, up(coarse)).mean()),
             "sface_downsampled_input": float(identity_similarity(sface, x, up(small)).mean())}
+
+
+def upsample(img: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A coarse image (n, 3, s, s) bilinearly upsampled to the size of ``like`` (float32)."""
+    return torch.nn.functional.interpolate(img.float(), size=like.shape[-2:], mode="bilinear",
+                                           align_corners=False)
 
 
 def save_grid(rows: list[torch.Tensor], triplets, path: Path) -> None:
@@ -248,9 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         rows = [x, recon, fresh[:, 0]]
         if diffae.unet.config.coarse_size:
             with torch.inference_mode():
-                c = diffae.unet.coarse_image(z).float()
-            rows.append(torch.nn.functional.interpolate(c, size=x.shape[-2:], mode="bilinear",
-                                                        align_corners=False))
+                c = diffae.unet.coarse_image(z)
+            rows.append(upsample(c, x))
         save_grid(rows, swap["triplets"], Path(args.grid))
     text = json.dumps(result, indent=1)
     print(text)
