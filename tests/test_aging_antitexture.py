@@ -518,3 +518,57 @@ def test_draw_head_separates_draws_that_e_age_alone_barely_tells_apart(frozen):
             opt.step()
         final[hidden] = float(obj(pair_batch(), gen(99))["L_div"])
     assert final[16] < 0.5 * final[0]
+
+
+def _spread_model(spread=0.1, m=6):
+    codes = torch.randn(40, 64, generator=gen(11))
+    w = torch.randn(64, generator=gen(12))
+    model = tiny_model(init_gain=0.3, shift_subspace=m, shift_age_direction=True, draw_spread=spread)
+    model.modulation.set_subspace(codes, w)
+    readout = torch.randn(64, generator=gen(13))
+    return model, w, readout
+
+
+def test_draw_spread_moves_each_draw_across_age_by_about_its_share_of_the_code():
+    model, w, readout = _spread_model(0.1)
+    mod = model.modulation
+    with pytest.raises(ValueError, match="not fitted"):
+        mod.spread(torch.randn(1, 64), torch.randn(1, 32))
+    assert mod.set_spread_basis(torch.stack([w, readout])) == 4  # 6 principal rows less the 2 age ones
+    z = torch.randn(1, 64, generator=gen(14)).expand(2000, -1)
+    eta = torch.randn(2000, 32, generator=gen(15))
+    off = mod.spread(z, eta)
+    size = off.norm(dim=-1) / z.norm(dim=-1)
+    assert 0.085 < float(size.mean()) < 0.105  # about draw_spread · ‖z_src‖ on average ...
+    assert float(size.std()) > 0.02  # ... with a spread of its own, not one fixed length
+    pcs = mod.shift_basis[:6]
+    assert torch.allclose(off - (off @ pcs.T) @ pcs, torch.zeros_like(off), atol=1e-5)  # in the subspace
+    assert float((off @ w).abs().max()) < 1e-4 and float((off @ readout).abs().max()) < 1e-4  # across age
+    assert torch.equal(mod.spread(z[:3], torch.zeros(3, 32)), torch.zeros(3, 64))  # the PAE mean: nothing
+    torch.testing.assert_close(mod.spread(z[:5], eta[:5], 0.3), 3 * mod.spread(z[:5], eta[:5]))
+    assert torch.equal(mod.spread(z[:5], eta[:5], 0.0), torch.zeros(5, 64))
+    # a fixed map: the same draw gives the same offset in a new process / model
+    again, _, _ = _spread_model(0.1)
+    again.modulation.set_spread_basis(torch.stack([w, readout]))
+    assert torch.equal(again.modulation.spread(z[:5], eta[:5]), mod.spread(z[:5], eta[:5]))
+
+
+def test_draw_spread_is_validated_and_round_trips_through_a_file(tmp_path):
+    from pada.aging.model import PadaModel
+
+    with pytest.raises(PadaError, match="draw_spread must be in"):
+        PadaConfig(draw_spread=1.5)
+    with pytest.raises(PadaError, match="shift_subspace >= 3"):
+        PadaConfig(draw_spread=0.1)
+    plain = tiny_model(init_gain=0.3)
+    assert not hasattr(plain.modulation, "spread_basis")  # files without a spread load as before
+    with pytest.raises(ValueError, match="no draw-spread basis"):
+        plain.modulation.spread(torch.randn(1, 64), torch.randn(1, 32), 0.1)
+    with pytest.raises(ValueError, match="draw_spread > 0"):
+        plain.modulation.set_spread_basis(torch.randn(1, 64))
+    model, w, readout = _spread_model(0.2)
+    model.modulation.set_spread_basis(torch.stack([w, readout]))
+    back = PadaModel.load(model.save(tmp_path / "m.safetensors"))
+    assert back.cfg.draw_spread == 0.2
+    z, eta = torch.randn(3, 64), torch.randn(3, 32)
+    assert torch.equal(back.modulation.spread(z, eta), model.modulation.spread(z, eta))

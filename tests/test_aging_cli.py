@@ -75,6 +75,16 @@ def test_input_errors_are_one_line(tmp_path, capsys, tiny_pipeline):
         assert main(["age", str(blank), *bad]) == 1
         [line] = _err_lines(capsys)
         assert line.startswith("error: --")
+    with pytest.raises(SystemExit) as exc:
+        main(["age", str(blank), "--text", "x", "--draw-spread", "2"])
+    assert exc.value.code == 2 and "--draw-spread: must be at most 1" in _err_lines(capsys)[0]
+    crop = tmp_path / "crop.png"
+    Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(crop)
+    assert main(["age", str(crop), "--aligned", "--text", "x", "--draw-spread", "0.1", "--device", "cpu",
+                 "--steps", "2", "--no-estimates", "--out", str(tmp_path / "o.png")]) == 1
+    [line] = _err_lines(capsys)  # a model built without a spread says so
+    assert "draw spread 0.1" in line and "no draw-spread basis" in line
+    assert not (tmp_path / "o.png").exists()
 
 
 def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):

@@ -332,3 +332,29 @@ def test_default_sampling_is_multistep_with_each_sampler_s_own_steps(diffae, vl)
     finally:
         del diffae.render
     assert calls == [(8, "multistep")]
+
+
+def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
+    model = tiny_model(init_gain=0.3, draw_hidden=8, shift_subspace=4, shift_age_direction=True,
+                       draw_spread=0.2)
+    gen = torch.Generator().manual_seed(3)
+    model.modulation.set_subspace(torch.randn(20, model.cfg.z_dim, generator=gen),
+                                  torch.randn(model.cfg.z_dim, generator=gen))
+    model.modulation.set_spread_basis(torch.randn(2, model.cfg.z_dim, generator=gen))
+    p = AgingPipeline(diffae, vl, model, steps=3)
+    z = p.encode(faces(1)[0][None])
+    e_age, eta = p.pae_draws(text=TEXT, n=3, seed=2)
+    learned = model.modulation(z.expand(3, -1), e_age, eta)  # what training sees: no spread
+    spread = p.modulate(z, e_age, eta)
+    torch.testing.assert_close(spread - learned, model.modulation.spread(z.expand(3, -1), eta))
+    torch.testing.assert_close(p.modulate(z, e_age, eta, draw_spread=0.0), learned)
+    torch.testing.assert_close(p.modulate(z, e_age), model.modulation(z.expand(3, -1), e_age))  # PAE mean
+    r = p.age(faces(1)[0], text=TEXT, n=3, seed=2, steps=2)
+    torch.testing.assert_close(r.z_age, spread, atol=1e-5, rtol=0)
+    off = p.age(faces(1)[0], text=TEXT, n=3, seed=2, steps=2, draw_spread=0.0)
+    assert float((r.images - off.images).abs().max()) > 1e-4  # the spread reaches the images
+    with pytest.raises(PadaError, match="draw spread must be in"):
+        p.age(faces(1)[0], text=TEXT, n=1, steps=2, draw_spread=2.0)
+    plain = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3), steps=3)
+    with pytest.raises(PadaError, match="no draw-spread basis"):
+        plain.age(faces(1)[0], text=TEXT, n=2, steps=2, draw_spread=0.1)

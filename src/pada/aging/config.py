@@ -72,6 +72,14 @@ class PadaConfig:
     same shift to every face for one target (its γ acts per channel), so a 20-year-old and a 70-year-old
     asked for "eighties" move alike; with the source input the shift can depend on how old the face
     already looks. False = Δz from e_age alone (paper).
+    ``draw_spread``: pada-only, a sampling choice applied at inference only (``AgingPipeline``; training
+    never sees it): s > 0 moves each PAE draw's z_age further by about s·‖z_src‖, in a direction read off the
+    draw's noise η through a fixed, seeded projection onto the shift subspace's principal directions with
+    the age direction and the age read-out of the training codes taken out (buffer
+    ``modulation.spread_basis``, fitted with the subspace). So the N results of one request differ in face
+    and hair, not in how old they look; the PAE mean (η = 0) moves nothing. The learned draw head alone
+    kept v7's draws within 0.02–0.03 ‖z_src‖ (the identity and age losses pull every draw back to one
+    shift). 0 = off (paper).
     """
 
     e_dim: int = 512
@@ -93,6 +101,7 @@ class PadaConfig:
     draw_hidden: int = 0
     draw_gain: float = 1.0
     source_input: bool = False
+    draw_spread: float = 0.0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -122,6 +131,11 @@ class PadaConfig:
         if self.shift_age_direction and not self.shift_subspace:
             raise PadaError("shift_age_direction=true adds a row to the shift subspace: "
                             "needs shift_subspace > 0")
+        if not 0.0 <= self.draw_spread <= 1.0:
+            raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
+        if self.draw_spread and self.shift_subspace < 3:
+            raise PadaError("draw_spread > 0 spreads the draws over the shift subspace without its age "
+                            "directions: needs shift_subspace >= 3")
         if self.source_input and not self.shift_subspace:
             raise PadaError("source_input=true reads z_src in the shift subspace: needs shift_subspace > 0")
 

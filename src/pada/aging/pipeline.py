@@ -6,7 +6,8 @@
 1. **encode** once: z_src = E_sem(x) (B=1), the reference / text embeddings e_img, e_txt.
 2. **invert** once (unless low-level diversity is on): x_T = DiffAE stochastic encoding of x with z_src.
 3. **PAE**: N samples e_age (high-level diversity on; image: μ + σ⊙η, text: e_txt + ε·η, both: see
-   :mod:`pada.aging.pae`) or N copies of the PAE mean (off); z_age = modulation(z_src, e_age) (Eq. 6).
+   :mod:`pada.aging.pae`) or N copies of the PAE mean (off); z_age = modulation(z_src, e_age) (Eq. 6),
+   plus, for a model with a draw spread (``PadaConfig.draw_spread``), each draw's spread offset.
 4. **decode** all N in chunks: x_0 = sampler(x_T, z_age). Default: the second-order ``multistep`` sampler
    with 8 steps for both the inversion and the decode (docs/speed.md); ``sampler="ddim", steps=25`` is the
    paper's setting ("in all cases").
@@ -195,11 +196,21 @@ class AgingPipeline:
 
     @torch.no_grad()
     def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
-                 eta: torch.Tensor | None = None) -> torch.Tensor:
+                 eta: torch.Tensor | None = None, draw_spread: float | None = None) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
-        (:meth:`pae_draws`; None = the PAE mean)."""
+        (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
+        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off)."""
+        mod = self.model.modulation
+        z = z_src.expand(e_age.shape[0], -1)
         eta = None if eta is None else eta.to(self.device)
-        return self.model.modulation(z_src.expand(e_age.shape[0], -1), e_age.to(self.device), eta).float()
+        z_age = mod(z, e_age.to(self.device), eta)
+        scale = mod.cfg.draw_spread if draw_spread is None else float(draw_spread)
+        if eta is not None and scale > 0:
+            try:
+                z_age = z_age + mod.spread(z, eta, scale)
+            except ValueError as exc:
+                raise PadaError(f"draw spread {scale:g}: {exc}") from None
+        return z_age.float()
 
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
@@ -230,7 +241,8 @@ class AgingPipeline:
             steps: int | None = None,
             eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
-            inversion_steps: int | None = None, sampler: str | None = None) -> AgingResult:
+            inversion_steps: int | None = None, sampler: str | None = None,
+            draw_spread: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -247,6 +259,8 @@ class AgingPipeline:
             progress: show progress bars of the DDIM loops.
             sampler: ``"multistep"`` or ``"ddim"`` for the inversion and the decode (default: the
                 pipeline's); ``"multistep"`` needs η = 0.
+            draw_spread: how far the draws spread across age, in ‖z_src‖ (``PadaConfig.draw_spread``;
+                default: the model's; 0 = off; needs a model built with a spread).
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -259,7 +273,9 @@ class AgingPipeline:
         z_src = self.encode(x)
         e_age, draw_noise = self.pae_draws(text=text, ref=ref, n=n, high_diversity=high_diversity,
                                            seed=seed, text_weight=text_weight, eps=eps)
-        z_age = self.modulate(z_src, e_age, draw_noise)
+        if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
+            raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
+        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = None

@@ -16,8 +16,9 @@ so an interrupted run resumes; a bad file gets one line on stderr and the run go
 end if any failed).
 
 Diversity: the PAE is sampled per output (high-level variation: face shape, skin; ``--no-high-diversity``
-uses its mean); ``--low-diversity`` starts every output from fresh noise instead of the input's inverted
-x_T (low-level variation: wrinkle types and places). Every output is reproducible from ``--seed``.
+uses its mean; ``--draw-spread`` sets how far the draws spread across age); ``--low-diversity`` starts
+every output from fresh noise instead of the input's inverted x_T (low-level variation: wrinkle types and
+places). Every output is reproducible from ``--seed``.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--eps", type=float_option(0.0, LIMITS["eps"]), default=None,
                    help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
                         "Larger = more high-level variety, less text fidelity")
+    p.add_argument("--draw-spread", type=float_option(0.0, 1.0), default=None, metavar="S",
+                   help="how far the N results spread in face and hair at the same age, in |z| "
+                        "(default: the model's, 0.12 for pada-demo64; 0 = only the learned draws)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
@@ -226,7 +230,7 @@ class _Job:
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
-                  sampler=a.sampler)
+                  sampler=a.sampler, draw_spread=a.draw_spread)
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
