@@ -546,6 +546,11 @@ def test_draw_spread_moves_each_draw_across_age_by_about_its_share_of_the_code()
     assert float((off @ w).abs().max()) < 1e-4 and float((off @ readout).abs().max()) < 1e-4  # across age
     assert torch.equal(mod.spread(z[:3], torch.zeros(3, 32)), torch.zeros(3, 64))  # the PAE mean: nothing
     torch.testing.assert_close(mod.spread(z[:5], eta[:5], 0.3), 3 * mod.spread(z[:5], eta[:5]))
+    edit = torch.randn(5, 64, generator=gen(16))
+    across = mod.spread(z[:5], eta[:5], shift=edit)
+    assert float((across * edit).sum(-1).abs().max()) < 1e-4  # nothing along each draw's own edit
+    torch.testing.assert_close(across, mod.spread(z[:5], eta[:5]) - (mod.spread(z[:5], eta[:5]) * edit).sum(
+        -1, keepdim=True) * edit / edit.square().sum(-1, keepdim=True))
     assert torch.equal(mod.spread(z[:5], eta[:5], 0.0), torch.zeros(5, 64))
     # a fixed map: the same draw gives the same offset in a new process / model
     again, _, _ = _spread_model(0.1)
@@ -553,19 +558,38 @@ def test_draw_spread_moves_each_draw_across_age_by_about_its_share_of_the_code()
     assert torch.equal(again.modulation.spread(z[:5], eta[:5]), mod.spread(z[:5], eta[:5]))
 
 
+def test_the_training_task_fits_the_spread_basis_across_the_data_age_direction(frozen):
+    from pada.aging.train import PadaTask, PadaTaskOptions
+
+    task = PadaTask(PadaTaskOptions(sample_faces=0, pada={"shift_subspace": 4, "spread_basis": True}),
+                    diffae=frozen.diffae, vl=frozen.vl, age_critic=frozen.age_critic,
+                    id_critic=frozen.id_critic, dataset=PairDataset(12))
+    task.build()
+    mod = task.model.modulation
+    basis, pcs = mod.spread_basis, mod.shift_basis[:4]
+    rank = float(basis.square().sum())
+    assert 1.5 < rank < 3.5  # the 4 principal directions less the age ones (direction and read-out)
+    torch.testing.assert_close((basis @ pcs.T) @ pcs, basis, atol=1e-4, rtol=0)  # inside the subspace
+    assert task.model.cfg.draw_spread == 0  # carried, off by default
+
+
 def test_draw_spread_is_validated_and_round_trips_through_a_file(tmp_path):
     from pada.aging.model import PadaModel
 
     with pytest.raises(PadaError, match="draw_spread must be in"):
         PadaConfig(draw_spread=1.5)
-    with pytest.raises(PadaError, match="shift_subspace >= 3"):
-        PadaConfig(draw_spread=0.1)
+    for bad in ({"draw_spread": 0.1}, {"spread_basis": True}):
+        with pytest.raises(PadaError, match="shift_subspace >= 3"):
+            PadaConfig(**bad)
     plain = tiny_model(init_gain=0.3)
     assert not hasattr(plain.modulation, "spread_basis")  # files without a spread load as before
     with pytest.raises(ValueError, match="no draw-spread basis"):
         plain.modulation.spread(torch.randn(1, 64), torch.randn(1, 32), 0.1)
-    with pytest.raises(ValueError, match="draw_spread > 0"):
+    with pytest.raises(ValueError, match="draw_spread > 0 or spread_basis"):
         plain.modulation.set_spread_basis(torch.randn(1, 64))
+    # a basis without a default spread: off unless a request asks
+    carrier = tiny_model(init_gain=0.3, shift_subspace=6, spread_basis=True)
+    assert carrier.cfg.draw_spread == 0 and carrier.modulation.spread_basis.shape == (6, 64)
     model, w, readout = _spread_model(0.2)
     model.modulation.set_spread_basis(torch.stack([w, readout]))
     back = PadaModel.load(model.save(tmp_path / "m.safetensors"))

@@ -346,7 +346,10 @@ def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
     e_age, eta = p.pae_draws(text=TEXT, n=3, seed=2)
     learned = model.modulation(z.expand(3, -1), e_age, eta)  # what training sees: no spread
     spread = p.modulate(z, e_age, eta)
-    torch.testing.assert_close(spread - learned, model.modulation.spread(z.expand(3, -1), eta))
+    torch.testing.assert_close(spread - learned,
+                               model.modulation.spread(z.expand(3, -1), eta, shift=learned - z))
+    along = ((spread - learned) * (learned - z)).sum(-1)  # a draw neither undoes nor extends its own edit
+    assert float(along.abs().max()) < 1e-5 * float((learned - z).norm() * (spread - learned).norm())
     torch.testing.assert_close(p.modulate(z, e_age, eta, draw_spread=0.0), learned)
     torch.testing.assert_close(p.modulate(z, e_age), model.modulation(z.expand(3, -1), e_age))  # PAE mean
     r = p.age(faces(1)[0], text=TEXT, n=3, seed=2, steps=2)

@@ -72,7 +72,7 @@ FORMER_SCRIPT = {
     # v5: the v4 recipe on the stage-1e DiffAE; v6 (shipped): the same on stage 1f (the shipped diffae-demo64)
     "pada-demo64-v5": "",
     "pada-demo64-v6": "",
-    # v7 (shipped): v6 + the age direction in the shift subspace, draws spread further
+    # v7 (shipped): v6 + the age direction in the shift subspace, draws spread further, the spread basis
     "pada-demo64-v7": "",
 }
 # 1f: the 1e recipe from the export of 1e, plus the chained feature loss
@@ -95,7 +95,7 @@ FORMER_SCRIPT["pada-demo64-v6"] = (
 FORMER_SCRIPT["pada-demo64-v7"] = (
     FORMER_SCRIPT["pada-demo64-v6"].replace("runs/pada64v6", "runs/pada64v7")
     .replace("div_target=0.08", "div_target=0.16").replace("dir_spread=0.4", "dir_spread=0.7")
-    + " --pada-set shift_age_direction=true")
+    + " --pada-set shift_age_direction=true --pada-set spread_basis=true")  # the basis: inference only
 
 
 def _configs(trainer: str, args) -> tuple:

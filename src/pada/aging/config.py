@@ -76,10 +76,12 @@ class PadaConfig:
     never sees it): s > 0 moves each PAE draw's z_age further by about s·‖z_src‖, in a direction read off the
     draw's noise η through a fixed, seeded projection onto the shift subspace's principal directions with
     the age direction and the age read-out of the training codes taken out (buffer
-    ``modulation.spread_basis``, fitted with the subspace). So the N results of one request differ in face
-    and hair, not in how old they look; the PAE mean (η = 0) moves nothing. The learned draw head alone
-    kept v7's draws within 0.02–0.03 ‖z_src‖ (the identity and age losses pull every draw back to one
-    shift). 0 = off (paper).
+    ``modulation.spread_basis``, fitted with the subspace), and with the draw's own edit taken out. So the
+    N results of one request differ in more than how far they age; the PAE mean (η = 0) moves nothing.
+    The learned draw head alone kept v7's draws within 0.02–0.03 ‖z_src‖ (the identity and age losses
+    pull every draw back to one shift). 0 = off (paper); ``--draw-spread`` overrides it per request.
+    ``spread_basis``: pada-only; True makes the model carry that basis even with ``draw_spread`` = 0, so a
+    request can still ask for a spread (implied by ``draw_spread`` > 0).
     """
 
     e_dim: int = 512
@@ -102,6 +104,7 @@ class PadaConfig:
     draw_gain: float = 1.0
     source_input: bool = False
     draw_spread: float = 0.0
+    spread_basis: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -133,11 +136,16 @@ class PadaConfig:
                             "needs shift_subspace > 0")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
-        if self.draw_spread and self.shift_subspace < 3:
-            raise PadaError("draw_spread > 0 spreads the draws over the shift subspace without its age "
-                            "directions: needs shift_subspace >= 3")
+        if self.has_spread_basis and self.shift_subspace < 3:
+            raise PadaError("draw_spread / spread_basis spread the draws over the shift subspace without its "
+                            "age directions: needs shift_subspace >= 3")
         if self.source_input and not self.shift_subspace:
             raise PadaError("source_input=true reads z_src in the shift subspace: needs shift_subspace > 0")
+
+    @property
+    def has_spread_basis(self) -> bool:
+        """Whether the modulation carries ``spread_basis`` (``spread_basis`` or ``draw_spread`` > 0)."""
+        return self.spread_basis or self.draw_spread > 0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

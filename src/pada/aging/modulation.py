@@ -76,7 +76,7 @@ class AdaptiveModulation(nn.Module):
             self.draw = nn.Sequential(nn.Linear(cfg.e_dim, cfg.draw_hidden, bias=False), nn.LeakyReLU(0.2),
                                       nn.Linear(cfg.draw_hidden, cfg.z_dim, bias=False))
             nn.init.zeros_(self.draw[2].weight)
-        if cfg.draw_spread:  # fitted by set_spread_basis; only models with a spread carry it
+        if cfg.has_spread_basis:  # fitted by set_spread_basis; only models with a spread carry it
             self.register_buffer("spread_basis", torch.zeros(cfg.shift_subspace, cfg.z_dim))
         if cfg.source_input:  # zero at the start: a fresh model behaves as one without the source input
             first = self.mlp[0].out_features
@@ -138,8 +138,8 @@ class AdaptiveModulation(nn.Module):
         """Fit ``spread_basis`` (needs ``draw_spread`` > 0 and a fitted shift subspace): the principal rows of
         ``shift_basis`` with the span of ``age_directions`` (K, S) (e.g. the linear age direction and the
         ridge age read-out of the training codes) projected out. Returns the rank left (m − K)."""
-        if not self.cfg.draw_spread:
-            raise ValueError("set_spread_basis needs PadaConfig.draw_spread > 0")
+        if not self.cfg.has_spread_basis:
+            raise ValueError("set_spread_basis needs PadaConfig.draw_spread > 0 or spread_basis=true")
         m = self.cfg.shift_subspace
         pcs = self.shift_basis[:m].double()
         if float(pcs.abs().sum()) == 0.0:
@@ -151,25 +151,32 @@ class AdaptiveModulation(nn.Module):
         self.spread_basis.copy_((keep @ pcs).to(self.spread_basis.dtype))
         return m - q.shape[1]
 
-    def spread(self, z_src: torch.Tensor, eta: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+    def spread(self, z_src: torch.Tensor, eta: torch.Tensor, scale: float | None = None,
+               shift: torch.Tensor | None = None) -> torch.Tensor:
         """The draw-spread offset (B, S) for draws with noise ``eta`` (B, D) of codes ``z_src`` (B or 1, S):
         ``scale`` (default ``cfg.draw_spread``) · ‖z_src‖ · c·spread_basis / √rank with c = R·η, R (m, D) a
         fixed seeded matrix with orthonormal rows, so c ~ N(0, I) and the offset's mean length is about
-        scale·‖z_src‖. Zero for η = 0 (the PAE mean) and for scale 0."""
+        scale·‖z_src‖. Zero for η = 0 (the PAE mean) and for scale 0. ``shift`` (B, S): each draw's own edit
+        z_age − z_src; the offset's part along it is taken out, so a draw neither undoes nor extends it."""
         scale = self.cfg.draw_spread if scale is None else float(scale)
         if scale < 0:
             raise ValueError(f"draw spread must be >= 0, got {scale}")
         if scale == 0:
             return torch.zeros(eta.shape[0], self.cfg.z_dim, dtype=z_src.dtype, device=z_src.device)
         if not hasattr(self, "spread_basis"):
-            raise ValueError("this PADA model has no draw-spread basis (it was built with draw_spread=0)")
+            raise ValueError("this PADA model has no draw-spread basis (built without draw_spread or "
+                             "spread_basis)")
         basis = self.spread_basis.to(z_src.dtype)
         rank = float(basis.square().sum())
         if rank < 0.5:
             raise ValueError("the draw-spread basis is not fitted: call set_spread_basis")
         proj = _spread_projection(eta.shape[1], basis.shape[0]).to(eta.device, z_src.dtype)
         c = eta.to(z_src.dtype) @ proj.T
-        return scale * z_src.norm(dim=-1, keepdim=True) * (c @ basis) / rank ** 0.5
+        off = scale * z_src.norm(dim=-1, keepdim=True) * (c @ basis) / rank ** 0.5
+        if shift is not None:
+            unit = shift / shift.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            off = off - (off * unit).sum(-1, keepdim=True) * unit
+        return off
 
     def source_coords(self, z_src: torch.Tensor) -> torch.Tensor:
         """c (B, m): z_src's coordinates in the shift subspace, standardised by the training codes'."""

@@ -220,7 +220,8 @@ class PadaTask(TrainTask):
                      else AGE_GROUPS[int(it["source_group"])].center for it in items]
         z = torch.cat(codes)
         w = fit = None
-        if self.loss_cfg.lambda_dir > 0 or self.model.cfg.shift_age_direction or self.model.cfg.draw_spread:
+        mc = self.model.cfg
+        if self.loss_cfg.lambda_dir > 0 or mc.shift_age_direction or mc.has_spread_basis:
             fit = LinearAgeDirection.fit(z, torch.tensor(ages))
             w = fit.direction
         if self.model.cfg.shift_subspace:
@@ -228,10 +229,10 @@ class PadaTask(TrainTask):
             extra = " (+ the age direction)" if self.model.cfg.shift_age_direction else ""
             print(f"pada train pada: shift subspace: {self.model.cfg.shift_subspace} leading directions of "
                   f"{n} training codes hold {100 * kept:.1f}% of their variance{extra}", file=sys.stderr)
-        if self.model.cfg.draw_spread:  # across age: the age direction and the age read-out taken out
+        if self.model.cfg.has_spread_basis:  # across age: the age direction and the age read-out taken out
             rank = self.model.modulation.set_spread_basis(torch.stack([fit.direction, fit.reg_weight]))
-            print(f"pada train pada: draw spread {self.model.cfg.draw_spread:g} |z| over {rank} directions "
-                  "of the shift subspace across age (inference only)", file=sys.stderr)
+            print(f"pada train pada: draw-spread basis: {rank} directions of the shift subspace across age "
+                  f"(inference only; default spread {self.model.cfg.draw_spread:g} |z|)", file=sys.stderr)
         if self.loss_cfg.lambda_dir > 0:
             self.objective.set_age_direction(w)
             rel = float(w.norm() * 50 / z.norm(dim=1).median())
