@@ -571,6 +571,12 @@ def test_the_training_task_fits_the_spread_basis_across_the_data_age_direction(f
     assert 1.5 < rank < 3.5  # the 4 principal directions less the age ones (direction and read-out)
     torch.testing.assert_close((basis @ pcs.T) @ pcs, basis, atol=1e-4, rtol=0)  # inside the subspace
     assert task.model.cfg.draw_spread == 0  # carried, off by default
+    bad = PadaTask(PadaTaskOptions(sample_faces=0, pada={"shift_subspace": 4, "spread_basis": True},
+                                   loss={"train_spread": True}),
+                   diffae=frozen.diffae, vl=frozen.vl, age_critic=frozen.age_critic,
+                   id_critic=frozen.id_critic, dataset=PairDataset(12))
+    with pytest.raises(PadaError, match="train_spread=true needs --pada-set draw_spread"):
+        bad.build()
 
 
 def test_draw_spread_is_validated_and_round_trips_through_a_file(tmp_path):
@@ -596,3 +602,24 @@ def test_draw_spread_is_validated_and_round_trips_through_a_file(tmp_path):
     assert back.cfg.draw_spread == 0.2
     z, eta = torch.randn(3, 64), torch.randn(3, 32)
     assert torch.equal(back.modulation.spread(z, eta), model.modulation.spread(z, eta))
+
+
+def test_train_spread_lets_the_critic_losses_see_the_spread_draws_but_not_l_dir(frozen):
+    model, w, readout = _spread_model(0.3, m=6)
+    model.modulation.set_spread_basis(torch.stack([w, readout]))
+    batch = pair_batch(6)
+    got = {}
+    for train_spread in (False, True):
+        cfg = LossConfig(lambda_dir=1.0, lambda_div=1.0, div_target=5.0, train_spread=train_spread)
+        obj = PadaObjective(model, frozen, cfg)
+        obj.set_age_direction(w * 0.01)
+        got[train_spread] = obj(batch, gen(1))
+    seen, plain = got[True], got[False]
+    assert torch.equal(seen["L_dir"], plain["L_dir"]) and torch.equal(seen["L_norm"], plain["L_norm"])
+    assert not torch.equal(seen["L_id"], plain["L_id"])  # the identity critic scores the spread draws
+    assert float(seen["L_div"]) < float(plain["L_div"])  # two spread draws lie further apart
+    seen["total"].backward()
+    assert model.modulation.gamma[0].weight.grad is not None
+    off = tiny_model(init_gain=0.3, shift_subspace=6, spread_basis=True)
+    with pytest.raises(ValueError, match="draw_spread > 0"):
+        PadaObjective(off, frozen, LossConfig(train_spread=True))(batch, gen(1))

@@ -72,8 +72,8 @@ class PadaConfig:
     same shift to every face for one target (its γ acts per channel), so a 20-year-old and a 70-year-old
     asked for "eighties" move alike; with the source input the shift can depend on how old the face
     already looks. False = Δz from e_age alone (paper).
-    ``draw_spread``: pada-only, a sampling choice applied at inference only (``AgingPipeline``; training
-    never sees it): s > 0 moves each PAE draw's z_age further by about s·‖z_src‖, in a direction read off the
+    ``draw_spread``: pada-only, a sampling choice applied at inference (``AgingPipeline``; the training
+    losses see it only with ``LossConfig.train_spread``): s > 0 moves each PAE draw's z_age further by about s·‖z_src‖, in a direction read off the
     draw's noise η through a fixed, seeded projection onto the shift subspace's principal directions with
     the age direction and the age read-out of the training codes taken out (buffer
     ``modulation.spread_basis``, fitted with the subspace), and with the draw's own edit taken out. So the
@@ -211,6 +211,10 @@ class LossConfig:
     Δa·(1 + κ·r) with r in [-1, 1] read off one fixed direction of the draw's noise η, so different
     samples of one request age by visibly different amounts (people age at different rates) and the
     modulation has to respond to the sample, not only to its mean (pluralism; 0 = every draw alike).
+    ``train_spread``: the critics' losses (L_age, L_clip, L_id, L_rec) and L_div see each draw with the
+    model's draw spread added (``PadaConfig.draw_spread``, as inference renders it), so the learned edit
+    adapts to the spread draws; L_dir and L_norm still hold the modulation's own shift. Needs
+    ``draw_spread`` > 0. False = the losses see the modulation's output only.
     """
 
     w_age: float = 1.0
@@ -240,6 +244,7 @@ class LossConfig:
     dir_mode: str = "full"
     dir_target: str = "group"
     dir_spread: float = 0.0
+    train_spread: bool = False
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)

@@ -115,6 +115,7 @@ class _Step:
     mu: torch.Tensor | None = None
     sigma: torch.Tensor | None = None
     z_age: torch.Tensor | None = None
+    z_out: torch.Tensor | None = None  # z_age as rendered: with the draw spread when the losses see it
     # _denoise
     t: torch.Tensor | None = None
     noise: torch.Tensor | None = None
@@ -180,6 +181,7 @@ class PadaObjective:
         s.eta = gaussian_noise((s.B, s.e_txt.shape[1]), generator, s.dev, torch.float32)
         s.mu, s.sigma = self.model.age_encoder(s.e_img)  # rows without an image are computed but unused
         s.z_age = self.model.modulation(s.z_src, self._e_age(s, s.eta), s.eta)
+        s.z_out = self._spread(s, s.z_age, s.eta)
         self._denoise(s, generator)
         s.zero = s.z_age.sum() * 0.0
         s.view = draw_views(s.B, self.cfg.augment, generator, s.dev) if self.cfg.augment > 0 else None
@@ -222,6 +224,15 @@ class PadaObjective:
         if s.has_img.any():
             s.e_img[s.has_img] = fz.vl.encode_image(s.x_ref[s.has_img]).float()
 
+    def _spread(self, s: _Step, z_age: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+        """z_age with the model's draw spread added (LossConfig.train_spread), else z_age itself."""
+        if not self.cfg.train_spread:
+            return z_age
+        mod = self.model.modulation
+        if not mod.cfg.draw_spread:
+            raise ValueError("train_spread=true needs a model with draw_spread > 0")
+        return z_age + mod.spread(s.z_src, eta, shift=(z_age - s.z_src).detach())
+
     def _e_age(self, s: _Step, eta: torch.Tensor) -> torch.Tensor:
         """The PAE's age embedding for the noise ``eta``: image rows μ + σ⊙η (Eq. 5), text rows the
         text-driven sample (§3.2.1)."""
@@ -243,7 +254,7 @@ class PadaObjective:
         x_t = q_sample(sched, s.x_src, s.t, s.noise).float()
         with torch.no_grad():
             s.x0_src = self._x0(x_t, s.t, s.z_src)
-        s.x0_tar = self._x0(x_t, s.t, s.z_age)
+        s.x0_tar = self._x0(x_t, s.t, s.z_out)
 
     def _seen(self, s: _Step, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """What a critic scores: x itself, or its random view (LossConfig.augment) on the rows ``mask``."""
@@ -315,8 +326,8 @@ class PadaObjective:
     def _diversity_loss(self, s: _Step, generator: torch.Generator | None) -> torch.Tensor:
         """L_div, mode seeking: a second PAE draw must give a different code."""
         eta2 = gaussian_noise(tuple(s.eta.shape), generator, s.dev, torch.float32)
-        z_age2 = self.model.modulation(s.z_src, self._e_age(s, eta2), eta2)
-        z_age = s.z_age
+        z_age2 = self._spread(s, self.model.modulation(s.z_src, self._e_age(s, eta2), eta2), eta2)
+        z_age = s.z_out
         if self.cfg.div_across:  # only the difference across the age direction counts (LossConfig.div_across)
             if self.age_direction is None:
                 raise ValueError("div_across needs the DiffAE's age direction: call set_age_direction")

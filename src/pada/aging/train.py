@@ -208,6 +208,9 @@ class PadaTask(TrainTask):
         from pada.aging.baseline import LinearAgeDirection
         from pada.data.groups import AGE_GROUPS
 
+        if self.loss_cfg.train_spread and not self.model.cfg.draw_spread:
+            raise PadaError("--loss-set train_spread=true needs --pada-set draw_spread=S > 0 (the spread the "
+                            "losses are to see)")
         data = self.dataset()
         dev = next(self._diffae.unet.parameters()).device
         n = min(len(data), limit)
@@ -231,8 +234,9 @@ class PadaTask(TrainTask):
                   f"{n} training codes hold {100 * kept:.1f}% of their variance{extra}", file=sys.stderr)
         if self.model.cfg.has_spread_basis:  # across age: the age direction and the age read-out taken out
             rank = self.model.modulation.set_spread_basis(torch.stack([fit.direction, fit.reg_weight]))
+            seen = "the losses see it" if self.loss_cfg.train_spread else "inference only"
             print(f"pada train pada: draw-spread basis: {rank} directions of the shift subspace across age "
-                  f"(inference only; default spread {self.model.cfg.draw_spread:g} |z|)", file=sys.stderr)
+                  f"(default spread {self.model.cfg.draw_spread:g} |z|, {seen})", file=sys.stderr)
         if self.loss_cfg.lambda_dir > 0:
             self.objective.set_age_direction(w)
             rel = float(w.norm() * 50 / z.norm(dim=1).median())

@@ -77,8 +77,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
                         "Larger = more high-level variety, less text fidelity")
     p.add_argument("--draw-spread", type=float_option(0.0, 1.0), default=None, metavar="S",
-                   help="how far the N results spread in face and hair at the same age, in |z| "
-                        "(default: the model's, 0.12 for pada-demo64; 0 = only the learned draws)")
+                   help="spread the N results across age by about S*|z| (default: the model's; 0 for "
+                        "pada-demo64 = only its learned draws; 0.12 makes them visibly different at a cost "
+                        "in identity and age accuracy, docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
