@@ -73,13 +73,14 @@ class PadaConfig:
     asked for "eighties" move alike; with the source input the shift can depend on how old the face
     already looks. False = Δz from e_age alone (paper).
     ``draw_spread``: pada-only, a sampling choice applied at inference (``AgingPipeline``; the training
-    losses see it only with ``LossConfig.train_spread``): s > 0 moves each PAE draw's z_age further by about s·‖z_src‖, in a direction read off the
-    draw's noise η through a fixed, seeded projection onto the shift subspace's principal directions with
-    the age direction and the age read-out of the training codes taken out (buffer
-    ``modulation.spread_basis``, fitted with the subspace), and with the draw's own edit taken out. So the
-    N results of one request differ in more than how far they age; the PAE mean (η = 0) moves nothing.
-    The learned draw head alone kept v7's draws within 0.02–0.03 ‖z_src‖ (the identity and age losses
-    pull every draw back to one shift). 0 = off (paper); ``--draw-spread`` overrides it per request.
+    losses see it only with ``LossConfig.train_spread``): s > 0 moves each PAE draw's z_age further by
+    about s·‖z_src‖, in a direction read off the draw's noise η through a fixed, seeded projection onto
+    the shift subspace's principal directions with the age direction and the age read-out of the training
+    codes taken out (buffer ``modulation.spread_basis``, fitted with the subspace), and with the draw's own
+    edit taken out. So the N results of one request differ in more than how far they age; the PAE mean
+    (η = 0) moves nothing. The learned draw head alone kept v7's draws within 0.02–0.03 ‖z_src‖ (the
+    identity and age losses pull every draw back to one shift). 0 = off (paper); ``--draw-spread``
+    overrides it per request.
     ``spread_basis``: pada-only; True makes the model carry that basis even with ``draw_spread`` = 0, so a
     request can still ask for a spread (implied by ``draw_spread`` > 0).
     """
