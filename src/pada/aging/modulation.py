@@ -33,6 +33,7 @@ channel, so without it the shift is nearly the same for every face asked for one
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import torch
@@ -178,6 +179,13 @@ class AdaptiveModulation(nn.Module):
             off = off - (off * unit).sum(-1, keepdim=True) * unit
         return off
 
+    def add_spread(self, z_src: torch.Tensor, z_age: torch.Tensor, eta: torch.Tensor,
+                   scale: float | None = None) -> torch.Tensor:
+        """z_age (B, S) plus each draw's spread offset (:meth:`spread`), its own edit z_age − z_src taken
+        out of the offset (the edit's direction is held fixed, no gradient through it). What inference
+        renders and what ``LossConfig.train_spread`` shows the losses."""
+        return z_age + self.spread(z_src, eta, scale, shift=(z_age - z_src).detach())
+
     def source_coords(self, z_src: torch.Tensor) -> torch.Tensor:
         """c (B, m): z_src's coordinates in the shift subspace, standardised by the training codes'."""
         basis = self.shift_basis[: self.cfg.shift_subspace].to(z_src.dtype)  # the principal directions
@@ -212,6 +220,7 @@ class AdaptiveModulation(nn.Module):
         return bound_shift(z_src, z_age, self.cfg.max_shift)
 
 
+@functools.lru_cache(maxsize=8)
 def _spread_projection(d: int, m: int, seed: int = 4111) -> torch.Tensor:
     """R (m, D): m orthonormal rows drawn from a fixed seed, the same in every run (the draw spread's map
     from a PAE draw's noise η (D,) to the subspace coordinates c = R·η ~ N(0, I_m))."""

@@ -231,7 +231,7 @@ class PadaObjective:
         mod = self.model.modulation
         if not mod.cfg.draw_spread:
             raise ValueError("train_spread=true needs a model with draw_spread > 0")
-        return z_age + mod.spread(s.z_src, eta, shift=(z_age - s.z_src).detach())
+        return mod.add_spread(s.z_src, z_age, eta)
 
     def _e_age(self, s: _Step, eta: torch.Tensor) -> torch.Tensor:
         """The PAE's age embedding for the noise ``eta``: image rows μ + σ⊙η (Eq. 5), text rows the

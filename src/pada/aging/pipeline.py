@@ -207,7 +207,7 @@ class AgingPipeline:
         scale = mod.cfg.draw_spread if draw_spread is None else float(draw_spread)
         if eta is not None and scale > 0:
             try:
-                z_age = z_age + mod.spread(z, eta, scale, shift=z_age - z)
+                z_age = mod.add_spread(z, z_age, eta, scale)
             except ValueError as exc:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
         return z_age.float()
