@@ -31,6 +31,8 @@ from pathlib import Path
 
 import torch
 
+from pada.evaluation.scores import interpolate_curve
+
 
 def shift_parts(z_src: torch.Tensor, z_age: torch.Tensor,
                 w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,15 +42,6 @@ def shift_parts(z_src: torch.Tensor, z_age: torch.Tensor,
     u = w / w.norm().clamp_min(1e-12)
     along = (d @ u)[:, None] * u[None]
     return along, d - along
-
-
-def interpolate_curve(points: list[tuple[float, float]], x: float) -> float | None:
-    """y at x on the piecewise-linear curve through ``points`` (x, y) (sorted here); None outside it."""
-    pts = sorted(points)
-    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-        if x0 <= x <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

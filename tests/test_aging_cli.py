@@ -78,6 +78,10 @@ def test_input_errors_are_one_line(tmp_path, capsys, tiny_pipeline):
     with pytest.raises(SystemExit) as exc:
         main(["age", str(blank), "--text", "x", "--draw-spread", "2"])
     assert exc.value.code == 2 and "--draw-spread: must be at most 1" in _err_lines(capsys)[0]
+    with pytest.raises(SystemExit) as exc:
+        main(["age", str(blank), "--text", "x", "--shift-gain", "60:2,40:1"])
+    assert exc.value.code == 2 and "--shift-gain: shift_gain '60:2,40:1': ages must increase" in \
+        _err_lines(capsys)[0]
     crop = tmp_path / "crop.png"
     Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(crop)
     assert main(["age", str(crop), "--aligned", "--text", "x", "--draw-spread", "0.1", "--device", "cpu",
@@ -106,6 +110,10 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
                  str(out), "--device", "cpu", "--seed", "1", "--eps", "0.5", "--no-estimates", "--steps",
                  "2"]) == 0
     assert not np.array_equal(first, np.asarray(Image.open(out)))  # ε reaches the PAE sampling
+    assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3", "--out",
+                 str(out), "--device", "cpu", "--seed", "1", "--shift-gain", "2:3", "--no-estimates",
+                 "--steps", "2"]) == 0
+    assert not np.array_equal(first, np.asarray(Image.open(out)))  # the gain reaches the edit
 
 
 def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkeypatch):

@@ -361,3 +361,49 @@ def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
     plain = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3), steps=3)
     with pytest.raises(PadaError, match="no draw-spread basis"):
         plain.age(faces(1)[0], text=TEXT, n=2, steps=2, draw_spread=0.1)
+
+
+def test_shift_gain_spec_is_parsed_interpolated_and_validated(tmp_path):
+    from pada.aging.config import PadaConfig
+    from pada.aging.gain import gain_at, parse_shift_gain
+
+    knots = parse_shift_gain(" 30:1, 40:2 ,80:1.5")
+    assert knots == ((30.0, 1.0), (40.0, 2.0), (80.0, 1.5))
+    assert [gain_at(knots, a) for a in (0, 30, 35, 40, 60, 80, 110)] == [1.0, 1.0, 1.5, 2.0, 1.75, 1.5, 1.5]
+    assert parse_shift_gain("") == () and gain_at((), 50) == 1.0
+    for bad, msg in (("30", "not AGE:GAIN"), ("30:x", "not AGE:GAIN"), ("40:1,30:2", "ages must increase"),
+                     ("30:0", "outside"), ("30:5", "outside"), ("130:1", "outside")):
+        with pytest.raises(PadaError, match=msg):
+            parse_shift_gain(bad)
+        with pytest.raises(PadaError, match=msg):
+            PadaConfig(shift_gain=bad)
+    model = tiny_model(init_gain=0.3, shift_gain="30:1,60:2")
+    model.save(tmp_path / "g.safetensors")
+    assert type(model).load(tmp_path / "g.safetensors").cfg.shift_gain == "30:1,60:2"
+
+
+def test_shift_gain_scales_each_edit_by_its_target_age(diffae, vl):
+    from pada.data.groups import AGE_GROUPS, description
+
+    p = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3, shift_gain="20.5:1,60.5:3"), steps=3)
+    for gender in ("female", "male"):  # the read-out finds each group from its own description
+        e = vl.encode_text([description(g, gender) for g in AGE_GROUPS])
+        assert p.target_ages(e).tolist() == [g.center for g in AGE_GROUPS]
+    x = faces(1)[0]
+    z = p.encode(x[None])
+    e_age, eta = p.pae_draws(text="woman's face in her sixties", n=2, seed=1)
+    learned = p.model.modulation(z.expand(2, -1), e_age, eta)
+    assert p.target_ages(e_age).tolist() == [60.5, 60.5]
+    torch.testing.assert_close(p.modulate(z, e_age, eta) - z, 3 * (learned - z))  # the model's spec
+    torch.testing.assert_close(p.modulate(z, e_age, eta, shift_gain=""), learned)  # off
+    torch.testing.assert_close(p.modulate(z, e_age, eta, shift_gain="10:0.5") - z, 0.5 * (learned - z))
+    young = p.pae(text="woman's face in her twenties", n=1, high_diversity=False)
+    torch.testing.assert_close(p.modulate(z, young), p.model.modulation(z, young))  # gain 1 there
+    on = p.age(x, text="woman's face in her sixties", n=2, seed=1, steps=2)
+    off = p.age(x, text="woman's face in her sixties", n=2, seed=1, steps=2, shift_gain="")
+    torch.testing.assert_close(on.z_age - z, 3 * (off.z_age - z), atol=1e-5, rtol=1e-4)
+    assert float((on.images - off.images).abs().max()) > 1e-4
+    span = p.lifespan(x, gender="female", frames_per_segment=1, steps=2, shift_gain="")
+    gained = p.lifespan(x, gender="female", frames_per_segment=1, steps=2)
+    torch.testing.assert_close(span.images[:3], gained.images[:3], atol=1e-5, rtol=0)  # gain 1 up to twenties
+    assert float((span.images[-2:] - gained.images[-2:]).abs().max()) > 1e-4

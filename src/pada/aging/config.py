@@ -18,6 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from pada.aging.gain import parse_shift_gain
 from pada.errors import PadaError
 
 LOSS_NAMES = ("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec")
@@ -83,6 +84,10 @@ class PadaConfig:
     overrides it per request.
     ``spread_basis``: pada-only; True makes the model carry that basis even with ``draw_spread`` = 0, so a
     request can still ask for a spread (implied by ``draw_spread`` > 0).
+    ``shift_gain``: pada-only, applied at inference (``AgingPipeline``; training never sees it): a
+    piecewise-linear gain on the shift by target age, ``"AGE:GAIN,..."`` (:mod:`pada.aging.gain`): the
+    pipeline renders z_src + g(a)·(z_age − z_src), a = the target age read off the PAE embedding (the
+    nearest age group's text prototype). "" = off (paper); ``--shift-gain`` overrides it per request.
     """
 
     e_dim: int = 512
@@ -106,6 +111,7 @@ class PadaConfig:
     source_input: bool = False
     draw_spread: float = 0.0
     spread_basis: bool = False
+    shift_gain: str = ""
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -140,6 +146,7 @@ class PadaConfig:
         if self.has_spread_basis and self.shift_subspace < 3:
             raise PadaError("draw_spread / spread_basis spread the draws over the shift subspace without its "
                             "age directions: needs shift_subspace >= 3")
+        parse_shift_gain(self.shift_gain)  # PadaError naming the bad knot
         if self.source_input and not self.shift_subspace:
             raise PadaError("source_input=true reads z_src in the shift subspace: needs shift_subspace > 0")
 

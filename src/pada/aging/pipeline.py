@@ -7,7 +7,8 @@
 2. **invert** once (unless low-level diversity is on): x_T = DiffAE stochastic encoding of x with z_src.
 3. **PAE**: N samples e_age (high-level diversity on; image: μ + σ⊙η, text: e_txt + ε·η, both: see
    :mod:`pada.aging.pae`) or N copies of the PAE mean (off); z_age = modulation(z_src, e_age) (Eq. 6),
-   plus, for a model with a draw spread (``PadaConfig.draw_spread``), each draw's spread offset.
+   scaled by the target age's gain (``PadaConfig.shift_gain``, :mod:`pada.aging.gain`) when the model has
+   one, plus, for a model with a draw spread (``PadaConfig.draw_spread``), each draw's spread offset.
 4. **decode** all N in chunks: x_0 = sampler(x_T, z_age). Default: the second-order ``multistep`` sampler
    with 8 steps for both the inversion and the decode (docs/speed.md); ``sampler="ddim", steps=25`` is the
    paper's setting ("in all cases").
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from pada.aging.gain import group_prototypes, parse_shift_gain, shift_gains, target_ages
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
@@ -194,16 +196,31 @@ class AgingPipeline:
             noise.append(eta)
         return torch.cat(draws), torch.cat(noise)
 
+    def target_ages(self, e_age: torch.Tensor) -> torch.Tensor:
+        """(N,) target age of each PAE embedding (N, D): the centre of the nearest age group's text
+        prototype (:func:`pada.aging.gain.target_ages`); the prototypes are encoded once per pipeline."""
+        if getattr(self, "_prototypes", None) is None:
+            with torch.no_grad():
+                self._prototypes = group_prototypes(self.vl).to(self.device)
+        return target_ages(self._prototypes, e_age.to(self.device))
+
     @torch.no_grad()
     def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
-                 eta: torch.Tensor | None = None, draw_spread: float | None = None) -> torch.Tensor:
+                 eta: torch.Tensor | None = None, draw_spread: float | None = None,
+                 shift_gain: str | None = None) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
         (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
-        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off)."""
+        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off). The shift is
+        first scaled by its target age's gain (``PadaConfig.shift_gain``; ``shift_gain`` overrides the
+        model's spec, "" = off)."""
         mod = self.model.modulation
         z = z_src.expand(e_age.shape[0], -1)
         eta = None if eta is None else eta.to(self.device)
         z_age = mod(z, e_age.to(self.device), eta)
+        knots = parse_shift_gain(mod.cfg.shift_gain if shift_gain is None else shift_gain)
+        if knots:
+            gains = shift_gains(knots, self.target_ages(e_age)).to(z_age.device, z_age.dtype)
+            z_age = z + gains[:, None] * (z_age - z)
         scale = mod.cfg.draw_spread if draw_spread is None else float(draw_spread)
         if eta is not None and scale > 0:
             try:
@@ -242,7 +259,7 @@ class AgingPipeline:
             eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
             inversion_steps: int | None = None, sampler: str | None = None,
-            draw_spread: float | None = None) -> AgingResult:
+            draw_spread: float | None = None, shift_gain: str | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -261,6 +278,8 @@ class AgingPipeline:
                 pipeline's); ``"multistep"`` needs η = 0.
             draw_spread: how far the draws spread across age, in ‖z_src‖ (``PadaConfig.draw_spread``;
                 default: the model's; 0 = off; needs a model built with a spread).
+            shift_gain: gain on the shift by target age, "AGE:GAIN,..." (``PadaConfig.shift_gain``;
+                default: the model's; "" = off).
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -275,7 +294,7 @@ class AgingPipeline:
                                            seed=seed, text_weight=text_weight, eps=eps)
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
-        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread)
+        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = None
@@ -309,12 +328,12 @@ class AgingPipeline:
                  frames_per_segment: int = 3, steps: int | None = None, batch_size: int | None = None,
                  ref: torch.Tensor | None = None, text_weight: float = 0.5,
                  progress: bool = False, inversion_steps: int | None = None,
-                 sampler: str | None = None) -> LifespanResult:
+                 sampler: str | None = None, shift_gain: str | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
         (inferred zero-shot when None) unless ``texts`` are given. ``inversion_steps``: steps of the
-        inversion (default: ``steps``). ``sampler``: as in :meth:`age`."""
+        inversion (default: ``steps``). ``sampler``, ``shift_gain``: as in :meth:`age`."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -329,7 +348,7 @@ class AgingPipeline:
         z_src = self.encode(x)
         e_anchor = torch.cat([self.pae(text=t, ref=ref, n=1, high_diversity=False, text_weight=text_weight)
                               for t in texts])
-        z_anchor = self.modulate(z_src, e_anchor)  # (A, S)
+        z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain)  # (A, S)
         zs, labels, anchors = [], [], []
         for k in range(len(texts) - 1):
             for j in range(frames_per_segment):

@@ -39,6 +39,17 @@ SAMPLER_HELP = ("multistep (default: 2nd-order ODE solver on even log-SNR steps,
                 "in 8 steps) or ddim (the paper's, 25 steps); docs/speed.md")
 
 
+def _gain_spec(text: str) -> str:
+    """argparse ``type=`` of ``--shift-gain``: a valid "AGE:GAIN,..." spec ("" = off)."""
+    from pada.aging.gain import parse_shift_gain
+
+    try:
+        parse_shift_gain(text)
+    except PadaError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text.strip()
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("age", help="age the faces of a photo or folder (age, text or reference face)",
                               description=__doc__.split("\n\n", 1)[1],
@@ -80,6 +91,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="spread the N results across age by about S*|z| (default: the model's; 0 for "
                         "pada-demo64 = only its learned draws; 0.12 makes them visibly different at a cost "
                         "in identity and age accuracy, docs/pada_method.md)")
+    p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
+                   help="scale the edit by target age, piecewise-linear through the knots (default: the "
+                        "model's; pada-demo64 lengthens old targets' edits; \"\" = off, the learned edit "
+                        "as is; docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
@@ -231,7 +246,7 @@ class _Job:
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
-                  sampler=a.sampler, draw_spread=a.draw_spread)
+                  sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain)
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -312,7 +327,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
     res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
-                        inversion_steps=args.inversion_steps, sampler=args.sampler)
+                        inversion_steps=args.inversion_steps, sampler=args.sampler,
+                        shift_gain=args.shift_gain)
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
 

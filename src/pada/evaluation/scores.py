@@ -201,6 +201,17 @@ def reference_shift(age_input: float, age_reference: float, age_outputs: torch.T
             "toward": float((frac > 0).double().mean())}
 
 
+def interpolate_curve(points: Sequence[tuple[float, float]], x: float) -> float | None:
+    """y at x on the piecewise-linear curve through ``points`` (x, y) (sorted here); None outside it (e.g. a
+    baseline's Age MAE at a given identity, from its (ID, MAE) points at several strengths)."""
+    pts = sorted(points)
+    for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
 __all__ = ["DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder", "HF_BLUR_LIMIT",
            "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SPEARMAN_TARGET", "face_found_rate",
-           "hf_energy_ratio", "laplacian_energy", "rankdata", "reference_shift", "spearman"]
+           "hf_energy_ratio", "interpolate_curve", "laplacian_energy", "rankdata", "reference_shift",
+           "spearman"]

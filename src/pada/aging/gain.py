@@ -1,0 +1,87 @@
+"""Age-dependent gain on PADA's shift (a pada addition, applied at inference only).
+
+A trained modulation gives a shift d = z_age − z_src per request; the pipeline renders
+``z_src + g(a)·d``, where ``a`` is the request's target age and ``g`` a piecewise-linear curve through
+the knots of ``PadaConfig.shift_gain`` (flat beyond the first and last knot). Why: measured on
+``pada-demo64`` v7 (docs/pada_method.md, session 16), the learned shift is long enough for young and
+middle targets but too short for old ones (the estimated age of "sixties" outputs 47 on train faces,
+"eighties" 52), and a longer shift there buys more years per unit of identity than the linear baseline.
+
+The target age of a request comes from its PAE embedding: the age group whose text prototype (the
+normalised mean of the group's female and male descriptions, :func:`group_prototypes`) is nearest in
+the vision-language space, so text, reference-image and mixed requests all get one. Spec format:
+``"AGE:GAIN,AGE:GAIN,..."`` with ages strictly increasing; ``""`` = off (gain 1 everywhere).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+from pada.data.groups import AGE_GROUPS, GENDERS, description
+from pada.errors import PadaError
+
+MAX_GAIN = 4.0
+
+
+@functools.lru_cache(maxsize=32)
+def parse_shift_gain(spec: str) -> tuple[tuple[float, float], ...]:
+    """Knots ((age, gain), ...) of a ``shift_gain`` spec; () for ""; PadaError naming the problem."""
+    spec = (spec or "").strip()
+    if not spec:
+        return ()
+    knots = []
+    for part in spec.split(","):
+        age, sep, gain = part.partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            a, g = float(age), float(gain)
+        except ValueError:
+            raise PadaError(f"shift_gain {spec!r}: {part.strip()!r} is not AGE:GAIN") from None
+        if not (0.0 <= a <= 120.0):
+            raise PadaError(f"shift_gain {spec!r}: age {a:g} is outside [0, 120]")
+        if not (0.0 < g <= MAX_GAIN):
+            raise PadaError(f"shift_gain {spec!r}: gain {g:g} is outside (0, {MAX_GAIN:g}]")
+        if knots and a <= knots[-1][0]:
+            raise PadaError(f"shift_gain {spec!r}: ages must increase ({a:g} after {knots[-1][0]:g})")
+        knots.append((a, g))
+    return tuple(knots)
+
+
+def gain_at(knots: tuple[tuple[float, float], ...], age: float) -> float:
+    """The piecewise-linear gain at ``age`` (flat beyond the end knots; 1 without knots)."""
+    if not knots:
+        return 1.0
+    if age <= knots[0][0]:
+        return knots[0][1]
+    for (a0, g0), (a1, g1) in zip(knots, knots[1:]):
+        if age <= a1:
+            return g0 + (g1 - g0) * (age - a0) / (a1 - a0)
+    return knots[-1][1]
+
+
+@torch.no_grad()
+def group_prototypes(vl) -> torch.Tensor:
+    """(7, D): per age group, the normalised mean of the VL embeddings of its female and male
+    descriptions (the group order of :data:`pada.data.groups.AGE_GROUPS`)."""
+    per_gender = [vl.encode_text([description(g, gender) for g in AGE_GROUPS]).float() for gender in GENDERS]
+    proto = torch.stack(per_gender).mean(0)
+    return proto / proto.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def target_ages(prototypes: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
+    """(N,): the centre of the age group whose prototype (7, D) is nearest (cosine) to each e_age (N, D)."""
+    e = e_age.float() / e_age.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    nearest = (e @ prototypes.to(e.device).T).argmax(-1)
+    centres = torch.tensor([g.center for g in AGE_GROUPS], dtype=torch.float32)
+    return centres[nearest.cpu()]
+
+
+def shift_gains(knots: tuple[tuple[float, float], ...], ages: torch.Tensor) -> torch.Tensor:
+    """(N,) gains of the target ages (N,)."""
+    return torch.tensor([gain_at(knots, float(a)) for a in ages], dtype=torch.float32)
+
+
+__all__ = ["MAX_GAIN", "gain_at", "group_prototypes", "parse_shift_gain", "shift_gains", "target_ages"]
