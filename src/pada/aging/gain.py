@@ -2,10 +2,11 @@
 
 A trained modulation gives a shift d = z_age − z_src per request; the pipeline renders
 ``z_src + g(a)·d``, where ``a`` is the request's target age and ``g`` a piecewise-linear curve through
-the knots of ``PadaConfig.shift_gain`` (flat beyond the first and last knot). Why: measured on
-``pada-demo64`` v7 (docs/pada_method.md, session 16), the learned shift is long enough for young and
-middle targets but too short for old ones (the estimated age of "sixties" outputs 47 on train faces,
-"eighties" 52), and a longer shift there buys more years per unit of identity than the linear baseline.
+the knots of ``PadaConfig.shift_gain`` (flat beyond the first and last knot). Why: on 12 train faces
+``pada-demo64`` v7's shift looked too short for old targets ("sixties" read 47, "eighties" 52) and a longer
+one bought more years per unit of identity than the linear baseline (``benchmarks/bench_shift_gain.py``);
+on the 16 held-out faces the same gain did not (docs/pada_method.md, session 16), so the shipped model has
+none. The option stays for models and data where the calibration holds.
 
 The target age of a request comes from its PAE embedding: the age group whose text prototype (the
 normalised mean of the group's female and male descriptions, :func:`group_prototypes`) is nearest in

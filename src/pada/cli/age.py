@@ -92,9 +92,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "pada-demo64 = only its learned draws; 0.12 makes them visibly different at a cost "
                         "in identity and age accuracy, docs/pada_method.md)")
     p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
-                   help="scale the edit by target age, piecewise-linear through the knots (default: the "
-                        "model's; pada-demo64 lengthens old targets' edits; \"\" = off, the learned edit "
-                        "as is; docs/pada_method.md)")
+                   help="scale the edit by target age, piecewise-linear through the knots, e.g. "
+                        "\"30.5:1,60.5:1.5\" (default: the model's; none for pada-demo64; \"\" = off; "
+                        "docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
