@@ -111,6 +111,7 @@ class AgingPipeline:
         self.diffae, self.vl, self.model = diffae, vl, model
         self.steps = None if steps is None else int(steps)
         self.sampler = get_sampler(sampler).name
+        self._prototypes: torch.Tensor | None = None  # age groups' VL text prototypes, on first use
         for m in (diffae, vl, model):
             if isinstance(m, torch.nn.Module):
                 freeze(m.to(self.device))
@@ -199,7 +200,7 @@ class AgingPipeline:
     def target_ages(self, e_age: torch.Tensor) -> torch.Tensor:
         """(N,) target age of each PAE embedding (N, D): the centre of the nearest age group's text
         prototype (:func:`pada.aging.gain.target_ages`); the prototypes are encoded once per pipeline."""
-        if getattr(self, "_prototypes", None) is None:
+        if self._prototypes is None:
             with torch.no_grad():
                 self._prototypes = group_prototypes(self.vl).to(self.device)
         return target_ages(self._prototypes, e_age.to(self.device))
