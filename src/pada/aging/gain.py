@@ -20,7 +20,7 @@ import functools
 
 import torch
 
-from pada.data.groups import AGE_GROUPS, GENDERS, description
+from pada.data.groups import AGE_GROUPS
 from pada.errors import PadaError
 
 MAX_GAIN = 4.0
@@ -63,12 +63,10 @@ def gain_at(knots: tuple[tuple[float, float], ...], age: float) -> float:
     return knots[-1][1]
 
 
-@torch.no_grad()
-def group_prototypes(vl) -> torch.Tensor:
-    """(7, D): per age group, the normalised mean of the VL embeddings of its female and male
-    descriptions (the group order of :data:`pada.data.groups.AGE_GROUPS`)."""
-    per_gender = [vl.encode_text([description(g, gender) for g in AGE_GROUPS]).float() for gender in GENDERS]
-    proto = torch.stack(per_gender).mean(0)
+def group_prototypes(descriptions: torch.Tensor) -> torch.Tensor:
+    """(7, D): per age group, the normalised mean over genders of the VL embeddings of its descriptions
+    ``descriptions`` (G, 7, D) (genders as :data:`pada.data.groups.GENDERS`, groups as ``AGE_GROUPS``)."""
+    proto = descriptions.float().mean(0)
     return proto / proto.norm(dim=-1, keepdim=True).clamp_min(1e-12)
 
 

@@ -111,7 +111,8 @@ class AgingPipeline:
         self.diffae, self.vl, self.model = diffae, vl, model
         self.steps = None if steps is None else int(steps)
         self.sampler = get_sampler(sampler).name
-        self._prototypes: torch.Tensor | None = None  # age groups' VL text prototypes, on first use
+        self._descriptions: torch.Tensor | None = None  # (G, 7, D) VL embeddings of the group texts
+        self._prototypes: torch.Tensor | None = None  # their per-group mean over genders
         for m in (diffae, vl, model):
             if isinstance(m, torch.nn.Module):
                 freeze(m.to(self.device))
@@ -201,9 +202,18 @@ class AgingPipeline:
         """(N,) target age of each PAE embedding (N, D): the centre of the nearest age group's text
         prototype (:func:`pada.aging.gain.target_ages`); the prototypes are encoded once per pipeline."""
         if self._prototypes is None:
-            with torch.no_grad():
-                self._prototypes = group_prototypes(self.vl).to(self.device)
+            self._prototypes = group_prototypes(self.group_descriptions())
         return target_ages(self._prototypes, e_age.to(self.device))
+
+    @torch.no_grad()
+    def group_descriptions(self) -> torch.Tensor:
+        """(G, 7, D): the VL embeddings of the 7 group descriptions of each gender (order of ``GENDERS``),
+        encoded once per pipeline (the gender guess and the target-age read-out both use them)."""
+        if self._descriptions is None:
+            self._descriptions = torch.stack([
+                self.vl.encode_text([description(g, gender) for g in AGE_GROUPS]).float().to(self.device)
+                for gender in GENDERS])
+        return self._descriptions
 
     @torch.no_grad()
     def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
@@ -318,10 +328,7 @@ class AgingPipeline:
     def infer_gender(self, image: torch.Tensor) -> str:
         """Zero-shot gender from the VL model: the gender whose 7 descriptions match the face best."""
         e = self.vl.encode_image(_as_batch(image, "input image").to(self.device)).float()
-        sims = []
-        for gender in GENDERS:
-            t = self.vl.encode_text([description(g, gender) for g in AGE_GROUPS]).float().to(self.device)
-            sims.append(float((t @ e[0]).mean()))
+        sims = [float((t @ e[0]).mean()) for t in self.group_descriptions()]
         return GENDERS[int(torch.tensor(sims).argmax())]
 
     @torch.no_grad()
