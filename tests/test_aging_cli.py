@@ -82,6 +82,9 @@ def test_input_errors_are_one_line(tmp_path, capsys, tiny_pipeline):
         main(["age", str(blank), "--text", "x", "--shift-gain", "60:2,40:1"])
     assert exc.value.code == 2 and "--shift-gain: shift_gain '60:2,40:1': ages must increase" in \
         _err_lines(capsys)[0]
+    assert main(["age", str(blank), "--lifespan", "--calibrate"]) == 1
+    [line] = _err_lines(capsys)
+    assert "--calibrate picks one edit length" in line
     crop = tmp_path / "crop.png"
     Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(crop)
     assert main(["age", str(crop), "--aligned", "--text", "x", "--draw-spread", "0.1", "--device", "cpu",
@@ -114,6 +117,16 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
                  str(out), "--device", "cpu", "--seed", "1", "--shift-gain", "2:3", "--no-estimates",
                  "--steps", "2"]) == 0
     assert not np.array_equal(first, np.asarray(Image.open(out)))  # the gain reaches the edit
+    calls = []
+    real_age = tiny_pipeline.age
+    tiny_pipeline.age = lambda *a, **kw: calls.append(kw.get("calibrate")) or real_age(*a, **kw)
+    try:
+        assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3",
+                     "--out", str(out), "--device", "cpu", "--seed", "1", "--calibrate", "--no-estimates",
+                     "--steps", "2"]) == 0
+    finally:
+        del tiny_pipeline.age
+    assert calls == [True]  # --calibrate reaches the pipeline (its effect: tests/test_aging_pipeline.py)
 
 
 def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkeypatch):

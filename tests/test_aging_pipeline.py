@@ -407,3 +407,52 @@ def test_shift_gain_scales_each_edit_by_its_target_age(diffae, vl):
     gained = p.lifespan(x, gender="female", frames_per_segment=1, steps=2)
     torch.testing.assert_close(span.images[:3], gained.images[:3], atol=1e-5, rtol=0)  # gain 1 up to twenties
     assert float((span.images[-2:] - gained.images[-2:]).abs().max()) > 1e-4
+
+
+def test_calibration_read_out_and_choice():
+    from pada.aging.gain import CALIBRATION_FACTORS, pick_factor, read_ages
+    from pada.data.groups import AGE_GROUPS
+
+    protos = torch.eye(7, 16)
+    centres = [g.center for g in AGE_GROUPS]
+    sharp = read_ages(protos, 5 * torch.eye(7, 16), scale=1000.0)  # each embedding on its own prototype
+    torch.testing.assert_close(sharp, torch.tensor(centres))
+    mid = read_ages(protos, protos[5:7].sum(0, keepdim=True), scale=100.0)  # halfway: sixty and eighty
+    assert abs(float(mid[0]) - (centres[5] + centres[6]) / 2) < 1e-4
+    f = CALIBRATION_FACTORS  # (0.5, 0.75, 1, 1.25, 1.5)
+    assert pick_factor([40, 45, 50, 55, 60], 50, f) == 1.0
+    assert pick_factor([40, 45, 50, 55, 60], 41, f) == 0.5  # an overshooting face gets a shorter edit
+    assert pick_factor([40, 45, 50, 55, 60], 58, f, cost=0) == 1.5
+    # lengthening must pay: 1.25 brings 5 years but costs 0.25 * 8 = 2; 1.5 brings 1 more for 2 more
+    assert pick_factor([40, 45, 50, 55, 56], 60, f) == 1.25
+    assert pick_factor([50, 50, 50, 50, 50], 80, f) == 0.5  # nothing reaches it: the shortest of the ties
+    with pytest.raises(ValueError, match="3 ages for 5 factors"):
+        pick_factor([1, 2, 3], 10, f)
+
+
+def test_calibrate_scales_every_edit_by_the_chosen_factor(diffae, vl):
+    p = pipe(diffae, vl)
+    x = faces(1)[0]
+    plain = p.age(x, text=TEXT, n=2, seed=2, steps=2)
+    cal = p.age(x, text=TEXT, n=2, seed=2, steps=2, calibrate=True)
+    c = cal.calibration
+    assert plain.calibration is None and set(cal.timings) == {"encode", "invert", "calibrate", "decode"}
+    assert c["factors"] == [0.5, 0.75, 1.0, 1.25, 1.5] and len(c["read_ages"]) == 5
+    assert c["target_age"] == 60.5 and c["factor"] in c["factors"]
+    # the choice follows the read-out: recompute it from the reported ages
+    from pada.aging.gain import pick_factor
+    assert pick_factor(c["read_ages"], c["target_age"]) == c["factor"]
+    z = p.encode(x[None])
+    torch.testing.assert_close(cal.z_age - z, c["factor"] * (plain.z_age - z), atol=1e-5, rtol=1e-4)
+    # the candidate renders are the PAE-mean edit at each length from the inverted x_T
+    x_inv = p.invert(x, z, 2)
+    e_mean = p.pae(text=TEXT, n=1, high_diversity=False)
+    z_mean = p.modulate(z, e_mean)
+    forced = p.calibrate(x_inv, z, e_mean, 2, factors=(1.0,))
+    assert forced["factor"] == 1.0
+    from pada.aging.gain import read_ages
+    one = p.decode(x_inv, z_mean, 2)
+    read = float(read_ages(p.group_prototypes(), vl.encode_image(one))[0])
+    assert abs(forced["read_ages"][0] - read) < 0.01
+    fresh = p.age(x, text=TEXT, n=2, seed=2, steps=2, calibrate=True, low_diversity=True)
+    assert fresh.calibration == c  # calibrated on the inversion whatever the outputs start from

@@ -8,6 +8,15 @@ one bought more years per unit of identity than the linear baseline (``benchmark
 on the 16 held-out faces the same gain did not (docs/pada_method.md, session 16), so the shipped model has
 none. The option stays for models and data where the calibration holds.
 
+Per-face calibration (``AgingPipeline.age(..., calibrate=True)``, ``pada age --calibrate``) scales each
+request's edit instead by a factor picked for that face: the PAE-mean edit is rendered at the factors of
+:data:`CALIBRATION_FACTORS`, the vision-language model reads each render's age (:func:`read_ages`), and
+:func:`pick_factor` takes the factor whose reading is nearest the target, charging
+:data:`CALIBRATION_COST` years per unit of lengthening (a longer edit costs identity). Why: one trained
+shift gives every face nearly the same move for one target, so faces that already look old overshoot and
+young-looking ones fall short; on 12 train faces the per-face choice cut Age MAE by about 0.9 years at the
+same identity compared with one factor for all (docs/pada_method.md, session 17).
+
 The target age of a request comes from its PAE embedding: the age group whose text prototype (the
 normalised mean of the group's female and male descriptions, :func:`group_prototypes`) is nearest in
 the vision-language space, so text, reference-image and mixed requests all get one. Spec format:
@@ -24,6 +33,13 @@ from pada.data.groups import AGE_GROUPS
 from pada.errors import PadaError
 
 MAX_GAIN = 4.0
+#: edit lengths a per-face calibration renders and chooses among (1 = the modulation's own edit)
+CALIBRATION_FACTORS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
+#: years of age error a calibration accepts per unit of lengthening beyond 1 (identity cost of a longer edit;
+#: 8 was the best of 0 / 4 / 8 / 16 on 12 train faces at equal identity)
+CALIBRATION_COST = 8.0
+#: sharpness of the VL age read-out's softmax over the age-group prototypes (cosine similarities)
+READ_SCALE = 10.0
 
 
 @functools.lru_cache(maxsize=32)
@@ -78,9 +94,31 @@ def target_ages(prototypes: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
     return centres[nearest.cpu()]
 
 
+def read_ages(prototypes: torch.Tensor, e_img: torch.Tensor, scale: float = READ_SCALE) -> torch.Tensor:
+    """(N,) ages read off image embeddings e_img (N, D): the age groups' centres weighted by a softmax of
+    ``scale`` × the cosine to each group prototype (7, D). A soft read-out, so it moves continuously
+    between groups (the nearest-prototype :func:`target_ages` would jump)."""
+    e = e_img.float() / e_img.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    w = torch.softmax(scale * (e @ prototypes.to(e.device).float().T), dim=-1)
+    centres = torch.tensor([g.center for g in AGE_GROUPS], dtype=torch.float32, device=e.device)
+    return (w * centres).sum(-1).cpu()
+
+
+def pick_factor(ages: torch.Tensor | list[float], target: float,
+                factors: tuple[float, ...] = CALIBRATION_FACTORS, cost: float = CALIBRATION_COST) -> float:
+    """The factor of ``factors`` whose render read ``ages[k]`` minimises |age − target| + cost·max(0, f − 1)
+    (ties: the first, so the shorter edit)."""
+    ages = [float(a) for a in ages]
+    if len(ages) != len(factors):
+        raise ValueError(f"{len(ages)} ages for {len(factors)} factors")
+    scores = [abs(a - target) + cost * max(0.0, f - 1.0) for a, f in zip(ages, factors)]
+    return factors[min(range(len(factors)), key=scores.__getitem__)]
+
+
 def shift_gains(knots: tuple[tuple[float, float], ...], ages: torch.Tensor) -> torch.Tensor:
     """(N,) gains of the target ages (N,)."""
     return torch.tensor([gain_at(knots, float(a)) for a in ages], dtype=torch.float32)
 
 
-__all__ = ["MAX_GAIN", "gain_at", "group_prototypes", "parse_shift_gain", "shift_gains", "target_ages"]
+__all__ = ["CALIBRATION_COST", "CALIBRATION_FACTORS", "MAX_GAIN", "READ_SCALE", "gain_at", "group_prototypes",
+           "parse_shift_gain", "pick_factor", "read_ages", "shift_gains", "target_ages"]

@@ -28,10 +28,19 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from pada.aging.gain import group_prototypes, parse_shift_gain, shift_gains, target_ages
+from pada.aging.gain import (
+    CALIBRATION_FACTORS,
+    group_prototypes,
+    parse_shift_gain,
+    pick_factor,
+    read_ages,
+    shift_gains,
+    target_ages,
+)
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
@@ -64,8 +73,9 @@ class AgingResult:
 
     ``images`` (N, 3, H, W) in [-1, 1] (CPU, float32); ``e_age`` (N, D) PAE samples (None for the linear
     baseline); ``z_age`` (N, S) decoder conditions; ``seeds`` the per-output seeds; ``timings`` seconds per
-    stage (``encode``, ``invert``, ``decode``); ``reconstruction`` the plain DiffAE reconstruction of the
-    input from (x_T, z_src) when asked for.
+    stage (``encode``, ``invert``, ``calibrate``, ``decode``); ``reconstruction`` the plain DiffAE
+    reconstruction of the input from (x_T, z_src) when asked for. ``calibration``: with ``calibrate=True``,
+    the chosen edit factor, the target age and the age read off each candidate render.
     """
 
     images: torch.Tensor
@@ -74,6 +84,7 @@ class AgingResult:
     seeds: list[int]
     timings: dict[str, float] = field(default_factory=dict)
     reconstruction: torch.Tensor | None = None
+    calibration: dict[str, Any] | None = None
 
 
 @dataclass
@@ -201,9 +212,13 @@ class AgingPipeline:
     def target_ages(self, e_age: torch.Tensor) -> torch.Tensor:
         """(N,) target age of each PAE embedding (N, D): the centre of the nearest age group's text
         prototype (:func:`pada.aging.gain.target_ages`); the prototypes are encoded once per pipeline."""
+        return target_ages(self.group_prototypes(), e_age.to(self.device))
+
+    def group_prototypes(self) -> torch.Tensor:
+        """(7, D): each age group's text prototype (:func:`pada.aging.gain.group_prototypes`), cached."""
         if self._prototypes is None:
             self._prototypes = group_prototypes(self.group_descriptions())
-        return target_ages(self._prototypes, e_age.to(self.device))
+        return self._prototypes
 
     @torch.no_grad()
     def group_descriptions(self) -> torch.Tensor:
@@ -218,12 +233,12 @@ class AgingPipeline:
     @torch.no_grad()
     def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
                  eta: torch.Tensor | None = None, draw_spread: float | None = None,
-                 shift_gain: str | None = None) -> torch.Tensor:
+                 shift_gain: str | None = None, edit_scale: float = 1.0) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
         (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
         (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off). The shift is
         first scaled by its target age's gain (``PadaConfig.shift_gain``; ``shift_gain`` overrides the
-        model's spec, "" = off)."""
+        model's spec, "" = off) and by ``edit_scale`` (a per-face calibration's factor, :meth:`calibrate`)."""
         mod = self.model.modulation
         z = z_src.expand(e_age.shape[0], -1)
         eta = None if eta is None else eta.to(self.device)
@@ -232,6 +247,8 @@ class AgingPipeline:
         if knots:
             gains = shift_gains(knots, self.target_ages(e_age)).to(z_age.device, z_age.dtype)
             z_age = z + gains[:, None] * (z_age - z)
+        if edit_scale != 1.0:
+            z_age = z + float(edit_scale) * (z_age - z)
         scale = mod.cfg.draw_spread if draw_spread is None else float(draw_spread)
         if eta is not None and scale > 0:
             try:
@@ -239,6 +256,23 @@ class AgingPipeline:
             except ValueError as exc:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
         return z_age.float()
+
+    @torch.no_grad()
+    def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
+                  steps: int | None = None, sampler: str | None = None, shift_gain: str | None = None,
+                  factors: Sequence[float] = CALIBRATION_FACTORS) -> dict[str, Any]:
+        """Per-face edit length: render the PAE-mean edit (e_mean (1, D)) from x_T (1, ...) at each of
+        ``factors``, read each render's age with the VL model (:func:`pada.aging.gain.read_ages`) and pick
+        the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`). Returns
+        ``{"factor", "target_age", "factors", "read_ages"}``."""
+        factors = tuple(float(f) for f in factors)
+        z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain)
+        codes = torch.cat([z_src + f * (z_mean - z_src) for f in factors])
+        renders = self.decode(x_T[:1], codes, steps, sampler=sampler)
+        ages = read_ages(self.group_prototypes(), self.vl.encode_image(renders.to(self.device)))
+        target = float(self.target_ages(e_mean[:1])[0])
+        return {"factor": pick_factor(ages, target, factors), "target_age": target, "factors": list(factors),
+                "read_ages": [round(float(a), 2) for a in ages]}
 
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
@@ -270,7 +304,8 @@ class AgingPipeline:
             eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
             inversion_steps: int | None = None, sampler: str | None = None,
-            draw_spread: float | None = None, shift_gain: str | None = None) -> AgingResult:
+            draw_spread: float | None = None, shift_gain: str | None = None,
+            calibrate: bool = False) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -291,6 +326,10 @@ class AgingPipeline:
                 default: the model's; 0 = off; needs a model built with a spread).
             shift_gain: gain on the shift by target age, "AGE:GAIN,..." (``PadaConfig.shift_gain``;
                 default: the model's; "" = off).
+            calibrate: pick this face's edit length first (:meth:`calibrate`: the PAE-mean edit rendered
+                from the inverted x_T at 5 lengths, the one whose VL-read age is nearest the target);
+                every output's edit is scaled by it. Costs 5 extra renders (and the inversion when
+                ``low_diversity``).
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -305,15 +344,20 @@ class AgingPipeline:
                                            seed=seed, text_weight=text_weight, eps=eps)
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
-        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain)
+        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain)  # bad options fail here
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
-        recon = None
-        if low_diversity:
-            x_T = self.start_noise(x.shape[1:], seeds)  # noqa: N806
-        else:
-            x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
+        recon = calibration = x_inv = None
+        if calibrate or not low_diversity:
+            x_inv = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)
+        x_T = self.start_noise(x.shape[1:], seeds) if low_diversity else x_inv  # noqa: N806
         t0 = clock.lap("invert", t0)
+        if calibrate:
+            e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
+            calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain)
+            z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
+                                  edit_scale=calibration["factor"])
+            t0 = clock.lap("calibrate", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
             images = self.decode(x_T, z_age, steps, eta=eta, generator=gen, batch_size=batch_size,
@@ -322,7 +366,7 @@ class AgingPipeline:
                 recon = self.decode(x_T[:1], z_src, steps, sampler=sampler).cpu()
         clock.lap("decode", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
-                           timings=clock.times, reconstruction=recon)
+                           timings=clock.times, reconstruction=recon, calibration=calibration)
 
     @torch.no_grad()
     def infer_gender(self, image: torch.Tensor) -> str:

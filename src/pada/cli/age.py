@@ -95,6 +95,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="scale the edit by target age, piecewise-linear through the knots, e.g. "
                         "\"30.5:1,60.5:1.5\" (default: the model's; none for pada-demo64; \"\" = off; "
                         "docs/pada_method.md)")
+    p.add_argument("--calibrate", action="store_true",
+                   help="pick each face's edit length first: the edit rendered at 5 lengths, the one whose "
+                        "age (read by the vision-language model) is nearest the target (5 extra renders per "
+                        "target; not with --lifespan; docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
@@ -246,7 +250,8 @@ class _Job:
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
-                  sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain)
+                  sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
+                  calibrate=a.calibrate)
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -285,6 +290,8 @@ def run(args: argparse.Namespace) -> int:
         raise PadaError(f"-n must be >= 1, got {args.num}")
     if args.paste_back and args.aligned:
         raise PadaError("--paste-back needs the original photo (not --aligned)")
+    if args.calibrate and args.lifespan:
+        raise PadaError("--calibrate picks one edit length per target; --lifespan sweeps every length")
     folder = photo.is_dir()
     if folder and args.lifespan:
         raise PadaError(f"{photo}: --lifespan takes one photo, not a folder")
