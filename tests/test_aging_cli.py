@@ -124,9 +124,13 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
         assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3",
                      "--out", str(out), "--device", "cpu", "--seed", "1", "--calibrate", "--no-estimates",
                      "--steps", "2"]) == 0
+        for flag in ("--no-calibrate", None):
+            assert main(["age", str(crop), "--aligned", "--age", "40", "--out", str(out), "--device", "cpu",
+                         "--no-estimates", "--steps", "2", *([flag] if flag else [])]) == 0
     finally:
         del tiny_pipeline.age
-    assert calls == [True]  # --calibrate reaches the pipeline (its effect: tests/test_aging_pipeline.py)
+    # --calibrate / --no-calibrate reach the pipeline; without either, the model's default (None)
+    assert calls == [True, False, None]  # (the calibration itself: tests/test_aging_pipeline.py)
 
 
 def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkeypatch):

@@ -456,3 +456,7 @@ def test_calibrate_scales_every_edit_by_the_chosen_factor(diffae, vl):
     assert abs(forced["read_ages"][0] - read) < 0.01
     fresh = p.age(x, text=TEXT, n=2, seed=2, steps=2, calibrate=True, low_diversity=True)
     assert fresh.calibration == c  # calibrated on the inversion whatever the outputs start from
+    on = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3, calibrate=True), steps=4)
+    on.model.load_state_dict(p.model.state_dict())
+    assert on.age(x, text=TEXT, n=2, seed=2, steps=2).calibration == c  # the model's default
+    assert on.age(x, text=TEXT, n=2, seed=2, steps=2, calibrate=False).calibration is None

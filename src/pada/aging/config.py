@@ -88,6 +88,11 @@ class PadaConfig:
     piecewise-linear gain on the shift by target age, ``"AGE:GAIN,..."`` (:mod:`pada.aging.gain`): the
     pipeline renders z_src + g(a)·(z_age − z_src), a = the target age read off the PAE embedding (the
     nearest age group's text prototype). "" = off (paper); ``--shift-gain`` overrides it per request.
+    ``calibrate``: pada-only, applied at inference (``AgingPipeline.calibrate``; training never sees it):
+    True picks each request's edit length for the face first: the PAE-mean edit rendered at 0.5–1.5× its
+    length, the one whose age read by the VL model is nearest the target (lengthening charged 8 years per
+    unit), then every output's edit is scaled by it (:mod:`pada.aging.gain`). False = the modulation's edit
+    as is (paper); ``pada age --calibrate`` / ``--no-calibrate`` override it per request.
     """
 
     e_dim: int = 512
@@ -112,6 +117,7 @@ class PadaConfig:
     draw_spread: float = 0.0
     spread_basis: bool = False
     shift_gain: str = ""
+    calibrate: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)

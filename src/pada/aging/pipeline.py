@@ -305,7 +305,7 @@ class AgingPipeline:
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
             inversion_steps: int | None = None, sampler: str | None = None,
             draw_spread: float | None = None, shift_gain: str | None = None,
-            calibrate: bool = False) -> AgingResult:
+            calibrate: bool | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -329,7 +329,7 @@ class AgingPipeline:
             calibrate: pick this face's edit length first (:meth:`calibrate`: the PAE-mean edit rendered
                 from the inverted x_T at 5 lengths, the one whose VL-read age is nearest the target);
                 every output's edit is scaled by it. Costs 5 extra renders (and the inversion when
-                ``low_diversity``).
+                ``low_diversity``). Default: the model's (``PadaConfig.calibrate``).
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -345,6 +345,8 @@ class AgingPipeline:
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
         z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain)  # bad options fail here
+        if calibrate is None:
+            calibrate = bool(self.model.cfg.calibrate)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = calibration = x_inv = None

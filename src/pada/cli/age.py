@@ -95,10 +95,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="scale the edit by target age, piecewise-linear through the knots, e.g. "
                         "\"30.5:1,60.5:1.5\" (default: the model's; none for pada-demo64; \"\" = off; "
                         "docs/pada_method.md)")
-    p.add_argument("--calibrate", action="store_true",
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="pick each face's edit length first: the edit rendered at 5 lengths, the one whose "
                         "age (read by the vision-language model) is nearest the target (5 extra renders per "
-                        "target; not with --lifespan; docs/pada_method.md)")
+                        "target; default: the model's; not with --lifespan; docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
@@ -290,7 +290,7 @@ def run(args: argparse.Namespace) -> int:
         raise PadaError(f"-n must be >= 1, got {args.num}")
     if args.paste_back and args.aligned:
         raise PadaError("--paste-back needs the original photo (not --aligned)")
-    if args.calibrate and args.lifespan:
+    if args.calibrate is True and args.lifespan:
         raise PadaError("--calibrate picks one edit length per target; --lifespan sweeps every length")
     folder = photo.is_dir()
     if folder and args.lifespan:
