@@ -426,8 +426,14 @@ def test_calibration_read_out_and_choice():
     # lengthening must pay: 1.25 brings 5 years but costs 0.25 * 8 = 2; 1.5 brings 1 more for 2 more
     assert pick_factor([40, 45, 50, 55, 56], 60, f) == 1.25
     assert pick_factor([50, 50, 50, 50, 50], 80, f) == 0.5  # nothing reaches it: the shortest of the ties
+    # the texture guard: a length whose render is too detailed does not compete (1.25 -> 1.0 here) ...
+    assert pick_factor([40, 45, 50, 55, 56], 60, f, hf_ratios=[0.9, 1.0, 1.1, 1.4, 1.6]) == 1.0
+    # ... and if every one is, the least detailed wins
+    assert pick_factor([40, 45, 50, 55, 56], 60, f, hf_ratios=[1.45, 1.4, 1.5, 1.6, 1.7]) == 0.75
     with pytest.raises(ValueError, match="3 ages for 5 factors"):
         pick_factor([1, 2, 3], 10, f)
+    with pytest.raises(ValueError, match="2 high-frequency ratios"):
+        pick_factor([1, 2, 3, 4, 5], 10, f, hf_ratios=[1, 1])
 
 
 def test_calibrate_scales_every_edit_by_the_chosen_factor(diffae, vl):
@@ -437,7 +443,7 @@ def test_calibrate_scales_every_edit_by_the_chosen_factor(diffae, vl):
     cal = p.age(x, text=TEXT, n=2, seed=2, steps=2, calibrate=True)
     c = cal.calibration
     assert plain.calibration is None and set(cal.timings) == {"encode", "invert", "calibrate", "decode"}
-    assert c["factors"] == [0.5, 0.75, 1.0, 1.25, 1.5] and len(c["read_ages"]) == 5
+    assert c["factors"] == [0.5, 0.75, 1.0, 1.25, 1.5] and len(c["read_ages"]) == len(c["hf_ratios"]) == 5
     assert c["target_age"] == 60.5 and c["factor"] in c["factors"]
     # the choice follows the read-out: recompute it from the reported ages
     from pada.aging.gain import pick_factor

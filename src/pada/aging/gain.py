@@ -38,6 +38,9 @@ CALIBRATION_FACTORS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5)
 #: years of age error a calibration accepts per unit of lengthening beyond 1 (identity cost of a longer edit;
 #: 8 was the best of 0 / 4 / 8 / 16 on 12 train faces at equal identity)
 CALIBRATION_COST = 8.0
+#: a calibration skips lengths whose render carries more than this times the input's high-frequency energy
+#: (the texture check's limit is 1.5; the margin leaves room for the draw spread on top)
+CALIBRATION_HF_GUARD = 1.3
 #: sharpness of the VL age read-out's softmax over the age-group prototypes (cosine similarities)
 READ_SCALE = 10.0
 
@@ -105,14 +108,24 @@ def read_ages(prototypes: torch.Tensor, e_img: torch.Tensor, scale: float = READ
 
 
 def pick_factor(ages: torch.Tensor | list[float], target: float,
-                factors: tuple[float, ...] = CALIBRATION_FACTORS, cost: float = CALIBRATION_COST) -> float:
+                factors: tuple[float, ...] = CALIBRATION_FACTORS, cost: float = CALIBRATION_COST,
+                hf_ratios: torch.Tensor | list[float] | None = None,
+                hf_guard: float = CALIBRATION_HF_GUARD) -> float:
     """The factor of ``factors`` whose render read ``ages[k]`` minimises |age − target| + cost·max(0, f − 1)
-    (ties: the first, so the shorter edit)."""
+    (ties: the first, so the shorter edit). With ``hf_ratios`` (each render's high-frequency energy over
+    the input's), only factors whose ratio is at most ``hf_guard`` compete; if none is, the factor with the
+    lowest ratio."""
     ages = [float(a) for a in ages]
     if len(ages) != len(factors):
         raise ValueError(f"{len(ages)} ages for {len(factors)} factors")
     scores = [abs(a - target) + cost * max(0.0, f - 1.0) for a, f in zip(ages, factors)]
-    return factors[min(range(len(factors)), key=scores.__getitem__)]
+    keep = list(range(len(factors)))
+    if hf_ratios is not None:
+        hf = [float(r) for r in hf_ratios]
+        if len(hf) != len(factors):
+            raise ValueError(f"{len(hf)} high-frequency ratios for {len(factors)} factors")
+        keep = [k for k in keep if hf[k] <= hf_guard] or [min(keep, key=hf.__getitem__)]
+    return factors[min(keep, key=scores.__getitem__)]
 
 
 def shift_gains(knots: tuple[tuple[float, float], ...], ages: torch.Tensor) -> torch.Tensor:
@@ -120,5 +133,6 @@ def shift_gains(knots: tuple[tuple[float, float], ...], ages: torch.Tensor) -> t
     return torch.tensor([gain_at(knots, float(a)) for a in ages], dtype=torch.float32)
 
 
-__all__ = ["CALIBRATION_COST", "CALIBRATION_FACTORS", "MAX_GAIN", "READ_SCALE", "gain_at", "group_prototypes",
-           "parse_shift_gain", "pick_factor", "read_ages", "shift_gains", "target_ages"]
+__all__ = ["CALIBRATION_COST", "CALIBRATION_FACTORS", "CALIBRATION_HF_GUARD", "MAX_GAIN", "READ_SCALE",
+           "gain_at", "group_prototypes", "parse_shift_gain", "pick_factor", "read_ages", "shift_gains",
+           "target_ages"]

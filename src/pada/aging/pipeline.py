@@ -260,19 +260,25 @@ class AgingPipeline:
     @torch.no_grad()
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
                   steps: int | None = None, sampler: str | None = None, shift_gain: str | None = None,
-                  factors: Sequence[float] = CALIBRATION_FACTORS) -> dict[str, Any]:
+                  factors: Sequence[float] = CALIBRATION_FACTORS,
+                  image: torch.Tensor | None = None) -> dict[str, Any]:
         """Per-face edit length: render the PAE-mean edit (e_mean (1, D)) from x_T (1, ...) at each of
         ``factors``, read each render's age with the VL model (:func:`pada.aging.gain.read_ages`) and pick
-        the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`). Returns
-        ``{"factor", "target_age", "factors", "read_ages"}``."""
+        the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`); with the input
+        ``image``, lengths whose render carries more than ``CALIBRATION_HF_GUARD`` times its high-frequency
+        energy are left out. Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios"}``."""
+        from pada.evaluation.scores import hf_energy_ratio
+
         factors = tuple(float(f) for f in factors)
         z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain)
         codes = torch.cat([z_src + f * (z_mean - z_src) for f in factors])
         renders = self.decode(x_T[:1], codes, steps, sampler=sampler)
         ages = read_ages(self.group_prototypes(), self.vl.encode_image(renders.to(self.device)))
+        hf = None if image is None else hf_energy_ratio(renders, _as_batch(image, "input image").cpu())
         target = float(self.target_ages(e_mean[:1])[0])
-        return {"factor": pick_factor(ages, target, factors), "target_age": target, "factors": list(factors),
-                "read_ages": [round(float(a), 2) for a in ages]}
+        return {"factor": pick_factor(ages, target, factors, hf_ratios=hf), "target_age": target,
+                "factors": list(factors), "read_ages": [round(float(a), 2) for a in ages],
+                "hf_ratios": None if hf is None else [round(float(r), 3) for r in hf]}
 
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
@@ -356,7 +362,7 @@ class AgingPipeline:
         t0 = clock.lap("invert", t0)
         if calibrate:
             e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
-            calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain)
+            calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x)
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
                                   edit_scale=calibration["factor"])
             t0 = clock.lap("calibrate", t0)
