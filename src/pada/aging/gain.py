@@ -12,10 +12,12 @@ Per-face calibration (``AgingPipeline.age(..., calibrate=True)``, ``pada age --c
 request's edit instead by a factor picked for that face: the PAE-mean edit is rendered at the factors of
 :data:`CALIBRATION_FACTORS`, the vision-language model reads each render's age (:func:`read_ages`), and
 :func:`pick_factor` takes the factor whose reading is nearest the target, charging
-:data:`CALIBRATION_COST` years per unit of lengthening (a longer edit costs identity). Why: one trained
-shift gives every face nearly the same move for one target, so faces that already look old overshoot and
-young-looking ones fall short; on 12 train faces the per-face choice cut Age MAE by about 0.9 years at the
-same identity compared with one factor for all (docs/pada_method.md, session 17).
+:data:`CALIBRATION_COST` years per unit of lengthening (a longer edit costs identity), among the factors
+whose render stays within :data:`CALIBRATION_HF_GUARD` times the input's high-frequency energy.
+Why: one trained shift gives every face nearly the same move for one target, so faces that already look
+old overshoot and young-looking ones fall short; the per-face choice cut Age MAE by 1.0 (12 train faces)
+and 1.3 years (16 held-out) at the same identity compared with one factor for all (docs/pada_method.md,
+session 17).
 
 The target age of a request comes from its PAE embedding: the age group whose text prototype (the
 normalised mean of the group's female and male descriptions, :func:`group_prototypes`) is nearest in
