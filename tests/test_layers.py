@@ -55,7 +55,8 @@ ALLOWED = {
     "vl": {"core", "critics", "data"},
     "training": {"core"},  # the generic engine: nothing model-specific
     "evaluation": {"core", "faces"},  # the measures (critics come in as objects)
-    "aging": {"core", "diffae", "diffusion", "training", "critics", "data", "faces", "vl"},
+    # the PADA family; the pipeline's edit-length calibration uses the measures' high-frequency ratio
+    "aging": {"core", "diffae", "diffusion", "training", "critics", "data", "faces", "vl", "evaluation"},
     "evaluation.runner": {"core", "evaluation", "critics", "faces", "data", "aging"},  # runs PADA, scores it
     "app": {"core", "aging", "data", "faces"},
     "cli": {"core", "networks", "diffusion", "faces", "critics", "diffae", "data", "vl", "training",

@@ -75,7 +75,7 @@ class AgingResult:
     baseline); ``z_age`` (N, S) decoder conditions; ``seeds`` the per-output seeds; ``timings`` seconds per
     stage (``encode``, ``invert``, ``calibrate``, ``decode``); ``reconstruction`` the plain DiffAE
     reconstruction of the input from (x_T, z_src) when asked for. ``calibration``: with ``calibrate=True``,
-    the chosen edit factor, the target age and the age read off each candidate render.
+    the chosen edit factor, the target age, and each candidate render's age reading and high-frequency ratio.
     """
 
     images: torch.Tensor
