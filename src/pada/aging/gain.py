@@ -84,6 +84,11 @@ def gain_at(knots: tuple[tuple[float, float], ...], age: float) -> float:
     return knots[-1][1]
 
 
+def _centres() -> torch.Tensor:
+    """(7,) the age groups' centre ages, in the order of ``AGE_GROUPS`` (and of the prototypes)."""
+    return torch.tensor([g.center for g in AGE_GROUPS], dtype=torch.float32)
+
+
 def group_prototypes(descriptions: torch.Tensor) -> torch.Tensor:
     """(7, D): per age group, the normalised mean over genders of the VL embeddings of its descriptions
     ``descriptions`` (G, 7, D) (genders as :data:`pada.data.groups.GENDERS`, groups as ``AGE_GROUPS``)."""
@@ -95,8 +100,7 @@ def target_ages(prototypes: torch.Tensor, e_age: torch.Tensor) -> torch.Tensor:
     """(N,): the centre of the age group whose prototype (7, D) is nearest (cosine) to each e_age (N, D)."""
     e = e_age.float() / e_age.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
     nearest = (e @ prototypes.to(e.device).T).argmax(-1)
-    centres = torch.tensor([g.center for g in AGE_GROUPS], dtype=torch.float32)
-    return centres[nearest.cpu()]
+    return _centres()[nearest.cpu()]
 
 
 def read_ages(prototypes: torch.Tensor, e_img: torch.Tensor, scale: float = READ_SCALE) -> torch.Tensor:
@@ -105,8 +109,7 @@ def read_ages(prototypes: torch.Tensor, e_img: torch.Tensor, scale: float = READ
     between groups (the nearest-prototype :func:`target_ages` would jump)."""
     e = e_img.float() / e_img.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
     w = torch.softmax(scale * (e @ prototypes.to(e.device).float().T), dim=-1)
-    centres = torch.tensor([g.center for g in AGE_GROUPS], dtype=torch.float32, device=e.device)
-    return (w * centres).sum(-1).cpu()
+    return (w * _centres().to(e.device)).sum(-1).cpu()
 
 
 def pick_factor(ages: torch.Tensor | list[float], target: float,

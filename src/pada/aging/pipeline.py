@@ -46,6 +46,7 @@ from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
 from pada.diffusion.samplers import AGING_SAMPLER, get_sampler
 from pada.errors import PadaError
+from pada.evaluation.scores import hf_energy_ratio
 from pada.faces.grid import make_grid, save_grid  # noqa: F401 - re-exported (the one grid writer)
 from pada.frozen import freeze
 
@@ -267,8 +268,6 @@ class AgingPipeline:
         the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`); with the input
         ``image``, lengths whose render carries more than ``CALIBRATION_HF_GUARD`` times its high-frequency
         energy are left out. Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios"}``."""
-        from pada.evaluation.scores import hf_energy_ratio
-
         factors = tuple(float(f) for f in factors)
         z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain)
         codes = torch.cat([z_src + f * (z_mean - z_src) for f in factors])
