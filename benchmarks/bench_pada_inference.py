@@ -73,6 +73,9 @@ def main() -> None:
     ap.add_argument("--inv-steps", type=int, default=0, help="inversion steps (0: --steps)")
     ap.add_argument("--sampler", default="multistep",
                     help="multistep (default, as `pada age`) | ddim (pada.diffusion.samplers)")
+    ap.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                    help="per-face edit length first (5 extra renders; default: the model's, on for pada-demo64)")
+    ap.add_argument("--draw-spread", type=float, default=None, help="default: the model's (0.12 for pada-demo64)")
     args = ap.parse_args()
     from pada.diffusion.samplers import get_sampler
 
@@ -106,7 +109,8 @@ def main() -> None:
         if found:
             face = face_tensors(load_image(found[0]), size, aligned=True, name=str(found[0]))[0][0]
     kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
-          "low_diversity": args.low_diversity, "sampler": args.sampler}
+          "low_diversity": args.low_diversity, "sampler": args.sampler, "calibrate": args.calibrate,
+          "draw_spread": args.draw_spread}
     if args.inv_steps:
         kw["inversion_steps"] = args.inv_steps
     pipe.age(face, **{**kw, "n": 1, "steps": 2, "inversion_steps": 2})  # warm-up
@@ -124,7 +128,8 @@ def main() -> None:
         "inversion_steps": args.inv_steps or args.steps, "sampler": args.sampler,
         "total_cpu_seconds_best": round(min(cpus), 4),
         "preset": args.preset, "image_size": size, "vl": args.vl, "n_outputs": args.n, "steps": args.steps,
-        "low_diversity": args.low_diversity, "device": str(device), "threads": torch.get_num_threads(),
+        "low_diversity": args.low_diversity, "calibrate": args.calibrate, "draw_spread": args.draw_spread,
+        "device": str(device), "threads": torch.get_num_threads(),
         "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},
         "total_seconds_best": round(min(totals), 4), "total_seconds_all": [round(t, 4) for t in totals],
         "seconds_per_output": round(min(totals) / args.n, 4),
