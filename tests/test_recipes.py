@@ -96,6 +96,10 @@ FORMER_SCRIPT["pada-demo64-v7"] = (
     FORMER_SCRIPT["pada-demo64-v6"].replace("runs/pada64v6", "runs/pada64v7")
     .replace("div_target=0.08", "div_target=0.16").replace("dir_spread=0.4", "dir_spread=0.7")
     + " --pada-set shift_age_direction=true --pada-set spread_basis=true")  # the basis: inference only
+# v7c: v7's run with two inference-only defaults stored in the model (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7c"] = (
+    FORMER_SCRIPT["pada-demo64-v7"].replace("runs/pada64v7", "runs/pada64v7c")
+    + " --pada-set draw_spread=0.12 --pada-set calibrate=true")
 
 
 def _configs(trainer: str, args) -> tuple:
@@ -212,7 +216,8 @@ def test_the_script_and_the_registry_use_the_recipes():
     script = (ROOT / "scripts" / "train_default_models.sh").read_text()
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
     # kept to reproduce replaced models (docs/pada_method.md)
-    replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6"}
+    replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
+                "pada-demo64-v7"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer

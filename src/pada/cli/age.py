@@ -88,9 +88,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
                         "Larger = more high-level variety, less text fidelity")
     p.add_argument("--draw-spread", type=float_option(0.0, 1.0), default=None, metavar="S",
-                   help="spread the N results across age by about S*|z| (default: the model's; 0 for "
-                        "pada-demo64 = only its learned draws; 0.12 makes them visibly different at a cost "
-                        "in identity and age accuracy, docs/pada_method.md)")
+                   help="spread the N results across the shift subspace by about S*|z| (default: the "
+                        "model's; 0.12 for pada-demo64: visibly different results at a cost in identity; "
+                        "0 = only the learned draws; docs/pada_method.md)")
     p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
                    help="scale the edit by target age, piecewise-linear through the knots, e.g. "
                         "\"30.5:1,60.5:1.5\" (default: the model's; none for pada-demo64; \"\" = off; "
@@ -98,7 +98,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="pick each face's edit length first: the edit rendered at 5 lengths, the one whose "
                         "age (read by the vision-language model) is nearest the target (5 extra renders per "
-                        "target; default: the model's; not with --lifespan; docs/pada_method.md)")
+                        "target; default: the model's, on for pada-demo64; not with --lifespan; "
+                        "docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
