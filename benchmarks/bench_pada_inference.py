@@ -74,8 +74,10 @@ def main() -> None:
     ap.add_argument("--sampler", default="multistep",
                     help="multistep (default, as `pada age`) | ddim (pada.diffusion.samplers)")
     ap.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
-                    help="per-face edit length first (5 extra renders; default: the model's, on for pada-demo64)")
-    ap.add_argument("--draw-spread", type=float, default=None, help="default: the model's (0.12 for pada-demo64)")
+                    help="per-face edit length first (5 extra renders; default: the model's, "
+                         "on for pada-demo64)")
+    ap.add_argument("--draw-spread", type=float, default=None,
+                    help="default: the model's (0.12 for pada-demo64)")
     args = ap.parse_args()
     from pada.diffusion.samplers import get_sampler
 
