@@ -31,7 +31,10 @@ from pada.evaluation.scores import (
     laplacian_energy,
     rankdata,
     reference_shift,
+    skin_mask,
+    smooth_luma,
     spearman,
+    tone_change,
 )
 from test_evaluation_runner import BrightnessAge, FakePipeline, PooledId, _data  # tests/ is on sys.path
 
@@ -75,6 +78,41 @@ def test_hf_ratio_flags_texture_not_blur():
     assert torch.allclose(per_pair, r[1:])
     with pytest.raises(ValueError, match="differs"):
         hf_energy_ratio(x, x[..., :32, :32])
+
+
+# ------------------------------------------------------------------------------------ skin tone
+def test_skin_mask_covers_the_middle_of_an_aligned_face_not_its_border():
+    m = skin_mask(64)
+    assert m.shape == (64, 64) and set(m.unique().tolist()) == {0.0, 1.0}
+    assert m[37, 32] == 1 and m[0].sum() == 0 and m[:, 0].sum() == 0 and m[63].sum() == 0
+    assert 0.2 < float(m.mean()) < 0.3  # pi * 0.25 * 0.30 of the crop
+
+
+def test_smooth_luma_keeps_regions_and_drops_fine_texture():
+    flat = torch.full((1, 3, 64, 64), 0.2)
+    assert torch.allclose(smooth_luma(flat), torch.full((1, 1, 64, 64), 0.6))  # (0.2 + 1) / 2
+    cb = ((torch.arange(64).view(64, 1) + torch.arange(64).view(1, 64)) % 2).float() * 0.4 - 0.2
+    textured = flat + cb.expand(1, 3, 64, 64)  # +-0.1 on the 0-1 scale, pixel by pixel
+    assert float((smooth_luma(textured) - 0.6)[..., 8:-8, 8:-8].abs().max()) < 0.005  # away from the border
+    x = flat.clone().requires_grad_(True)
+    smooth_luma(x).sum().backward()
+    assert x.grad is not None and float(x.grad.abs().sum()) > 0
+
+
+def test_tone_change_flags_darkened_eyes_and_a_washed_out_face_not_wrinkles_or_background():
+    x = _smooth(1, 64, seed=3) * 0.5
+    eyes = x.clone()
+    eyes[..., 26:36, 18:46] -= 0.6  # a dark band across the eye sockets (0.3 on the 0-1 scale)
+    washed = x.clone()
+    washed[..., 20:60, 16:48] += 0.5  # the whole face lighter
+    lines = x + 0.3 * ((torch.arange(64) % 4) < 2).float().view(1, 1, 64, 1) - 0.15  # fine stripes
+    background = x.clone()
+    background[..., :, :8] -= 0.8  # the crop's edge, outside the skin
+    t = tone_change(torch.cat([x, eyes, washed, lines, background]), x)
+    assert float(t[0]) == 0.0 and float(t[3]) < 0.02 and float(t[4]) == 0.0
+    assert float(t[1]) > 0.1 and float(t[2]) > 0.5
+    with pytest.raises(ValueError, match="differs"):
+        tone_change(x, x[..., :32, :32])
 
 
 # ------------------------------------------------------------------------------------ face found
@@ -260,6 +298,8 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["overall"]["face_found_min"] == 0.0 and sub["overall"]["face_found_rate"] == 0.5
     assert set(tens["modes"]) == {"high"} and set(old["modes"]) == {"high", "low", "both"}
     assert 0 <= tens["hf_ratio_ok"] <= 1 and tens["hf_ratio_median"] >= 0
+    assert 0 <= tens["tone_ok"] <= 1 and 0 <= old["tone_change_mean"] <= 1
+    assert sub["lifespan"]["tone_ok"] is not None and "tone_ok" in sub["reference"]
     assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
     assert sub["lifespan"]["spearman"] == pytest.approx(1.0)
     dw = sub["done_when"]
@@ -268,6 +308,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["overall"]["high_level_diversity"]["id"]["on"] is not None
     text = summary_table(rep)
     assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
+    assert "tone ok" in text
     assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
     # the real pipeline's age() has a fixed signature: an option it does not know is one clear error
     from pada.aging.pipeline import AgingPipeline

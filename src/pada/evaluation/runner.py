@@ -54,9 +54,11 @@ from pada.evaluation.scores import (
     HF_RATIO_LIMIT,
     ID_TARGET,
     SPEARMAN_TARGET,
+    TONE_AREA_LIMIT,
     hf_energy_ratio,
     reference_shift,
     spearman,
+    tone_change,
 )
 from pada.outputs import write_text
 
@@ -287,6 +289,7 @@ class _Accumulator:
         self.age_std: list[float] = []
         self.found: list[torch.Tensor] = []
         self.hf: list[torch.Tensor] = []
+        self.tone: list[torch.Tensor] = []
 
     def summary(self) -> dict[str, Any]:
         err = torch.cat(self.abs_err) if self.abs_err else torch.zeros(0)
@@ -298,18 +301,23 @@ class _Accumulator:
             "age_mean": float(ages.mean()) if ages.numel() else None,
             "id_similarity": float(ids.mean()) if ids.numel() else None,
         }
-        out.update(_output_scores(self.found, self.hf))
+        out.update(_output_scores(self.found, self.hf, self.tone))
         if self.div_id:
             out.update(diversity_id=_mean(self.div_id), diversity_pixel=_mean(self.div_px),
                        diversity_age_std=_mean(self.age_std))
         return out
 
 
-def _output_scores(found: list[torch.Tensor], hf: list[torch.Tensor]) -> dict[str, Any]:
-    """Face-found rate and high-frequency ratio statistics of a set of outputs (None when not measured)."""
+def _output_scores(found: list[torch.Tensor], hf: list[torch.Tensor],
+                   tone: list[torch.Tensor] | None = None) -> dict[str, Any]:
+    """Face-found rate, high-frequency ratio and skin-tone statistics of a set of outputs (None when not
+    measured)."""
     f = torch.cat(found) if found else torch.zeros(0, dtype=torch.bool)
     r = torch.cat(hf) if hf else torch.zeros(0)
+    c = torch.cat(tone) if tone else torch.zeros(0)
     return {
+        "tone_ok": float((c <= TONE_AREA_LIMIT).float().mean()) if c.numel() else None,
+        "tone_change_mean": float(c.mean()) if c.numel() else None,
         "face_found_rate": float(f.float().mean()) if f.numel() else None,
         "hf_ratio_median": float(r.median()) if r.numel() else None,
         "hf_ratio_max": float(r.max()) if r.numel() else None,
@@ -327,6 +335,7 @@ def _measure(acc: _Accumulator, critics: Critics, source: torch.Tensor, outs: to
     e = embed(critics.identity, torch.cat([source, outs]), bs)  # (1 + N, D) unit
     acc.id_sim.append(e[1:] @ e[0])
     acc.hf.append(hf_energy_ratio(outs, source))
+    acc.tone.append(tone_change(outs, source))
     if critics.faces is not None:
         acc.found.append(critics.faces(outs).reshape(-1).bool())
     if outs.shape[0] > 1:
@@ -406,6 +415,7 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
         main = accs[cfg.main_mode]
         pooled.found += main.found
         pooled.hf += main.hf
+        pooled.tone += main.tone
         face_ages.append([float(a.mean()) for a in main.ages])  # per face: mean age of its N outputs
         entry: dict[str, Any] = {"target_age": g.center, "group": g.name,
                                  "description_example": description(g, data.genders[0])}
@@ -415,10 +425,10 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
         per_target[word] = entry
         _log(f"  {word}: age MAE {entry['age_mae']:.2f}, ID {entry['id_similarity']:.4f}, face found "
              f"{_pct(entry.get('face_found_rate'))}, HF ratio <= {HF_RATIO_LIMIT:g} "
-             f"{_pct(entry.get('hf_ratio_ok'))}", verbose)
+             f"{_pct(entry.get('hf_ratio_ok'))}, tone ok {_pct(entry.get('tone_ok'))}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
-    overall.update(_output_scores(pooled.found, pooled.hf))
+    overall.update(_output_scores(pooled.found, pooled.hf, pooled.tone))
     rates = [per_target[w]["face_found_rate"] for w in cfg.targets]
     overall["face_found_min"] = min(rates) if rates and None not in rates else None
     # monotonicity across the targets (a sweep at the main mode's outputs; needs >= 3 targets)
@@ -558,7 +568,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
     """
     options = options or {}
     centres = [g.center for g in AGE_GROUPS]
-    rhos, ages_all, found, hf, ids = [], [], [], [], []
+    rhos, ages_all, found, hf, tone, ids = [], [], [], [], [], []
     for i in range(data.images.shape[0]):
         x, gender = data.images[i:i + 1], data.genders[i]
         if hasattr(pipeline, "lifespan"):
@@ -573,6 +583,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
         ages_all.append(ages)
         rhos.append(spearman(centres, ages))
         hf.append(hf_energy_ratio(tiles, x))
+        tone.append(tone_change(tiles, x))
         if critics.faces is not None:
             found.append(critics.faces(tiles).reshape(-1).bool())
         e = embed(critics.identity, torch.cat([x, tiles]), cfg.batch_size)
@@ -584,7 +595,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
                                for k, g in enumerate(AGE_GROUPS)},
         "id_similarity": float(torch.cat(ids).mean()) if ids else None,
     }
-    out.update(_output_scores(found, hf))
+    out.update(_output_scores(found, hf, tone))
     return out
 
 
@@ -620,7 +631,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
     in_ages = predict_ages(critics.age, data.images, bs)
     own = [pool_files.index(f) if pool_files and f in pool_files else None for f in data.files]
     refs = pick_references(in_ages, pool_ages, cfg.ref_gap, cfg.ref_min_gap, own)
-    pairs, found, hf, ids = [], [], [], []
+    pairs, found, hf, tone, ids = [], [], [], [], []
     for i, j in enumerate(refs):
         if j is None:
             continue
@@ -633,6 +644,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
         pairs.append({"file": data.files[i], "reference": pool_files[j], "age_input": float(in_ages[i]),
                       "age_reference": float(pool_ages[j]), "age_outputs": ages.tolist(), **r})
         hf.append(hf_energy_ratio(outs, x))
+        tone.append(tone_change(outs, x))
         if critics.faces is not None:
             found.append(critics.faces(outs).reshape(-1).bool())
         e = embed(critics.identity, torch.cat([x, outs]), bs)
@@ -646,7 +658,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
     out["older_reference"] = agg([p for p in pairs if p["gap"] > 0])
     out["younger_reference"] = agg([p for p in pairs if p["gap"] < 0])
     out["id_similarity"] = float(torch.cat(ids).mean()) if ids else None
-    out.update(_output_scores(found, hf))
+    out.update(_output_scores(found, hf, tone))
     out["pairs"] = pairs
     if len(pairs) < len(refs):
         out["note"] = (f"{len(refs) - len(pairs)} faces had no reference at least {cfg.ref_min_gap:g} years "
@@ -848,9 +860,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     rows = dict(report["models"])
     if "baseline" in report:
         rows[f"DiffAE linear (strength {report['baseline']['strength']:g})"] = report["baseline"]
-    lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | face found ↑ | HF ratio ≤ 1.5 ↑ | FD ↓ | "
-              "div-ID (high/low/both) | div-px |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | face found ↑ | HF ratio ≤ 1.5 ↑ | "
+              "tone ok ↑ | FD ↓ | div-ID (high/low/both) | div-px |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sub in rows.items():
         for word, e in sub["per_target"].items():
             modes = e.get("modes", {})
@@ -859,7 +871,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {word} ({e['target_age']:g}) | {_fmt(e['age_mae'])} | "
                          f"{_fmt(e['age_mean'], 1)} | {_fmt(e['id_similarity'], 4)} | "
                          f"{_pct(e.get('face_found_rate'))} | {_pct(e.get('hf_ratio_ok'))} | "
-                         f"{_fmt(e.get('fd'))} | "
+                         f"{_pct(e.get('tone_ok'))} | {_fmt(e.get('fd'))} | "
                          f"{div} | {px} |")
     lines += ["", "| model | Age MAE ↓ | ID ↑ | FD ↓ |", "|---|---|---|---|"]
     for name, sub in rows.items():
@@ -890,7 +902,8 @@ _CHECK_LABELS = {
 
 def summary_table(report: dict[str, Any]) -> str:
     """A one-screen text summary (lines <= 110 characters): per model, per target the failure scores
-    (face found, share of outputs with high-frequency ratio <= 1.5, its median), ID and Age MAE; then
+    (face found, share of outputs with high-frequency ratio <= 1.5, its median, share blurred, share whose
+    skin keeps its shading: ``tone ok``), ID and Age MAE; then
     lifespan monotonicity, diversity, reference-guided aging and the issue's acceptance checks
     (PASS / FAIL / – not measured)."""
     cfg = report["config"]
@@ -906,8 +919,8 @@ def summary_table(report: dict[str, Any]) -> str:
         rows[f"linear baseline (strength {report['baseline']['strength']:g})"] = report["baseline"]
     for name, sub in rows.items():
         lines += [f"-- {name}",
-                  f"   {'target':<18}{'face':>10}{'HF ok':>7}{'HF med':>8}{'blur':>6}{'ID':>7}{'MAE':>7}"
-                  f"{'age':>6}"]
+                  f"   {'target':<18}{'face':>10}{'HF ok':>7}{'HF med':>8}{'blur':>6}{'tone ok':>8}{'ID':>7}"
+                  f"{'MAE':>7}{'age':>6}"]
         o = sub["overall"]
         for word, e in [*sub["per_target"].items(), ("all", o)]:
             label = "all (worst)" if word == "all" else f"{word} ({e['target_age']:g})"
@@ -916,8 +929,8 @@ def summary_table(report: dict[str, Any]) -> str:
                 face = f"{face} ({_pct(o['face_found_min'])})"
             lines.append(f"   {label:<18}{face:>10}{_pct(e.get('hf_ratio_ok')):>7}"
                          f"{_fmt(e.get('hf_ratio_median')):>8}{_pct(e.get('hf_ratio_blurred')):>6}"
-                         f"{_fmt(e.get('id_similarity'), 3):>7}{_fmt(e.get('age_mae'), 1):>7}"
-                         f"{_fmt(e.get('age_mean'), 1):>6}")
+                         f"{_pct(e.get('tone_ok')):>8}{_fmt(e.get('id_similarity'), 3):>7}"
+                         f"{_fmt(e.get('age_mae'), 1):>7}{_fmt(e.get('age_mean'), 1):>6}")
         if o.get("target_spearman") is not None:
             lines.append("   monotonicity across the targets' outputs: Spearman "
                          f"{_fmt(o['target_spearman'], 3)}")
@@ -925,7 +938,8 @@ def summary_table(report: dict[str, Any]) -> str:
         if ls:
             ages = " ".join(_fmt(v, 0) for v in ls["age_mean_per_group"].values())
             lines.append(f"   lifespan: Spearman {_fmt(ls['spearman'], 3)} ({ls['n_faces']} faces); face "
-                         f"{_pct(ls.get('face_found_rate'))}, HF ok {_pct(ls.get('hf_ratio_ok'))}, ID "
+                         f"{_pct(ls.get('face_found_rate'))}, HF ok {_pct(ls.get('hf_ratio_ok'))}, tone ok "
+                         f"{_pct(ls.get('tone_ok'))}, ID "
                          f"{_fmt(ls.get('id_similarity'), 3)}; ages by group: {ages}")
         hl = o.get("high_level_diversity")
         if hl:

@@ -9,6 +9,10 @@ look at the outputs themselves:
 * :func:`laplacian_energy` / :func:`hf_energy_ratio`: the output's high-frequency energy relative to its
   input. Aging adds some wrinkles; a ratio of 3-10 is texture painted over the face (the issue's
   finding 1), a ratio far below 1 is blur.
+* :func:`tone_change`: the share of the skin region (:data:`SKIN_ELLIPSE`) whose smoothed brightness moved by
+  more than :data:`TONE_STEP` against the input. Aging darkens a few lines and lightens the hair; darkened eye
+  sockets at young targets, a washed-out or blotched face at old ones re-tone a large part of the skin, and
+  an age network may read either as the target age.
 * :func:`spearman`: rank correlation, used for lifespan monotonicity (estimated age of a child-to-old
   sweep against the target-group centres).
 * :func:`reference_shift`: does reference-guided aging move the estimated age toward the reference's?
@@ -40,6 +44,14 @@ HF_OK_TARGET = 0.95
 SPEARMAN_TARGET = 0.9
 #: "Done when": mean SFace cosine similarity of outputs to their input
 ID_TARGET = 0.5
+
+#: the skin region of an FFHQ-aligned crop, (centre x, y), (half-axes x, y) as fractions of the side: brows
+#: to chin, cheek to cheek; hair, background and neck lie outside
+SKIN_ELLIPSE = ((0.5, 0.58), (0.25, 0.30))
+#: a skin pixel counts as re-toned when its smoothed luma (0-1 scale) moved by more than this
+TONE_STEP = 0.15
+#: an output passes the tone check when at most this share of its skin region is re-toned (reported)
+TONE_AREA_LIMIT = 0.1
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -81,6 +93,51 @@ def hf_energy_ratio(outputs: torch.Tensor, inputs: torch.Tensor, floor: float = 
     if e_in.shape[0] not in (1, e_out.shape[0]):
         raise ValueError(f"{e_in.shape[0]} inputs for {e_out.shape[0]} outputs")
     return (e_out / e_in.clamp_min(floor)).float()
+
+
+# --------------------------------------------------------------------------------------------------
+# tone of the skin
+# --------------------------------------------------------------------------------------------------
+def skin_mask(size: int, device: torch.device | str | None = None) -> torch.Tensor:
+    """``(size, size)`` float mask, 1 inside :data:`SKIN_ELLIPSE` (pixel centres), else 0."""
+    (cx, cy), (ax, ay) = SKIN_ELLIPSE
+    c = (torch.arange(size, dtype=torch.float32, device=device) + 0.5) / size
+    return (torch.hypot((c[None, :] - cx) / ax, (c[:, None] - cy) / ay) < 1.0).float()
+
+
+def smooth_luma(images: torch.Tensor, sigma: float = 2 / 64) -> torch.Tensor:
+    """``(B, 1, H, W)`` luma on the [0, 1] scale after a Gaussian blur of ``sigma`` × the side
+    (2 px at 64 px): the shading and colour of regions, not lines or pores. Differentiable."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    luma = ((images.clamp(-1, 1) + 1) / 2 * w).sum(1, keepdim=True)
+    s = max(float(sigma) * images.shape[-1], 1e-3)
+    r = max(1, int(math.ceil(3 * s)))
+    t = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
+    g = torch.exp(-t * t / (2 * s * s))
+    g = g / g.sum()
+    luma = F.pad(luma, (r, r, r, r), mode="replicate")
+    luma = F.conv2d(luma, g.view(1, 1, 1, -1))
+    return F.conv2d(luma, g.view(1, 1, -1, 1))
+
+
+def tone_shift(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` smoothed-luma change of each output against its input (``(B, ...)`` or one
+    ``(1, ...)`` for all) on the [0, 1] scale: positive = lighter. Differentiable."""
+    if inputs.shape[-2:] != outputs.shape[-2:]:
+        raise ValueError(f"input size {tuple(inputs.shape[-2:])} differs from output size "
+                         f"{tuple(outputs.shape[-2:])}")
+    return (smooth_luma(outputs) - smooth_luma(inputs))[:, 0]
+
+
+def tone_change(outputs: torch.Tensor, inputs: torch.Tensor, step: float = TONE_STEP) -> torch.Tensor:
+    """``(B,)`` share of the skin region (:func:`skin_mask`) whose smoothed luma moved by more than
+    ``step`` between input and output (lighter or darker). 0 = the face keeps its shading."""
+    with torch.no_grad():
+        d = tone_shift(outputs.detach().float().cpu(), inputs.detach().float().cpu())
+        m = skin_mask(d.shape[-1]).bool()
+        return (d[:, m].abs() > step).float().mean(1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -212,6 +269,7 @@ def interpolate_curve(points: Sequence[tuple[float, float]], x: float) -> float 
 
 
 __all__ = ["DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder", "HF_BLUR_LIMIT",
-           "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SPEARMAN_TARGET", "face_found_rate",
-           "hf_energy_ratio", "interpolate_curve", "laplacian_energy", "rankdata", "reference_shift",
-           "spearman"]
+           "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SKIN_ELLIPSE", "SPEARMAN_TARGET",
+           "TONE_AREA_LIMIT", "TONE_STEP", "face_found_rate", "hf_energy_ratio", "interpolate_curve",
+           "laplacian_energy", "rankdata", "reference_shift", "skin_mask", "smooth_luma", "spearman",
+           "tone_change", "tone_shift"]
