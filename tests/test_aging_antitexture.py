@@ -623,3 +623,32 @@ def test_train_spread_lets_the_critic_losses_see_the_spread_draws_but_not_l_dir(
     off = tiny_model(init_gain=0.3, shift_subspace=6, spread_basis=True)
     with pytest.raises(ValueError, match="draw_spread > 0"):
         PadaObjective(off, frozen, LossConfig(train_spread=True))(batch, gen(1))
+
+
+def test_tone_term_is_zero_within_its_margin_and_pulls_the_skin_shading_back(frozen):
+    from pada.aging.losses import tone_loss
+
+    x = torch.zeros(2, 3, 32, 32)
+    lighter = x.clone()
+    lighter[1, :, 12:28, 10:22] += 0.4  # row 1: its skin 0.2 lighter on the 0-1 scale
+    per = tone_loss(x, lighter, margin=0.05)
+    assert per.shape == (2,) and float(per[0]) == 0.0 and float(per[1]) > 0.0
+    assert float(tone_loss(x, lighter, margin=0.5)[1]) == 0.0  # within a wide margin: free
+    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), lambda_tone=100.0,
+                     tone_margin=0.0, t_max=300)
+    assert "L_tone" not in PadaObjective(tiny_model(), frozen, LossConfig(t_max=300))(pair_batch(), gen())
+    ident = PadaObjective(tiny_model(init_gain=0.0), frozen, cfg)(pair_batch(), gen())
+    assert float(ident["L_tone"]) < 1e-12  # no shift: x̂0_tar = x̂0_src
+    model = tiny_model(init_gain=0.5)
+    obj = PadaObjective(model, frozen, cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(obj(pair_batch(), gen(0))["L_tone"])
+    for step in range(10):
+        out = obj(pair_batch(), gen(step))
+        assert torch.allclose(out["total"], cfg.lambda_tone * out["L_tone"])
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+    assert 0.0 < first and float(obj(pair_batch(), gen(0))["L_tone"]) < first  # the same draws, after
+    with pytest.raises(PadaError, match="lambda_tone"):
+        LossConfig(lambda_tone=-1.0)

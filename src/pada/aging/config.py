@@ -93,6 +93,10 @@ class PadaConfig:
     length, the one whose age read by the VL model is nearest the target (lengthening charged 8 years per
     unit), then every output's edit is scaled by it (:mod:`pada.aging.gain`). False = the modulation's edit
     as is (paper); ``pada age --calibrate`` / ``--no-calibrate`` override it per request.
+    ``tone_guard``: pada-only, applied at inference (:class:`pada.aging.guard.ToneGuard`; training never
+    sees it): m > 0 keeps the smoothed brightness of the skin region within m (0-1 scale) of the input
+    face's at every sampler step, against darkened eye sockets and washed-out or blotched faces. 0 = off
+    (paper); ``pada age --tone-guard`` overrides it per request.
     """
 
     e_dim: int = 512
@@ -118,6 +122,7 @@ class PadaConfig:
     spread_basis: bool = False
     shift_gain: str = ""
     calibrate: bool = False
+    tone_guard: float = 0.0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -147,6 +152,8 @@ class PadaConfig:
         if self.shift_age_direction and not self.shift_subspace:
             raise PadaError("shift_age_direction=true adds a row to the shift subspace: "
                             "needs shift_subspace > 0")
+        if not 0.0 <= self.tone_guard < 1.0:
+            raise PadaError(f"tone_guard must be in [0, 1), got {self.tone_guard}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
         if self.has_spread_basis and self.shift_subspace < 3:
@@ -229,6 +236,11 @@ class LossConfig:
     model's draw spread added (``PadaConfig.draw_spread``, as inference renders it), so the learned edit
     adapts to the spread draws; L_dir and L_norm still hold the modulation's own shift. Needs
     ``draw_spread`` > 0. False = the losses see the modulation's output only.
+    ``lambda_tone`` / ``tone_margin``: weight of L_tone, which holds the shading of the skin: over the skin
+    region of an aligned face (:data:`pada.evaluation.scores.SKIN_ELLIPSE`) the smoothed luma of x̂0_tar may
+    move away from x̂0_src's by ``tone_margin`` (0-1 scale) freely, beyond that quadratically
+    (:func:`pada.aging.losses.tone_loss`). The age critics reward darkened eye sockets (young targets) and a
+    washed-out face (old ones); a person reads both as a broken image. 0 = off.
     """
 
     w_age: float = 1.0
@@ -259,6 +271,8 @@ class LossConfig:
     dir_target: str = "group"
     dir_spread: float = 0.0
     train_spread: bool = False
+    lambda_tone: float = 0.0
+    tone_margin: float = 0.08
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)
@@ -270,6 +284,9 @@ class LossConfig:
             raise PadaError("lambda_div and div_target must be >= 0")
         if self.div_across and self.lambda_dir <= 0:
             raise PadaError("div_across=true needs lambda_dir > 0 (the age direction L_dir fits)")
+        if self.lambda_tone < 0 or not 0.0 <= self.tone_margin < 1.0:
+            raise PadaError(f"need lambda_tone >= 0 and tone_margin in [0, 1), got {self.lambda_tone}, "
+                            f"{self.tone_margin}")
         if self.lambda_dir < 0:
             raise PadaError(f"lambda_dir must be >= 0, got {self.lambda_dir}")
         if not 0.0 < self.dir_gain <= 10.0:
@@ -300,7 +317,7 @@ class LossConfig:
     def weight(self, name: str) -> float:
         return {"L_age": self.w_age, "L_clip": self.lambda_clip, "L_tKL": self.lambda_tkl,
                 "L_id": self.lambda_id, "L_norm": self.lambda_norm, "L_rec": self.lambda_rec,
-                "L_div": self.lambda_div, "L_dir": self.lambda_dir}[name]
+                "L_div": self.lambda_div, "L_dir": self.lambda_dir, "L_tone": self.lambda_tone}[name]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -87,6 +87,17 @@ def diversity_loss(z_a: torch.Tensor, z_b: torch.Tensor, z_src: torch.Tensor, ta
     return torch.relu(target - gap)
 
 
+def tone_loss(x_src: torch.Tensor, x_tar: torch.Tensor, margin: float) -> torch.Tensor:
+    """L_tone (a pada addition): the skin's smoothed luma must not move by more than ``margin`` (0-1 scale)
+    between x̂0_src and x̂0_tar; mean over the skin region of relu(|Δ| − margin)², (B,)
+    (:func:`pada.evaluation.scores.tone_shift`, :data:`~pada.evaluation.scores.SKIN_ELLIPSE`)."""
+    from pada.evaluation.scores import skin_mask, tone_shift
+
+    d = tone_shift(x_tar.float(), x_src.float())
+    m = skin_mask(d.shape[-1], d.device).bool()
+    return torch.relu(d[:, m].abs() - margin).square().mean(-1)
+
+
 def rec_loss(x_src: torch.Tensor, x_tar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
     """Reconstruction loss L_rec (Eq. 11): ‖x̂0_src − x̂0_tar‖²₂ per image, summed or averaged over pixels.
 

@@ -26,7 +26,7 @@ Which terms apply to which rows:
   face of the target group, the "age anchor" of the text), noised with the row's own (t, noise) and
   denoised with its own z (``ref_features="x0hat"``, paper) or taken clean (``"real"``).
 * L_clip: rows with ref ≠ source and source text ≠ target text (otherwise the text direction is zero).
-* L_id, L_norm: all rows. L_rec: rows with ref = source.
+* L_id, L_norm: all rows. L_rec: rows with ref = source. L_tone (a pada addition, ``lambda_tone``): all rows.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from pada.aging.losses import (
     rec_loss,
     shift_loss,
     tkl_loss,
+    tone_loss,
 )
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
@@ -289,6 +290,8 @@ class PadaObjective:
         if cfg.enabled("L_rec"):
             per = rec_loss(s.x0_src, s.x0_tar, cfg.rec_reduction)
             out["L_rec"] = masked_mean(per, s.is_same) if s.is_same.any() else s.zero
+        if cfg.lambda_tone > 0:
+            out["L_tone"] = tone_loss(s.x0_src, s.x0_tar, cfg.tone_margin).mean()
         return out
 
     # ---- the terms that need more than one line
