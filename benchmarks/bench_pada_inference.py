@@ -78,6 +78,8 @@ def main() -> None:
                          "on for pada-demo64)")
     ap.add_argument("--draw-spread", type=float, default=None,
                     help="default: the model's (0.12 for pada-demo64)")
+    ap.add_argument("--tone-guard", type=float, default=None,
+                    help="skin-shading margin while sampling (default: the model's; 0 = off)")
     args = ap.parse_args()
     from pada.diffusion.samplers import get_sampler
 
@@ -112,7 +114,7 @@ def main() -> None:
             face = face_tensors(load_image(found[0]), size, aligned=True, name=str(found[0]))[0][0]
     kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
           "low_diversity": args.low_diversity, "sampler": args.sampler, "calibrate": args.calibrate,
-          "draw_spread": args.draw_spread}
+          "draw_spread": args.draw_spread, "tone_guard": args.tone_guard}
     if args.inv_steps:
         kw["inversion_steps"] = args.inv_steps
     pipe.age(face, **{**kw, "n": 1, "steps": 2, "inversion_steps": 2})  # warm-up
@@ -131,6 +133,7 @@ def main() -> None:
         "total_cpu_seconds_best": round(min(cpus), 4),
         "preset": args.preset, "image_size": size, "vl": args.vl, "n_outputs": args.n, "steps": args.steps,
         "low_diversity": args.low_diversity, "calibrate": args.calibrate, "draw_spread": args.draw_spread,
+        "tone_guard": args.tone_guard,
         "device": str(device), "threads": torch.get_num_threads(),
         "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},
         "total_seconds_best": round(min(totals), 4), "total_seconds_all": [round(t, 4) for t in totals],

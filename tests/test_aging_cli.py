@@ -79,6 +79,9 @@ def test_input_errors_are_one_line(tmp_path, capsys, tiny_pipeline):
         main(["age", str(blank), "--text", "x", "--draw-spread", "2"])
     assert exc.value.code == 2 and "--draw-spread: must be at most 1" in _err_lines(capsys)[0]
     with pytest.raises(SystemExit) as exc:
+        main(["age", str(blank), "--text", "x", "--tone-guard", "1"])
+    assert exc.value.code == 2 and "--tone-guard: must be" in _err_lines(capsys)[0]
+    with pytest.raises(SystemExit) as exc:
         main(["age", str(blank), "--text", "x", "--shift-gain", "60:2,40:1"])
     assert exc.value.code == 2 and "--shift-gain: shift_gain '60:2,40:1': ages must increase" in \
         _err_lines(capsys)[0]
@@ -119,18 +122,20 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     assert not np.array_equal(first, np.asarray(Image.open(out)))  # the gain reaches the edit
     calls = []
     real_age = tiny_pipeline.age
-    tiny_pipeline.age = lambda *a, **kw: calls.append(kw.get("calibrate")) or real_age(*a, **kw)
+    tiny_pipeline.age = lambda *a, **kw: calls.append((kw.get("calibrate"), kw.get("tone_guard"))) or \
+        real_age(*a, **kw)
     try:
         assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3",
                      "--out", str(out), "--device", "cpu", "--seed", "1", "--calibrate", "--no-estimates",
-                     "--steps", "2"]) == 0
+                     "--steps", "2", "--tone-guard", "0.1"]) == 0
         for flag in ("--no-calibrate", None):
             assert main(["age", str(crop), "--aligned", "--age", "40", "--out", str(out), "--device", "cpu",
                          "--no-estimates", "--steps", "2", *([flag] if flag else [])]) == 0
     finally:
         del tiny_pipeline.age
-    # --calibrate / --no-calibrate reach the pipeline; without either, the model's default (None)
-    assert calls == [True, False, None]  # (the calibration itself: tests/test_aging_pipeline.py)
+    # --calibrate / --no-calibrate and --tone-guard reach the pipeline; without them, the model's defaults
+    # (None; the calibration and the guard themselves: tests/test_aging_pipeline.py, test_aging_tone_guard.py)
+    assert calls == [(True, 0.1), (False, None), (None, None)]
 
 
 def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkeypatch):

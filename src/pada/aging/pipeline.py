@@ -11,7 +11,8 @@
    one, plus, for a model with a draw spread (``PadaConfig.draw_spread``), each draw's spread offset.
 4. **decode** all N in chunks: x_0 = sampler(x_T, z_age). Default: the second-order ``multistep`` sampler
    with 8 steps for both the inversion and the decode (docs/speed.md); ``sampler="ddim", steps=25`` is the
-   paper's setting ("in all cases").
+   paper's setting ("in all cases"). With a tone guard (``PadaConfig.tone_guard``, :mod:`pada.aging.guard`)
+   every step's x̂0 keeps the skin's smoothed brightness near the input's.
    Low-level diversity on: each output starts from fresh noise x_T ~ N(0, I); off: the inverted x_T.
 
 Reproducibility: output i draws its PAE noise and its x_T noise from its own generator seeded by
@@ -41,6 +42,7 @@ from pada.aging.gain import (
     shift_gains,
     target_ages,
 )
+from pada.aging.guard import ToneGuard
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
@@ -258,20 +260,29 @@ class AgingPipeline:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
         return z_age.float()
 
+    def tone_guard(self, image: torch.Tensor, margin: float | None = None) -> ToneGuard | None:
+        """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` (None: the
+        model's ``PadaConfig.tone_guard``); None when the margin is 0."""
+        margin = float(self.model.cfg.tone_guard if margin is None else margin)
+        if not 0.0 <= margin < 1.0:
+            raise PadaError(f"tone guard must be in [0, 1), got {margin:g}")
+        return ToneGuard(image, margin) if margin > 0 else None
+
     @torch.no_grad()
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
                   steps: int | None = None, sampler: str | None = None, shift_gain: str | None = None,
                   factors: Sequence[float] = CALIBRATION_FACTORS,
-                  image: torch.Tensor | None = None) -> dict[str, Any]:
+                  image: torch.Tensor | None = None, x0_guard=None) -> dict[str, Any]:
         """Per-face edit length: render the PAE-mean edit (e_mean (1, D)) from x_T (1, ...) at each of
         ``factors``, read each render's age with the VL model (:func:`pada.aging.gain.read_ages`) and pick
         the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`); with the input
         ``image``, lengths whose render carries more than ``CALIBRATION_HF_GUARD`` times its high-frequency
-        energy are left out. Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios"}``."""
+        energy are left out; ``x0_guard`` renders them as the request's outputs will be (:meth:`decode`).
+        Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios"}``."""
         factors = tuple(float(f) for f in factors)
         z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain)
         codes = torch.cat([z_src + f * (z_mean - z_src) for f in factors])
-        renders = self.decode(x_T[:1], codes, steps, sampler=sampler)
+        renders = self.decode(x_T[:1], codes, steps, sampler=sampler, x0_guard=x0_guard)
         ages = read_ages(self.group_prototypes(), self.vl.encode_image(renders.to(self.device)))
         hf = None if image is None else hf_energy_ratio(renders, _as_batch(image, "input image").cpu())
         target = float(self.target_ages(e_mean[:1])[0])
@@ -282,12 +293,15 @@ class AgingPipeline:
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
                generator: torch.Generator | None = None, batch_size: int | None = None,
-               progress: bool = False, sampler: str | None = None) -> torch.Tensor:
+               progress: bool = False, sampler: str | None = None, x0_guard=None) -> torch.Tensor:
         """x_0 (N, 3, H, W) in [-1, 1] on the CPU from x_T (N or 1, ...) and z (N, S), decoded in chunks of
-        ``batch_size`` (default :func:`default_chunk`), so the working memory does not grow with N."""
+        ``batch_size`` (default :func:`default_chunk`), so the working memory does not grow with N.
+        ``x0_guard``: a projection of every step's x̂0 (:meth:`pada.diffae.DiffAE.render`), e.g. the
+        :class:`~pada.aging.guard.ToneGuard` of :meth:`age`."""
         sampler = sampler or self.sampler
         return decode_chunked(self.diffae, x_T, z, self.steps_for(sampler, steps), eta=eta,
-                              generator=generator, batch_size=batch_size, progress=progress, sampler=sampler)
+                              generator=generator, batch_size=batch_size, progress=progress, sampler=sampler,
+                              x0_guard=x0_guard)
 
     def steps_for(self, sampler: str | None = None, steps: int | None = None) -> int:
         """The steps a call runs: ``steps`` if given, else the pipeline's, else the sampler's default."""
@@ -310,7 +324,7 @@ class AgingPipeline:
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
             inversion_steps: int | None = None, sampler: str | None = None,
             draw_spread: float | None = None, shift_gain: str | None = None,
-            calibrate: bool | None = None) -> AgingResult:
+            calibrate: bool | None = None, tone_guard: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -335,6 +349,9 @@ class AgingPipeline:
                 from the inverted x_T at 5 lengths, the one whose VL-read age is nearest the target);
                 every output's edit is scaled by it. Costs 5 extra renders (and the inversion when
                 ``low_diversity``). Default: the model's (``PadaConfig.calibrate``).
+            tone_guard: keep the skin's smoothed brightness within this distance (0-1 scale) of the
+                input's while sampling (:class:`~pada.aging.guard.ToneGuard`; the calibration's renders
+                too). Default: the model's (``PadaConfig.tone_guard``); 0 = off.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -352,6 +369,7 @@ class AgingPipeline:
         z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain)  # bad options fail here
         if calibrate is None:
             calibrate = bool(self.model.cfg.calibrate)
+        guard = self.tone_guard(x, tone_guard)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = calibration = x_inv = None
@@ -361,14 +379,15 @@ class AgingPipeline:
         t0 = clock.lap("invert", t0)
         if calibrate:
             e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
-            calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x)
+            calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x,
+                                         x0_guard=guard)
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
                                   edit_scale=calibration["factor"])
             t0 = clock.lap("calibrate", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
             images = self.decode(x_T, z_age, steps, eta=eta, generator=gen, batch_size=batch_size,
-                                 progress=progress, sampler=sampler)
+                                 progress=progress, sampler=sampler, x0_guard=guard)
             if reconstruct:
                 recon = self.decode(x_T[:1], z_src, steps, sampler=sampler).cpu()
         clock.lap("decode", t0)
@@ -387,12 +406,13 @@ class AgingPipeline:
                  frames_per_segment: int = 3, steps: int | None = None, batch_size: int | None = None,
                  ref: torch.Tensor | None = None, text_weight: float = 0.5,
                  progress: bool = False, inversion_steps: int | None = None,
-                 sampler: str | None = None, shift_gain: str | None = None) -> LifespanResult:
+                 sampler: str | None = None, shift_gain: str | None = None,
+                 tone_guard: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
         (inferred zero-shot when None) unless ``texts`` are given. ``inversion_steps``: steps of the
-        inversion (default: ``steps``). ``sampler``, ``shift_gain``: as in :meth:`age`."""
+        inversion (default: ``steps``). ``sampler``, ``shift_gain``, ``tone_guard``: as in :meth:`age`."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -423,7 +443,7 @@ class AgingPipeline:
         x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)
         images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress,
-                             sampler=sampler)
+                             sampler=sampler, x0_guard=self.tone_guard(x, tone_guard))
         clock.lap("decode", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times)
 
@@ -442,13 +462,14 @@ def default_chunk(device: torch.device | str) -> int:
 
 def decode_chunked(diffae, x_T: torch.Tensor, z: torch.Tensor, steps: int, *, eta: float = 0.0,  # noqa: N803
                    generator: torch.Generator | None = None, batch_size: int | None = None,
-                   progress: bool = False, sampler: str = "ddim") -> torch.Tensor:
+                   progress: bool = False, sampler: str = "ddim", x0_guard=None) -> torch.Tensor:
     """Render N futures (x_T (N or 1, 3, H, W), z (N, S)) chunk by chunk into one CPU tensor (N, 3, H, W).
 
     Peak memory is that of one chunk of ``batch_size`` (default :func:`default_chunk`) plus the N outputs.
     When every row is the same request (one x_T, identical z rows, η = 0) the decode runs once and is
     copied: the outputs would be identical anyway (e.g. PADA without high-level diversity).
-    ``sampler``: ``"ddim"`` or ``"multistep"`` (:mod:`pada.diffusion.samplers`).
+    ``sampler``: ``"ddim"`` or ``"multistep"`` (:mod:`pada.diffusion.samplers`); ``x0_guard``: see
+    :meth:`pada.diffae.DiffAE.render` (None = off).
     """
     n = z.shape[0]
     if batch_size is not None and batch_size < 1:
@@ -456,6 +477,8 @@ def decode_chunked(diffae, x_T: torch.Tensor, z: torch.Tensor, steps: int, *, et
     bs = batch_size or default_chunk(z.device)
     kw = {"progress": True} if progress else {}
     kw["sampler"] = sampler
+    if x0_guard is not None:
+        kw["x0_guard"] = x0_guard
     if x_T.shape[0] == 1 and eta == 0 and n > 1 and bool((z == z[:1]).all()):
         one = diffae.render(x_T.contiguous(), z[:1], steps, eta=eta, clip=True, **kw).float().cpu()
         return one.expand(n, -1, -1, -1).clone()

@@ -100,6 +100,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "age (read by the vision-language model) is nearest the target (5 extra renders per "
                         "target; default: the model's, on for pada-demo64; not with --lifespan; "
                         "docs/pada_method.md)")
+    p.add_argument("--tone-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="M",
+                   help="keep the skin's smoothed brightness within M (0-1 scale) of the input's while "
+                        "sampling: no darkened eye sockets, no washed-out face (default: the model's; "
+                        "0 = off; docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
@@ -252,7 +256,7 @@ class _Job:
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
-                  calibrate=a.calibrate)
+                  calibrate=a.calibrate, tone_guard=a.tone_guard)
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -336,7 +340,7 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
     res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
-                        shift_gain=args.shift_gain)
+                        shift_gain=args.shift_gain, tone_guard=args.tone_guard)
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -196,6 +197,7 @@ class DiffAE(nn.Module):
         bf16: bool = False,
         progress: bool = False,
         sampler: str = "ddim",
+        x0_guard: Callable[[Tensor, Tensor], Tensor] | None = None,
     ) -> Tensor:
         """Decode x_T with semantic code z by sampling with ``T`` steps (DDIM by default).
 
@@ -205,13 +207,30 @@ class DiffAE(nn.Module):
             bf16: run the network under bfloat16 autocast (diffusion math stays float32).
             sampler: ``"ddim"`` (official) or ``"multistep"`` (2nd-order ODE solver on even log-SNR
                 steps, :mod:`pada.diffusion.samplers`); ``T`` may also be a section such as ``"logsnr10"``.
+            x0_guard: ``(x̂0 (B, 3, H, W) in [-1, 1], t (B,)) -> x̂0'``, applied at every step to the
+                clean image the network predicts before the sampler uses it (the ε it implies is
+                re-derived from x̂0'): a projection onto a set of allowed images, as the clamp to
+                [-1, 1] is (e.g. :class:`pada.aging.guard.ToneGuard`). None = the plain sampler.
         Returns:
             (B, 3, H, W) image in [-1, 1] (official ``render`` returns (x+1)/2 instead).
         """
         with torch.inference_mode():
-            out = D.samplers.sample(sampler, self._model_fn(z, bf16), x_T, T, eta=eta, clip=clip,
+            fn = self._model_fn(z, bf16)
+            if x0_guard is not None:
+                fn = self._guarded(fn, x0_guard)
+            out = D.samplers.sample(sampler, fn, x_T, T, eta=eta, clip=clip,
                                     generator=generator, progress=progress, schedule=self.schedule)
         return out.clone()
+
+    def _guarded(self, fn, x0_guard: Callable[[Tensor, Tensor], Tensor]):
+        """ε̂ whose implied x̂0 (clamped to [-1, 1]) has passed through ``x0_guard``."""
+
+        def guarded(x: Tensor, t: Tensor) -> Tensor:
+            x0 = D.predict_x0(self.schedule, x, t, fn(x, t)).clamp(-1.0, 1.0)
+            sqrt_a, sqrt_1ma = D.alpha_sigma(self.schedule, t, x)
+            return (x.float() - sqrt_a * x0_guard(x0, t)) / sqrt_1ma
+
+        return guarded
 
     def sample_noise(self, batch: int, generator: torch.Generator | None = None, device=None) -> Tensor:
         """(batch, 3, H, W) standard normal x_T drawn with ``generator``."""

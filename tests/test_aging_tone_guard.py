@@ -1,0 +1,99 @@
+"""The tone guard (pada.aging.guard): an x̂0 projection that keeps the skin's smoothed brightness near the
+input's, inside DiffAE.render and the aging pipeline (tiny random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pada.aging.guard import ToneGuard
+from pada.aging.pipeline import AgingPipeline
+from pada.aging.testing import TinyVL
+from pada.errors import PadaError
+from pada.evaluation.scores import skin_mask, tone_change, tone_shift
+from test_aging_helpers import faces, one_thread, tiny_diffae, tiny_model
+
+TEXT = "man's face in his sixties"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+def _face(size=64, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(1, 3, 4, 4, generator=g) * 0.8 - 0.4
+    return torch.nn.functional.interpolate(low, size=size, mode="bicubic", align_corners=False)
+
+
+def test_guard_takes_out_only_the_shading_beyond_its_margin_on_the_skin():
+    x = _face()
+    guard = ToneGuard(x, 0.1)
+    assert torch.equal(guard(x.clone()), x.clamp(-1, 1))  # the input itself: nothing to take out
+    slight = x + 0.1  # 0.05 lighter on the 0-1 scale: within the margin
+    assert torch.allclose(guard(slight), slight)
+    washed = x + 0.5  # 0.25 lighter
+    stripes = 0.2 * ((torch.arange(64) % 4) < 2).float().view(1, 1, 64, 1) - 0.1  # fine lines
+    out = guard(washed + stripes)
+    inside = torch.nn.functional.avg_pool2d(skin_mask(64)[None, None], 9, 1, 4)[0, 0] > 0.99
+    core = skin_mask(64).bool() & inside  # the skin away from the mask's soft edge
+    d = tone_shift(out, x)[0]
+    assert float(d[core].abs().max()) < 0.15 and float(d[core].abs().mean()) < 0.12  # about the margin
+    assert float(tone_shift(washed + stripes, x)[0][core].min()) > 0.2
+    ring = skin_mask(64) == 0
+    corner = torch.zeros(64, 64, dtype=torch.bool)
+    corner[:6, :6] = True
+    assert torch.allclose(out[..., corner], (washed + stripes).clamp(-1, 1)[..., corner])  # background kept
+    assert bool(ring.any())
+    # the lines survive: what the guard removed is smooth
+    removed = (washed + stripes) - out
+    assert float((removed[..., 1:, :] - removed[..., :-1, :]).abs().max()) < 0.12  # the stripes step by 0.2
+    assert float((out[..., 1:, :] - out[..., :-1, :])[..., core[1:]].abs().max()) > 0.15
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ValueError, match="margin"):
+            ToneGuard(x, bad)
+    with pytest.raises(ValueError, match="one face"):
+        ToneGuard(torch.cat([x, x]), 0.1)
+
+
+@pytest.mark.parametrize("sampler", ["ddim", "multistep"])
+def test_render_applies_the_guard_to_every_steps_clean_image(sampler):
+    diffae = tiny_diffae()
+    x_T = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    z = torch.randn(2, 64, generator=torch.Generator().manual_seed(1))
+    plain = diffae.render(x_T, z, 4, sampler=sampler)
+    same = diffae.render(x_T, z, 4, sampler=sampler, x0_guard=lambda x0, t: x0)
+    torch.testing.assert_close(same, plain, atol=1e-4, rtol=0)
+    target = torch.full((1, 3, 32, 32), 0.3)
+    seen = []
+
+    def constant(x0, t):
+        seen.append(int(t[0]))
+        return target.expand_as(x0)
+
+    out = diffae.render(x_T, z, 4, sampler=sampler, x0_guard=constant)
+    torch.testing.assert_close(out, target.expand_as(out), atol=1e-4, rtol=0)
+    assert len(seen) == 4 and seen == sorted(seen, reverse=True)  # once per step, noisy to clean
+
+
+def test_pipeline_outputs_keep_the_inputs_shading_with_the_guard_and_not_without():
+    diffae, vl = tiny_diffae(), TinyVL(dim=32)
+    p = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3), steps=4)
+    x = faces(1)[0]
+    plain = p.age(x, text=TEXT, n=2, seed=1)
+    off = p.age(x, text=TEXT, n=2, seed=1, tone_guard=0.0)
+    assert torch.equal(plain.images, off.images)  # the model's default here: off
+    guarded = p.age(x, text=TEXT, n=2, seed=1, tone_guard=0.05, calibrate=True)
+    assert float(tone_change(plain.images, x[None], step=0.07).max()) > 0.2  # a random decoder re-tones
+    assert float(tone_change(guarded.images, x[None], step=0.07).max()) < 0.1  # the soft edge spills a little
+    on = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3, tone_guard=0.05), steps=4)
+    on.model.load_state_dict(p.model.state_dict())
+    assert torch.equal(on.age(x, text=TEXT, n=2, seed=1, calibrate=True).images, guarded.images)
+    sweep = on.lifespan(x, gender="male", frames_per_segment=1)
+    assert float(tone_change(sweep.images, x[None], step=0.07).max()) < 0.1
+    with pytest.raises(PadaError, match="tone guard"):
+        p.age(x, text=TEXT, n=1, tone_guard=1.5)
+    with pytest.raises(PadaError, match="tone_guard"):
+        tiny_model(tone_guard=-0.1)
