@@ -100,6 +100,14 @@ FORMER_SCRIPT["pada-demo64-v7"] = (
 FORMER_SCRIPT["pada-demo64-v7c"] = (
     FORMER_SCRIPT["pada-demo64-v7"].replace("runs/pada64v7", "runs/pada64v7c")
     + " --pada-set draw_spread=0.12 --pada-set calibrate=true")
+# v7d: v7c plus the tone guard, one more inference-only default (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7d"] = (
+    FORMER_SCRIPT["pada-demo64-v7c"].replace("runs/pada64v7c", "runs/pada64v7d")
+    + " --pada-set tone_guard=0.1")
+# v8 (tried in session 19, not shipped): v7c's run plus L_tone
+FORMER_SCRIPT["pada-demo64-v8"] = (
+    FORMER_SCRIPT["pada-demo64-v7c"].replace("runs/pada64v7c", "runs/pada64v8")
+    + " --loss-set lambda_tone=400 --loss-set tone_margin=0.05")
 
 
 def _configs(trainer: str, args) -> tuple:
@@ -215,9 +223,9 @@ def test_recipes_cli(capsys):
 def test_the_script_and_the_registry_use_the_recipes():
     script = (ROOT / "scripts" / "train_default_models.sh").read_text()
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
-    # kept to reproduce replaced models (docs/pada_method.md)
+    # kept to reproduce replaced models and tried runs (docs/pada_method.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
-                "pada-demo64-v7"}
+                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v8"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer
