@@ -23,7 +23,8 @@ from pathlib import Path
 
 import torch
 
-from pada.aging.guard import ToneGuard
+from pada.aging.guard import tone_guard as make_tone_guard
+from pada.aging.guard import tone_margin
 from pada.aging.pipeline import (
     AgingResult,
     _as_batch,
@@ -157,7 +158,7 @@ class LinearBaselinePipeline:
         spec = get_sampler(sampler)
         self.sampler, self.steps = spec.name, int(steps or spec.default_steps)
         self.strength = float(strength)
-        self.tone_guard = float(tone_guard)
+        self.tone_guard = tone_margin(tone_guard)
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             freeze(diffae.to(self.device))
@@ -193,8 +194,7 @@ class LinearBaselinePipeline:
                                                 sampler=self.sampler).float().expand(n, -1, -1, -1)
         t0 = clock.lap("invert", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
-        margin = self.tone_guard if tone_guard is None else float(tone_guard)
-        guard = ToneGuard(x, margin) if margin > 0 else None
+        guard = make_tone_guard(x, self.tone_guard if tone_guard is None else tone_guard)
         images = decode_chunked(self.diffae, x_T if low_diversity else x_T[:1], z_age, steps or self.steps,
                                 eta=eta, generator=gen, batch_size=batch_size, sampler=self.sampler,
                                 x0_guard=guard)

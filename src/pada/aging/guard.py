@@ -15,8 +15,11 @@ calls. Measured effect: docs/pada_method.md ("Shipped model").
 
 from __future__ import annotations
 
+import math
+
 import torch
 
+from pada.errors import PadaError
 from pada.evaluation.scores import skin_mask, smooth_luma
 
 
@@ -40,4 +43,22 @@ class ToneGuard:
         return (x0 - 2.0 * excess * self.mask.to(x0.device)).clamp(-1.0, 1.0)  # luma 0-1 -> pixels [-1, 1]
 
 
-__all__ = ["ToneGuard"]
+def tone_margin(value) -> float:
+    """A tone-guard margin as a float in [0, 1) (0 = off); :class:`PadaError` naming the problem."""
+    try:
+        margin = float(value)
+    except (TypeError, ValueError):
+        raise PadaError(f"tone guard must be a number in [0, 1), got {value!r}") from None
+    if not (math.isfinite(margin) and 0.0 <= margin < 1.0):
+        raise PadaError(f"tone guard must be in [0, 1), got {margin:g}")
+    return margin
+
+
+def tone_guard(image: torch.Tensor, margin) -> ToneGuard | None:
+    """The :class:`ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` (checked by :func:`tone_margin`);
+    None when the margin is 0."""
+    margin = tone_margin(margin)
+    return ToneGuard(image, margin) if margin > 0 else None
+
+
+__all__ = ["ToneGuard", "tone_guard", "tone_margin"]

@@ -42,7 +42,7 @@ from pada.aging.gain import (
     shift_gains,
     target_ages,
 )
-from pada.aging.guard import ToneGuard
+from pada.aging.guard import ToneGuard, tone_guard
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
@@ -263,10 +263,7 @@ class AgingPipeline:
     def tone_guard(self, image: torch.Tensor, margin: float | None = None) -> ToneGuard | None:
         """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` (None: the
         model's ``PadaConfig.tone_guard``); None when the margin is 0."""
-        margin = float(self.model.cfg.tone_guard if margin is None else margin)
-        if not 0.0 <= margin < 1.0:
-            raise PadaError(f"tone guard must be in [0, 1), got {margin:g}")
-        return ToneGuard(image, margin) if margin > 0 else None
+        return tone_guard(image, self.model.cfg.tone_guard if margin is None else margin)
 
     @torch.no_grad()
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803

@@ -133,7 +133,7 @@ def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str,
         direction, note = fit_baseline_direction(main, args.data, size, cfg, labels=args.labels,
                                                  test_fraction=args.test_fraction, eval_data=data)
     # the baseline samples as PADA does: the same sampler, steps and tone guard (the model's or the option's)
-    guard = float(dict(args.pipeline_option).get("tone_guard", main.model.cfg.tone_guard))
+    guard = dict(args.pipeline_option).get("tone_guard", main.model.cfg.tone_guard)
     return LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps, sampler=main.sampler,
                                   tone_guard=guard), note
 
