@@ -20,6 +20,7 @@ from pada.evaluation.runner import (
     reconstruction_metrics,
     run_evaluation,
     search_baseline_strength,
+    summary_table,
     to_markdown,
     write_report,
 )
@@ -287,3 +288,30 @@ def test_runner_calls_match_the_real_pipeline_signatures():
     for meth in ("encode", "invert", "decode"):
         assert callable(getattr(AgingPipeline, meth))
     assert list(inspect.signature(AgingPipeline.invert).parameters)[:4] == ["self", "image", "z_src", "steps"]
+
+
+class BrightnessGender(torch.nn.Module):
+    """Gender critic: a bright image is read as male (index 1), a dark one as female."""
+
+    def forward(self, x):
+        male = (x.mean(dim=(1, 2, 3)) > 0).float()
+        return torch.stack([1 - male, male], 1)
+
+
+def test_gender_kept_per_target_in_the_report_and_summary():
+    data = _data(m=3)
+    data.images = torch.full_like(data.images, -0.3)  # dark inputs: read as women
+    critics = _critics()
+    critics.gender = BrightnessGender()
+    cfg = EvalConfig(targets=("twenties", "eighties"), n_outputs=2, baseline=False, lifespan=False,
+                     reference=False, reconstruction=False)
+    rep = run_evaluation({"PADA": FakePipeline()}, data, critics, cfg)
+    per = rep["models"]["PADA"]["per_target"]
+    # the fake pipeline's eighties are bright (read as men), its twenties dark
+    assert per["twenties"]["gender_kept"] == 1.0 and per["eighties"]["gender_kept"] == 0.0
+    assert rep["models"]["PADA"]["overall"]["gender_kept"] == pytest.approx(0.5)
+    table = summary_table(rep)
+    assert "gender" in table.splitlines()[3]
+    assert "| 0% |" in to_markdown(rep)  # the eighties row's gender-kept cell
+    plain = run_evaluation({"PADA": FakePipeline()}, data, _critics(), cfg)  # no gender critic: not measured
+    assert plain["models"]["PADA"]["per_target"]["eighties"]["gender_kept"] is None

@@ -55,6 +55,7 @@ from pada.evaluation.scores import (
     ID_TARGET,
     SPEARMAN_TARGET,
     TONE_AREA_LIMIT,
+    gender_kept,
     hf_energy_ratio,
     reference_shift,
     spearman,
@@ -154,15 +155,18 @@ class Critics:
     names: dict[str, str] = field(default_factory=dict)
     #: face detector for the face-found rate: images (B, 3, S, S) -> (B,) bool (None: not measured)
     faces: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: gender critic for the gender-kept rate: images -> probs (B, 2) (None: not measured)
+    gender: Critic | None = None
 
 
 def load_critics(age: str = "dlib-age", identity: str = "sface", fid: str = "sface", device: str = "cpu",
                  age_weights: str | None = None, inception_weights: str | None = None,
-                 faces: bool = True) -> Critics:
+                 faces: bool = True, gender: bool = True) -> Critics:
     """Critics from the registry. ``fid``: ``sface`` (identity embeddings), ``dlib-age`` (penultimate
     features of the age network), ``inception`` (TF-FID Inception-v3, weights supplied by the user) or
     ``none``. ``faces``: also load YuNet for the face-found rate
-    (:class:`~pada.evaluation.scores.FaceFinder`)."""
+    (:class:`~pada.evaluation.scores.FaceFinder`). ``gender``: also load ``dlib-gender`` for the share of
+    outputs read as the input's gender (:func:`~pada.evaluation.scores.gender_kept`)."""
     from pada.critics.registry import load_critic
 
     if fid not in FID_FEATURES:
@@ -184,7 +188,9 @@ def load_critics(age: str = "dlib-age", identity: str = "sface", fid: str = "sfa
 
         finder = FaceFinder()
     return Critics(age_c, id_c, fid_fn, {"age": age, "identity": identity, "fid_features": fid,
-                                         "faces": "yunet" if faces else "none"}, faces=finder)
+                                         "faces": "yunet" if faces else "none",
+                                         "gender": "dlib-gender" if gender else "none"}, faces=finder,
+                   gender=load_critic("dlib-gender", device=device) if gender else None)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -290,6 +296,7 @@ class _Accumulator:
         self.found: list[torch.Tensor] = []
         self.hf: list[torch.Tensor] = []
         self.tone: list[torch.Tensor] = []
+        self.gender: list[torch.Tensor] = []
 
     def summary(self) -> dict[str, Any]:
         err = torch.cat(self.abs_err) if self.abs_err else torch.zeros(0)
@@ -301,7 +308,7 @@ class _Accumulator:
             "age_mean": float(ages.mean()) if ages.numel() else None,
             "id_similarity": float(ids.mean()) if ids.numel() else None,
         }
-        out.update(_output_scores(self.found, self.hf, self.tone))
+        out.update(_output_scores(self.found, self.hf, self.tone, self.gender))
         if self.div_id:
             out.update(diversity_id=_mean(self.div_id), diversity_pixel=_mean(self.div_px),
                        diversity_age_std=_mean(self.age_std))
@@ -309,15 +316,18 @@ class _Accumulator:
 
 
 def _output_scores(found: list[torch.Tensor], hf: list[torch.Tensor],
-                   tone: list[torch.Tensor] | None = None) -> dict[str, Any]:
-    """Face-found rate, high-frequency ratio and skin-tone statistics of a set of outputs (None when not
-    measured)."""
+                   tone: list[torch.Tensor] | None = None,
+                   gender: list[torch.Tensor] | None = None) -> dict[str, Any]:
+    """Face-found rate, high-frequency ratio, skin-tone statistics and gender-kept rate of a set of
+    outputs (None when not measured)."""
+    k = torch.cat(gender) if gender else torch.zeros(0, dtype=torch.bool)
     f = torch.cat(found) if found else torch.zeros(0, dtype=torch.bool)
     r = torch.cat(hf) if hf else torch.zeros(0)
     c = torch.cat(tone) if tone else torch.zeros(0)
     return {
         "tone_ok": float((c <= TONE_AREA_LIMIT).float().mean()) if c.numel() else None,
         "tone_change_mean": float(c.mean()) if c.numel() else None,
+        "gender_kept": float(k.float().mean()) if k.numel() else None,
         "face_found_rate": float(f.float().mean()) if f.numel() else None,
         "hf_ratio_median": float(r.median()) if r.numel() else None,
         "hf_ratio_max": float(r.max()) if r.numel() else None,
@@ -336,6 +346,8 @@ def _measure(acc: _Accumulator, critics: Critics, source: torch.Tensor, outs: to
     acc.id_sim.append(e[1:] @ e[0])
     acc.hf.append(hf_energy_ratio(outs, source))
     acc.tone.append(tone_change(outs, source))
+    if critics.gender is not None:
+        acc.gender.append(gender_kept(critics.gender, outs, source))
     if critics.faces is not None:
         acc.found.append(critics.faces(outs).reshape(-1).bool())
     if outs.shape[0] > 1:
@@ -416,6 +428,7 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
         pooled.found += main.found
         pooled.hf += main.hf
         pooled.tone += main.tone
+        pooled.gender += main.gender
         face_ages.append([float(a.mean()) for a in main.ages])  # per face: mean age of its N outputs
         entry: dict[str, Any] = {"target_age": g.center, "group": g.name,
                                  "description_example": description(g, data.genders[0])}
@@ -428,7 +441,7 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
              f"{_pct(entry.get('hf_ratio_ok'))}, tone ok {_pct(entry.get('tone_ok'))}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
-    overall.update(_output_scores(pooled.found, pooled.hf, pooled.tone))
+    overall.update(_output_scores(pooled.found, pooled.hf, pooled.tone, pooled.gender))
     rates = [per_target[w]["face_found_rate"] for w in cfg.targets]
     overall["face_found_min"] = min(rates) if rates and None not in rates else None
     # monotonicity across the targets (a sweep at the main mode's outputs; needs >= 3 targets)
@@ -568,7 +581,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
     """
     options = options or {}
     centres = [g.center for g in AGE_GROUPS]
-    rhos, ages_all, found, hf, tone, ids = [], [], [], [], [], []
+    rhos, ages_all, found, hf, tone, kept, ids = [], [], [], [], [], [], []
     for i in range(data.images.shape[0]):
         x, gender = data.images[i:i + 1], data.genders[i]
         if hasattr(pipeline, "lifespan"):
@@ -584,6 +597,8 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
         rhos.append(spearman(centres, ages))
         hf.append(hf_energy_ratio(tiles, x))
         tone.append(tone_change(tiles, x))
+        if critics.gender is not None:
+            kept.append(gender_kept(critics.gender, tiles, x))
         if critics.faces is not None:
             found.append(critics.faces(tiles).reshape(-1).bool())
         e = embed(critics.identity, torch.cat([x, tiles]), cfg.batch_size)
@@ -595,7 +610,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
                                for k, g in enumerate(AGE_GROUPS)},
         "id_similarity": float(torch.cat(ids).mean()) if ids else None,
     }
-    out.update(_output_scores(found, hf, tone))
+    out.update(_output_scores(found, hf, tone, kept))
     return out
 
 
@@ -631,7 +646,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
     in_ages = predict_ages(critics.age, data.images, bs)
     own = [pool_files.index(f) if pool_files and f in pool_files else None for f in data.files]
     refs = pick_references(in_ages, pool_ages, cfg.ref_gap, cfg.ref_min_gap, own)
-    pairs, found, hf, tone, ids = [], [], [], [], []
+    pairs, found, hf, tone, kept, ids = [], [], [], [], [], []
     for i, j in enumerate(refs):
         if j is None:
             continue
@@ -645,6 +660,8 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
                       "age_reference": float(pool_ages[j]), "age_outputs": ages.tolist(), **r})
         hf.append(hf_energy_ratio(outs, x))
         tone.append(tone_change(outs, x))
+        if critics.gender is not None:
+            kept.append(gender_kept(critics.gender, outs, x))
         if critics.faces is not None:
             found.append(critics.faces(outs).reshape(-1).bool())
         e = embed(critics.identity, torch.cat([x, outs]), bs)
@@ -658,7 +675,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
     out["older_reference"] = agg([p for p in pairs if p["gap"] > 0])
     out["younger_reference"] = agg([p for p in pairs if p["gap"] < 0])
     out["id_similarity"] = float(torch.cat(ids).mean()) if ids else None
-    out.update(_output_scores(found, hf, tone))
+    out.update(_output_scores(found, hf, tone, kept))
     out["pairs"] = pairs
     if len(pairs) < len(refs):
         out["note"] = (f"{len(refs) - len(pairs)} faces had no reference at least {cfg.ref_min_gap:g} years "
@@ -861,8 +878,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     if "baseline" in report:
         rows[f"DiffAE linear (strength {report['baseline']['strength']:g})"] = report["baseline"]
     lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | face found ↑ | HF ratio ≤ 1.5 ↑ | "
-              "tone ok ↑ | FD ↓ | div-ID (high/low/both) | div-px |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "tone ok ↑ | gender kept ↑ | FD ↓ | div-ID (high/low/both) | div-px |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sub in rows.items():
         for word, e in sub["per_target"].items():
             modes = e.get("modes", {})
@@ -871,7 +888,7 @@ def to_markdown(report: dict[str, Any]) -> str:
             lines.append(f"| {name} | {word} ({e['target_age']:g}) | {_fmt(e['age_mae'])} | "
                          f"{_fmt(e['age_mean'], 1)} | {_fmt(e['id_similarity'], 4)} | "
                          f"{_pct(e.get('face_found_rate'))} | {_pct(e.get('hf_ratio_ok'))} | "
-                         f"{_pct(e.get('tone_ok'))} | {_fmt(e.get('fd'))} | "
+                         f"{_pct(e.get('tone_ok'))} | {_pct(e.get('gender_kept'))} | {_fmt(e.get('fd'))} | "
                          f"{div} | {px} |")
     lines += ["", "| model | Age MAE ↓ | ID ↑ | FD ↓ |", "|---|---|---|---|"]
     for name, sub in rows.items():
@@ -903,7 +920,7 @@ _CHECK_LABELS = {
 def summary_table(report: dict[str, Any]) -> str:
     """A one-screen text summary (lines <= 110 characters): per model, per target the failure scores
     (face found, share of outputs with high-frequency ratio <= 1.5, its median, share blurred, share whose
-    skin keeps its shading: ``tone ok``), ID and Age MAE; then
+    skin keeps its shading: ``tone ok``, share read as the input's gender: ``gender``), ID and Age MAE; then
     lifespan monotonicity, diversity, reference-guided aging and the issue's acceptance checks
     (PASS / FAIL / – not measured)."""
     cfg = report["config"]
@@ -919,8 +936,8 @@ def summary_table(report: dict[str, Any]) -> str:
         rows[f"linear baseline (strength {report['baseline']['strength']:g})"] = report["baseline"]
     for name, sub in rows.items():
         lines += [f"-- {name}",
-                  f"   {'target':<18}{'face':>10}{'HF ok':>7}{'HF med':>8}{'blur':>6}{'tone ok':>8}{'ID':>7}"
-                  f"{'MAE':>7}{'age':>6}"]
+                  f"   {'target':<18}{'face':>10}{'HF ok':>7}{'HF med':>8}{'blur':>6}{'tone ok':>8}"
+                  f"{'gender':>7}{'ID':>7}{'MAE':>7}{'age':>6}"]
         o = sub["overall"]
         for word, e in [*sub["per_target"].items(), ("all", o)]:
             label = "all (worst)" if word == "all" else f"{word} ({e['target_age']:g})"
@@ -929,7 +946,8 @@ def summary_table(report: dict[str, Any]) -> str:
                 face = f"{face} ({_pct(o['face_found_min'])})"
             lines.append(f"   {label:<18}{face:>10}{_pct(e.get('hf_ratio_ok')):>7}"
                          f"{_fmt(e.get('hf_ratio_median')):>8}{_pct(e.get('hf_ratio_blurred')):>6}"
-                         f"{_pct(e.get('tone_ok')):>8}{_fmt(e.get('id_similarity'), 3):>7}"
+                         f"{_pct(e.get('tone_ok')):>8}{_pct(e.get('gender_kept')):>7}"
+                         f"{_fmt(e.get('id_similarity'), 3):>7}"
                          f"{_fmt(e.get('age_mae'), 1):>7}{_fmt(e.get('age_mean'), 1):>6}")
         if o.get("target_spearman") is not None:
             lines.append("   monotonicity across the targets' outputs: Spearman "
@@ -939,7 +957,7 @@ def summary_table(report: dict[str, Any]) -> str:
             ages = " ".join(_fmt(v, 0) for v in ls["age_mean_per_group"].values())
             lines.append(f"   lifespan: Spearman {_fmt(ls['spearman'], 3)} ({ls['n_faces']} faces); face "
                          f"{_pct(ls.get('face_found_rate'))}, HF ok {_pct(ls.get('hf_ratio_ok'))}, tone ok "
-                         f"{_pct(ls.get('tone_ok'))}, ID "
+                         f"{_pct(ls.get('tone_ok'))}, gender {_pct(ls.get('gender_kept'))}, ID "
                          f"{_fmt(ls.get('id_similarity'), 3)}; ages by group: {ages}")
         hl = o.get("high_level_diversity")
         if hl:

@@ -141,6 +141,21 @@ def tone_change(outputs: torch.Tensor, inputs: torch.Tensor, step: float = TONE_
 
 
 # --------------------------------------------------------------------------------------------------
+# gender kept
+# --------------------------------------------------------------------------------------------------
+def gender_kept(critic, outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` bool: does the gender ``critic`` (``images -> probs (B, 2)``, e.g. ``dlib-gender``) read each
+    output as the same gender as its input (``(B, ...)`` or one ``(1, ...)`` for all)? Aging should not
+    change it; an age direction learned from data where the old are mostly men turns old women into men."""
+    with torch.no_grad():
+        p_out = critic(outputs.detach().float()).argmax(-1).cpu()
+        p_in = critic(inputs.detach().float()).argmax(-1).cpu()
+    if p_in.shape[0] not in (1, p_out.shape[0]):
+        raise ValueError(f"{p_in.shape[0]} inputs for {p_out.shape[0]} outputs")
+    return p_out == p_in
+
+
+# --------------------------------------------------------------------------------------------------
 # face found
 # --------------------------------------------------------------------------------------------------
 @dataclass
