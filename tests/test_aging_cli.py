@@ -85,9 +85,6 @@ def test_input_errors_are_one_line(tmp_path, capsys, tiny_pipeline):
         main(["age", str(blank), "--text", "x", "--shift-gain", "60:2,40:1"])
     assert exc.value.code == 2 and "--shift-gain: shift_gain '60:2,40:1': ages must increase" in \
         _err_lines(capsys)[0]
-    assert main(["age", str(blank), "--lifespan", "--calibrate"]) == 1
-    [line] = _err_lines(capsys)
-    assert "--calibrate picks one edit length" in line
     crop = tmp_path / "crop.png"
     Image.fromarray(np.full((64, 64, 3), 90, np.uint8)).save(crop)
     assert main(["age", str(crop), "--aligned", "--text", "x", "--draw-spread", "0.1", "--device", "cpu",
@@ -122,20 +119,25 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     assert not np.array_equal(first, np.asarray(Image.open(out)))  # the gain reaches the edit
     calls = []
     real_age = tiny_pipeline.age
-    tiny_pipeline.age = lambda *a, **kw: calls.append((kw.get("calibrate"), kw.get("tone_guard"))) or \
-        real_age(*a, **kw)
+    tiny_pipeline.age = lambda *a, **kw: calls.append(
+        (kw.get("calibrate"), kw.get("tone_guard"), kw.get("hold_gender"))) or real_age(*a, **kw)
     try:
         assert main(["age", str(crop), "--aligned", "--text", "woman's face in her forties", "-n", "3",
                      "--out", str(out), "--device", "cpu", "--seed", "1", "--calibrate", "--no-estimates",
-                     "--steps", "2", "--tone-guard", "0.1"]) == 0
+                     "--steps", "2", "--tone-guard", "0.1", "--no-hold-gender"]) == 0
         for flag in ("--no-calibrate", None):
             assert main(["age", str(crop), "--aligned", "--age", "40", "--out", str(out), "--device", "cpu",
                          "--no-estimates", "--steps", "2", *([flag] if flag else [])]) == 0
     finally:
         del tiny_pipeline.age
-    # --calibrate / --no-calibrate and --tone-guard reach the pipeline; without them, the model's defaults
-    # (None; the calibration and the guard themselves: tests/test_aging_pipeline.py, test_aging_tone_guard.py)
-    assert calls == [(True, 0.1), (False, None), (None, None)]
+    # --calibrate / --no-calibrate, --tone-guard and --no-hold-gender reach the pipeline; without them, the
+    # model's defaults (None; the calibration, the guard and the gender hold themselves:
+    # tests/test_aging_pipeline.py, test_aging_tone_guard.py, test_aging_hold_gender.py)
+    assert calls == [(True, 0.1, False), (False, None, None), (None, None, None)]
+    # a model that carries no gender direction: --hold-gender fails as one line naming the problem
+    assert main(["age", str(crop), "--aligned", "--age", "40", "--out", str(tmp_path / "g.png"), "--device",
+                 "cpu", "--no-estimates", "--steps", "2", "--hold-gender"]) == 1
+    assert not (tmp_path / "g.png").exists()
 
 
 def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkeypatch):
@@ -155,6 +157,14 @@ def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkey
     assert main([*args, "--out", str(tmp_path / "c.png"), "--lifespan", "--frames", "1", "--steps", "2",
                  "--inversion-steps", "4", "--gender", "female"]) == 0
     assert inv[-1] == 4 and dec[-1] == 2
+    seen = []  # --calibrate reaches the lifespan too (one calibration per anchor)
+    real_lifespan = tiny_pipeline.lifespan
+    monkeypatch.setattr(tiny_pipeline, "lifespan", lambda *a, **kw: seen.append(kw.get("calibrate"))
+                        or real_lifespan(*a, **kw))
+    for flag, want in (("--calibrate", True), ("--no-calibrate", False)):
+        assert main([*args, "--out", str(tmp_path / "d.png"), "--lifespan", "--frames", "1", "--steps", "2",
+                     "--gender", "female", flag]) == 0
+        assert seen[-1] is want
 
 
 def test_sampler_option(tmp_path, tiny_pipeline, monkeypatch, capsys):

@@ -107,6 +107,20 @@ def test_lifespan_grid_and_gif(diffae, vl, tmp_path):
     assert len(imageio.mimread(gif)) == 13 + 11  # forward, then back without repeating the ends
 
 
+def test_calibrated_lifespan_anchors_are_the_calibrated_age_edits(diffae, vl):
+    p = pipe(diffae, vl)
+    x = faces(1)[0]
+    texts = ["a child", "an old person"]
+    life = p.lifespan(x, texts=texts, frames_per_segment=2, steps=2, calibrate=True)
+    assert life.images.shape[0] == 3 and len(life.calibration) == 2
+    assert all(c["factor"] in c["factors"] for c in life.calibration) and "calibrate" in life.timings
+    for k, text in zip((0, 2), texts):  # each anchor: what age() renders at the PAE mean, calibrated
+        one = p.age(x, text=text, high_diversity=False, steps=2, calibrate=True)
+        assert one.calibration["factor"] == life.calibration[k // 2]["factor"]
+        torch.testing.assert_close(life.images[k], one.images[0], atol=1e-4, rtol=0)
+    assert p.lifespan(x, texts=texts, frames_per_segment=1, steps=2).calibration is None  # the model's: off
+
+
 def test_resolve_model_errors(tmp_path):
     with pytest.raises(PadaError, match="nope.safetensors"):
         resolve_model(tmp_path / "nope.safetensors")

@@ -54,8 +54,13 @@ class LinearAgeDirection:
 
     @classmethod
     def fit(cls, z: torch.Tensor, ages: torch.Tensor, method: str = "regression", ridge: float = 1.0,
-            groups: torch.Tensor | None = None) -> LinearAgeDirection:
-        """Fit on codes z (N, S) and ages (N,) (``groups`` (N,) group indices for ``"class_means"``)."""
+            groups: torch.Tensor | None = None,
+            covariates: torch.Tensor | None = None) -> LinearAgeDirection:
+        """Fit on codes z (N, S) and ages (N,) (``groups`` (N,) group indices for ``"class_means"``).
+        ``covariates`` (N,) or (N, K) (``"regression"`` only), e.g. gender as 0/1: the direction is then the
+        age coefficient of z ≈ a + age·w + covariates·U, the change per year with the covariates held
+        (age's part explained by them is regressed out first), so an age-gender mix in the data does not
+        enter w."""
         z, a = z.double(), ages.double().reshape(-1)
         if z.dim() != 2 or z.shape[0] != a.shape[0] or z.shape[0] < 2:
             raise PadaError(f"fit needs z (N, S) and ages (N,) with N >= 2, got {tuple(z.shape)} and "
@@ -64,8 +69,17 @@ class LinearAgeDirection:
             raise PadaError("fit needs images of different ages")
         zm, am = z.mean(0), a.mean()
         zc, ac = z - zm, a - am
+        if covariates is not None and method != "regression":
+            raise PadaError("covariates need method='regression'")
         if method == "regression":
-            w = (zc * ac[:, None]).mean(0) / (ac * ac).mean()
+            r = ac
+            if covariates is not None:
+                c = covariates.double().reshape(a.shape[0], -1)
+                x = torch.cat([torch.ones_like(a)[:, None], c], 1)
+                r = a - x @ torch.linalg.lstsq(x, a[:, None]).solution[:, 0]  # age not explained by them
+                if float((r * r).mean()) <= 1e-12 * float((ac * ac).mean()):
+                    raise PadaError("fit: the covariates explain the ages completely; no age direction left")
+            w = (zc * r[:, None]).mean(0) / (r * r).mean()
         elif method == "class_means":
             if groups is None:
                 from pada.data.groups import group_of_age

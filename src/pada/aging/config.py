@@ -97,6 +97,13 @@ class PadaConfig:
     sees it): m > 0 keeps the smoothed brightness of the skin region within m (0-1 scale) of the input
     face's at every sampler step, against darkened eye sockets and washed-out or blotched faces. 0 = off
     (paper); ``pada age --tone-guard`` overrides it per request.
+    ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
+    ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
+    z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the
+    other code priors when training starts and stored as the modulation's ``held_directions``). In a data
+    set where the old are mostly men and the young mostly women (the demo set: 69 % of the faces over 50
+    are men, 79 % of those under 26 women), the age direction carries gender, and aging a woman toward
+    eighty makes her a man. False = off (paper); ``pada age --no-hold-gender`` turns it off per request.
     """
 
     e_dim: int = 512
@@ -123,6 +130,7 @@ class PadaConfig:
     shift_gain: str = ""
     calibrate: bool = False
     tone_guard: float = 0.0
+    hold_gender: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -241,6 +249,11 @@ class LossConfig:
     move away from x̂0_src's by ``tone_margin`` (0-1 scale) freely, beyond that quadratically
     (:func:`pada.aging.losses.tone_loss`). The age critics reward darkened eye sockets (young targets) and a
     washed-out face (old ones); a person reads both as a broken image. 0 = off.
+    ``train_hold``: training sees what ``PadaConfig.hold_gender`` renders: every loss gets each edit with its
+    part along the gender direction taken out, and the linear age direction (of L_dir, of
+    ``shift_age_direction`` and of the spread basis) is fitted with gender as a covariate — the change of z
+    per year among faces of one gender, not the age-gender mix of the data. Needs ``hold_gender``.
+    False = training as before (the age direction fitted on age alone).
     """
 
     w_age: float = 1.0
@@ -273,6 +286,7 @@ class LossConfig:
     train_spread: bool = False
     lambda_tone: float = 0.0
     tone_margin: float = 0.08
+    train_hold: bool = False
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)

@@ -79,6 +79,8 @@ class AdaptiveModulation(nn.Module):
             nn.init.zeros_(self.draw[2].weight)
         if cfg.has_spread_basis:  # fitted by set_spread_basis; only models with a spread carry it
             self.register_buffer("spread_basis", torch.zeros(cfg.shift_subspace, cfg.z_dim))
+        if cfg.hold_gender:  # fitted by set_held_directions; only models that hold gender carry it
+            self.register_buffer("held_directions", torch.zeros(1, cfg.z_dim))
         if cfg.source_input:  # zero at the start: a fresh model behaves as one without the source input
             first = self.mlp[0].out_features
             self.source = nn.Linear(cfg.shift_subspace, first, bias=False)
@@ -151,6 +153,37 @@ class AdaptiveModulation(nn.Module):
         keep = torch.eye(m, dtype=torch.float64) - q @ q.T
         self.spread_basis.copy_((keep @ pcs).to(self.spread_basis.dtype))
         return m - q.shape[1]
+
+    @torch.no_grad()
+    def set_held_directions(self, codes: torch.Tensor, male: torch.Tensor) -> tuple[int, int]:
+        """Fit ``held_directions`` (needs ``hold_gender``): the unit difference of the mean code of men and
+        of women among codes (N, S) of real faces, ``male`` (N,) bool. Returns (men, women) counted."""
+        if not self.cfg.hold_gender:
+            raise ValueError("set_held_directions needs PadaConfig.hold_gender=true")
+        male = male.reshape(-1).bool()
+        if codes.ndim != 2 or codes.shape != (male.shape[0], self.cfg.z_dim):
+            raise ValueError(f"set_held_directions needs codes (N, {self.cfg.z_dim}) and N labels, got "
+                             f"{tuple(codes.shape)} and {male.shape[0]}")
+        men, women = int(male.sum()), int((~male).sum())
+        if men == 0 or women == 0:
+            raise ValueError(f"the gender direction needs codes of men and of women (got {men} men, "
+                             f"{women} women)")
+        x = codes.double()
+        d = x[male].mean(0) - x[~male].mean(0)
+        if float(d.norm()) <= 1e-12:
+            raise ValueError("the mean codes of men and women are equal: no gender direction")
+        self.held_directions.copy_((d / d.norm())[None].to(self.held_directions.dtype))
+        return men, women
+
+    def hold(self, z_src: torch.Tensor, z_age: torch.Tensor) -> torch.Tensor:
+        """z_age (B, S) with the shift's parts along ``held_directions`` taken out (z_src (B or 1, S))."""
+        if not hasattr(self, "held_directions"):
+            raise ValueError("this PADA model holds no directions (built without hold_gender)")
+        rows = self.held_directions.to(z_age.dtype)
+        if float(rows.square().sum()) < 0.5:
+            raise ValueError("the held directions are not fitted: call set_held_directions")
+        d = z_age - z_src
+        return z_src + d - (d @ rows.T) @ rows
 
     def spread(self, z_src: torch.Tensor, eta: torch.Tensor, scale: float | None = None,
                shift: torch.Tensor | None = None) -> torch.Tensor:

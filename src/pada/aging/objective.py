@@ -181,7 +181,7 @@ class PadaObjective:
         self._embed(s)
         s.eta = gaussian_noise((s.B, s.e_txt.shape[1]), generator, s.dev, torch.float32)
         s.mu, s.sigma = self.model.age_encoder(s.e_img)  # rows without an image are computed but unused
-        s.z_age = self.model.modulation(s.z_src, self._e_age(s, s.eta), s.eta)
+        s.z_age = self._modulate(s.z_src, self._e_age(s, s.eta), s.eta)
         s.z_out = self._spread(s, s.z_age, s.eta)
         self._denoise(s, generator)
         s.zero = s.z_age.sum() * 0.0
@@ -224,6 +224,12 @@ class PadaObjective:
         s.e_img = torch.zeros_like(s.e_txt)
         if s.has_img.any():
             s.e_img[s.has_img] = fz.vl.encode_image(s.x_ref[s.has_img]).float()
+
+    def _modulate(self, z_src: torch.Tensor, e_age: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+        """z_age of the modulation, its part along the gender direction taken out with
+        ``LossConfig.train_hold`` (as ``PadaConfig.hold_gender`` renders it)."""
+        z_age = self.model.modulation(z_src, e_age, eta)
+        return self.model.modulation.hold(z_src, z_age) if self.cfg.train_hold else z_age
 
     def _spread(self, s: _Step, z_age: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         """z_age with the model's draw spread added (LossConfig.train_spread), else z_age itself."""
@@ -329,7 +335,7 @@ class PadaObjective:
     def _diversity_loss(self, s: _Step, generator: torch.Generator | None) -> torch.Tensor:
         """L_div, mode seeking: a second PAE draw must give a different code."""
         eta2 = gaussian_noise(tuple(s.eta.shape), generator, s.dev, torch.float32)
-        z_age2 = self._spread(s, self.model.modulation(s.z_src, self._e_age(s, eta2), eta2), eta2)
+        z_age2 = self._spread(s, self._modulate(s.z_src, self._e_age(s, eta2), eta2), eta2)
         z_age = s.z_out
         if self.cfg.div_across:  # only the difference across the age direction counts (LossConfig.div_across)
             if self.age_direction is None:
@@ -354,7 +360,7 @@ class PadaObjective:
             return miss.square().div(size).mean()
         if self.cfg.dir_mode == "mean":  # the PAE mean's whole shift; each draw's deviation only along w
             eta0 = torch.zeros_like(s.eta)
-            z_mean = self.model.modulation(s.z_src, self._e_age(s, eta0), eta0)
+            z_mean = self._modulate(s.z_src, self._e_age(s, eta0), eta0)
             full = (z_mean - s.z_src - base[:, None] * w[None]).square().sum(-1)
             along = ((s.z_age - z_mean) @ w_hat - (years - base) * w.norm()).square()
             return (full + along).div(size).mean()

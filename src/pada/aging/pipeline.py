@@ -92,12 +92,14 @@ class AgingResult:
 
 @dataclass
 class LifespanResult:
-    """A row of ages: ``images`` (F, 3, H, W) in [-1, 1], ``labels`` F strings, ``anchors`` frame indices."""
+    """A row of ages: ``images`` (F, 3, H, W) in [-1, 1], ``labels`` F strings, ``anchors`` frame indices;
+    ``calibration``: with ``calibrate=True``, each anchor's :meth:`AgingPipeline.calibrate` result."""
 
     images: torch.Tensor
     labels: list[str]
     anchors: list[int]
     timings: dict[str, float] = field(default_factory=dict)
+    calibration: list[dict[str, Any]] | None = None
 
 
 class _Clock:
@@ -236,12 +238,15 @@ class AgingPipeline:
     @torch.no_grad()
     def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
                  eta: torch.Tensor | None = None, draw_spread: float | None = None,
-                 shift_gain: str | None = None, edit_scale: float = 1.0) -> torch.Tensor:
+                 shift_gain: str | None = None, edit_scale: float = 1.0,
+                 hold_gender: bool | None = None) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
         (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
         (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off). The shift is
         first scaled by its target age's gain (``PadaConfig.shift_gain``; ``shift_gain`` overrides the
-        model's spec, "" = off) and by ``edit_scale`` (a per-face calibration's factor, :meth:`calibrate`)."""
+        model's spec, "" = off) and by ``edit_scale`` (a per-face calibration's factor, :meth:`calibrate`).
+        Last, with ``hold_gender`` (default: the model's ``PadaConfig.hold_gender``), the part of each shift
+        along the gender direction is taken out (:meth:`pada.aging.modulation.AdaptiveModulation.hold`)."""
         mod = self.model.modulation
         z = z_src.expand(e_age.shape[0], -1)
         eta = None if eta is None else eta.to(self.device)
@@ -258,6 +263,11 @@ class AgingPipeline:
                 z_age = mod.add_spread(z, z_age, eta, scale)
             except ValueError as exc:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
+        if self.model.cfg.hold_gender if hold_gender is None else hold_gender:
+            try:
+                z_age = mod.hold(z, z_age)
+            except ValueError as exc:
+                raise PadaError(f"hold gender: {exc}") from None
         return z_age.float()
 
     def tone_guard(self, image: torch.Tensor, margin: float | None = None) -> ToneGuard | None:
@@ -269,7 +279,8 @@ class AgingPipeline:
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
                   steps: int | None = None, sampler: str | None = None, shift_gain: str | None = None,
                   factors: Sequence[float] = CALIBRATION_FACTORS,
-                  image: torch.Tensor | None = None, x0_guard=None) -> dict[str, Any]:
+                  image: torch.Tensor | None = None, x0_guard=None,
+                  hold_gender: bool | None = None) -> dict[str, Any]:
         """Per-face edit length: render the PAE-mean edit (e_mean (1, D)) from x_T (1, ...) at each of
         ``factors``, read each render's age with the VL model (:func:`pada.aging.gain.read_ages`) and pick
         the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`); with the input
@@ -277,7 +288,7 @@ class AgingPipeline:
         energy are left out; ``x0_guard`` renders them as the request's outputs will be (:meth:`decode`).
         Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios"}``."""
         factors = tuple(float(f) for f in factors)
-        z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain)
+        z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain, hold_gender=hold_gender)
         codes = torch.cat([z_src + f * (z_mean - z_src) for f in factors])
         renders = self.decode(x_T[:1], codes, steps, sampler=sampler, x0_guard=x0_guard)
         ages = read_ages(self.group_prototypes(), self.vl.encode_image(renders.to(self.device)))
@@ -321,7 +332,8 @@ class AgingPipeline:
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
             inversion_steps: int | None = None, sampler: str | None = None,
             draw_spread: float | None = None, shift_gain: str | None = None,
-            calibrate: bool | None = None, tone_guard: float | None = None) -> AgingResult:
+            calibrate: bool | None = None, tone_guard: float | None = None,
+            hold_gender: bool | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -349,6 +361,8 @@ class AgingPipeline:
             tone_guard: keep the skin's smoothed brightness within this distance (0-1 scale) of the
                 input's while sampling (:class:`~pada.aging.guard.ToneGuard`; the calibration's renders
                 too). Default: the model's (``PadaConfig.tone_guard``); 0 = off.
+            hold_gender: take the gender direction out of every edit (:meth:`modulate`). Default: the
+                model's (``PadaConfig.hold_gender``); True needs a model that carries the direction.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -363,7 +377,8 @@ class AgingPipeline:
                                            seed=seed, text_weight=text_weight, eps=eps)
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
-        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain)  # bad options fail here
+        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,  # bad options fail here
+                              hold_gender=hold_gender)
         if calibrate is None:
             calibrate = bool(self.model.cfg.calibrate)
         guard = self.tone_guard(x, tone_guard)
@@ -377,9 +392,9 @@ class AgingPipeline:
         if calibrate:
             e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
             calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x,
-                                         x0_guard=guard)
+                                         x0_guard=guard, hold_gender=hold_gender)
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
-                                  edit_scale=calibration["factor"])
+                                  edit_scale=calibration["factor"], hold_gender=hold_gender)
             t0 = clock.lap("calibrate", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
@@ -404,12 +419,17 @@ class AgingPipeline:
                  ref: torch.Tensor | None = None, text_weight: float = 0.5,
                  progress: bool = False, inversion_steps: int | None = None,
                  sampler: str | None = None, shift_gain: str | None = None,
-                 tone_guard: float | None = None) -> LifespanResult:
+                 tone_guard: float | None = None, hold_gender: bool | None = None,
+                 calibrate: bool | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
         (inferred zero-shot when None) unless ``texts`` are given. ``inversion_steps``: steps of the
-        inversion (default: ``steps``). ``sampler``, ``shift_gain``, ``tone_guard``: as in :meth:`age`."""
+        inversion (default: ``steps``). ``sampler``, ``shift_gain``, ``tone_guard``, ``hold_gender``: as in
+        :meth:`age`. ``calibrate`` (default: the model's ``PadaConfig.calibrate``): each anchor's edit gets
+        its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
+        :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
+        interpolate the calibrated codes."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -424,7 +444,20 @@ class AgingPipeline:
         z_src = self.encode(x)
         e_anchor = torch.cat([self.pae(text=t, ref=ref, n=1, high_diversity=False, text_weight=text_weight)
                               for t in texts])
-        z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain)  # (A, S)
+        guard = self.tone_guard(x, tone_guard)
+        t0 = clock.lap("encode", t0)
+        x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
+        t0 = clock.lap("invert", t0)
+        calibration = None
+        if self.model.cfg.calibrate if calibrate is None else calibrate:
+            calibration = [self.calibrate(x_T, z_src, e_anchor[k:k + 1], steps, sampler, shift_gain, image=x,
+                                          x0_guard=guard, hold_gender=hold_gender) for k in range(len(texts))]
+            z_anchor = torch.cat([self.modulate(z_src, e_anchor[k:k + 1], shift_gain=shift_gain,
+                                                edit_scale=c["factor"], hold_gender=hold_gender)
+                                  for k, c in enumerate(calibration)])
+            t0 = clock.lap("calibrate", t0)
+        else:
+            z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
         zs, labels, anchors = [], [], []
         for k in range(len(texts) - 1):
             for j in range(frames_per_segment):
@@ -436,13 +469,11 @@ class AgingPipeline:
         zs.append(z_anchor[-1])
         labels.append(texts[-1])
         anchors.append(len(zs) - 1)
-        t0 = clock.lap("encode", t0)
-        x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
-        t0 = clock.lap("invert", t0)
         images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress,
-                             sampler=sampler, x0_guard=self.tone_guard(x, tone_guard))
+                             sampler=sampler, x0_guard=guard)
         clock.lap("decode", t0)
-        return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times)
+        return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
+                              calibration=calibration)
 
 
 DEFAULT_CHUNK = {"cpu": 8, "cuda": 32}  # futures decoded at once when the caller does not say

@@ -165,8 +165,8 @@ class PadaTask(TrainTask):
                                        self.loss_cfg)
         if cfg.stats == "dataset":
             self._compute_stats()
-        if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0:  # (shift_age_direction needs shift_subspace)
-            self._fit_code_priors()
+        if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0 or cfg.hold_gender:
+            self._fit_code_priors()  # (shift_age_direction needs shift_subspace)
 
     def _image_size(self) -> int:
         return self.options.size or int(self._diffae.unet.config.image_size)
@@ -204,7 +204,8 @@ class PadaTask(TrainTask):
     def _fit_code_priors(self, limit: int = 4096) -> None:
         """Priors from the frozen DiffAE's codes of up to ``limit`` training faces, before the first step:
         the shift basis (PadaConfig.shift_subspace; a resumed run then loads the same fitted buffer from
-        its checkpoint) and the linear age direction of L_dir (LossConfig.lambda_dir; refitted on resume)."""
+        its checkpoint), the linear age direction of L_dir (LossConfig.lambda_dir; refitted on resume) and
+        the held gender direction (PadaConfig.hold_gender; inference only)."""
         from pada.aging.baseline import LinearAgeDirection
         from pada.data.groups import AGE_GROUPS
 
@@ -214,18 +215,26 @@ class PadaTask(TrainTask):
         data = self.dataset()
         dev = next(self._diffae.unet.parameters()).device
         n = min(len(data), limit)
-        codes, ages = [], []
+        codes, ages, genders = [], [], []
         for i in range(0, n, 64):
             items = [data[j] for j in range(i, min(n, i + 64))]
             x = torch.stack([it["source"] for it in items]).to(dev)
             codes.append(self._diffae.encode(x).float().cpu())
             ages += [float(it["source_age"]) if "source_age" in it
                      else AGE_GROUPS[int(it["source_group"])].center for it in items]
+            genders += [it.get("source_gender") for it in items]
         z = torch.cat(codes)
         w = fit = None
         mc = self.model.cfg
+        if self.loss_cfg.train_hold and not mc.hold_gender:
+            raise PadaError("--loss-set train_hold=true needs --pada-set hold_gender=true")
+        if mc.hold_gender and any(g is None for g in genders):
+            raise PadaError("--pada-set hold_gender=true needs gender labels (a labels table with a "
+                            "'gender' column)")
+        male = torch.tensor([g == "male" for g in genders])
         if self.loss_cfg.lambda_dir > 0 or mc.shift_age_direction or mc.has_spread_basis:
-            fit = LinearAgeDirection.fit(z, torch.tensor(ages))
+            held = male.double() if self.loss_cfg.train_hold else None  # with gender held (train_hold)
+            fit = LinearAgeDirection.fit(z, torch.tensor(ages), covariates=held)
             w = fit.direction
         if self.model.cfg.shift_subspace:
             kept = self.model.modulation.set_subspace(z, w if self.model.cfg.shift_age_direction else None)
@@ -237,6 +246,14 @@ class PadaTask(TrainTask):
             seen = "the losses see it" if self.loss_cfg.train_spread else "inference only"
             print(f"pada train pada: draw-spread basis: {rank} directions of the shift subspace across age "
                   f"(default spread {self.model.cfg.draw_spread:g} |z|, {seen})", file=sys.stderr)
+        if mc.hold_gender:
+            try:
+                men, women = self.model.modulation.set_held_directions(z, male)
+            except ValueError as exc:
+                raise PadaError(f"hold_gender: {exc}") from None
+            seen = "training and inference take" if self.loss_cfg.train_hold else "inference takes"
+            print(f"pada train pada: gender direction fitted on {n} codes ({men} men, {women} women); "
+                  f"{seen} it out of every shift", file=sys.stderr)
         if self.loss_cfg.lambda_dir > 0:
             self.objective.set_age_direction(w)
             rel = float(w.norm() * 50 / z.norm(dim=1).median())

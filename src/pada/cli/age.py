@@ -98,12 +98,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="pick each face's edit length first: the edit rendered at 5 lengths, the one whose "
                         "age (read by the vision-language model) is nearest the target (5 extra renders per "
-                        "target; default: the model's, on for pada-demo64; not with --lifespan; "
+                        "target, or per anchor of --lifespan; default: the model's, on for pada-demo64; "
                         "docs/pada_method.md)")
     p.add_argument("--tone-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="M",
                    help="keep the skin's smoothed brightness within M (0-1 scale) of the input's while "
                         "sampling: no darkened eye sockets, no washed-out face (default: the model's; "
                         "0 = off; docs/pada_method.md)")
+    p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
+                   help="take the gender direction out of every edit, so that aging a woman toward eighty "
+                        "does not make her a man (default: the model's, on for pada-demo64; needs a model "
+                        "that carries the direction; docs/pada_method.md)")
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
@@ -256,7 +260,7 @@ class _Job:
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
-                  calibrate=a.calibrate, tone_guard=a.tone_guard)
+                  calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender)
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -295,8 +299,6 @@ def run(args: argparse.Namespace) -> int:
         raise PadaError(f"-n must be >= 1, got {args.num}")
     if args.paste_back and args.aligned:
         raise PadaError("--paste-back needs the original photo (not --aligned)")
-    if args.calibrate is True and args.lifespan:
-        raise PadaError("--calibrate picks one edit length per target; --lifespan sweeps every length")
     folder = photo.is_dir()
     if folder and args.lifespan:
         raise PadaError(f"{photo}: --lifespan takes one photo, not a folder")
@@ -340,7 +342,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
     res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
-                        shift_gain=args.shift_gain, tone_guard=args.tone_guard)
+                        shift_gain=args.shift_gain, tone_guard=args.tone_guard,
+                        hold_gender=args.hold_gender, calibrate=args.calibrate)
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
 
