@@ -104,6 +104,14 @@ FORMER_SCRIPT["pada-demo64-v7c"] = (
 FORMER_SCRIPT["pada-demo64-v7d"] = (
     FORMER_SCRIPT["pada-demo64-v7c"].replace("runs/pada64v7c", "runs/pada64v7d")
     + " --pada-set tone_guard=0.1")
+# v7e: v7d plus the gender hold, one more inference-only default (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7e"] = (
+    FORMER_SCRIPT["pada-demo64-v7d"].replace("runs/pada64v7d", "runs/pada64v7e")
+    + " --pada-set hold_gender=true")
+# v9 (tried in session 20): v7e with the gender hold seen by training too
+FORMER_SCRIPT["pada-demo64-v9"] = (
+    FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v9")
+    + " --loss-set train_hold=true")
 # v8 (tried in session 19, not shipped): v7c's run plus L_tone
 FORMER_SCRIPT["pada-demo64-v8"] = (
     FORMER_SCRIPT["pada-demo64-v7c"].replace("runs/pada64v7c", "runs/pada64v8")
@@ -225,7 +233,7 @@ def test_the_script_and_the_registry_use_the_recipes():
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
     # kept to reproduce replaced models and tried runs (docs/pada_method.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
-                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v8"}
+                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v8", "pada-demo64-v9"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer
