@@ -104,7 +104,13 @@ def test_pipeline_holds_gender_by_default_and_on_request():
     plain = AgingPipeline(diffae, vl, tiny_model(init_gain=0.5), steps=2)
     with pytest.raises(PadaError, match="hold gender: .*holds no directions"):
         plain.age(x, text=TEXT, n=1, hold_gender=True)
+    with pytest.raises(PadaError, match="hold gender: .*holds no directions"):
+        plain.lifespan(x, texts=["a child", TEXT], steps=2, hold_gender=True)
     assert plain.age(x, text=TEXT, n=1).images.shape[0] == 1  # off by default
+    # the lifespan's anchors are held too
+    life = pipe.lifespan(x, texts=["a child", TEXT], frames_per_segment=1, steps=2)
+    free_life = pipe.lifespan(x, texts=["a child", TEXT], frames_per_segment=1, steps=2, hold_gender=False)
+    assert not torch.equal(life.images, free_life.images)
 
 
 def test_training_task_fits_the_direction_from_the_labelled_codes():

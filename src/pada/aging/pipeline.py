@@ -444,6 +444,8 @@ class AgingPipeline:
         z_src = self.encode(x)
         e_anchor = torch.cat([self.pae(text=t, ref=ref, n=1, high_diversity=False, text_weight=text_weight)
                               for t in texts])
+        # (A, S); bad options fail here, before the inversion
+        z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
         guard = self.tone_guard(x, tone_guard)
         t0 = clock.lap("encode", t0)
         x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
@@ -456,8 +458,6 @@ class AgingPipeline:
                                                 edit_scale=c["factor"], hold_gender=hold_gender)
                                   for k, c in enumerate(calibration)])
             t0 = clock.lap("calibrate", t0)
-        else:
-            z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
         zs, labels, anchors = [], [], []
         for k in range(len(texts) - 1):
             for j in range(frames_per_segment):
