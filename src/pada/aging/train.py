@@ -163,6 +163,8 @@ class PadaTask(TrainTask):
         self.model = PadaModel(cfg)
         self.objective = PadaObjective(self.model, Frozen(self._diffae, self._vl, self._age, self._id),
                                        self.loss_cfg)
+        if self.loss_cfg.train_hold and not cfg.hold_gender:
+            raise PadaError("--loss-set train_hold=true needs --pada-set hold_gender=true")
         if cfg.stats == "dataset":
             self._compute_stats()
         if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0 or cfg.hold_gender:
@@ -205,7 +207,8 @@ class PadaTask(TrainTask):
         """Priors from the frozen DiffAE's codes of up to ``limit`` training faces, before the first step:
         the shift basis (PadaConfig.shift_subspace; a resumed run then loads the same fitted buffer from
         its checkpoint), the linear age direction of L_dir (LossConfig.lambda_dir; refitted on resume) and
-        the held gender direction (PadaConfig.hold_gender; inference only)."""
+        the held gender direction (PadaConfig.hold_gender; training sees it only with
+        LossConfig.train_hold)."""
         from pada.aging.baseline import LinearAgeDirection
         from pada.data.groups import AGE_GROUPS
 
@@ -226,8 +229,6 @@ class PadaTask(TrainTask):
         z = torch.cat(codes)
         w = fit = None
         mc = self.model.cfg
-        if self.loss_cfg.train_hold and not mc.hold_gender:
-            raise PadaError("--loss-set train_hold=true needs --pada-set hold_gender=true")
         if mc.hold_gender and any(g is None for g in genders):
             raise PadaError("--pada-set hold_gender=true needs gender labels (a labels table with a "
                             "'gender' column)")
