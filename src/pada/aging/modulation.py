@@ -29,6 +29,11 @@ Source input (``PadaConfig.source_input``, a pada addition): the MLP's first lay
 source code's coordinates in the shift subspace, standardised: Δz = MLP'(e_age, c), where the first
 pre-activation is W_e·e_age + b + W_c·c, W_c bias-free and zero at the start. Eq. 6's γ acts channel by
 channel, so without it the shift is nearly the same for every face asked for one target.
+
+Gender hold (``PadaConfig.hold_gender``, a pada addition): the buffer ``held_directions`` (1, S), the unit
+difference of the training codes' mean man and mean woman (:meth:`AdaptiveModulation.set_held_directions`);
+:meth:`AdaptiveModulation.hold` takes each shift's part along it out. The pipeline applies it at inference,
+the objective in training only with ``LossConfig.train_hold``.
 """
 
 from __future__ import annotations
