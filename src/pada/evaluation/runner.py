@@ -282,10 +282,53 @@ def _images_of(result: Any) -> torch.Tensor:
     return out.detach().float().cpu().clamp(-1, 1)
 
 
-class _Accumulator:
+class _OutputChecks:
+    """The checks on outputs that catch broken images (face found, high-frequency ratio, skin tone, gender
+    kept), gathered over sources and summarised by :meth:`scores`."""
+
+    def __init__(self) -> None:
+        self.found: list[torch.Tensor] = []
+        self.hf: list[torch.Tensor] = []
+        self.tone: list[torch.Tensor] = []
+        self.gender: list[torch.Tensor] = []
+
+    def add(self, critics: Critics, outs: torch.Tensor, source: torch.Tensor) -> None:
+        """Check ``outs (N, 3, S, S)``, the outputs for one ``source (1, 3, S, S)``."""
+        self.hf.append(hf_energy_ratio(outs, source))
+        self.tone.append(tone_change(outs, source))
+        if critics.gender is not None:
+            self.gender.append(gender_kept(critics.gender, outs, source))
+        if critics.faces is not None:
+            self.found.append(critics.faces(outs).reshape(-1).bool())
+
+    def extend(self, other: _OutputChecks) -> None:
+        for name in ("found", "hf", "tone", "gender"):
+            getattr(self, name).extend(getattr(other, name))
+
+    def scores(self) -> dict[str, Any]:
+        """Face-found rate, high-frequency ratio, skin-tone statistics and gender-kept rate (None when not
+        measured)."""
+        k = torch.cat(self.gender) if self.gender else torch.zeros(0, dtype=torch.bool)
+        f = torch.cat(self.found) if self.found else torch.zeros(0, dtype=torch.bool)
+        r = torch.cat(self.hf) if self.hf else torch.zeros(0)
+        c = torch.cat(self.tone) if self.tone else torch.zeros(0)
+        return {
+            "tone_ok": float((c <= TONE_AREA_LIMIT).float().mean()) if c.numel() else None,
+            "tone_change_mean": float(c.mean()) if c.numel() else None,
+            "gender_kept": float(k.float().mean()) if k.numel() else None,
+            "face_found_rate": float(f.float().mean()) if f.numel() else None,
+            "hf_ratio_median": float(r.median()) if r.numel() else None,
+            "hf_ratio_max": float(r.max()) if r.numel() else None,
+            "hf_ratio_ok": float((r <= HF_RATIO_LIMIT).float().mean()) if r.numel() else None,
+            "hf_ratio_blurred": float((r < HF_BLUR_LIMIT).float().mean()) if r.numel() else None,
+        }
+
+
+class _Accumulator(_OutputChecks):
     """Per (target, mode) sums of the metrics over sources."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.abs_err: list[torch.Tensor] = []
         self.ages: list[torch.Tensor] = []
         self.id_sim: list[torch.Tensor] = []
@@ -293,10 +336,6 @@ class _Accumulator:
         self.div_id: list[float] = []
         self.div_px: list[float] = []
         self.age_std: list[float] = []
-        self.found: list[torch.Tensor] = []
-        self.hf: list[torch.Tensor] = []
-        self.tone: list[torch.Tensor] = []
-        self.gender: list[torch.Tensor] = []
 
     def summary(self) -> dict[str, Any]:
         err = torch.cat(self.abs_err) if self.abs_err else torch.zeros(0)
@@ -308,32 +347,11 @@ class _Accumulator:
             "age_mean": float(ages.mean()) if ages.numel() else None,
             "id_similarity": float(ids.mean()) if ids.numel() else None,
         }
-        out.update(_output_scores(self.found, self.hf, self.tone, self.gender))
+        out.update(self.scores())
         if self.div_id:
             out.update(diversity_id=_mean(self.div_id), diversity_pixel=_mean(self.div_px),
                        diversity_age_std=_mean(self.age_std))
         return out
-
-
-def _output_scores(found: list[torch.Tensor], hf: list[torch.Tensor],
-                   tone: list[torch.Tensor] | None = None,
-                   gender: list[torch.Tensor] | None = None) -> dict[str, Any]:
-    """Face-found rate, high-frequency ratio, skin-tone statistics and gender-kept rate of a set of
-    outputs (None when not measured)."""
-    k = torch.cat(gender) if gender else torch.zeros(0, dtype=torch.bool)
-    f = torch.cat(found) if found else torch.zeros(0, dtype=torch.bool)
-    r = torch.cat(hf) if hf else torch.zeros(0)
-    c = torch.cat(tone) if tone else torch.zeros(0)
-    return {
-        "tone_ok": float((c <= TONE_AREA_LIMIT).float().mean()) if c.numel() else None,
-        "tone_change_mean": float(c.mean()) if c.numel() else None,
-        "gender_kept": float(k.float().mean()) if k.numel() else None,
-        "face_found_rate": float(f.float().mean()) if f.numel() else None,
-        "hf_ratio_median": float(r.median()) if r.numel() else None,
-        "hf_ratio_max": float(r.max()) if r.numel() else None,
-        "hf_ratio_ok": float((r <= HF_RATIO_LIMIT).float().mean()) if r.numel() else None,
-        "hf_ratio_blurred": float((r < HF_BLUR_LIMIT).float().mean()) if r.numel() else None,
-    }
 
 
 def _measure(acc: _Accumulator, critics: Critics, source: torch.Tensor, outs: torch.Tensor,
@@ -344,12 +362,7 @@ def _measure(acc: _Accumulator, critics: Critics, source: torch.Tensor, outs: to
     acc.abs_err.append((ages - target_age).abs())
     e = embed(critics.identity, torch.cat([source, outs]), bs)  # (1 + N, D) unit
     acc.id_sim.append(e[1:] @ e[0])
-    acc.hf.append(hf_energy_ratio(outs, source))
-    acc.tone.append(tone_change(outs, source))
-    if critics.gender is not None:
-        acc.gender.append(gender_kept(critics.gender, outs, source))
-    if critics.faces is not None:
-        acc.found.append(critics.faces(outs).reshape(-1).bool())
+    acc.add(critics, outs, source)
     if outs.shape[0] > 1:
         acc.div_id.append(mean_pairwise_distance(e[1:], "cosine"))
         acc.div_px.append(mean_pairwise_distance(outs.flatten(1), "rms"))
@@ -425,10 +438,7 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
                 if examples is not None and m == cfg.main_mode and i < EXAMPLE_FACES:
                     examples[word] = torch.cat([examples.get(word, outs[:0]), outs[:1]])
         main = accs[cfg.main_mode]
-        pooled.found += main.found
-        pooled.hf += main.hf
-        pooled.tone += main.tone
-        pooled.gender += main.gender
+        pooled.extend(main)
         face_ages.append([float(a.mean()) for a in main.ages])  # per face: mean age of its N outputs
         entry: dict[str, Any] = {"target_age": g.center, "group": g.name,
                                  "description_example": description(g, data.genders[0])}
@@ -441,7 +451,7 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
              f"{_pct(entry.get('hf_ratio_ok'))}, tone ok {_pct(entry.get('tone_ok'))}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
-    overall.update(_output_scores(pooled.found, pooled.hf, pooled.tone, pooled.gender))
+    overall.update(pooled.scores())
     rates = [per_target[w]["face_found_rate"] for w in cfg.targets]
     overall["face_found_min"] = min(rates) if rates and None not in rates else None
     # monotonicity across the targets (a sweep at the main mode's outputs; needs >= 3 targets)
@@ -581,7 +591,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
     """
     options = options or {}
     centres = [g.center for g in AGE_GROUPS]
-    rhos, ages_all, found, hf, tone, kept, ids = [], [], [], [], [], [], []
+    rhos, ages_all, ids, checks = [], [], [], _OutputChecks()
     for i in range(data.images.shape[0]):
         x, gender = data.images[i:i + 1], data.genders[i]
         if hasattr(pipeline, "lifespan"):
@@ -595,12 +605,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
         ages = predict_ages(critics.age, tiles, cfg.batch_size)
         ages_all.append(ages)
         rhos.append(spearman(centres, ages))
-        hf.append(hf_energy_ratio(tiles, x))
-        tone.append(tone_change(tiles, x))
-        if critics.gender is not None:
-            kept.append(gender_kept(critics.gender, tiles, x))
-        if critics.faces is not None:
-            found.append(critics.faces(tiles).reshape(-1).bool())
+        checks.add(critics, tiles, x)
         e = embed(critics.identity, torch.cat([x, tiles]), cfg.batch_size)
         ids.append(e[1:] @ e[0])
     a = torch.stack(ages_all) if ages_all else torch.zeros(0, len(centres))
@@ -610,7 +615,7 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
                                for k, g in enumerate(AGE_GROUPS)},
         "id_similarity": float(torch.cat(ids).mean()) if ids else None,
     }
-    out.update(_output_scores(found, hf, tone, kept))
+    out.update(checks.scores())
     return out
 
 
@@ -646,7 +651,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
     in_ages = predict_ages(critics.age, data.images, bs)
     own = [pool_files.index(f) if pool_files and f in pool_files else None for f in data.files]
     refs = pick_references(in_ages, pool_ages, cfg.ref_gap, cfg.ref_min_gap, own)
-    pairs, found, hf, tone, kept, ids = [], [], [], [], [], []
+    pairs, ids, checks = [], [], _OutputChecks()
     for i, j in enumerate(refs):
         if j is None:
             continue
@@ -658,12 +663,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
         r = reference_shift(float(in_ages[i]), float(pool_ages[j]), ages)
         pairs.append({"file": data.files[i], "reference": pool_files[j], "age_input": float(in_ages[i]),
                       "age_reference": float(pool_ages[j]), "age_outputs": ages.tolist(), **r})
-        hf.append(hf_energy_ratio(outs, x))
-        tone.append(tone_change(outs, x))
-        if critics.gender is not None:
-            kept.append(gender_kept(critics.gender, outs, x))
-        if critics.faces is not None:
-            found.append(critics.faces(outs).reshape(-1).bool())
+        checks.add(critics, outs, x)
         e = embed(critics.identity, torch.cat([x, outs]), bs)
         ids.append(e[1:] @ e[0])
 
@@ -675,7 +675,7 @@ def reference_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalC
     out["older_reference"] = agg([p for p in pairs if p["gap"] > 0])
     out["younger_reference"] = agg([p for p in pairs if p["gap"] < 0])
     out["id_similarity"] = float(torch.cat(ids).mean()) if ids else None
-    out.update(_output_scores(found, hf, tone, kept))
+    out.update(checks.scores())
     out["pairs"] = pairs
     if len(pairs) < len(refs):
         out["note"] = (f"{len(refs) - len(pairs)} faces had no reference at least {cfg.ref_min_gap:g} years "
