@@ -146,6 +146,23 @@ def test_gender_kept_compares_each_output_with_its_input():
         gender_kept(_FakeGender(), outs, outs[:2])
 
 
+class _NoGender(PairDataset):
+    def __getitem__(self, i: int) -> dict:
+        item = super().__getitem__(i)
+        del item["source_gender"]
+        return item
+
+
+def test_training_task_needs_gender_labels_to_hold_gender():
+    from pada.aging.train import PadaTask, PadaTaskOptions
+
+    fr = Frozen(*frozen_set())
+    task = PadaTask(PadaTaskOptions(sample_faces=0, pada={"hold_gender": True}), diffae=fr.diffae, vl=fr.vl,
+                    age_critic=fr.age_critic, id_critic=fr.id_critic, dataset=_NoGender(8))
+    with pytest.raises(PadaError, match="hold_gender=true needs gender labels"):
+        task.build()
+
+
 def test_age_direction_with_gender_held_undoes_an_age_gender_mix():
     from pada.aging.baseline import LinearAgeDirection
 
