@@ -142,17 +142,29 @@ class FaceCritics:
 class FaceResult:
     """One input face and its results. ``outputs[j]``: (N, 3, S, S) in [-1, 1] for ``targets[j]``;
     ``texts[j]`` the text the pipeline was given; ``out_ages[j]`` / ``identity[j]`` per result (empty when
-    no critics were given)."""
+    no critics were given). With a sharper crop of the face (``image_hr`` (3, S', S'), and for a photo
+    ``face_hr``, its :class:`~pada.faces.align.AlignedFace` at S'), ``outputs_hr[j]`` (N, 3, S', S') are
+    the results carried onto it (:func:`pada.aging.detail.transfer_edit`); grids, pasted photos and the
+    critics' scores then use them."""
 
     index: int
     face: object  # AlignedFace, or None for an already aligned input
     image: torch.Tensor  # (3, S, S) in [-1, 1]
     est_age: float | None = None
     est_gender: str | None = None
+    image_hr: torch.Tensor | None = None
+    face_hr: object = None
     outputs: list[torch.Tensor] = field(default_factory=list)
+    outputs_hr: list[torch.Tensor] = field(default_factory=list)
     texts: list[str | None] = field(default_factory=list)
     out_ages: list[list[float]] = field(default_factory=list)
     identity: list[list[float]] = field(default_factory=list)
+
+    def shown(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(results of target ``j``, input) as written: the sharp-crop versions when there are some."""
+        if self.outputs_hr:
+            return self.outputs_hr[j], self.image_hr
+        return self.outputs[j], self.image
 
     def summary(self) -> str:
         """``face 0: box 120,80 210x250, est. age 34, female`` (for the list printed by ``pada age``)."""
@@ -163,6 +175,22 @@ class FaceResult:
         if self.est_age is not None:
             parts.append(f"est. age {self.est_age:.0f}, {self.est_gender}")
         return ": ".join([parts[0], ", ".join(parts[1:])]) if len(parts) > 1 else parts[0]
+
+
+def sharp_crop(original: np.ndarray, face, out_size: int, size: int):
+    """(tensor (3, S, S) in [-1, 1], AlignedFace or None): the crop of ``face`` (an
+    :class:`~pada.faces.align.AlignedFace` of ``original``) at ``out_size`` px, for
+    :attr:`FaceResult.image_hr`. ``face`` None: ``original`` already is an aligned crop; it is resized, never
+    enlarged (its own side if smaller), and (None, None) comes back when that is not above the model's
+    ``size``."""
+    from pada.faces.align import align_face, aligned_crop
+    from pada.faces.io import to_tensor
+
+    if face is None:
+        side = min(int(out_size), int(original.shape[0]))
+        return (to_tensor(aligned_crop(original, side))[0], None) if side > size else (None, None)
+    big = align_face(original, face.face, int(out_size), source=face.source)
+    return to_tensor(big.image)[0], big
 
 
 def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n: int, ref=None,
@@ -178,20 +206,26 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
         g = gender or fr.est_gender
         if g is None and any(t.age is not None for t in targets):
             g = pipe.infer_gender(fr.image[None])
-        fr.outputs, fr.texts, fr.out_ages, fr.identity = [], [], [], []
+        fr.outputs, fr.outputs_hr, fr.texts, fr.out_ages, fr.identity = [], [], [], [], []
         for t in targets:
             text = t.text_for(g)
             if progress:
                 age_kwargs["progress"] = True
+            if fr.image_hr is not None:
+                age_kwargs["image_hr"] = fr.image_hr[None]
             res = pipe.age(fr.image[None], text=text, ref=ref if t.ref else None, n=n, seed=seed,
                            **age_kwargs)
             images = res.images.float().cpu()
             require_finite(images, what)
             fr.outputs.append(images)
+            if getattr(res, "images_hr", None) is not None:
+                require_finite(res.images_hr, what)
+                fr.outputs_hr.append(res.images_hr.float().cpu())
             fr.texts.append(text)
-            if critics is not None:
-                fr.out_ages.append(critics.ages(images))
-                fr.identity.append(critics.identity_similarity(fr.image[None], images))
+            if critics is not None:  # the images the user gets
+                shown, source = fr.shown(len(fr.outputs) - 1)
+                fr.out_ages.append(critics.ages(shown))
+                fr.identity.append(critics.identity_similarity(source[None], shown))
     return faces
 
 
@@ -204,8 +238,9 @@ def compose_photo(original: np.ndarray, faces: Sequence[FaceResult], target_inde
 
     out = original
     for fr in faces:
-        crop = to_uint8(fr.outputs[target_index][result_index])
-        out = paste_back(out, fr.face, crop, feather=0.12, mask_shape="face", color_match=True)
+        crop = to_uint8(fr.shown(target_index)[0][result_index])
+        face = fr.face_hr if fr.outputs_hr and fr.face_hr is not None else fr.face
+        out = paste_back(out, face, crop, feather=0.12, mask_shape="face", color_match=True)
     return out
 
 
@@ -213,13 +248,14 @@ def face_grid(fr: FaceResult, targets: Sequence[Target], ref_tile: np.ndarray | 
     """The labelled grid of one face: a row per target with the input (and reference), then N results."""
     from pada.faces.io import to_uint8
 
-    src = to_uint8(fr.image)
+    src = to_uint8(fr.shown(0)[1]) if targets else to_uint8(fr.image)
     src_cap = "input" + (f" ~{fr.est_age:.0f}" if fr.est_age is not None else "")
     rows = []
     for j, t in enumerate(targets):
-        tiles = [src] + ([ref_tile] if ref_tile is not None and t.ref else []) + list(to_uint8(fr.outputs[j]))
+        results = fr.shown(j)[0]
+        tiles = [src] + ([ref_tile] if ref_tile is not None and t.ref else []) + list(to_uint8(results))
         caps = [src_cap] + (["reference"] if ref_tile is not None and t.ref else [])
-        for i in range(fr.outputs[j].shape[0]):
+        for i in range(results.shape[0]):
             cap = f"#{i}"
             if fr.out_ages:
                 cap += f" ~{fr.out_ages[j][i]:.0f}"

@@ -33,6 +33,7 @@ from typing import Any
 
 import torch
 
+from pada.aging.detail import transfer_edit, upsample
 from pada.aging.gain import (
     CALIBRATION_FACTORS,
     group_prototypes,
@@ -76,9 +77,11 @@ class AgingResult:
 
     ``images`` (N, 3, H, W) in [-1, 1] (CPU, float32); ``e_age`` (N, D) PAE samples (None for the linear
     baseline); ``z_age`` (N, S) decoder conditions; ``seeds`` the per-output seeds; ``timings`` seconds per
-    stage (``encode``, ``invert``, ``calibrate``, ``decode``); ``reconstruction`` the plain DiffAE
+    stage (``encode``, ``invert``, ``calibrate``, ``decode``, ``detail``); ``reconstruction`` the plain DiffAE
     reconstruction of the input from (x_T, z_src) when asked for. ``calibration``: with ``calibrate=True``,
     the chosen edit factor, the target age, and each candidate render's age reading and high-frequency ratio.
+    ``images_hr`` (N, 3, S, S): with ``image_hr``, the results carried onto the sharper crop
+    (:func:`pada.aging.detail.transfer_edit`).
     """
 
     images: torch.Tensor
@@ -88,18 +91,21 @@ class AgingResult:
     timings: dict[str, float] = field(default_factory=dict)
     reconstruction: torch.Tensor | None = None
     calibration: dict[str, Any] | None = None
+    images_hr: torch.Tensor | None = None
 
 
 @dataclass
 class LifespanResult:
     """A row of ages: ``images`` (F, 3, H, W) in [-1, 1], ``labels`` F strings, ``anchors`` frame indices;
-    ``calibration``: with ``calibrate=True``, each anchor's :meth:`AgingPipeline.calibrate` result."""
+    ``calibration``: with ``calibrate=True``, each anchor's :meth:`AgingPipeline.calibrate` result;
+    ``images_hr`` (F, 3, S, S): with ``image_hr``, the frames carried onto the sharper crop."""
 
     images: torch.Tensor
     labels: list[str]
     anchors: list[int]
     timings: dict[str, float] = field(default_factory=dict)
     calibration: list[dict[str, Any]] | None = None
+    images_hr: torch.Tensor | None = None
 
 
 class _Clock:
@@ -298,6 +304,17 @@ class AgingPipeline:
                 "factors": list(factors), "read_ages": [round(float(a), 2) for a in ages],
                 "hf_ratios": None if hf is None else [round(float(r), 3) for r in hf]}
 
+    @staticmethod
+    def _sharp_crop(image_hr: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
+        """``image_hr`` as a (1, 3, S, S) batch on the CPU, checked against the input ``x`` (None: None)."""
+        if image_hr is None:
+            return None
+        x_hr = _as_batch(image_hr, "sharp crop (image_hr)").cpu()
+        if x_hr.shape[-1] < x.shape[-1] or x_hr.shape[-1] != x_hr.shape[-2]:
+            raise PadaError(f"the sharp crop (image_hr) must be square and at least the input's "
+                            f"{x.shape[-1]} px, got {tuple(x_hr.shape[-2:])}")
+        return x_hr
+
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
                generator: torch.Generator | None = None, batch_size: int | None = None,
@@ -333,7 +350,7 @@ class AgingPipeline:
             inversion_steps: int | None = None, sampler: str | None = None,
             draw_spread: float | None = None, shift_gain: str | None = None,
             calibrate: bool | None = None, tone_guard: float | None = None,
-            hold_gender: bool | None = None) -> AgingResult:
+            hold_gender: bool | None = None, image_hr: torch.Tensor | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -363,6 +380,10 @@ class AgingPipeline:
                 too). Default: the model's (``PadaConfig.tone_guard``); 0 = off.
             hold_gender: take the gender direction out of every edit (:meth:`modulate`). Default: the
                 model's (``PadaConfig.hold_gender``); True needs a model that carries the direction.
+            image_hr: a sharper crop of the same face (3, S, S) / (1, 3, S, S), S >= H: the results are
+                also carried onto it (:func:`pada.aging.detail.transfer_edit`; ``AgingResult.images_hr``),
+                at the cost of one more render (the input from the results' start noise). With
+                ``low_diversity`` the results' layout is not the input's, so they are upsampled instead.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -372,6 +393,7 @@ class AgingPipeline:
         clock = _Clock(self.device)
         t0 = time.perf_counter()
         x = _as_batch(image, "input image").to(self.device)
+        x_hr = self._sharp_crop(image_hr, x)
         z_src = self.encode(x)
         e_age, draw_noise = self.pae_draws(text=text, ref=ref, n=n, high_diversity=high_diversity,
                                            seed=seed, text_weight=text_weight, eps=eps)
@@ -402,9 +424,18 @@ class AgingPipeline:
                                  progress=progress, sampler=sampler, x0_guard=guard)
             if reconstruct:
                 recon = self.decode(x_T[:1], z_src, steps, sampler=sampler).cpu()
-        clock.lap("decode", t0)
+        t0 = clock.lap("decode", t0)
+        images_hr = None
+        if x_hr is not None:
+            if low_diversity:
+                images_hr = upsample(images.cpu().float(), x_hr.shape[-1])
+            else:  # the input rendered as the results are (same x_T, sampler and guard): y - r is the edit
+                base = self.decode(x_T[:1], z_src, steps, sampler=sampler, x0_guard=guard).cpu()
+                images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu())
+            clock.lap("detail", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
-                           timings=clock.times, reconstruction=recon, calibration=calibration)
+                           timings=clock.times, reconstruction=recon, calibration=calibration,
+                           images_hr=images_hr)
 
     @torch.no_grad()
     def infer_gender(self, image: torch.Tensor) -> str:
@@ -420,7 +451,7 @@ class AgingPipeline:
                  progress: bool = False, inversion_steps: int | None = None,
                  sampler: str | None = None, shift_gain: str | None = None,
                  tone_guard: float | None = None, hold_gender: bool | None = None,
-                 calibrate: bool | None = None) -> LifespanResult:
+                 calibrate: bool | None = None, image_hr: torch.Tensor | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -429,12 +460,13 @@ class AgingPipeline:
         :meth:`age`. ``calibrate`` (default: the model's ``PadaConfig.calibrate``): each anchor's edit gets
         its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
-        interpolate the calibrated codes."""
+        interpolate the calibrated codes. ``image_hr``: as in :meth:`age` (``LifespanResult.images_hr``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
         t0 = time.perf_counter()
         x = _as_batch(image, "input image").to(self.device)
+        x_hr = self._sharp_crop(image_hr, x)
         if texts is None:
             gender = gender or self.infer_gender(x)
             texts = [description(g, gender) for g in AGE_GROUPS]
@@ -471,9 +503,14 @@ class AgingPipeline:
         anchors.append(len(zs) - 1)
         images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress,
                              sampler=sampler, x0_guard=guard)
-        clock.lap("decode", t0)
+        t0 = clock.lap("decode", t0)
+        images_hr = None
+        if x_hr is not None:
+            base = self.decode(x_T, z_src, steps, sampler=sampler, x0_guard=guard).cpu()
+            images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu())
+            clock.lap("detail", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
-                              calibration=calibration)
+                              calibration=calibration, images_hr=images_hr)
 
 
 DEFAULT_CHUNK = {"cpu": 8, "cuda": 32}  # futures decoded at once when the caller does not say

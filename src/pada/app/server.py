@@ -195,14 +195,16 @@ def build_ui(service: AgingService, model_name: str, out_dir: Path):
 
 
 def create_app(pipeline: Any, *, max_upload_mb: float = 10.0, limits: "ServiceLimits | None" = None,
-               model_name: str = "custom pipeline", ui: bool = True):
+               model_name: str = "custom pipeline", ui: bool = True, out_size: int = 256):
     """Build the FastAPI app (``/api/age``, ``/healthz``, and the Gradio UI at ``/`` when ``ui``).
 
     ``max_upload_mb`` caps each request body (API) and each uploaded file (UI); ``limits`` bounds N, text
-    length, decoded pixels per image and the number of jobs in flight (:class:`ServiceLimits`).
+    length, decoded pixels per image and the number of jobs in flight (:class:`ServiceLimits`);
+    ``out_size``: side of the faces shown (the edit carried onto the photo's crop, as
+    ``pada age --out-size``).
     """
     _require_web_stack(ui)
-    service = AgingService(pipeline, limits=limits)
+    service = AgingService(pipeline, limits=limits, out_size=out_size)
     app = build_api(service, max_upload_mb)
     app.state.pada_service = service
     if ui:

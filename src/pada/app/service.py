@@ -174,9 +174,10 @@ def _png(img: np.ndarray) -> bytes:
 class AgingService:
     """Thread-safe request handler around one pipeline (see the module docstring)."""
 
-    def __init__(self, pipeline: Any, limits: ServiceLimits | None = None) -> None:
+    def __init__(self, pipeline: Any, limits: ServiceLimits | None = None, out_size: int = 256) -> None:
         self.pipeline = pipeline
         self.image_size = image_size_of(pipeline)
+        self.out_size = int(out_size)  # side of the faces shown (detail transfer, as `pada age --out-size`)
         self.limits = limits or ServiceLimits()
         self._lock = threading.Lock()  # one job at a time (decode + model + encode)
         self._admit_lock = threading.Lock()
@@ -270,7 +271,7 @@ class AgingService:
             release_memory()
 
     def _run(self, req: AgingRequest) -> AgingResponse:
-        from pada.aging.photo import FaceResult, age_faces, compose_photo, face_grid, make_targets
+        from pada.aging.photo import FaceResult, age_faces, compose_photo, face_grid, make_targets, sharp_crop
         from pada.faces.io import to_uint8
 
         lim = self.limits
@@ -278,6 +279,8 @@ class AgingService:
         photo = _decode_upload(req.image, req.image_name, lim.max_pixels)
         name = os.path.basename(req.image_name)
         face, face_rec = _face(photo, size, req.aligned, name)
+        face_hr, rec_hr = (sharp_crop(photo, face_rec, self.out_size, size) if self.out_size > size
+                           else (None, None))
         if req.aligned or not req.paste_back:
             photo = None  # the decoded photo is not needed any more
         ref = None
@@ -286,8 +289,12 @@ class AgingService:
             ref = _face(ref_img, size, req.aligned, os.path.basename(req.reference_name))[0]
             del ref_img
         if req.lifespan:  # the pipeline's smooth sweep from child to old (PAE mean, inverted x_T)
-            res = self.pipeline.lifespan(face, gender=None if req.gender == "auto" else req.gender)
-            frames = res.images.detach().float().cpu().clamp(-1, 1)
+            kw = {} if face_hr is None else {"image_hr": face_hr[None]}
+            res = self.pipeline.lifespan(face, gender=None if req.gender == "auto" else req.gender, **kw)
+            sharp = getattr(res, "images_hr", None)
+            frames = (res.images if sharp is None else sharp).detach().float().cpu().clamp(-1, 1)
+            if sharp is not None:
+                face = face_hr[None]
             anchors = [i for i, lab in enumerate(res.labels) if lab] or list(range(frames.shape[0]))
             labels = [res.labels[i] or str(i) for i in anchors] if res.labels else [str(i) for i in anchors]
             from pada.aging.photo import labelled_grid
@@ -298,7 +305,7 @@ class AgingService:
             return AgingResponse(png=_png(grid), gif=_gif(list(to_uint8(frames))), labels=labels,
                                  n=len(labels), images=images)
         targets = make_targets([req.target] if req.target else [], req.ages, ref=ref is not None)
-        fr = FaceResult(0, face_rec, face[0])
+        fr = FaceResult(0, face_rec, face[0], image_hr=face_hr, face_hr=rec_hr)
         gender = None if req.gender == "auto" else req.gender
         age_faces(self.pipeline, [fr], targets, n=req.n, ref=ref, seed=req.seed, gender=gender,
                   high_diversity=req.high_level, low_diversity=req.low_level)
@@ -307,9 +314,9 @@ class AgingService:
                 raise RuntimeError(f"pipeline returned {tuple(out.shape)}, expected ({req.n}, 3, S, S)")
         ref_tile = to_uint8(ref[0]) if ref is not None else None
         grid = face_grid(fr, targets, ref_tile)
-        labels, images, gif_frames = [], [], [to_uint8(face[0])]
+        labels, images, gif_frames = [], [], [to_uint8(fr.shown(0)[1])]
         for j, t in enumerate(targets):
-            for i, im in enumerate(to_uint8(fr.outputs[j].clamp(-1, 1))):
+            for i, im in enumerate(to_uint8(fr.shown(j)[0].clamp(-1, 1))):
                 labels.append(f"{t.label} #{i}")
                 images.append((_png(im), labels[-1]))
                 gif_frames.append(im)

@@ -116,6 +116,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--frames", type=int_option(1, LIMITS["frames"]), default=3,
                    help="lifespan frames per age gap (default 3)")
     p.add_argument("--gif", type=Path, default=None, help="lifespan GIF path (default: --out with .gif)")
+    p.add_argument("--out-size", type=int_option(16, LIMITS["out_size"]), default=256, metavar="S",
+                   help="side of the written faces in pixels (default 256): the model ages its own size "
+                        "(64 for pada-demo64) and the edit is carried onto the photo's S px crop of the "
+                        "face, which keeps the photo's sharpness (one more render per target; "
+                        "docs/pada_method.md, 'Detail transfer'); an --aligned crop is never enlarged; "
+                        "the model's size writes its own outputs")
     p.add_argument("--paste-back", action="store_true",
                    help="also write the whole photo with the aged faces blended in (per target and result)")
     p.add_argument("--all-faces", action="store_true", help="age every detected face, not only the largest")
@@ -171,6 +177,13 @@ def _load_face(path: Path, size: int, aligned: bool):
     return x, face, None if aligned else original
 
 
+def _out_size(args: argparse.Namespace, size: int) -> int | None:
+    """The sharp crops' side for ``--out-size`` (None: the model's own outputs are written)."""
+    if args.out_size < size:
+        raise PadaError(f"--out-size {args.out_size}: must be at least the model's face size ({size} px)")
+    return None if args.out_size == size else args.out_size
+
+
 def _targets(args: argparse.Namespace):
     from pada.aging.photo import make_targets, parse_ages
 
@@ -224,10 +237,11 @@ class _Job:
         self.args, self.pipe, self.critics, self.targets = args, pipe, critics, targets
         self.ref, self.ref_tile, self.progress = ref, ref_tile, progress
         self.size = int(pipe.diffae.unet.config.image_size)
+        self.out_size = _out_size(args, self.size)
 
     def faces(self, path: Path):
         """(original photo or None, [FaceResult]) of the faces to age in ``path``."""
-        from pada.aging.photo import FaceResult
+        from pada.aging.photo import FaceResult, sharp_crop
         from pada.faces.align import align_face, face_tensors
         from pada.faces.io import load_image, to_tensor
 
@@ -235,6 +249,9 @@ class _Job:
         original = load_image(path)
         found = face_tensors(original, self.size, aligned=a.aligned, name=str(path), all_faces=a.all_faces)
         out = [FaceResult(k, face, x) for k, (x, face) in enumerate(found[: a.max_faces])]
+        if self.out_size is not None:
+            for fr in out:
+                fr.image_hr, fr.face_hr = sharp_crop(original, fr.face, self.out_size, self.size)
         if a.aligned:
             return None, out
         if self.critics is not None:  # estimates on a 256 px crop (sharper than the model's size)
@@ -331,27 +348,32 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int:
-    from pada.aging.photo import lifespan_grid
+    from pada.aging.photo import lifespan_grid, sharp_crop
     from pada.aging.pipeline import save_gif
-    from pada.faces.io import save_image
+    from pada.faces.io import load_image, save_image
 
     if photo.is_dir():
         raise PadaError(f"{photo}: --lifespan takes one photo, not a folder")
-    x = _load_face(photo, size, args.aligned)[0]
+    out_size = _out_size(args, size)
+    x, face, original = _load_face(photo, size, args.aligned)
+    x_hr = None
+    if out_size is not None:
+        x_hr = sharp_crop(original if original is not None else load_image(photo), face, out_size, size)[0]
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
     res = pipe.lifespan(x, gender=args.gender, frames_per_segment=args.frames, steps=args.steps,
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
                         shift_gain=args.shift_gain, tone_guard=args.tone_guard,
-                        hold_gender=args.hold_gender, calibrate=args.calibrate)
+                        hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr)
+    frames = res.images if res.images_hr is None else res.images_hr
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
 
     out = args.out or Path("aged.png")
-    require_finite(res.images, str(out))  # never a black grid with exit status 0
+    require_finite(frames, str(out))  # never a black grid with exit status 0
     with StagedOutputs() as staged:
-        save_image(staged.stage(out), lifespan_grid(res.images, res.labels))
-        save_gif(res.images, staged.stage(args.gif or out.with_suffix(".gif")))
+        save_image(staged.stage(out), lifespan_grid(frames, res.labels))
+        save_gif(frames, staged.stage(args.gif or out.with_suffix(".gif")))
         written = staged.commit()
     for p in written:
         print(f"wrote {p}")

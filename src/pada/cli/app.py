@@ -49,7 +49,11 @@ def _serve(args: argparse.Namespace) -> int:
                              sampler=args.sampler)
     limits = ServiceLimits(max_n=args.max_n, max_queue=args.max_queue,
                            max_pixels=int(args.max_megapixels * 1e6))
-    app = create_app(pipeline, max_upload_mb=args.max_upload_mb, limits=limits, model_name=str(args.model))
+    size = int(pipeline.diffae.unet.config.image_size)
+    if args.out_size < size:
+        raise PadaError(f"--out-size {args.out_size}: must be at least the model's face size ({size} px)")
+    app = create_app(pipeline, max_upload_mb=args.max_upload_mb, limits=limits, model_name=str(args.model),
+                     out_size=args.out_size)
     sock = _bind(args.host, args.port)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: listening on {args.host}: anyone who can reach this address can use the app",
@@ -84,4 +88,7 @@ def add_parser(sub) -> None:
     p.add_argument("--max-megapixels", type=float_option(0.0, LIMITS["megapixels"], lo_open=True),
                    default=25.0,
                    help="largest decoded image per upload, in megapixels (default 25)")
+    p.add_argument("--out-size", type=int_option(16, LIMITS["out_size"]), default=256, metavar="S",
+                   help="side of the faces shown, as pada age --out-size (default 256; the model's size "
+                        "shows its own outputs)")
     p.set_defaults(func=_serve)

@@ -1,0 +1,120 @@
+"""Detail transfer: carry an edit made at the model's size onto a sharper crop of the same face.
+
+The shipped model works on 64 x 64 faces; upscaled, its outputs are blurred, and pasted into a photo they
+read as a smudge. The edit itself (hair turning grey, a longer face, folds, softer skin) lives mostly at the
+scales the model sees. :func:`transfer_edit` therefore writes each result at the size of a sharper crop of
+the same face (e.g. the photo's 256 px crop):
+
+    out = up(x + (y - r)) + g · D
+
+where ``x`` is the model's input (the sharp crop, area-downsampled), ``y`` a result and ``r`` the DiffAE's
+own rendering of the input from the same start noise (so that ``y - r`` is the edit, not the decoder's
+reconstruction error), ``up`` bicubic upsampling, and ``D = X - up(down(X))`` the sharp crop's detail finer
+than the model's pixels. ``g`` (in [0, 1], per pixel) is how much of its fine detail the result kept:
+the square root of the ratio of the result's to the reconstruction's local high-frequency energy at the
+model's size. Where the edit smooths the skin (young targets), the photo's pores and lines fade with it;
+where it adds lines, they come from ``y - r``. A result equal to the reconstruction gives back the sharp
+crop itself.
+
+What it cannot do: detail the model never drew stays at the model's resolution (wrinkles it adds are soft
+at 256 px), and a result whose layout moved away from the input's (``low_diversity``: fresh start noise)
+has no pixel-wise counterpart in the crop; :meth:`pada.aging.pipeline.AgingPipeline.age` then upsamples
+instead. Measured effect: docs/pada_method.md ("Detail transfer").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from pada.errors import PadaError
+
+#: Gaussian widths (in the model's pixels) of the detail gain: the high-pass that defines "fine detail"
+#: and the window its local energy is averaged over.
+DETAIL_SIGMA = 1.0
+ENERGY_SIGMA = 2.0
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W), ``sigma`` in pixels, replicated borders."""
+    r = max(1, math.ceil(3.0 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-t * t / (2.0 * sigma * sigma))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
+
+
+def upsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, h, h) -> (N, 3, size, size), bicubic, clamped to [-1, 1]."""
+    if images.shape[-1] == size:
+        return images.clone()
+    return F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False).clamp(-1.0, 1.0)
+
+
+def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, H) -> (N, 3, size, size) by area averaging (as crops are shrunk to the model's size)."""
+    if images.shape[-1] == size:
+        return images.clone()
+    return F.interpolate(images, size=(size, size), mode="area")
+
+
+def detail_gain(outputs: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """(N, 1, h, w) in [0, 1]: the share of the input's fine detail each result kept (module docstring)."""
+    def energy(x):
+        return _blur((x - _blur(x, DETAIL_SIGMA)).pow(2).mean(1, keepdim=True), ENERGY_SIGMA)
+
+    return (energy(outputs) / energy(reconstruction).clamp_min(1e-6)).sqrt().clamp(0.0, 1.0)
+
+
+def _check(name: str, t: torch.Tensor, batch: int | None = None) -> None:
+    if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 3 or t.shape[-1] != t.shape[-2]:
+        shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise PadaError(f"detail transfer: {name} must be square images (N, 3, S, S), got {shape}")
+    if batch is not None and t.shape[0] != batch:
+        raise PadaError(f"detail transfer: {name} must hold {batch} image(s), got {t.shape[0]}")
+    if not bool(torch.isfinite(t).all()):
+        raise PadaError(f"detail transfer: {name} has NaN or infinite values")
+
+
+@torch.no_grad()
+def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr: torch.Tensor,
+                  image: torch.Tensor | None = None, keep_detail: bool = True) -> torch.Tensor:
+    """The results ``outputs`` (N, 3, h, h) carried onto ``image_hr`` (1, 3, S, S), S >= h: (N, 3, S, S)
+    in [-1, 1] (formula in the module docstring).
+
+    ``reconstruction`` (1, 3, h, h): the DiffAE's rendering of the input from the results' start noise
+    (:meth:`pada.aging.pipeline.AgingPipeline.age` with ``image_hr``). ``image`` (1, 3, h, h): the model's
+    input; default: ``image_hr`` area-downsampled, which is what it is when the crop was shrunk that way.
+    ``keep_detail=False``: no gain on the crop's fine detail (every result keeps all of it).
+    """
+    _check("outputs", outputs)
+    n, h = outputs.shape[0], outputs.shape[-1]
+    _check("the reconstruction", reconstruction, 1)
+    _check("the sharp crop", image_hr, 1)
+    size = image_hr.shape[-1]
+    if reconstruction.shape[-1] != h:
+        raise PadaError(f"detail transfer: the reconstruction is {reconstruction.shape[-1]} px, "
+                        f"the results {h} px")
+    if size < h:
+        raise PadaError(f"detail transfer: the sharp crop ({size} px) is smaller than the results ({h} px)")
+    hr = image_hr.float().cpu()
+    x = downsample(hr, h) if image is None else image.float().cpu()
+    _check("the input", x, 1)
+    if x.shape[-1] != h:
+        raise PadaError(f"detail transfer: the input is {x.shape[-1]} px, the results {h} px")
+    y, r = outputs.float().cpu(), reconstruction.float().cpu()
+    base = F.interpolate(x + (y - r), size=(size, size), mode="bicubic", align_corners=False)
+    fine = hr - F.interpolate(downsample(hr, h), size=(size, size), mode="bicubic", align_corners=False)
+    if keep_detail:
+        gain = F.interpolate(detail_gain(y, r.expand(n, -1, -1, -1)), size=(size, size), mode="bilinear",
+                             align_corners=False)
+        fine = fine * gain
+    return (base + fine).clamp(-1.0, 1.0)
+
+
+__all__ = ["DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "transfer_edit", "upsample"]
