@@ -80,6 +80,9 @@ def main() -> None:
                     help="default: the model's (0.12 for pada-demo64)")
     ap.add_argument("--tone-guard", type=float, default=None,
                     help="skin-shading margin while sampling (default: the model's; 0 = off)")
+    ap.add_argument("--out-size", type=int, default=0,
+                    help="also carry the results onto an S px crop of the face (detail transfer, as "
+                         "pada age --out-size; with --model the demo set's S px crop if built; 0 = off)")
     args = ap.parse_args()
     from pada.diffusion.samplers import get_sampler
 
@@ -103,6 +106,7 @@ def main() -> None:
     size = int(pipe.diffae.config.image_size)
     g = torch.Generator().manual_seed(0)
     face = torch.rand((3, size, size), generator=g) * 2 - 1
+    face_hr = None
     if args.model:  # a real face: the demo set's first aligned image
         from pathlib import Path
 
@@ -112,11 +116,18 @@ def main() -> None:
         found = sorted(Path("data/demo/aligned", str(size)).glob("*.png"))
         if found:
             face = face_tensors(load_image(found[0]), size, aligned=True, name=str(found[0]))[0][0]
+            sharp = Path("data/demo/aligned", str(args.out_size), found[0].name)
+            if args.out_size and sharp.is_file():
+                face_hr = face_tensors(load_image(sharp), args.out_size, aligned=True, name=str(sharp))[0][0]
     kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
           "low_diversity": args.low_diversity, "sampler": args.sampler, "calibrate": args.calibrate,
           "draw_spread": args.draw_spread, "tone_guard": args.tone_guard}
     if args.inv_steps:
         kw["inversion_steps"] = args.inv_steps
+    if args.out_size:
+        if face_hr is None:  # no demo crop at that size: the face enlarged (the cost is the same)
+            face_hr = torch.nn.functional.interpolate(face[None], size=args.out_size, mode="bicubic")[0]
+        kw["image_hr"] = face_hr.clamp(-1, 1)
     pipe.age(face, **{**kw, "n": 1, "steps": 2, "inversion_steps": 2})  # warm-up
     best: dict[str, float] = {}
     totals, cpus = [], []
@@ -133,7 +144,7 @@ def main() -> None:
         "total_cpu_seconds_best": round(min(cpus), 4),
         "preset": args.preset, "image_size": size, "vl": args.vl, "n_outputs": args.n, "steps": args.steps,
         "low_diversity": args.low_diversity, "calibrate": args.calibrate, "draw_spread": args.draw_spread,
-        "tone_guard": args.tone_guard,
+        "tone_guard": args.tone_guard, "out_size": args.out_size or None,
         "device": str(device), "threads": torch.get_num_threads(),
         "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},
         "total_seconds_best": round(min(totals), 4), "total_seconds_all": [round(t, 4) for t in totals],

@@ -1,0 +1,101 @@
+"""What the detail transfer (``pada age --out-size``) changes in the critics' readings, as one JSON document.
+
+Ages the evaluation's held-out faces (test split of ``--data``, as ``pada evaluate``) toward the 7 group
+descriptions with ``--n`` results each, giving the pipeline the data set's sharper crop of each face
+(``aligned/<S>/`` next to the model-size crops, as ``pada data demo`` builds them), and scores three views
+of the same results with the evaluation's critics (dlib-age, SFace, dlib-gender, YuNet):
+
+* ``model``: the results at the model's size against the model-size inputs (what ``pada evaluate`` scores);
+* ``upsampled``: the results enlarged to S (bicubic) against the S px inputs (what a user saw before);
+* ``transfer``: the detail-transferred results against the S px inputs (what ``pada age`` writes now).
+
+Per view and target: Age MAE to the group centre, mean estimated age, identity (SFace cosine to the input),
+the share of outputs read as the input's gender, the share in which YuNet finds a face, and the share
+whose high-frequency energy is within 1.5x the input's.
+
+    python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo   # ~8 min, 2 cores
+    python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo --max-images 2 --n 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="pada-demo64")
+    ap.add_argument("--data", default="data/demo")
+    ap.add_argument("--out-size", type=int, default=256)
+    ap.add_argument("--max-images", type=int, default=16)
+    ap.add_argument("--n", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sampler", default="multistep")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+
+    from pada.aging.pipeline import AgingPipeline
+    from pada.data.groups import AGE_GROUPS, description
+    from pada.evaluation.metrics import embed, predict_ages
+    from pada.evaluation.runner import load_critics, load_eval_data
+    from pada.evaluation.scores import HF_RATIO_LIMIT, face_found_rate, gender_kept, hf_energy_ratio
+    from pada.faces.align import aligned_crop
+    from pada.faces.io import load_image, to_tensor
+
+    t0 = time.perf_counter()
+    pipe = AgingPipeline.from_pretrained(args.model, sampler=args.sampler)
+    size = int(pipe.diffae.unet.config.image_size)
+    data = load_eval_data(args.data, size, max_images=args.max_images)
+    sharp_dir = Path(args.data) / "aligned" / str(args.out_size)
+    if not sharp_dir.is_dir():
+        print(f"error: {sharp_dir}: no {args.out_size} px crops "
+              f"(pada data demo --sizes {size},{args.out_size})", file=sys.stderr)
+        return 1
+    src_hr = torch.cat([to_tensor(aligned_crop(load_image(sharp_dir / f), args.out_size))
+                        for f in data.files])
+    critics = load_critics(fid="none")
+    views: dict[str, dict[str, dict[str, float]]] = {"model": {}, "upsampled": {}, "transfer": {}}
+    for group in AGE_GROUPS:
+        outs, outs_hr = [], []
+        for i in range(len(data.files)):
+            res = pipe.age(data.images[i], text=description(group, data.genders[i]), n=args.n, seed=i,
+                           image_hr=src_hr[i])
+            outs.append(res.images)
+            outs_hr.append(res.images_hr)
+        model = torch.stack(outs)
+        up = F.interpolate(model.flatten(0, 1), size=args.out_size, mode="bicubic",
+                           align_corners=False).clamp(-1, 1).view(*model.shape[:2], 3, args.out_size, -1)
+        for name, o, x in (("model", model, data.images), ("upsampled", up, src_hr),
+                           ("transfer", torch.stack(outs_hr), src_hr)):
+            flat = o.flatten(0, 1)
+            xs = x[:, None].expand_as(o).flatten(0, 1)
+            ages = predict_ages(critics.age, flat)
+            ident = []
+            for i in range(o.shape[0]):
+                e = embed(critics.identity, torch.cat([x[i:i + 1], o[i]]))
+                ident.append(float((e[1:] @ e[0]).mean()))
+            views[name][group.word] = {
+                "age_mae": round(float((ages - group.center).abs().mean()), 3),
+                "mean_age": round(float(ages.mean()), 2),
+                "identity": round(sum(ident) / len(ident), 4),
+                "gender_kept": round(float(gender_kept(critics.gender, flat, xs).float().mean()), 4),
+                "face_found": round(face_found_rate(critics.faces, flat), 4),
+                "hf_ok": round(float((hf_energy_ratio(flat, xs) <= HF_RATIO_LIMIT).float().mean()), 4)}
+        print(f"{group.word}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    summary = {name: {k: round(sum(t[k] for t in per.values()) / len(per), 4)
+                      for k in next(iter(per.values()))} for name, per in views.items()}
+    print(json.dumps({"benchmark": "detail_transfer", "model": args.model, "data": data.source,
+                      "out_size": args.out_size, "n": args.n, "sampler": args.sampler, "mean": summary,
+                      "per_target": views, "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
