@@ -103,7 +103,7 @@ def test_api_happy_path_returns_labelled_png_grid():
     assert r.status_code == 200 and r.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(r.content)).size == _grid_size(1, 4)  # source + 3 outputs
     assert r.headers["X-Pada-Labels"].split("|") == [f"woman's face in her sixties #{i}" for i in range(3)]
-    assert pipe.calls == [("woman's face in her sixties", None, 3, 5, False, True)]
+    assert pipe.calls == [("woman's face in her sixties", None, 3, 5, False, False)]  # low-level: off
     g = c.post("/api/age?format=gif", data={"target": "x", "aligned": "on"},
                files={"image": ("f.png", _png_bytes(), "image/png")})
     assert g.status_code == 200 and g.content[:6] == b"GIF89a"

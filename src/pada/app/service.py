@@ -69,7 +69,7 @@ class AgingRequest:
     n: int = 4
     seed: int = 0
     high_level: bool = True
-    low_level: bool = True
+    low_level: bool = False
     lifespan: bool = False
     gender: str = "auto"  # lifespan / age descriptions: female, male, or auto (the pipeline infers it)
     ages: tuple[float, ...] = ()  # target ages (each one grid row)
@@ -254,7 +254,7 @@ class AgingService:
             image=image[0], image_name=image[1] or "photo", target=text or None,
             reference=reference[0] if has_ref else None,
             reference_name=(reference[1] or "reference") if has_ref else "reference",
-            n=n, seed=seed, high_level=_bool("high_level", True), low_level=_bool("low_level", True),
+            n=n, seed=seed, high_level=_bool("high_level", True), low_level=_bool("low_level", False),
             lifespan=lifespan, gender=gender, aligned=_bool("aligned", False), ages=ages,
             paste_back=_bool("paste_back", False))
 
