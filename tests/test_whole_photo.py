@@ -110,3 +110,39 @@ def test_labelled_grid_layout():
     # each tile is shown (enlarged to 128 px) and the title / caption areas carry dark text
     assert (g[:, :, 0] < 50).sum() > 128 * 128  # the black tile of row one (and of row two)
     assert (g[6:20, 6:200] < 128).any()  # title text
+
+
+def test_head_mask_takes_the_hair_and_leaves_the_corners():
+    from pada.faces.align import HEAD_ELLIPSE
+
+    face, head = feather_mask(64, 0.12, "face"), feather_mask(64, 0.12, "head")
+    assert head[0, 0] == 0 and head[-1, -1] == 0 and head[-1, 0] == 0  # corners: background, shoulders
+    assert head[6, 32] > 0.5 and face[6, 32] == 0  # the crown's hair
+    assert (head >= face - 1e-6).all()  # the face region is inside it
+    (cx, cy), (ax, ay) = HEAD_ELLIPSE
+    ys, xs = np.nonzero(head > 0)
+    assert np.hypot(((xs + 0.5) / 64 - cx) / ax, ((ys + 0.5) / 64 - cy) / ay).max() <= 1.0
+    with pytest.raises(ValueError, match="'head'"):
+        feather_mask(64, 0.1, "hair")
+
+
+def test_compose_photo_pastes_the_hair_only_for_results_on_the_photos_crop(hopper_face):
+    import torch
+
+    from pada.aging.photo import FaceResult, compose_photo, sharp_crop
+    from pada.faces.io import to_tensor
+
+    img, face = hopper_face
+    x = to_tensor(face.image)[0]
+    grey = lambda t: (t * 0.3 + 0.6).clamp(-1, 1)  # noqa: E731 - whitened, as old hair goes
+    small = FaceResult(0, face, x, outputs=[grey(x)[None]])
+    image_hr, face_hr = sharp_crop(img, face, 128, 64)
+    sharp = FaceResult(0, face, x, image_hr=image_hr, face_hr=face_hr, outputs=[grey(x)[None]],
+                       outputs_hr=[grey(image_hr)[None]])
+    crown = tuple(np.rint(face_hr.to_original(np.array([[64.0, 10.0]]))[0]).astype(int))  # hair / cap
+    chin = tuple(np.rint(face_hr.to_original(np.array([[64.0, 90.0]]))[0]).astype(int))
+    a, b = compose_photo(img, [small], 0, 0), compose_photo(img, [sharp], 0, 0)
+    diff = lambda out, p: np.abs(out[p[1], p[0]].astype(int) - img[p[1], p[0]]).sum()  # noqa: E731
+    assert diff(a, crown) == 0 and diff(b, crown) > 30  # the head mask reaches the crown
+    assert diff(a, chin) > 30 and diff(b, chin) > 30  # both change the face
+    assert np.array_equal(a[:20, :20], img[:20, :20]) and np.array_equal(b[:20, :20], img[:20, :20])

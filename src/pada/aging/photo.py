@@ -232,15 +232,19 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
 def compose_photo(original: np.ndarray, faces: Sequence[FaceResult], target_index: int,
                   result_index: int) -> np.ndarray:
     """The whole photo with result ``result_index`` of target ``target_index`` pasted on every face
-    (face-region feathered mask, colour-matched to the photo)."""
+    (feathered mask, colour-matched to the photo). The mask is the face region
+    (:data:`~pada.faces.align.FACE_ELLIPSE`) for a model-size result, whose background is the model's own;
+    for a result carried onto the photo's crop (``outputs_hr``) it is the head, hair included
+    (:data:`~pada.faces.align.HEAD_ELLIPSE`), so greying hair reaches the photo."""
     from pada.faces.align import paste_back
     from pada.faces.io import to_uint8
 
     out = original
     for fr in faces:
         crop = to_uint8(fr.shown(target_index)[0][result_index])
-        face = fr.face_hr if fr.outputs_hr and fr.face_hr is not None else fr.face
-        out = paste_back(out, face, crop, feather=0.12, mask_shape="face", color_match=True)
+        sharp = bool(fr.outputs_hr) and fr.face_hr is not None
+        out = paste_back(out, fr.face_hr if sharp else fr.face, crop, feather=0.12,
+                         mask_shape="head" if sharp else "face", color_match=True)
     return out
 
 

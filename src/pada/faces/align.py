@@ -363,6 +363,9 @@ def face_tensors(
 #: half-axes (x, y). Eyes sit at y ~ 0.45 and the mouth at ~ 0.7 in this layout; the ellipse holds the
 #: forehead, cheeks and chin and leaves out the crop's corners (background, shoulders).
 FACE_ELLIPSE = ((0.5, 0.54), (0.34, 0.42))
+#: The head (face and hair) of an FFHQ-aligned crop, the same way: from the crown (y ~ 0) to the chin and
+#: across the hair at the temples; the corners, the shoulders and most of the background stay out.
+HEAD_ELLIPSE = ((0.5, 0.49), (0.41, 0.49))
 
 
 def feather_mask(size: int, feather: float = 0.1, shape: str = "square") -> np.ndarray:
@@ -373,7 +376,9 @@ def feather_mask(size: int, feather: float = 0.1, shape: str = "square") -> np.n
         feather: width of the soft edge as a fraction of ``S`` (``0`` gives a hard square).
         shape: ``"square"`` (keeps the whole crop, soft border), ``"ellipse"`` (the inscribed ellipse) or
             ``"face"`` (the face region :data:`FACE_ELLIPSE` of an FFHQ-aligned crop; the soft edge lies
-            inside that ellipse, so the mask is 0 on the background and on the crop's border).
+            inside that ellipse, so the mask is 0 on the background and on the crop's border) or ``"head"``
+            (the same with :data:`HEAD_ELLIPSE`: the hair too, for results whose background is the photo's
+            own, :mod:`pada.aging.detail`).
     """
     c = (np.arange(size, dtype=np.float64) + 0.5) / size  # pixel centres in (0, 1)
     f = max(float(feather), 1e-6)
@@ -389,13 +394,13 @@ def feather_mask(size: int, feather: float = 0.1, shape: str = "square") -> np.n
     elif shape == "ellipse":
         r = np.hypot(c[None, :] - 0.5, c[:, None] - 0.5) * 2.0  # 1 on the inscribed circle
         mask = smooth((1.0 - r) / (2.0 * f))
-    elif shape == "face":
-        (cx, cy), (ax, ay) = FACE_ELLIPSE
+    elif shape in ("face", "head"):
+        (cx, cy), (ax, ay) = FACE_ELLIPSE if shape == "face" else HEAD_ELLIPSE
         # normalised elliptical radius: 1 on the ellipse; the soft edge spans `feather * S` inward
         r = np.hypot((c[None, :] - cx) / ax, (c[:, None] - cy) / ay)
         mask = smooth((1.0 - r) * min(ax, ay) / f)
     else:
-        raise ValueError(f"feather_mask: shape must be 'square', 'ellipse' or 'face', got {shape!r}")
+        raise ValueError(f"feather_mask: shape must be 'square', 'ellipse', 'face' or 'head', got {shape!r}")
     return mask.astype(np.float32)
 
 
@@ -440,14 +445,16 @@ def paste_back(
     For a generated face (whole-photo aging) use ``mask_shape="face", color_match=True``: the soft edge then
     lies inside the face region, so the model's own background never reaches the photo, and the crop's
     colours are corrected, smoothly, so that they meet the photo's where the two are blended
-    (:func:`match_colours`); no box or colour step is left around the face.
+    (:func:`match_colours`); no box or colour step is left around the face. When the generated crop's
+    background is the photo's own (the edit carried onto the photo's crop, :mod:`pada.aging.detail`),
+    ``mask_shape="head"`` takes the hair along too.
 
     Args:
         original: ``uint8`` ``(H, W, 3)`` RGB photo the crop was cut from.
         aligned: the :class:`AlignedFace` (or one rebuilt with :meth:`AlignedFace.from_record`).
         new_crop: ``uint8`` ``(h, w, 3)`` RGB crop, any size (resized to ``S x S``).
         feather: soft-edge width as a fraction of ``S``.
-        mask_shape: ``"square"``, ``"ellipse"`` or ``"face"`` (see :func:`feather_mask`).
+        mask_shape: ``"square"``, ``"ellipse"``, ``"face"`` or ``"head"`` (see :func:`feather_mask`).
         return_mask: also return the blend mask.
         color_match: correct the crop's low-frequency colour towards the photo's along the blend zone.
 
