@@ -127,7 +127,6 @@ def test_head_mask_takes_the_hair_and_leaves_the_corners():
 
 
 def test_compose_photo_pastes_the_hair_only_for_results_on_the_photos_crop(hopper_face):
-    import torch
 
     from pada.aging.photo import FaceResult, compose_photo, sharp_crop
     from pada.faces.io import to_tensor
