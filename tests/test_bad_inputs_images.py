@@ -196,7 +196,7 @@ def test_valid_image_kind_is_aged(tmp_path, capsys, tiny, face, kind):
     code, err, printed = run_cli(argv, capsys)
     assert code == 0, err
     assert not err or all("Traceback" not in ln for ln in err)
-    assert Image.open(out).size == (6 + 2 * 134, 178) and f"wrote {out}" in printed
+    assert Image.open(out).size == (6 + 2 * 262, 332) and f"wrote {out}" in printed  # --out-size 256
     assert sorted(p.name for p in out.parent.iterdir()) == ["aged.png"]  # no temporary file left
 
 
@@ -223,7 +223,7 @@ def test_hard_face_works_or_fails_in_one_line(tmp_path, capsys, tiny, face, kind
     target = folder / "new.png"
     code, err, _ = run_cli(["age", photo, "--text", "x", "-n", "1", "--steps", "2", "--out", target], capsys)
     if code == 0:
-        assert Image.open(target).size == (6 + 2 * 134, 178)
+        assert Image.open(target).size == (6 + 2 * 262, 332)  # --out-size 256
         target.unlink()
     else:
         assert_one_line_failure(code, err, str(photo), "no face found")

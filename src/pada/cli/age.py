@@ -50,6 +50,35 @@ def _gain_spec(text: str) -> str:
     return text.strip()
 
 
+def _add_edit_options(p: argparse.ArgumentParser) -> None:
+    """The options of how each result's edit is made (PAE sampling, spread, gain, length, guards); each
+    defaults to the model's own setting."""
+    p.add_argument("--eps", type=float_option(0.0, LIMITS["eps"]), default=None,
+                   help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
+                        "Larger = more high-level variety, less text fidelity")
+    p.add_argument("--draw-spread", type=float_option(0.0, 1.0), default=None, metavar="S",
+                   help="spread the N results across the shift subspace by about S*|z| (default: the "
+                        "model's; 0.12 for pada-demo64: visibly different results at a cost in identity; "
+                        "0 = only the learned draws; docs/pada_method.md)")
+    p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
+                   help="scale the edit by target age, piecewise-linear through the knots, e.g. "
+                        "\"30.5:1,60.5:1.5\" (default: the model's; none for pada-demo64; \"\" = off; "
+                        "docs/pada_method.md)")
+    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
+                   help="pick each face's edit length first: the edit rendered at 5 lengths, the one whose "
+                        "age (read by the vision-language model) is nearest the target (5 extra renders per "
+                        "target, or per anchor of --lifespan; default: the model's, on for pada-demo64; "
+                        "docs/pada_method.md)")
+    p.add_argument("--tone-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="M",
+                   help="keep the skin's smoothed brightness within M (0-1 scale) of the input's while "
+                        "sampling: no darkened eye sockets, no washed-out face (default: the model's; "
+                        "0 = off; docs/pada_method.md)")
+    p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
+                   help="take the gender direction out of every edit, so that aging a woman toward eighty "
+                        "does not make her a man (default: the model's, on for pada-demo64; needs a model "
+                        "that carries the direction; docs/pada_method.md)")
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("age", help="age the faces of a photo or folder (age, text or reference face)",
                               description=__doc__.split("\n\n", 1)[1],
@@ -84,30 +113,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
     p.add_argument("--low-diversity", action="store_true",
                    help="fresh x_T noise per result (not the inversion)")
-    p.add_argument("--eps", type=float_option(0.0, LIMITS["eps"]), default=None,
-                   help="text-driven PAE sampling intensity ε (default: the model's; the paper's 1e-3). "
-                        "Larger = more high-level variety, less text fidelity")
-    p.add_argument("--draw-spread", type=float_option(0.0, 1.0), default=None, metavar="S",
-                   help="spread the N results across the shift subspace by about S*|z| (default: the "
-                        "model's; 0.12 for pada-demo64: visibly different results at a cost in identity; "
-                        "0 = only the learned draws; docs/pada_method.md)")
-    p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
-                   help="scale the edit by target age, piecewise-linear through the knots, e.g. "
-                        "\"30.5:1,60.5:1.5\" (default: the model's; none for pada-demo64; \"\" = off; "
-                        "docs/pada_method.md)")
-    p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
-                   help="pick each face's edit length first: the edit rendered at 5 lengths, the one whose "
-                        "age (read by the vision-language model) is nearest the target (5 extra renders per "
-                        "target, or per anchor of --lifespan; default: the model's, on for pada-demo64; "
-                        "docs/pada_method.md)")
-    p.add_argument("--tone-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="M",
-                   help="keep the skin's smoothed brightness within M (0-1 scale) of the input's while "
-                        "sampling: no darkened eye sockets, no washed-out face (default: the model's; "
-                        "0 = off; docs/pada_method.md)")
-    p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
-                   help="take the gender direction out of every edit, so that aging a woman toward eighty "
-                        "does not make her a man (default: the model's, on for pada-demo64; needs a model "
-                        "that carries the direction; docs/pada_method.md)")
+    _add_edit_options(p)
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
     p.add_argument("--lifespan", action="store_true", help="child-to-old sweep: grid + GIF (see --gif)")
