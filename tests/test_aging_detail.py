@@ -69,6 +69,16 @@ def test_a_result_that_smooths_the_face_fades_the_photos_detail_with_it():
     assert e[1] < 0.5 * e[0] and e[2] > 0.9 * e[0]
 
 
+def test_many_results_are_blended_in_chunks_with_the_same_result():
+    from pada.aging.detail import CHUNK
+
+    hr, r = _sharp(64), faces(1, seed=3)
+    ys = torch.cat([r + 0.05 * k * faces(1, seed=10 + k) for k in range(CHUNK + 3)]).clamp(-1, 1)
+    together = transfer_edit(ys, r, hr)
+    alone = torch.cat([transfer_edit(ys[k:k + 1], r, hr) for k in range(ys.shape[0])])
+    assert together.shape == (CHUNK + 3, 3, 64, 64) and torch.allclose(together, alone, atol=1e-6)
+
+
 def test_bad_shapes_are_one_line_errors():
     hr, r = _sharp(), faces(1)
     cases = [

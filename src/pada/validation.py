@@ -36,7 +36,7 @@ LIMITS: dict[str, int | float] = {
     "batch_size": 1024,     # results decoded at once / critic batch
     "frames": 32,           # lifespan frames per age gap (6 gaps -> at most 193 frames)
     "crop_size": 4096,      # side of an aligned crop in pixels
-    "out_size": 1024,       # side of the faces `pada age --out-size` writes (sharp crop of the photo)
+    "out_size": 512,        # side of the faces `pada age --out-size` writes (256 results: 0.8 GB as float)
     "megapixels": 1000.0,   # decoded pixels of one input image (the default guard is 100 MP)
     "eps": 10.0,            # PAE sampling intensity (e_txt lies on the unit sphere; 10 is pure noise)
     "seed": 2**63 - 1,

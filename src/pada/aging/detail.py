@@ -35,6 +35,8 @@ from pada.errors import PadaError
 #: and the window its local energy is averaged over.
 DETAIL_SIGMA = 1.0
 ENERGY_SIGMA = 2.0
+#: results blended at once (bounds the S px temporaries whatever N is)
+CHUNK = 8
 
 
 def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -108,13 +110,19 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     if x.shape[-1] != h:
         raise PadaError(f"detail transfer: the input is {x.shape[-1]} px, the results {h} px")
     y, r = outputs.float().cpu(), reconstruction.float().cpu()
-    base = F.interpolate(x + (y - r), size=(size, size), mode="bicubic", align_corners=False)
     fine = hr - F.interpolate(downsample(hr, h), size=(size, size), mode="bicubic", align_corners=False)
-    if keep_detail:
-        gain = F.interpolate(detail_gain(y, r.expand(n, -1, -1, -1)), size=(size, size), mode="bilinear",
-                             align_corners=False)
-        fine = fine * gain
-    return (base + fine).clamp(-1.0, 1.0)
+    out = torch.empty(n, 3, size, size)
+    for k in range(0, n, CHUNK):  # a few results at a time: the S px temporaries stay small for any N
+        yk = y[k:k + CHUNK]
+        base = F.interpolate(x + (yk - r), size=(size, size), mode="bicubic", align_corners=False)
+        if keep_detail:
+            gain = F.interpolate(detail_gain(yk, r.expand(yk.shape[0], -1, -1, -1)), size=(size, size),
+                                 mode="bilinear", align_corners=False)
+            base += fine * gain
+        else:
+            base += fine
+        out[k:k + CHUNK] = base.clamp_(-1.0, 1.0)
+    return out
 
 
-__all__ = ["DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "transfer_edit", "upsample"]
+__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "transfer_edit", "upsample"]
