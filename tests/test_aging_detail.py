@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pada.aging.detail import detail_gain, downsample, transfer_edit, upsample
+from pada.aging.detail import detail_gain, downsample, head_region, transfer_edit, upsample
 from pada.aging.pipeline import AgingPipeline
 from pada.aging.testing import TinyVL
 from pada.errors import PadaError
@@ -69,6 +69,20 @@ def test_a_result_that_smooths_the_face_fades_the_photos_detail_with_it():
     assert e[1] < 0.5 * e[0] and e[2] > 0.9 * e[0]
 
 
+def test_a_region_keeps_the_photo_outside_it():
+    hr, r = _sharp(), faces(1, seed=3)
+    y = (r + 0.4).clamp(-1, 1)  # a change everywhere, background included
+    region = head_region(32)
+    assert region.shape == (1, 1, 32, 32)
+    assert float(region[..., 0, 0]) == 0 and float(region[..., 16, 16]) == 1
+    out = transfer_edit(y, r, hr, region=region)
+    assert torch.allclose(out[..., :8, :8], hr[..., :8, :8], atol=1e-5)  # a corner: the photo's own
+    assert float((out - hr)[..., 56:72, 56:72].mean()) > 0.3  # the middle of the face: the edit
+    for bad in (torch.ones(16, 16), torch.full((32, 32), 2.0), torch.ones(2, 1, 32, 32)):
+        with pytest.raises(PadaError, match="region must be a"):
+            transfer_edit(y, r, hr, region=bad)
+
+
 def test_many_results_are_blended_in_chunks_with_the_same_result():
     from pada.aging.detail import CHUNK
 
@@ -116,9 +130,14 @@ def test_pipeline_carries_its_results_onto_the_sharp_crop(pipe):
     assert res.images_hr.shape == (2, 3, 96, 96) and "detail" in res.timings
     base = pipe.decode(pipe.invert(x, pipe.encode(x)), pipe.encode(x),
                        x0_guard=pipe.tone_guard(x))  # the input rendered as the results are
-    assert torch.allclose(res.images_hr, transfer_edit(res.images, base, hr[None], image=x), atol=1e-5)
+    assert torch.allclose(res.images_hr, transfer_edit(res.images, base, hr[None], image=x,
+                                                       region=head_region(32)), atol=1e-5)
+    corner = (slice(None), slice(None), slice(0, 6), slice(0, 6))
+    assert torch.allclose(res.images_hr[corner], hr[None].expand(2, -1, -1, -1)[corner], atol=1e-5)
+    whole = pipe.age(x, text="man's face in his sixties", n=2, seed=4, image_hr=hr, keep_background=False)
+    assert torch.allclose(whole.images_hr, transfer_edit(res.images, base, hr[None], image=x), atol=1e-5)
     # its model-size view is the result plus what the decoder lost of the input
-    assert float((downsample(res.images_hr, 32) - (res.images + x - base)).abs().mean()) < 0.02
+    assert float((downsample(whole.images_hr, 32) - (res.images + x - base)).abs().mean()) < 0.02
     fresh = pipe.age(x, text="man's face in his sixties", n=2, seed=4, image_hr=hr, low_diversity=True)
     assert torch.allclose(fresh.images_hr, upsample(fresh.images, 96))  # no pixel-wise counterpart
     life = pipe.lifespan(x, gender="male", frames_per_segment=1, image_hr=hr)
@@ -154,16 +173,19 @@ def _crop(tmp_path, side):
 def test_out_size_sets_the_written_faces(tmp_path, capsys, cli_pipe):
     from pada.cli.main import main
 
-    seen = []
+    seen, keep = [], []
     orig = cli_pipe.age
-    cli_pipe.age = lambda *a, **k: seen.append(k.get("image_hr")) or orig(*a, **k)
+    cli_pipe.age = lambda *a, **k: seen.append(k.get("image_hr")) or keep.append(k.get("keep_background")) \
+        or orig(*a, **k)
     crop = _crop(tmp_path, 160)
     base = ["age", str(crop), "--aligned", "--age", "70", "-n", "1", "--gender", "male", "--device", "cpu",
             "--no-estimates"]
     assert main([*base, "--out", str(tmp_path / "a.png")]) == 0  # default 256: the crop's own 160 px
     assert seen[-1].shape == (1, 3, 160, 160)
     assert main([*base, "--out-size", "128", "--out", str(tmp_path / "b.png")]) == 0
-    assert seen[-1].shape == (1, 3, 128, 128)
+    assert seen[-1].shape == (1, 3, 128, 128) and keep[-1] is True
+    assert main([*base, "--no-keep-background", "--out", str(tmp_path / "b2.png")]) == 0
+    assert keep[-1] is False
     assert Image.open(tmp_path / "b.png").size == (6 + 2 * 134, 178)  # 128 px tiles
     assert main([*base, "--out-size", "32", "--out", str(tmp_path / "c.png")]) == 0  # the model's size
     assert seen[-1] is None

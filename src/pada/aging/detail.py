@@ -14,7 +14,9 @@ than the model's pixels. ``g`` (in [0, 1], per pixel) is how much of its fine de
 the square root of the ratio of the result's to the reconstruction's local high-frequency energy at the
 model's size. Where the edit smooths the skin (young targets), the photo's pores and lines fade with it;
 where it adds lines, they come from ``y - r``. A result equal to the reconstruction gives back the sharp
-crop itself.
+crop itself. With a ``region`` (:func:`head_region`: the face and hair of the aligned crop, soft-edged),
+the edit ``y - r`` is weighted by it, so the photo's background, shoulders and clothes stay as they were:
+the model's changes there (a whitened or darkened backdrop at old targets) are not aging.
 
 What it cannot do: detail the model never drew stays at the model's resolution (wrinkles it adds are soft
 at 256 px), and a result whose layout moved away from the input's (``low_diversity``: fresh start noise)
@@ -73,6 +75,14 @@ def detail_gain(outputs: torch.Tensor, reconstruction: torch.Tensor) -> torch.Te
     return (energy(outputs) / energy(reconstruction).clamp_min(1e-6)).sqrt().clamp(0.0, 1.0)
 
 
+def head_region(size: int) -> torch.Tensor:
+    """(1, 1, size, size) soft mask of the head (face and hair) of an FFHQ-aligned crop
+    (:data:`pada.faces.align.HEAD_ELLIPSE`), for ``transfer_edit(region=)``."""
+    from pada.faces.align import feather_mask
+
+    return torch.from_numpy(feather_mask(int(size), 0.12, "head"))[None, None]
+
+
 def _check(name: str, t: torch.Tensor, batch: int | None = None) -> None:
     if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 3 or t.shape[-1] != t.shape[-2]:
         shape = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
@@ -85,14 +95,16 @@ def _check(name: str, t: torch.Tensor, batch: int | None = None) -> None:
 
 @torch.no_grad()
 def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr: torch.Tensor,
-                  image: torch.Tensor | None = None, keep_detail: bool = True) -> torch.Tensor:
+                  image: torch.Tensor | None = None, keep_detail: bool = True,
+                  region: torch.Tensor | None = None) -> torch.Tensor:
     """The results ``outputs`` (N, 3, h, h) carried onto ``image_hr`` (1, 3, S, S), S >= h: (N, 3, S, S)
     in [-1, 1] (formula in the module docstring).
 
     ``reconstruction`` (1, 3, h, h): the DiffAE's rendering of the input from the results' start noise
     (:meth:`pada.aging.pipeline.AgingPipeline.age` with ``image_hr``). ``image`` (1, 3, h, h): the model's
     input; default: ``image_hr`` area-downsampled, which is what it is when the crop was shrunk that way.
-    ``keep_detail=False``: no gain on the crop's fine detail (every result keeps all of it).
+    ``keep_detail=False``: no gain on the crop's fine detail (every result keeps all of it). ``region``
+    (h, h) or (1, 1, h, h) in [0, 1]: where the edit applies (e.g. :func:`head_region`); None: everywhere.
     """
     _check("outputs", outputs)
     n, h = outputs.shape[0], outputs.shape[-1]
@@ -110,6 +122,12 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     if x.shape[-1] != h:
         raise PadaError(f"detail transfer: the input is {x.shape[-1]} px, the results {h} px")
     y, r = outputs.float().cpu(), reconstruction.float().cpu()
+    if region is not None:
+        w = region.float().cpu()
+        if tuple(w.shape[-2:]) != (h, h) or w.numel() != h * h or not bool(((w >= 0) & (w <= 1)).all()):
+            raise PadaError(f"detail transfer: the region must be a ({h}, {h}) mask in [0, 1], "
+                            f"got {tuple(region.shape)}")
+        y = r + w.reshape(1, 1, h, h) * (y - r)
     fine = hr - F.interpolate(downsample(hr, h), size=(size, size), mode="bicubic", align_corners=False)
     out = torch.empty(n, 3, size, size)
     for k in range(0, n, CHUNK):  # a few results at a time: the S px temporaries stay small for any N
@@ -125,4 +143,5 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     return out
 
 
-__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "transfer_edit", "upsample"]
+__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "head_region",
+           "transfer_edit", "upsample"]

@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from pada.aging.detail import transfer_edit, upsample
+from pada.aging.detail import head_region, transfer_edit, upsample
 from pada.aging.gain import (
     CALIBRATION_FACTORS,
     group_prototypes,
@@ -350,7 +350,8 @@ class AgingPipeline:
             inversion_steps: int | None = None, sampler: str | None = None,
             draw_spread: float | None = None, shift_gain: str | None = None,
             calibrate: bool | None = None, tone_guard: float | None = None,
-            hold_gender: bool | None = None, image_hr: torch.Tensor | None = None) -> AgingResult:
+            hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
+            keep_background: bool = True) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -384,6 +385,8 @@ class AgingPipeline:
                 also carried onto it (:func:`pada.aging.detail.transfer_edit`; ``AgingResult.images_hr``),
                 at the cost of one more render (the input from the results' start noise). With
                 ``low_diversity`` the results' layout is not the input's, so they are upsampled instead.
+            keep_background: with ``image_hr``, carry the edit over inside the head only (face and hair,
+                :func:`pada.aging.detail.head_region`), so the photo's background and clothes stay.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -431,7 +434,8 @@ class AgingPipeline:
                 images_hr = upsample(images.cpu().float(), x_hr.shape[-1])
             else:  # the input rendered as the results are (same x_T, sampler and guard): y - r is the edit
                 base = self.decode(x_T[:1], z_src, steps, sampler=sampler, x0_guard=guard).cpu()
-                images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu())
+                images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu(),
+                                          region=head_region(x.shape[-1]) if keep_background else None)
             clock.lap("detail", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
                            timings=clock.times, reconstruction=recon, calibration=calibration,
@@ -451,7 +455,8 @@ class AgingPipeline:
                  progress: bool = False, inversion_steps: int | None = None,
                  sampler: str | None = None, shift_gain: str | None = None,
                  tone_guard: float | None = None, hold_gender: bool | None = None,
-                 calibrate: bool | None = None, image_hr: torch.Tensor | None = None) -> LifespanResult:
+                 calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
+                 keep_background: bool = True) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -460,7 +465,8 @@ class AgingPipeline:
         :meth:`age`. ``calibrate`` (default: the model's ``PadaConfig.calibrate``): each anchor's edit gets
         its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
-        interpolate the calibrated codes. ``image_hr``: as in :meth:`age` (``LifespanResult.images_hr``)."""
+        interpolate the calibrated codes. ``image_hr``, ``keep_background``: as in :meth:`age`
+        (``LifespanResult.images_hr``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -507,7 +513,8 @@ class AgingPipeline:
         images_hr = None
         if x_hr is not None:
             base = self.decode(x_T, z_src, steps, sampler=sampler, x0_guard=guard).cpu()
-            images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu())
+            images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu(),
+                                      region=head_region(x.shape[-1]) if keep_background else None)
             clock.lap("detail", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
                               calibration=calibration, images_hr=images_hr)

@@ -128,6 +128,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "face, which keeps the photo's sharpness (one more render per target; "
                         "docs/pada_method.md, 'Detail transfer'); an --aligned crop is never enlarged; "
                         "the model's size writes its own outputs")
+    p.add_argument("--keep-background", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --out-size above the model's: carry the edit onto the head only (face and "
+                        "hair), keeping the photo's background and clothes (default: on)")
     p.add_argument("--paste-back", action="store_true",
                    help="also write the whole photo with the aged faces blended in (per target and result)")
     p.add_argument("--all-faces", action="store_true", help="age every detected face, not only the largest")
@@ -283,7 +286,8 @@ class _Job:
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
-                  calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender)
+                  calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
+                  **({"keep_background": a.keep_background} if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -370,7 +374,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
                         shift_gain=args.shift_gain, tone_guard=args.tone_guard,
-                        hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr)
+                        hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
+                        keep_background=args.keep_background)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
