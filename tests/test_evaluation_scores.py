@@ -115,6 +115,23 @@ def test_tone_change_flags_darkened_eyes_and_a_washed_out_face_not_wrinkles_or_b
         tone_change(x, x[..., :32, :32])
 
 
+def test_background_change_flags_a_changed_backdrop_not_the_face_or_hair():
+    from pada.evaluation.scores import background_change, background_mask
+
+    x = _smooth(1, 64, seed=3) * 0.5
+    m = background_mask(64)
+    assert bool(m[0, 0]) and bool(m[63, 0]) and not bool(m[32, 32]) and not bool(m[4, 32])  # crown: hair
+    face = x.clone()
+    face[..., 16:56, 16:48] += 0.6  # face and hair region much lighter
+    whitened = x.clone()
+    whitened[..., m] += 0.8  # the backdrop whitened
+    corner = x.clone()
+    corner[..., :6, :6] -= 0.8  # one small corner
+    b = background_change(torch.cat([x, face, whitened, corner]), x)
+    assert float(b[0]) == 0.0 and float(b[1]) < 0.05 and float(b[2]) > 0.9
+    assert 0.0 < float(b[3]) < 0.1  # a corner is a small share of the background
+
+
 # ------------------------------------------------------------------------------------ face found
 class _Box:
     def __init__(self, box, score=0.9):
@@ -300,6 +317,8 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert 0 <= tens["hf_ratio_ok"] <= 1 and tens["hf_ratio_median"] >= 0
     assert 0 <= tens["tone_ok"] <= 1 and 0 <= old["tone_change_mean"] <= 1
     assert sub["lifespan"]["tone_ok"] is not None and "tone_ok" in sub["reference"]
+    assert 0 <= old["background_ok"] <= 1 and sub["lifespan"]["background_ok"] is not None
+    assert "background_change_mean" in sub["reference"]
     assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
     assert sub["lifespan"]["spearman"] == pytest.approx(1.0)
     dw = sub["done_when"]
@@ -308,7 +327,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["overall"]["high_level_diversity"]["id"]["on"] is not None
     text = summary_table(rep)
     assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
-    assert "tone ok" in text
+    assert "tone ok" in text and "bg ok" in text
     assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
     # the real pipeline's age() has a fixed signature: an option it does not know is one clear error
     from pada.aging.pipeline import AgingPipeline

@@ -13,6 +13,9 @@ look at the outputs themselves:
   more than :data:`TONE_STEP` against the input. Aging darkens a few lines and lightens the hair; darkened eye
   sockets at young targets, a washed-out or blotched face at old ones re-tone a large part of the skin, and
   an age network may read either as the target age.
+* :func:`background_change`: the same measure outside the head (:data:`pada.faces.align.HEAD_ELLIPSE`):
+  the backdrop, shoulders and clothes, which aging leaves alone. A model that whitens or darkens the
+  backdrop at old targets is not aging the face there, and an age network may read that as age too.
 * :func:`spearman`: rank correlation, used for lifespan monotonicity (estimated age of a child-to-old
   sweep against the target-group centres).
 * :func:`reference_shift`: does reference-guided aging move the estimated age toward the reference's?
@@ -52,6 +55,8 @@ SKIN_ELLIPSE = ((0.5, 0.58), (0.25, 0.30))
 TONE_STEP = 0.15
 #: an output passes the tone check when at most this share of its skin region is re-toned (reported)
 TONE_AREA_LIMIT = 0.1
+#: an output keeps its background when at most this share of it moved by more than TONE_STEP (reported)
+BACKGROUND_AREA_LIMIT = 0.1
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -138,6 +143,24 @@ def tone_change(outputs: torch.Tensor, inputs: torch.Tensor, step: float = TONE_
         d = tone_shift(outputs.detach().float().cpu(), inputs.detach().float().cpu())
         m = skin_mask(d.shape[-1]).bool()
         return (d[:, m].abs() > step).float().mean(1)
+
+
+def background_mask(size: int) -> torch.Tensor:
+    """``(size, size)`` bool mask, True outside the head ellipse of an FFHQ-aligned crop
+    (:data:`pada.faces.align.HEAD_ELLIPSE`, pixel centres): background, shoulders, clothes."""
+    from pada.faces.align import HEAD_ELLIPSE
+
+    (cx, cy), (ax, ay) = HEAD_ELLIPSE
+    c = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    return torch.hypot((c[None, :] - cx) / ax, (c[:, None] - cy) / ay) >= 1.0
+
+
+def background_change(outputs: torch.Tensor, inputs: torch.Tensor, step: float = TONE_STEP) -> torch.Tensor:
+    """``(B,)`` share of the background (:func:`background_mask`) whose smoothed luma moved by more than
+    ``step`` between input and output. 0 = the photo around the head is as it was."""
+    with torch.no_grad():
+        d = tone_shift(outputs.detach().float().cpu(), inputs.detach().float().cpu())
+        return (d[:, background_mask(d.shape[-1])].abs() > step).float().mean(1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -283,8 +306,8 @@ def interpolate_curve(points: Sequence[tuple[float, float]], x: float) -> float 
     return None
 
 
-__all__ = ["DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder", "HF_BLUR_LIMIT",
-           "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SKIN_ELLIPSE", "SPEARMAN_TARGET",
-           "TONE_AREA_LIMIT", "TONE_STEP", "face_found_rate", "hf_energy_ratio", "interpolate_curve",
-           "laplacian_energy", "rankdata", "reference_shift", "skin_mask", "smooth_luma", "spearman",
-           "tone_change", "tone_shift"]
+__all__ = ["BACKGROUND_AREA_LIMIT", "DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder",
+           "HF_BLUR_LIMIT", "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SKIN_ELLIPSE", "SPEARMAN_TARGET",
+           "TONE_AREA_LIMIT", "TONE_STEP", "background_change", "background_mask", "face_found_rate",
+           "hf_energy_ratio", "interpolate_curve", "laplacian_energy", "rankdata", "reference_shift",
+           "skin_mask", "smooth_luma", "spearman", "tone_change", "tone_shift"]
