@@ -97,3 +97,40 @@ def test_pipeline_outputs_keep_the_inputs_shading_with_the_guard_and_not_without
         p.age(x, text=TEXT, n=1, tone_guard=1.5)
     with pytest.raises(PadaError, match="tone_guard"):
         tiny_model(tone_guard=-0.1)
+
+
+def test_background_guard_holds_the_backdrop_and_leaves_the_head():
+    from pada.evaluation.scores import background_mask
+
+    x = _face()
+    guard = ToneGuard(x, 0.0, background=0.05)  # the background part alone
+    whitened = x.clone()
+    m = background_mask(64)
+    whitened[..., m] += 0.8  # the backdrop 0.4 lighter
+    head = x.clone()
+    head[..., 20:44, 24:40] += 0.5  # the face lighter: not the background guard's business
+    out = guard(torch.cat([whitened, head]))
+    assert float((out[0] - x[0])[..., m].abs().mean()) < 0.2  # pulled back to within about the margin
+    assert float((out[0] - x[0])[..., m].abs().mean()) < 0.5 * float((whitened - x)[..., m].abs().mean())
+    assert torch.allclose(out[1][..., 24:40, 28:36], head[0][..., 24:40, 28:36])  # the middle of the head
+    both = ToneGuard(x, 0.1, background=0.05)
+    assert both.margin == 0.1 and both.background == 0.05
+    with pytest.raises(ValueError, match="margin"):
+        ToneGuard(x, 0.0)  # nothing to hold
+    with pytest.raises(ValueError, match="background guard"):
+        ToneGuard(x, 0.1, background=1.2)
+
+
+def test_pipeline_background_guard_keeps_the_backdrop():
+    from pada.evaluation.scores import background_change
+
+    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
+    x = faces(1)[0]
+    plain = p.age(x, text=TEXT, n=2, seed=1)
+    held = p.age(x, text=TEXT, n=2, seed=1, background_guard=0.03)
+    assert float(background_change(plain.images, x[None], step=0.07).max()) > 0.2  # a random decoder moves it
+    assert float(background_change(held.images, x[None], step=0.07).max()) < 0.05
+    sweep = p.lifespan(x, gender="male", frames_per_segment=1, background_guard=0.03)
+    assert float(background_change(sweep.images, x[None], step=0.07).max()) < 0.05
+    with pytest.raises(PadaError, match="background guard"):
+        p.age(x, text=TEXT, n=1, background_guard=-0.1)

@@ -41,7 +41,7 @@ ENERGY_SIGMA = 2.0
 CHUNK = 8
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Separable Gaussian blur of (B, C, H, W), ``sigma`` in pixels, replicated borders."""
     r = max(1, math.ceil(3.0 * sigma))
     t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
@@ -70,7 +70,7 @@ def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
 def detail_gain(outputs: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """(N, 1, h, w) in [0, 1]: the share of the input's fine detail each result kept (module docstring)."""
     def energy(x):
-        return _blur((x - _blur(x, DETAIL_SIGMA)).pow(2).mean(1, keepdim=True), ENERGY_SIGMA)
+        return blur((x - blur(x, DETAIL_SIGMA)).pow(2).mean(1, keepdim=True), ENERGY_SIGMA)
 
     return (energy(outputs) / energy(reconstruction).clamp_min(1e-6)).sqrt().clamp(0.0, 1.0)
 
@@ -143,5 +143,5 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     return out
 
 
-__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "head_region",
+__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "blur", "detail_gain", "downsample", "head_region",
            "transfer_edit", "upsample"]

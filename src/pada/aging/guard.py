@@ -11,6 +11,12 @@ again, equally in R, G and B. Lines, wrinkles and texture (what the blur removes
 skin's brightness, the hair and the background are left to the edit. Like the clamp of x̂0 to [-1, 1],
 it is a projection of the sampler's estimate, not a change of the trained model, and costs no network
 calls. Measured effect: docs/pada_method.md ("Shipped model").
+
+With a ``background`` margin the same projection holds the crop outside the head (the soft complement of
+:func:`pada.aging.detail.head_region`: backdrop, shoulders, clothes) near the input, per colour channel
+after the same blur: aging leaves those alone, and a model that whitens or darkens the backdrop at old
+targets is rewarded by the age network for it (``bg ok``, docs/evaluation.md). Off unless asked for
+(``AgingPipeline.age(background_guard=)``, ``pada age --background-guard M``).
 """
 
 from __future__ import annotations
@@ -19,46 +25,63 @@ import math
 
 import torch
 
+from pada.aging.detail import blur, head_region
 from pada.errors import PadaError
 from pada.evaluation.scores import skin_mask, smooth_luma
 
+#: the guards' blur, as a fraction of the side (the same as :func:`smooth_luma`'s default)
+SIGMA = 2 / 64
+
 
 class ToneGuard:
-    """x̂0 projection (see module docstring) for one input face ``image`` (1, 3, H, W) in [-1, 1]."""
+    """x̂0 projection (see module docstring) for one input face ``image`` (1, 3, H, W) in [-1, 1]: the skin's
+    smoothed luma within ``margin`` of the input's (0 = not held) and, with ``background`` > 0, the
+    smoothed colour outside the head within ``background``."""
 
-    def __init__(self, image: torch.Tensor, margin: float) -> None:
+    def __init__(self, image: torch.Tensor, margin: float, background: float = 0.0) -> None:
         if image.ndim != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"ToneGuard needs one face (1, 3, H, W), got {tuple(image.shape)}")
-        if not 0.0 < margin < 1.0:
+        if not (0.0 < margin < 1.0 or (margin == 0.0 and 0.0 < background < 1.0)):
             raise ValueError(f"tone guard margin must be in (0, 1), got {margin}")
-        self.margin = float(margin)
+        if not 0.0 <= background < 1.0:
+            raise ValueError(f"background guard margin must be in [0, 1), got {background}")
+        self.margin, self.background = float(margin), float(background)
+        size = image.shape[-1]
+        self.outside = 1.0 - head_region(size).to(image.device) if background > 0 else None
+        self.colour = blur(image.float(), SIGMA * size) if background > 0 else None
         self.luma = smooth_luma(image.float())  # (1, 1, H, W), 0-1 scale
         size = image.shape[-1]
         hard = skin_mask(size, image.device)[None, None].expand(1, 3, size, size)
         self.mask = smooth_luma(hard * 2.0 - 1.0)  # the ellipse with a soft edge, (1, 1, H, W) in [0, 1]
 
     def __call__(self, x0: torch.Tensor, t: torch.Tensor | None = None) -> torch.Tensor:
-        d = smooth_luma(x0) - self.luma.to(x0.device)
-        excess = d - d.clamp(-self.margin, self.margin)
-        return (x0 - 2.0 * excess * self.mask.to(x0.device)).clamp(-1.0, 1.0)  # luma 0-1 -> pixels [-1, 1]
+        if self.margin > 0:
+            d = smooth_luma(x0) - self.luma.to(x0.device)
+            excess = d - d.clamp(-self.margin, self.margin)
+            x0 = (x0 - 2.0 * excess * self.mask.to(x0.device)).clamp(-1.0, 1.0)  # luma 0-1 -> pixels [-1, 1]
+        if self.background > 0:
+            d = (blur(x0, SIGMA * x0.shape[-1]) - self.colour.to(x0.device)) / 2.0  # 0-1 scale, per channel
+            excess = d - d.clamp(-self.background, self.background)
+            x0 = (x0 - 2.0 * excess * self.outside.to(x0.device)).clamp(-1.0, 1.0)
+        return x0
 
 
-def tone_margin(value) -> float:
-    """A tone-guard margin as a float in [0, 1) (0 = off); :class:`PadaError` naming the problem."""
+def tone_margin(value, what: str = "tone guard") -> float:
+    """A guard margin as a float in [0, 1) (0 = off); :class:`PadaError` naming ``what`` and the problem."""
     try:
         margin = float(value)
     except (TypeError, ValueError):
-        raise PadaError(f"tone guard must be a number in [0, 1), got {value!r}") from None
+        raise PadaError(f"{what} must be a number in [0, 1), got {value!r}") from None
     if not (math.isfinite(margin) and 0.0 <= margin < 1.0):
-        raise PadaError(f"tone guard must be in [0, 1), got {margin:g}")
+        raise PadaError(f"{what} must be in [0, 1), got {margin:g}")
     return margin
 
 
-def tone_guard(image: torch.Tensor, margin) -> ToneGuard | None:
-    """The :class:`ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` (checked by :func:`tone_margin`);
-    None when the margin is 0."""
-    margin = tone_margin(margin)
-    return ToneGuard(image, margin) if margin > 0 else None
+def tone_guard(image: torch.Tensor, margin, background=0.0) -> ToneGuard | None:
+    """The :class:`ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` and ``background`` (each checked by
+    :func:`tone_margin`); None when both are 0."""
+    margin, background = tone_margin(margin), tone_margin(background, "background guard")
+    return ToneGuard(image, margin, background) if margin > 0 or background > 0 else None
 
 
 __all__ = ["ToneGuard", "tone_guard", "tone_margin"]

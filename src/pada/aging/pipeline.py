@@ -276,10 +276,11 @@ class AgingPipeline:
                 raise PadaError(f"hold gender: {exc}") from None
         return z_age.float()
 
-    def tone_guard(self, image: torch.Tensor, margin: float | None = None) -> ToneGuard | None:
+    def tone_guard(self, image: torch.Tensor, margin: float | None = None,
+                   background: float = 0.0) -> ToneGuard | None:
         """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` (None: the
-        model's ``PadaConfig.tone_guard``); None when the margin is 0."""
-        return tone_guard(image, self.model.cfg.tone_guard if margin is None else margin)
+        model's ``PadaConfig.tone_guard``) and ``background``; None when both are 0."""
+        return tone_guard(image, self.model.cfg.tone_guard if margin is None else margin, background)
 
     @torch.no_grad()
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
@@ -351,7 +352,7 @@ class AgingPipeline:
             draw_spread: float | None = None, shift_gain: str | None = None,
             calibrate: bool | None = None, tone_guard: float | None = None,
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
-            keep_background: bool = True) -> AgingResult:
+            keep_background: bool = True, background_guard: float = 0.0) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -387,6 +388,8 @@ class AgingPipeline:
                 ``low_diversity`` the results' layout is not the input's, so they are upsampled instead.
             keep_background: with ``image_hr``, carry the edit over inside the head only (face and hair,
                 :func:`pada.aging.detail.head_region`), so the photo's background and clothes stay.
+            background_guard: keep the crop's smoothed colour outside the head within this distance (0-1
+                scale) of the input's while sampling (:class:`~pada.aging.guard.ToneGuard`); 0 = off.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -406,7 +409,7 @@ class AgingPipeline:
                               hold_gender=hold_gender)
         if calibrate is None:
             calibrate = bool(self.model.cfg.calibrate)
-        guard = self.tone_guard(x, tone_guard)
+        guard = self.tone_guard(x, tone_guard, background_guard)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = calibration = x_inv = None
@@ -456,7 +459,7 @@ class AgingPipeline:
                  sampler: str | None = None, shift_gain: str | None = None,
                  tone_guard: float | None = None, hold_gender: bool | None = None,
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
-                 keep_background: bool = True) -> LifespanResult:
+                 keep_background: bool = True, background_guard: float = 0.0) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -465,8 +468,8 @@ class AgingPipeline:
         :meth:`age`. ``calibrate`` (default: the model's ``PadaConfig.calibrate``): each anchor's edit gets
         its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
-        interpolate the calibrated codes. ``image_hr``, ``keep_background``: as in :meth:`age`
-        (``LifespanResult.images_hr``)."""
+        interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``: as in
+        :meth:`age` (``LifespanResult.images_hr``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -484,7 +487,7 @@ class AgingPipeline:
                               for t in texts])
         # (A, S); bad options fail here, before the inversion
         z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
-        guard = self.tone_guard(x, tone_guard)
+        guard = self.tone_guard(x, tone_guard, background_guard)
         t0 = clock.lap("encode", t0)
         x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)

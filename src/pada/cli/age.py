@@ -73,6 +73,10 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    help="keep the skin's smoothed brightness within M (0-1 scale) of the input's while "
                         "sampling: no darkened eye sockets, no washed-out face (default: the model's; "
                         "0 = off; docs/pada_method.md)")
+    p.add_argument("--background-guard", type=float_option(0.0, 1.0, hi_open=True), default=0.0,
+                   metavar="M", help="keep the crop's smoothed colour outside the head within M (0-1 scale) "
+                   "of the input's while sampling: no whitened or darkened backdrop (default 0 = off; "
+                   "docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "
@@ -287,6 +291,7 @@ class _Job:
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
+                  background_guard=a.background_guard,
                   **({"keep_background": a.keep_background} if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
@@ -375,7 +380,7 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
                         shift_gain=args.shift_gain, tone_guard=args.tone_guard,
                         hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
-                        keep_background=args.keep_background)
+                        keep_background=args.keep_background, background_guard=args.background_guard)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
