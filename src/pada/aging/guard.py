@@ -50,7 +50,6 @@ class ToneGuard:
         self.outside = 1.0 - head_region(size).to(image.device) if background > 0 else None
         self.colour = blur(image.float(), SIGMA * size) if background > 0 else None
         self.luma = smooth_luma(image.float())  # (1, 1, H, W), 0-1 scale
-        size = image.shape[-1]
         hard = skin_mask(size, image.device)[None, None].expand(1, 3, size, size)
         self.mask = smooth_luma(hard * 2.0 - 1.0)  # the ellipse with a soft edge, (1, 1, H, W) in [0, 1]
 
