@@ -26,12 +26,11 @@ instead. Measured effect: docs/pada_method.md ("Detail transfer").
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from pada.errors import PadaError
+from pada.evaluation.scores import gaussian_blur
 
 #: Gaussian widths (in the model's pixels) of the detail gain: the high-pass that defines "fine detail"
 #: and the window its local energy is averaged over.
@@ -39,18 +38,6 @@ DETAIL_SIGMA = 1.0
 ENERGY_SIGMA = 2.0
 #: results blended at once (bounds the S px temporaries whatever N is)
 CHUNK = 8
-
-
-def blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (B, C, H, W), ``sigma`` in pixels, replicated borders."""
-    r = max(1, math.ceil(3.0 * sigma))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-t * t / (2.0 * sigma * sigma))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.pad(x, (r, r, r, r), mode="replicate")
-    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
-    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
 
 
 def upsample(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -70,7 +57,7 @@ def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
 def detail_gain(outputs: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
     """(N, 1, h, w) in [0, 1]: the share of the input's fine detail each result kept (module docstring)."""
     def energy(x):
-        return blur((x - blur(x, DETAIL_SIGMA)).pow(2).mean(1, keepdim=True), ENERGY_SIGMA)
+        return gaussian_blur((x - gaussian_blur(x, DETAIL_SIGMA)).pow(2).mean(1, keepdim=True), ENERGY_SIGMA)
 
     return (energy(outputs) / energy(reconstruction).clamp_min(1e-6)).sqrt().clamp(0.0, 1.0)
 
@@ -143,5 +130,5 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     return out
 
 
-__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "blur", "detail_gain", "downsample", "head_region",
+__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "head_region",
            "transfer_edit", "upsample"]

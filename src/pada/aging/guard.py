@@ -25,9 +25,9 @@ import math
 
 import torch
 
-from pada.aging.detail import blur, head_region
+from pada.aging.detail import head_region
 from pada.errors import PadaError
-from pada.evaluation.scores import skin_mask, smooth_luma
+from pada.evaluation.scores import gaussian_blur, skin_mask, smooth_luma
 
 #: the guards' blur, as a fraction of the side (the same as :func:`smooth_luma`'s default)
 SIGMA = 2 / 64
@@ -48,7 +48,7 @@ class ToneGuard:
         self.margin, self.background = float(margin), float(background)
         size = image.shape[-1]
         self.outside = 1.0 - head_region(size).to(image.device) if background > 0 else None
-        self.colour = blur(image.float(), SIGMA * size) if background > 0 else None
+        self.colour = gaussian_blur(image.float(), SIGMA * size) if background > 0 else None
         self.luma = smooth_luma(image.float())  # (1, 1, H, W), 0-1 scale
         hard = skin_mask(size, image.device)[None, None].expand(1, 3, size, size)
         self.mask = smooth_luma(hard * 2.0 - 1.0)  # the ellipse with a soft edge, (1, 1, H, W) in [0, 1]
@@ -59,7 +59,8 @@ class ToneGuard:
             excess = d - d.clamp(-self.margin, self.margin)
             x0 = (x0 - 2.0 * excess * self.mask.to(x0.device)).clamp(-1.0, 1.0)  # luma 0-1 -> pixels [-1, 1]
         if self.background > 0:
-            d = (blur(x0, SIGMA * x0.shape[-1]) - self.colour.to(x0.device)) / 2.0  # 0-1 scale, per channel
+            # per channel, on the 0-1 scale
+            d = (gaussian_blur(x0, SIGMA * x0.shape[-1]) - self.colour.to(x0.device)) / 2.0
             excess = d - d.clamp(-self.background, self.background)
             x0 = (x0 - 2.0 * excess * self.outside.to(x0.device)).clamp(-1.0, 1.0)
         return x0

@@ -316,6 +316,15 @@ class AgingPipeline:
                             f"{x.shape[-1]} px, got {tuple(x_hr.shape[-2:])}")
         return x_hr
 
+    def _carry(self, images, x_T, z_src, x, x_hr, steps, sampler, guard,  # noqa: N803
+               keep_background: bool) -> torch.Tensor:
+        """``images`` carried onto the sharp crop ``x_hr`` (:func:`pada.aging.detail.transfer_edit`): the
+        input rendered from the results' start noise ``x_T`` (1, ...) as they were (same steps, sampler,
+        guard), so that result minus render is the edit; head only with ``keep_background``."""
+        base = self.decode(x_T, z_src, steps, sampler=sampler, x0_guard=guard).cpu()
+        return transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu(),
+                             region=head_region(x.shape[-1]) if keep_background else None)
+
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
                generator: torch.Generator | None = None, batch_size: int | None = None,
@@ -436,9 +445,8 @@ class AgingPipeline:
             if low_diversity:
                 images_hr = upsample(images.cpu().float(), x_hr.shape[-1])
             else:  # the input rendered as the results are (same x_T, sampler and guard): y - r is the edit
-                base = self.decode(x_T[:1], z_src, steps, sampler=sampler, x0_guard=guard).cpu()
-                images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu(),
-                                          region=head_region(x.shape[-1]) if keep_background else None)
+                images_hr = self._carry(images, x_T[:1], z_src, x, x_hr, steps, sampler, guard,
+                                        keep_background)
             clock.lap("detail", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
                            timings=clock.times, reconstruction=recon, calibration=calibration,
@@ -515,9 +523,7 @@ class AgingPipeline:
         t0 = clock.lap("decode", t0)
         images_hr = None
         if x_hr is not None:
-            base = self.decode(x_T, z_src, steps, sampler=sampler, x0_guard=guard).cpu()
-            images_hr = transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu(),
-                                      region=head_region(x.shape[-1]) if keep_background else None)
+            images_hr = self._carry(images, x_T, z_src, x, x_hr, steps, sampler, guard, keep_background)
             clock.lap("detail", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
                               calibration=calibration, images_hr=images_hr)

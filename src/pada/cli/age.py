@@ -270,7 +270,8 @@ class _Job:
         if self.critics is not None:  # estimates on a 256 px crop (sharper than the model's size)
             import torch
 
-            big = torch.cat([to_tensor(align_face(original, fr.face.face, 256).image) for fr in out])
+            big = torch.cat([fr.image_hr[None] if fr.image_hr is not None and fr.image_hr.shape[-1] == 256
+                             else to_tensor(align_face(original, fr.face.face, 256).image) for fr in out])
             for fr, (age, gender) in zip(out, self.critics.describe(big)):
                 fr.est_age, fr.est_gender = age, gender
         return original, out

@@ -117,14 +117,20 @@ def smooth_luma(images: torch.Tensor, sigma: float = 2 / 64) -> torch.Tensor:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
     w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     luma = ((images.clamp(-1, 1) + 1) / 2 * w).sum(1, keepdim=True)
-    s = max(float(sigma) * images.shape[-1], 1e-3)
-    r = max(1, int(math.ceil(3 * s)))
-    t = torch.arange(-r, r + 1, dtype=images.dtype, device=images.device)
-    g = torch.exp(-t * t / (2 * s * s))
+    return gaussian_blur(luma, max(float(sigma) * images.shape[-1], 1e-3))
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` per channel, ``sigma`` in pixels (kernel radius
+    ceil(3 sigma)), replicated borders. Differentiable."""
+    r = max(1, int(math.ceil(3 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-t * t / (2 * sigma * sigma))
     g = g / g.sum()
-    luma = F.pad(luma, (r, r, r, r), mode="replicate")
-    luma = F.conv2d(luma, g.view(1, 1, 1, -1))
-    return F.conv2d(luma, g.view(1, 1, -1, 1))
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="replicate")
+    x = F.conv2d(x, g.view(1, 1, 1, -1).expand(c, 1, 1, -1).contiguous(), groups=c)
+    return F.conv2d(x, g.view(1, 1, -1, 1).expand(c, 1, -1, 1).contiguous(), groups=c)
 
 
 def tone_shift(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -309,5 +315,5 @@ def interpolate_curve(points: Sequence[tuple[float, float]], x: float) -> float 
 __all__ = ["BACKGROUND_AREA_LIMIT", "DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder",
            "HF_BLUR_LIMIT", "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SKIN_ELLIPSE", "SPEARMAN_TARGET",
            "TONE_AREA_LIMIT", "TONE_STEP", "background_change", "background_mask", "face_found_rate",
-           "hf_energy_ratio", "interpolate_curve", "laplacian_energy", "rankdata", "reference_shift",
-           "skin_mask", "smooth_luma", "spearman", "tone_change", "tone_shift"]
+           "gaussian_blur", "hf_energy_ratio", "interpolate_curve", "laplacian_energy", "rankdata",
+           "reference_shift", "skin_mask", "smooth_luma", "spearman", "tone_change", "tone_shift"]
