@@ -211,10 +211,9 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
             text = t.text_for(g)
             if progress:
                 age_kwargs["progress"] = True
-            if fr.image_hr is not None:
-                age_kwargs["image_hr"] = fr.image_hr[None]
+            sharp = {} if fr.image_hr is None else {"image_hr": fr.image_hr[None]}  # this face's own crop
             res = pipe.age(fr.image[None], text=text, ref=ref if t.ref else None, n=n, seed=seed,
-                           **age_kwargs)
+                           **age_kwargs, **sharp)
             images = res.images.float().cpu()
             require_finite(images, what)
             fr.outputs.append(images)
