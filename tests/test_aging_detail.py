@@ -190,7 +190,7 @@ def test_out_size_sets_the_written_faces(tmp_path, capsys, cli_pipe):
     cli_pipe.age = lambda *a, **k: guards.append(k.get("background_guard")) or recording(*a, **k)
     assert main([*base, "--background-guard", "0.05", "--out", str(tmp_path / "b3.png")]) == 0
     assert main([*base, "--out", str(tmp_path / "b4.png")]) == 0
-    assert guards == [0.05, 0.0]
+    assert guards == [0.05, None]  # None: the model's own (PadaConfig.background_guard)
     assert Image.open(tmp_path / "b.png").size == (6 + 2 * 134, 178)  # 128 px tiles
     assert main([*base, "--out-size", "32", "--out", str(tmp_path / "c.png")]) == 0  # the model's size
     assert seen[-1] is None

@@ -54,8 +54,10 @@ def test_guard_takes_out_only_the_shading_beyond_its_margin_on_the_skin():
     for bad in (0.0, 1.0, -0.2):
         with pytest.raises(ValueError, match="margin"):
             ToneGuard(x, bad)
-    with pytest.raises(ValueError, match="one face"):
-        ToneGuard(torch.cat([x, x]), 0.1)
+    with pytest.raises(ValueError, match="square faces"):
+        ToneGuard(x[..., :32], 0.1)
+    rows = ToneGuard(torch.cat([x, -x]), 0.1)  # one reference per row
+    assert torch.allclose(rows(torch.cat([washed + stripes] * 2))[:1], out, atol=1e-6)
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "multistep"])
@@ -134,3 +136,66 @@ def test_pipeline_background_guard_keeps_the_backdrop():
     assert float(background_change(sweep.images, x[None], step=0.07).max()) < 0.05
     with pytest.raises(PadaError, match="background guard"):
         p.age(x, text=TEXT, n=1, background_guard=-0.1)
+    # stored in the model: its default, which a request can turn off
+    on = AgingPipeline(p.diffae, p.vl, tiny_model(init_gain=0.3, background_guard=0.03), steps=4)
+    on.model.load_state_dict(p.model.state_dict())
+    assert torch.equal(on.age(x, text=TEXT, n=2, seed=1).images, held.images)
+    assert torch.equal(on.age(x, text=TEXT, n=2, seed=1, background_guard=0.0).images, plain.images)
+    with pytest.raises(PadaError, match="background_guard"):
+        tiny_model(background_guard=1.0)
+
+
+def test_linear_baseline_samples_under_the_background_guard():
+    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+    from pada.evaluation.scores import background_change
+
+    diffae = tiny_diffae()
+    g = torch.Generator().manual_seed(0)
+    d = LinearAgeDirection.fit(torch.randn(50, 64, generator=g), torch.rand(50, generator=g) * 60 + 10)
+    x = faces(1)[0]
+    plain = LinearBaselinePipeline(diffae, d, steps=4).age(x, target_age=80.0, strength=20.0, n=1)
+    held = LinearBaselinePipeline(diffae, d, steps=4, background_guard=0.03)
+    guarded = held.age(x, target_age=80.0, strength=20.0, n=1)
+    assert float(background_change(plain.images, x[None], step=0.07).max()) > 0.2
+    assert float(background_change(guarded.images, x[None], step=0.07).max()) < 0.05
+    off = held.age(x, target_age=80.0, strength=20.0, n=1, background_guard=0.0)  # per call
+    assert torch.equal(off.images, plain.images)
+    with pytest.raises(PadaError, match="background guard"):
+        LinearBaselinePipeline(diffae, d, steps=4, background_guard=1.5)
+
+
+def test_train_guard_shows_the_losses_the_guarded_edit():
+    from pada.aging.config import LossConfig
+    from pada.aging.objective import Frozen, PadaObjective
+    from pada.aging.train import PadaTask, PadaTaskOptions
+    from test_aging_helpers import PairDataset, frozen_set, pair_batch
+
+    fr = Frozen(*frozen_set())
+    options = PadaTaskOptions(sample_faces=0, loss={"train_guard": True})
+    with pytest.raises(PadaError, match="train_guard=true needs"):
+        PadaTask(options, diffae=fr.diffae, vl=fr.vl, age_critic=fr.age_critic, id_critic=fr.id_critic,
+                 dataset=PairDataset(8)).build()
+
+    def edited_x0(model, cfg):
+        obj = PadaObjective(model, fr, cfg)
+        s = obj._read_batch(pair_batch(4))
+        obj._embed(s)
+        g = torch.Generator().manual_seed(3)
+        s.z_out = s.z_src + 5.0 * torch.randn(s.z_src.shape, generator=g)  # a large edit
+        obj._denoise(s, torch.Generator().manual_seed(0))
+        return s
+
+    free = edited_x0(tiny_model(), LossConfig())
+    held = edited_x0(tiny_model(background_guard=0.03, tone_guard=0.1), LossConfig(train_guard=True))
+    assert torch.equal(free.x0_src, held.x0_src)
+    # exactly the inference guard, with each row's unedited x̂0 as its reference
+    assert torch.equal(held.x0_tar, ToneGuard(free.x0_src, 0.1, background=0.03)(free.x0_tar))
+    assert float((held.x0_tar - free.x0_tar).abs().max()) > 0.1
+    model = tiny_model(init_gain=0.5, background_guard=0.03, tone_guard=0.1)
+    objective = PadaObjective(model, fr, LossConfig(train_guard=True))
+    losses = objective(pair_batch(4), torch.Generator().manual_seed(0))
+    losses["total"].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    with pytest.raises(ValueError, match="train_guard=true needs"):
+        PadaObjective(tiny_model(), fr, LossConfig(train_guard=True))(pair_batch(4))

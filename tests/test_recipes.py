@@ -112,6 +112,10 @@ FORMER_SCRIPT["pada-demo64-v7e"] = (
 FORMER_SCRIPT["pada-demo64-v9"] = (
     FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v9")
     + " --loss-set train_hold=true")
+# v10 (session 22): v7e plus the background guard, both guards seen by training
+FORMER_SCRIPT["pada-demo64-v10"] = (
+    FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v10")
+    + " --pada-set background_guard=0.05 --loss-set train_guard=true")
 # v8 (tried in session 19, not shipped): v7c's run plus L_tone
 FORMER_SCRIPT["pada-demo64-v8"] = (
     FORMER_SCRIPT["pada-demo64-v7c"].replace("runs/pada64v7c", "runs/pada64v8")
@@ -138,7 +142,7 @@ def _without_recipe(args) -> dict:
 
 
 def test_every_shipped_recipe_is_listed_here():
-    assert recipes.recipe_names() == sorted(FORMER_SCRIPT)
+    assert sorted(recipes.recipe_names()) == sorted(FORMER_SCRIPT)
     for r in recipes.list_recipes():
         assert r.path.stem == r.name and r.description
 
@@ -222,7 +226,9 @@ def test_recipes_cli(capsys):
     out = capsys.readouterr().out
     assert all(name in out for name in FORMER_SCRIPT) and f"{len(FORMER_SCRIPT)} recipes" in out
     assert main(["recipes", "--trainer", "pada"]) == 0
-    assert "pada-demo64-v3" in capsys.readouterr().out.splitlines()[0]
+    listed = capsys.readouterr().out
+    assert "pada-demo64-v3" in listed.splitlines()[0]
+    assert listed.index("pada-demo64-v9 ") < listed.index("pada-demo64-v10 ")  # natural order
     assert main(["recipes", "diffae-demo64-1d", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == recipes.load_recipe("diffae-demo64-1d").record()
     assert main(["recipes", "nope"]) == 1
@@ -233,7 +239,8 @@ def test_the_script_and_the_registry_use_the_recipes():
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
     # kept to reproduce replaced models and tried runs (docs/pada_method.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
-                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v8", "pada-demo64-v9"}
+                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v8", "pada-demo64-v9",
+                "pada-demo64-v10"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer

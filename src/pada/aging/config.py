@@ -97,6 +97,11 @@ class PadaConfig:
     sees it): m > 0 keeps the smoothed brightness of the skin region within m (0-1 scale) of the input
     face's at every sampler step, against darkened eye sockets and washed-out or blotched faces. 0 = off
     (paper); ``pada age --tone-guard`` overrides it per request.
+    ``background_guard``: pada-only, applied at inference (the same :class:`~pada.aging.guard.ToneGuard`;
+    training never sees it): m > 0 keeps the smoothed colour of the crop outside the head (backdrop,
+    shoulders, clothes) within m (0-1 scale) of the input's at every sampler step: the age critics reward
+    a whitened or darkened backdrop at old targets. 0 = off (paper); ``pada age --background-guard``
+    overrides it per request.
     ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
     ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
     z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the
@@ -130,6 +135,7 @@ class PadaConfig:
     shift_gain: str = ""
     calibrate: bool = False
     tone_guard: float = 0.0
+    background_guard: float = 0.0
     hold_gender: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
@@ -162,6 +168,8 @@ class PadaConfig:
                             "needs shift_subspace > 0")
         if not 0.0 <= self.tone_guard < 1.0:
             raise PadaError(f"tone_guard must be in [0, 1), got {self.tone_guard}")
+        if not 0.0 <= self.background_guard < 1.0:
+            raise PadaError(f"background_guard must be in [0, 1), got {self.background_guard}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
         if self.has_spread_basis and self.shift_subspace < 3:
@@ -254,6 +262,11 @@ class LossConfig:
     ``shift_age_direction`` and of the spread basis) is fitted with gender as a covariate — the change of z
     per year among faces of one gender, not the age-gender mix of the data. Needs ``hold_gender``.
     False = training as before (the age direction fitted on age alone).
+    ``train_guard``: training sees what the model's guards render (``PadaConfig.tone_guard`` and
+    ``background_guard``, :class:`pada.aging.guard.ToneGuard`): every loss gets x̂0_tar with the skin's
+    smoothed luma and the smoothed colour outside the head held near x̂0_src's (the same row and timestep,
+    unedited), so an edit earns nothing from re-toning the skin or the backdrop, and the critics' gradients
+    reach only what the guards let through. Needs a guard > 0. False = the losses see x̂0_tar as rendered.
     """
 
     w_age: float = 1.0
@@ -287,6 +300,7 @@ class LossConfig:
     lambda_tone: float = 0.0
     tone_margin: float = 0.08
     train_hold: bool = False
+    train_guard: bool = False
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)

@@ -34,13 +34,15 @@ SIGMA = 2 / 64
 
 
 class ToneGuard:
-    """x̂0 projection (see module docstring) for one input face ``image`` (1, 3, H, W) in [-1, 1]: the skin's
+    """x̂0 projection (see module docstring) for the input face ``image`` (1, 3, H, W) in [-1, 1]: the skin's
     smoothed luma within ``margin`` of the input's (0 = not held) and, with ``background`` > 0, the
-    smoothed colour outside the head within ``background``."""
+    smoothed colour outside the head within ``background``. ``image`` may also be a batch (B, 3, H, W) of
+    references, one per row of the x̂0 it is applied to (training: ``LossConfig.train_guard`` holds each
+    edited x̂0 near the same row's unedited one)."""
 
     def __init__(self, image: torch.Tensor, margin: float, background: float = 0.0) -> None:
-        if image.ndim != 4 or image.shape[:2] != (1, 3):
-            raise ValueError(f"ToneGuard needs one face (1, 3, H, W), got {tuple(image.shape)}")
+        if image.ndim != 4 or image.shape[1] != 3 or image.shape[-1] != image.shape[-2]:
+            raise ValueError(f"ToneGuard needs square faces (B, 3, H, W), got {tuple(image.shape)}")
         if not (0.0 < margin < 1.0 or (margin == 0.0 and 0.0 < background < 1.0)):
             raise ValueError(f"tone guard margin must be in (0, 1), got {margin}")
         if not 0.0 <= background < 1.0:
@@ -49,7 +51,7 @@ class ToneGuard:
         size = image.shape[-1]
         self.outside = 1.0 - head_region(size).to(image.device) if background > 0 else None
         self.colour = gaussian_blur(image.float(), SIGMA * size) if background > 0 else None
-        self.luma = smooth_luma(image.float())  # (1, 1, H, W), 0-1 scale
+        self.luma = smooth_luma(image.float())  # (B, 1, H, W), 0-1 scale
         hard = skin_mask(size, image.device)[None, None].expand(1, 3, size, size)
         self.mask = smooth_luma(hard * 2.0 - 1.0)  # the ellipse with a soft edge, (1, 1, H, W) in [0, 1]
 

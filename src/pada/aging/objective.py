@@ -27,6 +27,8 @@ Which terms apply to which rows:
   denoised with its own z (``ref_features="x0hat"``, paper) or taken clean (``"real"``).
 * L_clip: rows with ref ≠ source and source text ≠ target text (otherwise the text direction is zero).
 * L_id, L_norm: all rows. L_rec: rows with ref = source. L_tone (a pada addition, ``lambda_tone``): all rows.
+
+With ``LossConfig.train_guard`` every term sees x̂0_tar under the model's guards (held near x̂0_src).
 """
 
 from __future__ import annotations
@@ -262,6 +264,13 @@ class PadaObjective:
         with torch.no_grad():
             s.x0_src = self._x0(x_t, s.t, s.z_src)
         s.x0_tar = self._x0(x_t, s.t, s.z_out)
+        if cfg.train_guard:  # the losses see the edit as the guards render it (LossConfig.train_guard)
+            from pada.aging.guard import ToneGuard
+
+            mc = self.model.cfg
+            if not (mc.tone_guard > 0 or mc.background_guard > 0):
+                raise ValueError("train_guard=true needs a model with tone_guard or background_guard > 0")
+            s.x0_tar = ToneGuard(s.x0_src, mc.tone_guard, mc.background_guard)(s.x0_tar)
 
     def _seen(self, s: _Step, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """What a critic scores: x itself, or its random view (LossConfig.augment) on the rows ``mask``."""

@@ -277,10 +277,13 @@ class AgingPipeline:
         return z_age.float()
 
     def tone_guard(self, image: torch.Tensor, margin: float | None = None,
-                   background: float = 0.0) -> ToneGuard | None:
-        """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` (None: the
-        model's ``PadaConfig.tone_guard``) and ``background``; None when both are 0."""
-        return tone_guard(image, self.model.cfg.tone_guard if margin is None else margin, background)
+                   background: float | None = None) -> ToneGuard | None:
+        """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` and
+        ``background`` (None: the model's ``PadaConfig.tone_guard`` / ``background_guard``); None when
+        both are 0."""
+        cfg = self.model.cfg
+        return tone_guard(image, cfg.tone_guard if margin is None else margin,
+                          cfg.background_guard if background is None else background)
 
     @torch.no_grad()
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
@@ -361,7 +364,7 @@ class AgingPipeline:
             draw_spread: float | None = None, shift_gain: str | None = None,
             calibrate: bool | None = None, tone_guard: float | None = None,
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
-            keep_background: bool = True, background_guard: float = 0.0) -> AgingResult:
+            keep_background: bool = True, background_guard: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -398,7 +401,8 @@ class AgingPipeline:
             keep_background: with ``image_hr``, carry the edit over inside the head only (face and hair,
                 :func:`pada.aging.detail.head_region`), so the photo's background and clothes stay.
             background_guard: keep the crop's smoothed colour outside the head within this distance (0-1
-                scale) of the input's while sampling (:class:`~pada.aging.guard.ToneGuard`); 0 = off.
+                scale) of the input's while sampling (:class:`~pada.aging.guard.ToneGuard`). Default: the
+                model's (``PadaConfig.background_guard``); 0 = off.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -467,7 +471,7 @@ class AgingPipeline:
                  sampler: str | None = None, shift_gain: str | None = None,
                  tone_guard: float | None = None, hold_gender: bool | None = None,
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
-                 keep_background: bool = True, background_guard: float = 0.0) -> LifespanResult:
+                 keep_background: bool = True, background_guard: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``

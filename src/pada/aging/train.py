@@ -165,6 +165,9 @@ class PadaTask(TrainTask):
                                        self.loss_cfg)
         if self.loss_cfg.train_hold and not cfg.hold_gender:
             raise PadaError("--loss-set train_hold=true needs --pada-set hold_gender=true")
+        if self.loss_cfg.train_guard and not (cfg.tone_guard > 0 or cfg.background_guard > 0):
+            raise PadaError("--loss-set train_guard=true needs --pada-set tone_guard=M or background_guard=M "
+                            "(M > 0: the guard the losses are to see)")
         if cfg.stats == "dataset":
             self._compute_stats()
         if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0 or cfg.hold_gender:

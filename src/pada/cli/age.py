@@ -73,10 +73,10 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    help="keep the skin's smoothed brightness within M (0-1 scale) of the input's while "
                         "sampling: no darkened eye sockets, no washed-out face (default: the model's; "
                         "0 = off; docs/pada_method.md)")
-    p.add_argument("--background-guard", type=float_option(0.0, 1.0, hi_open=True), default=0.0,
+    p.add_argument("--background-guard", type=float_option(0.0, 1.0, hi_open=True), default=None,
                    metavar="M", help="keep the crop's smoothed colour outside the head within M (0-1 scale) "
-                   "of the input's while sampling: no whitened or darkened backdrop (default 0 = off; "
-                   "docs/pada_method.md)")
+                   "of the input's while sampling: no whitened or darkened backdrop (default: the model's; "
+                   "0 = off; docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "

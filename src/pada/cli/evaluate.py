@@ -132,10 +132,12 @@ def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str,
     else:
         direction, note = fit_baseline_direction(main, args.data, size, cfg, labels=args.labels,
                                                  test_fraction=args.test_fraction, eval_data=data)
-    # the baseline samples as PADA does: the same sampler, steps and tone guard (the model's or the option's)
-    guard = dict(args.pipeline_option).get("tone_guard", main.model.cfg.tone_guard)
-    return LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps, sampler=main.sampler,
-                                  tone_guard=guard), note
+    # the baseline samples as PADA does: the same sampler, steps and guards (the model's or the option's)
+    options, pcfg = dict(args.pipeline_option), main.model.cfg
+    pipe = LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps, sampler=main.sampler,
+                                  tone_guard=options.get("tone_guard", pcfg.tone_guard),
+                                  background_guard=options.get("background_guard", pcfg.background_guard))
+    return pipe, note
 
 
 def _write_and_print(args: argparse.Namespace, report: dict, examples: dict, data) -> None:

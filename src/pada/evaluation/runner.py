@@ -109,7 +109,8 @@ class EvalConfig:
     with a reference face about ``ref_gap`` years older (even faces) or younger (odd faces), at least
     ``ref_min_gap`` apart, and check the estimated age moves toward the reference's.
     ``pipeline_options``: extra keyword arguments for the PADA pipeline's ``age`` / ``lifespan`` (e.g. an
-    inference-time bound on the latent shift, when the pipeline has one); the baseline does not get them.
+    inference-time bound on the latent shift, when the pipeline has one); the baseline does not get them
+    (``pada evaluate`` builds it with the same sampler, steps, ``tone_guard`` and ``background_guard``).
     """
 
     targets: tuple[str, ...] = DEFAULT_TARGETS
@@ -795,7 +796,9 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
     first = next(iter(models))
     options = dict(cfg.pipeline_options)
     if options:
-        report["notes"].append(f"PADA pipelines run with options {options} (the baseline without)")
+        guards = {k: getattr(baseline, k) for k in ("tone_guard", "background_guard") if hasattr(baseline, k)}
+        report["notes"].append(f"PADA pipelines run with options {options} (the baseline without; its "
+                               f"guards: {guards or 'none'})")
     for pipe in models.values():
         check_pipeline_options(pipe, options)
     age_kwargs = {**({} if cfg.text_eps is None else {"eps": cfg.text_eps}), **options}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,11 @@ class Recipe:
 
 
 def recipe_names() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.json"))
+    """The shipped recipes' names in natural order (``pada-demo64-v9`` before ``pada-demo64-v10``)."""
+    def key(name: str) -> list:
+        return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name)]
+
+    return sorted((p.stem for p in RECIPE_DIR.glob("*.json")), key=key)
 
 
 def list_recipes(trainer: str | None = None) -> list[Recipe]:
