@@ -78,7 +78,7 @@ python3 benchmarks/bench_diffae_quality.py --diffae diffae-demo64-1g --max-faces
 #    (tone_guard 0.1), and v7e (shipped) a fourth, the gender hold (hold_gender; the fit of its direction
 #    happens before step 1 and draws nothing from the run's random streams): the same trained tensors.
 #    v8 (tried, not shipped: --recipe pada-demo64-v8) trains with L_tone, v9 (--recipe pada-demo64-v9) with
-#    the gender hold seen by the losses.
+#    the gender hold seen by the losses, v10 (--recipe pada-demo64-v10) with the background guard seen by them.
 #    v6 is the v4 recipe on the stage-1f DiffAE (v7: --recipe pada-demo64-v7; v6: --recipe pada-demo64-v6;
 #    v5: --recipe pada-demo64-v5, on $RUNS/diffae64f.safetensors; v4: --recipe pada-demo64-v4, on
 #    $RUNS/diffae64e.safetensors).
