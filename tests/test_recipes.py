@@ -108,6 +108,10 @@ FORMER_SCRIPT["pada-demo64-v7d"] = (
 FORMER_SCRIPT["pada-demo64-v7e"] = (
     FORMER_SCRIPT["pada-demo64-v7d"].replace("runs/pada64v7d", "runs/pada64v7e")
     + " --pada-set hold_gender=true")
+# v7f: v7e plus the background guard and a longer edit at old targets, inference-only defaults (same tensors)
+FORMER_SCRIPT["pada-demo64-v7f"] = (
+    FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v7f")
+    + " --pada-set background_guard=0.05 --pada-set shift_gain=43:1,60.5:1.3,80:1.6")
 # v9 (tried in session 20): v7e with the gender hold seen by training too
 FORMER_SCRIPT["pada-demo64-v9"] = (
     FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v9")
@@ -239,8 +243,8 @@ def test_the_script_and_the_registry_use_the_recipes():
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
     # kept to reproduce replaced models and tried runs (docs/pada_method.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
-                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v8", "pada-demo64-v9",
-                "pada-demo64-v10"}
+                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v7e", "pada-demo64-v8",
+                "pada-demo64-v9", "pada-demo64-v10"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer

@@ -15,8 +15,9 @@ calls. Measured effect: docs/pada_method.md ("Shipped model").
 With a ``background`` margin the same projection holds the crop outside the head (the soft complement of
 :func:`pada.aging.detail.head_region`: backdrop, shoulders, clothes) near the input, per colour channel
 after the same blur: aging leaves those alone, and a model that whitens or darkens the backdrop at old
-targets is rewarded by the age network for it (``bg ok``, docs/evaluation.md). Off unless asked for
-(``AgingPipeline.age(background_guard=)``, ``pada age --background-guard M``).
+targets is rewarded by the age network for it (``bg ok``, docs/evaluation.md). The model's default
+(``PadaConfig.background_guard``: 0.05 for the shipped ``pada-demo64`` since v7f, 0 = off) unless asked
+otherwise (``AgingPipeline.age(background_guard=)``, ``pada age --background-guard M``).
 """
 
 from __future__ import annotations

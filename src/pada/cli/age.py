@@ -62,8 +62,8 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                         "0 = only the learned draws; docs/pada_method.md)")
     p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
                    help="scale the edit by target age, piecewise-linear through the knots, e.g. "
-                        "\"30.5:1,60.5:1.5\" (default: the model's; none for pada-demo64; \"\" = off; "
-                        "docs/pada_method.md)")
+                        "\"30.5:1,60.5:1.5\" (default: the model's; \"43:1,60.5:1.3,80:1.6\" for "
+                        "pada-demo64; \"\" = off; docs/pada_method.md)")
     p.add_argument("--calibrate", action=argparse.BooleanOptionalAction, default=None,
                    help="pick each face's edit length first: the edit rendered at 5 lengths, the one whose "
                         "age (read by the vision-language model) is nearest the target (5 extra renders per "
@@ -71,12 +71,12 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                         "docs/pada_method.md)")
     p.add_argument("--tone-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="M",
                    help="keep the skin's smoothed brightness within M (0-1 scale) of the input's while "
-                        "sampling: no darkened eye sockets, no washed-out face (default: the model's; "
-                        "0 = off; docs/pada_method.md)")
+                        "sampling: no darkened eye sockets, no washed-out face (default: the model's, 0.1 "
+                        "for pada-demo64; 0 = off; docs/pada_method.md)")
     p.add_argument("--background-guard", type=float_option(0.0, 1.0, hi_open=True), default=None,
                    metavar="M", help="keep the crop's smoothed colour outside the head within M (0-1 scale) "
-                   "of the input's while sampling: no whitened or darkened backdrop (default: the model's; "
-                   "0 = off; docs/pada_method.md)")
+                   "of the input's while sampling: no whitened or darkened backdrop (default: the model's, "
+                   "0.05 for pada-demo64; 0 = off; docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "
