@@ -29,6 +29,7 @@ from pada.evaluation.scores import (
     face_found_rate,
     hf_energy_ratio,
     laplacian_energy,
+    patch_change,
     rankdata,
     reference_shift,
     skin_mask,
@@ -113,6 +114,31 @@ def test_tone_change_flags_darkened_eyes_and_a_washed_out_face_not_wrinkles_or_b
     assert float(t[1]) > 0.1 and float(t[2]) > 0.5
     with pytest.raises(ValueError, match="differs"):
         tone_change(x, x[..., :32, :32])
+
+
+def test_patch_change_flags_a_patchwork_of_colours_not_an_even_tint_or_grey_lines():
+    from pada.evaluation.scores import PATCH_LIMIT, smooth_chroma
+
+    x = _smooth(1, 64, seed=3) * 0.5
+    tinted = x.clone()
+    tinted[:, 0] += 0.1  # the whole crop warmer: an even tint, no patches
+    tinted[:, 2] -= 0.1
+    patches = x.clone()
+    patches[:, 0, 22:34, 18:30] += 0.3  # a red cheek ...
+    patches[:, :, 44:52, 26:38] = patches[:, :, 44:52, 26:38].mean(1, keepdim=True)  # ... a grey mouth
+    patches[:, 2, 24:32, 36:46] += 0.3  # ... a blue-white patch on the other cheek
+    lines = x + 0.3 * ((torch.arange(64) % 4) < 2).float().view(1, 1, 64, 1) - 0.15  # grey stripes
+    hair = x.clone()
+    hair[..., :10, :] = hair[..., :10, :].mean(1, keepdim=True)  # the crown greyed: outside the skin
+    q = patch_change(torch.cat([x, tinted, patches, lines, hair]), x)
+    assert float(q[0]) == 0.0 and float(q[4]) == 0.0
+    assert float(q[1]) < 0.2 * PATCH_LIMIT and float(q[3]) < 0.2 * PATCH_LIMIT
+    assert float(q[2]) > 1.2 * PATCH_LIMIT  # flagged
+    assert smooth_chroma(x).shape == (1, 2, 64, 64)
+    with pytest.raises(ValueError, match="differs"):
+        patch_change(x, x[..., :32, :32])
+    with pytest.raises(ValueError, match="B, 3, H, W"):
+        smooth_chroma(x[:, :1])
 
 
 def test_background_change_flags_a_changed_backdrop_not_the_face_or_hair():
@@ -319,6 +345,8 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["lifespan"]["tone_ok"] is not None and "tone_ok" in sub["reference"]
     assert 0 <= old["background_ok"] <= 1 and sub["lifespan"]["background_ok"] is not None
     assert "background_change_mean" in sub["reference"]
+    assert 0 <= old["patch_ok"] <= 1 and old["patch_change_median"] >= 0
+    assert sub["lifespan"]["patch_ok"] is not None and "patch_ok" in sub["reference"]
     assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
     assert sub["lifespan"]["spearman"] == pytest.approx(1.0)
     dw = sub["done_when"]
@@ -327,7 +355,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["overall"]["high_level_diversity"]["id"]["on"] is not None
     text = summary_table(rep)
     assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
-    assert "tone ok" in text and "bg ok" in text
+    assert "tone ok" in text and "bg ok" in text and "patch" in text
     assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
     # the real pipeline's age() has a fixed signature: an option it does not know is one clear error
     from pada.aging.pipeline import AgingPipeline

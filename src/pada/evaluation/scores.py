@@ -16,6 +16,11 @@ look at the outputs themselves:
 * :func:`background_change`: the same measure outside the head (:data:`pada.faces.align.HEAD_ELLIPSE`):
   the backdrop, shoulders and clothes, which aging leaves alone. A model that whitens or darkens the
   backdrop at old targets is not aging the face there, and an age network may read that as age too.
+* :func:`patch_change`: how unevenly the skin's colour changed: the spread over the skin region of the
+  smoothed chroma change. Aging may tint a face as a whole; a face rendered as a patchwork of pale, red,
+  grey or orange regions (what an over-long edit makes the small decoder draw at old targets) changes its
+  colour unevenly, and an age network may read the patchwork as old. Luma is left to the tone and texture
+  scores: lines and shading are what aging changes.
 * :func:`spearman`: rank correlation, used for lifespan monotonicity (estimated age of a child-to-old
   sweep against the target-group centres).
 * :func:`reference_shift`: does reference-guided aging move the estimated age toward the reference's?
@@ -57,6 +62,13 @@ TONE_STEP = 0.15
 TONE_AREA_LIMIT = 0.1
 #: an output keeps its background when at most this share of it moved by more than TONE_STEP (reported)
 BACKGROUND_AREA_LIMIT = 0.1
+#: the blur of the colour-patch score, as a fraction of the side (1.5 px at 64 px): regions, not pores
+PATCH_SIGMA = 1.5 / 64
+#: an output's skin colour counts as patchy when the spread of its smoothed chroma change (patch_change)
+#: exceeds this
+#: (0-1 scale; reported). Set by eye on the shipped model's 16 held-out faces (session 23): outputs above it
+#: show pale, red or grey patches, those below a face tinted as a whole or not at all
+PATCH_LIMIT = 0.025
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -149,6 +161,33 @@ def tone_change(outputs: torch.Tensor, inputs: torch.Tensor, step: float = TONE_
         d = tone_shift(outputs.detach().float().cpu(), inputs.detach().float().cpu())
         m = skin_mask(d.shape[-1]).bool()
         return (d[:, m].abs() > step).float().mean(1)
+
+
+def smooth_chroma(images: torch.Tensor, sigma: float = PATCH_SIGMA) -> torch.Tensor:
+    """``(B, 2, H, W)`` chroma (BT.601 Cb and Cr of the [0, 1] image, each in [-0.5, 0.5]) after a Gaussian
+    blur of ``sigma`` × the side. Differentiable."""
+    if images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
+    x = (images.clamp(-1, 1) + 1) / 2
+    w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
+    y = (x * w).sum(1, keepdim=True)
+    cbcr = torch.cat([0.564 * (x[:, 2:3] - y), 0.713 * (x[:, 0:1] - y)], 1)
+    return gaussian_blur(cbcr, max(float(sigma) * images.shape[-1], 1e-3))
+
+
+def patch_change(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` how unevenly each output's skin colour changed against its input (``(B, ...)`` or one
+    ``(1, ...)`` for all): the standard deviation over the skin region (:func:`skin_mask`) of the smoothed
+    chroma change (:func:`smooth_chroma`) taken as a vector in the Cb-Cr plane (the root of the two
+    channels' summed variances). 0 for an unchanged face or one tinted evenly; above :data:`PATCH_LIMIT`, a
+    patchwork of colours."""
+    if inputs.shape[-2:] != outputs.shape[-2:]:
+        raise ValueError(f"input size {tuple(inputs.shape[-2:])} differs from output size "
+                         f"{tuple(outputs.shape[-2:])}")
+    with torch.no_grad():
+        d = smooth_chroma(outputs.detach().double().cpu()) - smooth_chroma(inputs.detach().double().cpu())
+        m = skin_mask(d.shape[-1]).bool()
+        return d[:, :, m].var(-1).sum(1).sqrt().float()
 
 
 def background_mask(size: int) -> torch.Tensor:
@@ -313,7 +352,8 @@ def interpolate_curve(points: Sequence[tuple[float, float]], x: float) -> float 
 
 
 __all__ = ["BACKGROUND_AREA_LIMIT", "DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder",
-           "HF_BLUR_LIMIT", "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "SKIN_ELLIPSE", "SPEARMAN_TARGET",
-           "TONE_AREA_LIMIT", "TONE_STEP", "background_change", "background_mask", "face_found_rate",
-           "gaussian_blur", "hf_energy_ratio", "interpolate_curve", "laplacian_energy", "rankdata",
-           "reference_shift", "skin_mask", "smooth_luma", "spearman", "tone_change", "tone_shift"]
+           "HF_BLUR_LIMIT", "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "PATCH_LIMIT", "PATCH_SIGMA",
+           "SKIN_ELLIPSE", "SPEARMAN_TARGET", "TONE_AREA_LIMIT", "TONE_STEP", "background_change",
+           "background_mask", "face_found_rate", "gaussian_blur", "hf_energy_ratio", "interpolate_curve",
+           "laplacian_energy", "patch_change", "rankdata", "reference_shift", "skin_mask", "smooth_chroma",
+           "smooth_luma", "spearman", "tone_change", "tone_shift"]
