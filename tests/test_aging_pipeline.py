@@ -448,6 +448,17 @@ def test_calibration_read_out_and_choice():
         pick_factor([1, 2, 3], 10, f)
     with pytest.raises(ValueError, match="2 high-frequency ratios"):
         pick_factor([1, 2, 3, 4, 5], 10, f, hf_ratios=[1, 1])
+    # the patch guard: a length whose render is patchy does not compete either (1.25 -> 1.0 here) ...
+    patchy = [0.01, 0.012, 0.018, 0.024, 0.03]
+    assert pick_factor([40, 45, 50, 55, 56], 60, f, patches=patchy, patch_guard=0.02) == 1.0
+    assert pick_factor([40, 45, 50, 55, 56], 60, f, patches=patchy) == 1.25  # guard 0: off
+    # ... both guards apply together, and if no length passes both, the one over its limits least wins
+    assert pick_factor([40, 45, 50, 55, 56], 60, f, hf_ratios=[1.0, 1.4, 1.0, 1.0, 1.0], patches=patchy,
+                       patch_guard=0.02) == 1.0
+    assert pick_factor([40, 45, 50, 55, 56], 60, f, hf_ratios=[1.0] * 5,
+                       patches=[0.05, 0.04, 0.03, 0.045, 0.06], patch_guard=0.02) == 1.0
+    with pytest.raises(ValueError, match="4 patch scores"):
+        pick_factor([1, 2, 3, 4, 5], 10, f, patches=[0.0] * 4, patch_guard=0.02)
 
 
 def test_calibrate_scales_every_edit_by_the_chosen_factor(diffae, vl):
@@ -476,6 +487,24 @@ def test_calibrate_scales_every_edit_by_the_chosen_factor(diffae, vl):
     assert abs(forced["read_ages"][0] - read) < 0.01
     fresh = p.age(x, text=TEXT, n=2, seed=2, steps=2, calibrate=True, low_diversity=True)
     assert fresh.calibration == c  # calibrated on the inversion whatever the outputs start from
+    # the patch guard scores each render (patch_change against the input) and the choice respects it
+    from pada.evaluation.scores import patch_change
+    assert c["patches"] is None  # off by default
+    tight = p.age(x, text=TEXT, n=2, seed=2, steps=2, calibrate=True, patch_guard=1e-6).calibration
+    assert tight["read_ages"] == c["read_ages"] and len(tight["patches"]) == 5
+    renders = p.decode(x_inv, torch.cat([z + k * (z_mean - z) for k in tight["factors"]]), 2)
+    torch.testing.assert_close(torch.tensor(tight["patches"]), patch_change(renders, x[None]), atol=1e-4,
+                               rtol=0)
+    assert tight["factor"] == pick_factor(tight["read_ages"], tight["target_age"],
+                                          hf_ratios=tight["hf_ratios"], patches=tight["patches"],
+                                          patch_guard=1e-6)
+    with pytest.raises(PadaError, match="patch guard must be in"):
+        p.age(x, text=TEXT, n=1, steps=2, calibrate=True, patch_guard=1.5)
+    with pytest.raises(PadaError, match="patch_guard must be in"):
+        tiny_model(patch_guard=-0.1)
+    guarded = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3, calibrate=True, patch_guard=1e-6), steps=4)
+    guarded.model.load_state_dict(p.model.state_dict())
+    assert guarded.age(x, text=TEXT, n=2, seed=2, steps=2).calibration == tight  # the model's default
     on = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3, calibrate=True), steps=4)
     on.model.load_state_dict(p.model.state_dict())
     assert on.age(x, text=TEXT, n=2, seed=2, steps=2).calibration == c  # the model's default

@@ -102,6 +102,11 @@ class PadaConfig:
     shoulders, clothes) within m (0-1 scale) of the input's at every sampler step: the age critics reward
     a whitened or darkened backdrop at old targets. 0 = off (paper); ``pada age --background-guard``
     overrides it per request.
+    ``patch_guard``: pada-only, applied at inference by the calibration (needs ``calibrate``; training never
+    sees it): g > 0 leaves out edit lengths whose render's skin colour changed unevenly, a
+    :func:`~pada.evaluation.scores.patch_change` above g (a patchwork of pale, red or grey regions, which the
+    age critic reads as old and a person as broken). 0 = off; ``pada age --patch-guard`` overrides it per
+    request.
     ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
     ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
     z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the
@@ -136,6 +141,7 @@ class PadaConfig:
     calibrate: bool = False
     tone_guard: float = 0.0
     background_guard: float = 0.0
+    patch_guard: float = 0.0
     hold_gender: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
@@ -170,6 +176,8 @@ class PadaConfig:
             raise PadaError(f"tone_guard must be in [0, 1), got {self.tone_guard}")
         if not 0.0 <= self.background_guard < 1.0:
             raise PadaError(f"background_guard must be in [0, 1), got {self.background_guard}")
+        if not 0.0 <= self.patch_guard < 1.0:
+            raise PadaError(f"patch_guard must be in [0, 1), got {self.patch_guard}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
         if self.has_spread_basis and self.shift_subspace < 3:

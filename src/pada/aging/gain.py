@@ -13,7 +13,9 @@ request's edit instead by a factor picked for that face: the PAE-mean edit is re
 :data:`CALIBRATION_FACTORS`, the vision-language model reads each render's age (:func:`read_ages`), and
 :func:`pick_factor` takes the factor whose reading is nearest the target, charging
 :data:`CALIBRATION_COST` years per unit of lengthening (a longer edit costs identity), among the factors
-whose render stays within :data:`CALIBRATION_HF_GUARD` times the input's high-frequency energy.
+whose render stays within :data:`CALIBRATION_HF_GUARD` times the input's high-frequency energy (and, with
+``PadaConfig.patch_guard`` > 0, whose render's skin colour changes evenly enough,
+:func:`pada.evaluation.scores.patch_change`).
 Why: one trained shift gives every face nearly the same move for one target, so faces that already look
 old overshoot and young-looking ones fall short; the per-face choice cut Age MAE by 1.0 (12 train faces)
 and 1.3 years (16 held-out) at the same identity compared with one factor for all (docs/pada_method.md,
@@ -115,21 +117,31 @@ def read_ages(prototypes: torch.Tensor, e_img: torch.Tensor, scale: float = READ
 def pick_factor(ages: torch.Tensor | list[float], target: float,
                 factors: tuple[float, ...] = CALIBRATION_FACTORS, cost: float = CALIBRATION_COST,
                 hf_ratios: torch.Tensor | list[float] | None = None,
-                hf_guard: float = CALIBRATION_HF_GUARD) -> float:
+                hf_guard: float = CALIBRATION_HF_GUARD,
+                patches: torch.Tensor | list[float] | None = None, patch_guard: float = 0.0) -> float:
     """The factor of ``factors`` whose render read ``ages[k]`` minimises |age − target| + cost·max(0, f − 1)
     (ties: the first, so the shorter edit). With ``hf_ratios`` (each render's high-frequency energy over
-    the input's), only factors whose ratio is at most ``hf_guard`` compete; if none is, the factor with the
-    lowest ratio."""
+    the input's), only factors whose ratio is at most ``hf_guard`` compete; with ``patches`` (each render's
+    :func:`pada.evaluation.scores.patch_change`) and ``patch_guard`` > 0, only those whose score is at most
+    ``patch_guard`` too. If none passes, the factor that exceeds its guards least (the largest of
+    ratio / guard)."""
     ages = [float(a) for a in ages]
     if len(ages) != len(factors):
         raise ValueError(f"{len(ages)} ages for {len(factors)} factors")
     scores = [abs(a - target) + cost * max(0.0, f - 1.0) for a, f in zip(ages, factors)]
-    keep = list(range(len(factors)))
-    if hf_ratios is not None:
-        hf = [float(r) for r in hf_ratios]
-        if len(hf) != len(factors):
-            raise ValueError(f"{len(hf)} high-frequency ratios for {len(factors)} factors")
-        keep = [k for k in keep if hf[k] <= hf_guard] or [min(keep, key=hf.__getitem__)]
+    over = [[] for _ in factors]  # per factor: each guard's score over its limit (<= 1 passes)
+    for values, limit, what in ((hf_ratios, hf_guard, "high-frequency ratios"),
+                                (patches if patch_guard > 0 else None, patch_guard, "patch scores")):
+        if values is None:
+            continue
+        values = [float(v) for v in values]
+        if len(values) != len(factors):
+            raise ValueError(f"{len(values)} {what} for {len(factors)} factors")
+        for k, v in enumerate(values):
+            over[k].append(v / limit)
+    keep = [k for k in range(len(factors)) if all(o <= 1.0 for o in over[k])]
+    if not keep:
+        keep = [min(range(len(factors)), key=lambda k: max(over[k]))]
     return factors[min(keep, key=scores.__getitem__)]
 
 

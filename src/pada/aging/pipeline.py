@@ -43,13 +43,13 @@ from pada.aging.gain import (
     shift_gains,
     target_ages,
 )
-from pada.aging.guard import ToneGuard, tone_guard
+from pada.aging.guard import ToneGuard, tone_guard, tone_margin
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
 from pada.diffusion.samplers import AGING_SAMPLER, get_sampler
 from pada.errors import PadaError
-from pada.evaluation.scores import hf_energy_ratio
+from pada.evaluation.scores import hf_energy_ratio, patch_change
 from pada.faces.grid import make_grid, save_grid  # noqa: F401 - re-exported (the one grid writer)
 from pada.frozen import freeze
 
@@ -290,23 +290,33 @@ class AgingPipeline:
                   steps: int | None = None, sampler: str | None = None, shift_gain: str | None = None,
                   factors: Sequence[float] = CALIBRATION_FACTORS,
                   image: torch.Tensor | None = None, x0_guard=None,
-                  hold_gender: bool | None = None) -> dict[str, Any]:
+                  hold_gender: bool | None = None, patch_guard: float | None = None) -> dict[str, Any]:
         """Per-face edit length: render the PAE-mean edit (e_mean (1, D)) from x_T (1, ...) at each of
         ``factors``, read each render's age with the VL model (:func:`pada.aging.gain.read_ages`) and pick
         the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`); with the input
         ``image``, lengths whose render carries more than ``CALIBRATION_HF_GUARD`` times its high-frequency
-        energy are left out; ``x0_guard`` renders them as the request's outputs will be (:meth:`decode`).
-        Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios"}``."""
+        energy are left out, and with ``patch_guard`` > 0 (default: the model's ``PadaConfig.patch_guard``)
+        those whose skin colour changed unevenly (:func:`~pada.evaluation.scores.patch_change` above it);
+        ``x0_guard`` renders them as the request's outputs will be (:meth:`decode`).
+        Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios", "patches"}``."""
         factors = tuple(float(f) for f in factors)
         z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain, hold_gender=hold_gender)
         codes = torch.cat([z_src + f * (z_mean - z_src) for f in factors])
         renders = self.decode(x_T[:1], codes, steps, sampler=sampler, x0_guard=x0_guard)
         ages = read_ages(self.group_prototypes(), self.vl.encode_image(renders.to(self.device)))
-        hf = None if image is None else hf_energy_ratio(renders, _as_batch(image, "input image").cpu())
+        patch_guard = tone_margin(self.model.cfg.patch_guard if patch_guard is None else patch_guard,
+                                  "patch guard")
+        hf = patches = None
+        if image is not None:
+            src = _as_batch(image, "input image").cpu()
+            hf = hf_energy_ratio(renders, src)
+            patches = patch_change(renders, src) if patch_guard > 0 else None
         target = float(self.target_ages(e_mean[:1])[0])
-        return {"factor": pick_factor(ages, target, factors, hf_ratios=hf), "target_age": target,
+        factor = pick_factor(ages, target, factors, hf_ratios=hf, patches=patches, patch_guard=patch_guard)
+        return {"factor": factor, "target_age": target,
                 "factors": list(factors), "read_ages": [round(float(a), 2) for a in ages],
-                "hf_ratios": None if hf is None else [round(float(r), 3) for r in hf]}
+                "hf_ratios": None if hf is None else [round(float(r), 3) for r in hf],
+                "patches": None if patches is None else [round(float(q), 4) for q in patches]}
 
     @staticmethod
     def _sharp_crop(image_hr: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor | None:
@@ -364,7 +374,8 @@ class AgingPipeline:
             draw_spread: float | None = None, shift_gain: str | None = None,
             calibrate: bool | None = None, tone_guard: float | None = None,
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
-            keep_background: bool = True, background_guard: float | None = None) -> AgingResult:
+            keep_background: bool = True, background_guard: float | None = None,
+            patch_guard: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -403,6 +414,8 @@ class AgingPipeline:
             background_guard: keep the crop's smoothed colour outside the head within this distance (0-1
                 scale) of the input's while sampling (:class:`~pada.aging.guard.ToneGuard`). Default: the
                 model's (``PadaConfig.background_guard``); 0 = off.
+            patch_guard: with ``calibrate``, leave out edit lengths whose render's skin colour changed
+                unevenly (:meth:`calibrate`). Default: the model's (``PadaConfig.patch_guard``); 0 = off.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -433,7 +446,7 @@ class AgingPipeline:
         if calibrate:
             e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
             calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x,
-                                         x0_guard=guard, hold_gender=hold_gender)
+                                         x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard)
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
                                   edit_scale=calibration["factor"], hold_gender=hold_gender)
             t0 = clock.lap("calibrate", t0)
@@ -471,7 +484,8 @@ class AgingPipeline:
                  sampler: str | None = None, shift_gain: str | None = None,
                  tone_guard: float | None = None, hold_gender: bool | None = None,
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
-                 keep_background: bool = True, background_guard: float | None = None) -> LifespanResult:
+                 keep_background: bool = True, background_guard: float | None = None,
+                 patch_guard: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -480,8 +494,8 @@ class AgingPipeline:
         :meth:`age`. ``calibrate`` (default: the model's ``PadaConfig.calibrate``): each anchor's edit gets
         its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
-        interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``: as in
-        :meth:`age` (``LifespanResult.images_hr``)."""
+        interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
+        ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -506,7 +520,8 @@ class AgingPipeline:
         calibration = None
         if self.model.cfg.calibrate if calibrate is None else calibrate:
             calibration = [self.calibrate(x_T, z_src, e_anchor[k:k + 1], steps, sampler, shift_gain, image=x,
-                                          x0_guard=guard, hold_gender=hold_gender) for k in range(len(texts))]
+                                          x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard)
+                           for k in range(len(texts))]
             z_anchor = torch.cat([self.modulate(z_src, e_anchor[k:k + 1], shift_gain=shift_gain,
                                                 edit_scale=c["factor"], hold_gender=hold_gender)
                                   for k, c in enumerate(calibration)])

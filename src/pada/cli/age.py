@@ -77,6 +77,11 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    metavar="M", help="keep the crop's smoothed colour outside the head within M (0-1 scale) "
                    "of the input's while sampling: no whitened or darkened backdrop (default: the model's, "
                    "0.05 for pada-demo64; 0 = off; docs/pada_method.md)")
+    p.add_argument("--patch-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="G",
+                   help="with --calibrate, leave out edit lengths whose render's skin colour changed "
+                   "unevenly (a patchwork of pale, red or grey regions; the patch score above G, e.g. "
+                   "0.02): cleaner old faces that age less (default: the model's, 0 = off; "
+                   "docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "
@@ -292,7 +297,7 @@ class _Job:
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
-                  background_guard=a.background_guard,
+                  background_guard=a.background_guard, patch_guard=a.patch_guard,
                   **({"keep_background": a.keep_background} if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
@@ -381,7 +386,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
                         shift_gain=args.shift_gain, tone_guard=args.tone_guard,
                         hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
-                        keep_background=args.keep_background, background_guard=args.background_guard)
+                        keep_background=args.keep_background, background_guard=args.background_guard,
+                        patch_guard=args.patch_guard)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
