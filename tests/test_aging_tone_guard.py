@@ -164,6 +164,69 @@ def test_linear_baseline_samples_under_the_background_guard():
         LinearBaselinePipeline(diffae, d, steps=4, background_guard=1.5)
 
 
+def test_saturation_guard_lets_colour_fade_but_not_intensify_in_the_head():
+    from pada.aging.detail import head_region
+    from pada.evaluation.scores import background_mask, chroma_strength, colour_cast, to_luma_chroma
+
+    x = _face() * 0.5
+    guard = ToneGuard(x, 0.0, saturation=0.01)  # the saturation part alone
+    assert guard.saturation == 0.01 and guard.margin == 0.0
+    assert torch.allclose(guard(x.clone()), x, atol=1e-5)  # the input itself: nothing to take out
+    head = ~background_mask(64)
+    inner = head_region(64)[0, 0] > 0.99  # inside the mask's soft edge
+    orange = x.clone()
+    orange[:, 0][:, head] += 0.3
+    orange[:, 2][:, head] -= 0.3
+    grey = x.mean(1, keepdim=True).expand_as(x).clone()  # every colour faded: allowed
+    backdrop = x.clone()
+    backdrop[:, 0][:, ~head] += 0.3  # outside the head: not this guard's business
+    out = guard(torch.cat([orange, grey, backdrop]))
+    rise = chroma_strength(out[:1]) - chroma_strength(x)
+    free = chroma_strength(orange) - chroma_strength(x)
+    assert float(free[0, 0][inner].mean()) > 0.08
+    assert float(rise[0, 0][inner].mean()) < 0.012 and float(rise[0, 0][inner].max()) < 0.03  # ~ the margin
+    assert float(colour_cast(out[:1], x)) < 0.5 * float(colour_cast(orange, x))
+    luma_in, _ = to_luma_chroma(orange)
+    luma_out, _ = to_luma_chroma(out[:1])
+    assert float((luma_out - luma_in)[..., inner].abs().max()) < 1e-4  # brightness untouched
+    assert torch.allclose(out[1:2], grey, atol=1e-5)
+    corner = (slice(None), slice(None), slice(0, 6), slice(0, 6))
+    assert torch.allclose(out[2:3][corner], backdrop[corner], atol=1e-5)
+    with pytest.raises(ValueError, match="saturation guard"):
+        ToneGuard(x, 0.1, saturation=1.0)
+
+
+def test_pipeline_and_baseline_sample_under_the_saturation_guard():
+    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+    from pada.evaluation.scores import CAST_LIMIT, colour_cast
+
+    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
+    x = faces(1)[0]
+    plain = p.age(x, text=TEXT, n=2, seed=1)
+    held = p.age(x, text=TEXT, n=2, seed=1, saturation_guard=0.005)
+    assert float(colour_cast(plain.images, x[None]).max()) > CAST_LIMIT  # a random decoder paints colour
+    assert float(colour_cast(held.images, x[None]).max()) < CAST_LIMIT
+    sweep = p.lifespan(x, gender="male", frames_per_segment=1, saturation_guard=0.005)
+    assert float(colour_cast(sweep.images, x[None]).max()) < CAST_LIMIT
+    with pytest.raises(PadaError, match="saturation guard"):
+        p.age(x, text=TEXT, n=1, saturation_guard=-0.1)
+    on = AgingPipeline(p.diffae, p.vl, tiny_model(init_gain=0.3, saturation_guard=0.005), steps=4)
+    on.model.load_state_dict(p.model.state_dict())
+    assert torch.equal(on.age(x, text=TEXT, n=2, seed=1).images, held.images)  # the model's default
+    assert torch.equal(on.age(x, text=TEXT, n=2, seed=1, saturation_guard=0.0).images, plain.images)
+    with pytest.raises(PadaError, match="saturation_guard"):
+        tiny_model(saturation_guard=1.0)
+    g = torch.Generator().manual_seed(0)
+    d = LinearAgeDirection.fit(torch.randn(50, 64, generator=g), torch.rand(50, generator=g) * 60 + 10)
+    free = LinearBaselinePipeline(p.diffae, d, steps=4).age(x, target_age=80.0, strength=20.0, n=1)
+    base = LinearBaselinePipeline(p.diffae, d, steps=4, saturation_guard=0.005)
+    assert base.saturation_guard == 0.005
+    guarded = base.age(x, target_age=80.0, strength=20.0, n=1)
+    assert float(colour_cast(guarded.images, x[None])) < float(colour_cast(free.images, x[None]))
+    assert torch.equal(base.age(x, target_age=80.0, strength=20.0, n=1, saturation_guard=0.0).images,
+                       free.images)
+
+
 def test_train_guard_shows_the_losses_the_guarded_edit():
     from pada.aging.config import LossConfig
     from pada.aging.objective import Frozen, PadaObjective

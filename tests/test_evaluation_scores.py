@@ -141,6 +141,39 @@ def test_patch_change_flags_a_patchwork_of_colours_not_an_even_tint_or_grey_line
         smooth_chroma(x[:, :1])
 
 
+def test_luma_chroma_round_trip_and_chroma_strength():
+    from pada.evaluation.scores import chroma_strength, from_luma_chroma, to_luma_chroma
+
+    x = _smooth(2, 32, seed=5) * 0.8
+    luma, chroma = to_luma_chroma(x)
+    assert luma.shape == (2, 1, 32, 32) and chroma.shape == (2, 2, 32, 32)
+    assert torch.allclose(from_luma_chroma(luma, chroma), x, atol=1e-5)
+    grey = x.mean(1, keepdim=True).expand(2, 3, 32, 32)
+    assert float(chroma_strength(grey).abs().max()) < 1e-6
+    assert float(chroma_strength(x).min()) >= 0.0 and float(chroma_strength(x).max()) > 0.01
+
+
+def test_colour_cast_flags_a_more_vivid_head_not_greying_or_the_backdrop():
+    from pada.evaluation.scores import CAST_LIMIT, background_mask, colour_cast
+
+    x = _smooth(1, 64, seed=3) * 0.4
+    head = ~background_mask(64)
+    orange = x.clone()
+    orange[:, 0][:, head] += 0.15  # hair and face turned orange: red up, blue down
+    orange[:, 2][:, head] -= 0.15
+    grey = x.clone()
+    grey[..., head] = grey[..., head].mean(1, keepdim=True)  # hair and face greyed: colour faded
+    backdrop = x.clone()
+    backdrop[:, 0][:, ~head] += 0.3  # a red backdrop: outside the head
+    lighter = x + 0.2  # brighter, not more vivid
+    c = colour_cast(torch.cat([x, orange, grey, backdrop, lighter]), x)
+    assert float(c[0]) == 0.0 and float(c[2]) == 0.0 and float(c[3]) < 0.1 * CAST_LIMIT
+    assert float(c[4]) < 0.1 * CAST_LIMIT
+    assert float(c[1]) > 2 * CAST_LIMIT
+    with pytest.raises(ValueError, match="differs"):
+        colour_cast(x, x[..., :32, :32])
+
+
 def test_background_change_flags_a_changed_backdrop_not_the_face_or_hair():
     from pada.evaluation.scores import background_change, background_mask
 
@@ -347,6 +380,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert "background_change_mean" in sub["reference"]
     assert 0 <= old["patch_ok"] <= 1 and old["patch_change_median"] >= 0
     assert sub["lifespan"]["patch_ok"] is not None and "patch_ok" in sub["reference"]
+    assert 0 <= old["cast_ok"] <= 1 and old["colour_cast_median"] >= 0 and "cast_ok" in sub["reference"]
     assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
     assert sub["lifespan"]["spearman"] == pytest.approx(1.0)
     dw = sub["done_when"]
@@ -355,7 +389,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["overall"]["high_level_diversity"]["id"]["on"] is not None
     text = summary_table(rep)
     assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
-    assert "tone ok" in text and "bg ok" in text and "patch" in text
+    assert "tone ok" in text and "bg ok" in text and "patch" in text and " cast" in text
     assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
     # the real pipeline's age() has a fixed signature: an option it does not know is one clear error
     from pada.aging.pipeline import AgingPipeline

@@ -161,19 +161,21 @@ class LinearBaselinePipeline:
     The target age comes from ``target_age``, else from a canonical description (its group centre), else
     from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
     diversity (fresh x_T per output) works as in PADA. ``sampler`` / ``steps`` / ``tone_guard`` /
-    ``background_guard``: as in ``AgingPipeline`` (evaluation passes the PADA pipeline's, so both are
-    compared at equal sampling; a guard of 0 = off).
+    ``background_guard`` / ``saturation_guard``: as in ``AgingPipeline`` (evaluation passes the PADA
+    pipeline's, so both are compared at equal sampling; a guard of 0 = off).
     """
 
     def __init__(self, diffae, direction: LinearAgeDirection, device: torch.device | str = "cpu",
                  steps: int | None = None, strength: float = 1.0, sampler: str = AGING_SAMPLER,
-                 tone_guard: float = 0.0, background_guard: float = 0.0) -> None:
+                 tone_guard: float = 0.0, background_guard: float = 0.0,
+                 saturation_guard: float = 0.0) -> None:
         self.diffae, self.direction = diffae, direction
         spec = get_sampler(sampler)
         self.sampler, self.steps = spec.name, int(steps or spec.default_steps)
         self.strength = float(strength)
         self.tone_guard = tone_margin(tone_guard)
         self.background_guard = tone_margin(background_guard, "background guard")
+        self.saturation_guard = tone_margin(saturation_guard, "saturation guard")
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             freeze(diffae.to(self.device))
@@ -184,7 +186,8 @@ class LinearBaselinePipeline:
             steps: int | None = None,
             eta: float = 0.0, target_age: float | None = None, strength: float | None = None,
             batch_size: int | None = None, tone_guard: float | None = None,
-            background_guard: float | None = None, **_: object) -> AgingResult:
+            background_guard: float | None = None, saturation_guard: float | None = None,
+            **_: object) -> AgingResult:
         del high_diversity
         clock = _Clock(self.device)
         t0 = time.perf_counter()
@@ -211,7 +214,8 @@ class LinearBaselinePipeline:
         t0 = clock.lap("invert", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         guard = make_tone_guard(x, self.tone_guard if tone_guard is None else tone_guard,
-                                self.background_guard if background_guard is None else background_guard)
+                                self.background_guard if background_guard is None else background_guard,
+                                self.saturation_guard if saturation_guard is None else saturation_guard)
         images = decode_chunked(self.diffae, x_T if low_diversity else x_T[:1], z_age, steps or self.steps,
                                 eta=eta, generator=gen, batch_size=batch_size, sampler=self.sampler,
                                 x0_guard=guard)

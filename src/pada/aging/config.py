@@ -102,6 +102,11 @@ class PadaConfig:
     shoulders, clothes) within m (0-1 scale) of the input's at every sampler step: the age critics reward
     a whitened or darkened backdrop at old targets. 0 = off (paper); ``pada age --background-guard``
     overrides it per request.
+    ``saturation_guard``: pada-only, applied at inference (the same :class:`~pada.aging.guard.ToneGuard`;
+    training never sees it): m > 0 keeps the smoothed colour strength (chroma length) of the head within
+    m (0-1 scale) above the input's at every sampler step, so colour can fade (greying hair) but not
+    intensify: the age critics reward orange hair and a warmed face at old targets. 0 = off (paper);
+    ``pada age --saturation-guard`` overrides it per request.
     ``patch_guard``: pada-only, applied at inference by the calibration (needs ``calibrate``; training never
     sees it): g > 0 leaves out edit lengths whose render's skin colour changed unevenly, a
     :func:`~pada.evaluation.scores.patch_change` above g (a patchwork of pale, red or grey regions, which the
@@ -141,6 +146,7 @@ class PadaConfig:
     calibrate: bool = False
     tone_guard: float = 0.0
     background_guard: float = 0.0
+    saturation_guard: float = 0.0
     patch_guard: float = 0.0
     hold_gender: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
@@ -176,6 +182,8 @@ class PadaConfig:
             raise PadaError(f"tone_guard must be in [0, 1), got {self.tone_guard}")
         if not 0.0 <= self.background_guard < 1.0:
             raise PadaError(f"background_guard must be in [0, 1), got {self.background_guard}")
+        if not 0.0 <= self.saturation_guard < 1.0:
+            raise PadaError(f"saturation_guard must be in [0, 1), got {self.saturation_guard}")
         if not 0.0 <= self.patch_guard < 1.0:
             raise PadaError(f"patch_guard must be in [0, 1), got {self.patch_guard}")
         if not 0.0 <= self.draw_spread <= 1.0:

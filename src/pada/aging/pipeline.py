@@ -12,7 +12,8 @@
 4. **decode** all N in chunks: x_0 = sampler(x_T, z_age). Default: the second-order ``multistep`` sampler
    with 8 steps for both the inversion and the decode (docs/speed.md); ``sampler="ddim", steps=25`` is the
    paper's setting ("in all cases"). With a tone guard (``PadaConfig.tone_guard``, :mod:`pada.aging.guard`)
-   every step's x̂0 keeps the skin's smoothed brightness near the input's.
+   every step's x̂0 keeps the skin's smoothed brightness near the input's (and, with the background and
+   saturation guards, the backdrop's colour and the head's colour strength).
    Low-level diversity on: each output starts from fresh noise x_T ~ N(0, I); off: the inverted x_T.
 
 Reproducibility: output i draws its PAE noise and its x_T noise from its own generator seeded by
@@ -277,13 +278,14 @@ class AgingPipeline:
         return z_age.float()
 
     def tone_guard(self, image: torch.Tensor, margin: float | None = None,
-                   background: float | None = None) -> ToneGuard | None:
-        """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin`` and
-        ``background`` (None: the model's ``PadaConfig.tone_guard`` / ``background_guard``); None when
-        both are 0."""
+                   background: float | None = None, saturation: float | None = None) -> ToneGuard | None:
+        """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin``, ``background``
+        and ``saturation`` (None: the model's ``PadaConfig.tone_guard`` / ``background_guard`` /
+        ``saturation_guard``); None when all are 0."""
         cfg = self.model.cfg
         return tone_guard(image, cfg.tone_guard if margin is None else margin,
-                          cfg.background_guard if background is None else background)
+                          cfg.background_guard if background is None else background,
+                          cfg.saturation_guard if saturation is None else saturation)
 
     @torch.no_grad()
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
@@ -375,7 +377,7 @@ class AgingPipeline:
             calibrate: bool | None = None, tone_guard: float | None = None,
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
             keep_background: bool = True, background_guard: float | None = None,
-            patch_guard: float | None = None) -> AgingResult:
+            saturation_guard: float | None = None, patch_guard: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -414,6 +416,10 @@ class AgingPipeline:
             background_guard: keep the crop's smoothed colour outside the head within this distance (0-1
                 scale) of the input's while sampling (:class:`~pada.aging.guard.ToneGuard`). Default: the
                 model's (``PadaConfig.background_guard``); 0 = off.
+            saturation_guard: keep the head's smoothed colour strength at most this far (0-1 scale) above
+                the input's while sampling: colour may fade, not intensify
+                (:class:`~pada.aging.guard.ToneGuard`). Default: the model's
+                (``PadaConfig.saturation_guard``); 0 = off.
             patch_guard: with ``calibrate``, leave out edit lengths whose render's skin colour changed
                 unevenly (:meth:`calibrate`). Default: the model's (``PadaConfig.patch_guard``); 0 = off.
         """
@@ -435,7 +441,7 @@ class AgingPipeline:
                               hold_gender=hold_gender)
         if calibrate is None:
             calibrate = bool(self.model.cfg.calibrate)
-        guard = self.tone_guard(x, tone_guard, background_guard)
+        guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = calibration = x_inv = None
@@ -485,7 +491,7 @@ class AgingPipeline:
                  tone_guard: float | None = None, hold_gender: bool | None = None,
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
                  keep_background: bool = True, background_guard: float | None = None,
-                 patch_guard: float | None = None) -> LifespanResult:
+                 saturation_guard: float | None = None, patch_guard: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -495,7 +501,7 @@ class AgingPipeline:
         its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
         interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
-        ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``)."""
+        ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -513,7 +519,7 @@ class AgingPipeline:
                               for t in texts])
         # (A, S); bad options fail here, before the inversion
         z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
-        guard = self.tone_guard(x, tone_guard, background_guard)
+        guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         t0 = clock.lap("encode", t0)
         x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)

@@ -77,6 +77,10 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    metavar="M", help="keep the crop's smoothed colour outside the head within M (0-1 scale) "
                    "of the input's while sampling: no whitened or darkened backdrop (default: the model's, "
                    "0.05 for pada-demo64; 0 = off; docs/pada_method.md)")
+    p.add_argument("--saturation-guard", type=float_option(0.0, 1.0, hi_open=True), default=None,
+                   metavar="M", help="keep the head's smoothed colour strength at most M (0-1 scale) above "
+                   "the input's while sampling: hair may grey, but not turn orange, and the skin is not "
+                   "warmed (default: the model's; 0 = off; docs/pada_method.md)")
     p.add_argument("--patch-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="G",
                    help="with --calibrate, leave out edit lengths whose render's skin colour changed "
                    "unevenly (a patchwork of pale, red or grey regions; the patch score above G, e.g. "
@@ -297,7 +301,8 @@ class _Job:
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
-                  background_guard=a.background_guard, patch_guard=a.patch_guard,
+                  background_guard=a.background_guard, saturation_guard=a.saturation_guard,
+                  patch_guard=a.patch_guard,
                   **({"keep_background": a.keep_background} if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
@@ -387,7 +392,7 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         shift_gain=args.shift_gain, tone_guard=args.tone_guard,
                         hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
                         keep_background=args.keep_background, background_guard=args.background_guard,
-                        patch_guard=args.patch_guard)
+                        saturation_guard=args.saturation_guard, patch_guard=args.patch_guard)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite

@@ -136,7 +136,8 @@ def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str,
     options, pcfg = dict(args.pipeline_option), main.model.cfg
     pipe = LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps, sampler=main.sampler,
                                   tone_guard=options.get("tone_guard", pcfg.tone_guard),
-                                  background_guard=options.get("background_guard", pcfg.background_guard))
+                                  background_guard=options.get("background_guard", pcfg.background_guard),
+                                  saturation_guard=options.get("saturation_guard", pcfg.saturation_guard))
     return pipe, note
 
 

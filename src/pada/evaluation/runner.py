@@ -48,6 +48,7 @@ from pada.evaluation.fid import (
 from pada.evaluation.metrics import Critic, embed, predict_ages, psnr, ssim
 from pada.evaluation.scores import (
     BACKGROUND_AREA_LIMIT,
+    CAST_LIMIT,
     DIVERSITY_MARGIN,
     FACE_FOUND_TARGET,
     HF_BLUR_LIMIT,
@@ -58,6 +59,7 @@ from pada.evaluation.scores import (
     SPEARMAN_TARGET,
     TONE_AREA_LIMIT,
     background_change,
+    colour_cast,
     gender_kept,
     hf_energy_ratio,
     patch_change,
@@ -112,7 +114,7 @@ class EvalConfig:
     ``ref_min_gap`` apart, and check the estimated age moves toward the reference's.
     ``pipeline_options``: extra keyword arguments for the PADA pipeline's ``age`` / ``lifespan`` (e.g. an
     inference-time bound on the latent shift, when the pipeline has one); the baseline does not get them
-    (``pada evaluate`` builds it with the same sampler, steps, ``tone_guard`` and ``background_guard``).
+    (``pada evaluate`` builds it with the same sampler, steps and guards: tone, background, saturation).
     """
 
     targets: tuple[str, ...] = DEFAULT_TARGETS
@@ -289,13 +291,14 @@ def _images_of(result: Any) -> torch.Tensor:
 
 class _OutputChecks:
     """The checks on outputs that catch broken images (face found, high-frequency ratio, skin tone, colour
-    patches, background, gender kept), gathered over sources and summarised by :meth:`scores`."""
+    patches, colour cast, background, gender kept), gathered over sources and summarised by :meth:`scores`."""
 
     def __init__(self) -> None:
         self.found: list[torch.Tensor] = []
         self.hf: list[torch.Tensor] = []
         self.tone: list[torch.Tensor] = []
         self.patch: list[torch.Tensor] = []
+        self.cast: list[torch.Tensor] = []
         self.background: list[torch.Tensor] = []
         self.gender: list[torch.Tensor] = []
 
@@ -304,6 +307,7 @@ class _OutputChecks:
         self.hf.append(hf_energy_ratio(outs, source))
         self.tone.append(tone_change(outs, source))
         self.patch.append(patch_change(outs, source))
+        self.cast.append(colour_cast(outs, source))
         self.background.append(background_change(outs, source))
         if critics.gender is not None:
             self.gender.append(gender_kept(critics.gender, outs, source))
@@ -311,18 +315,19 @@ class _OutputChecks:
             self.found.append(critics.faces(outs).reshape(-1).bool())
 
     def extend(self, other: _OutputChecks) -> None:
-        for name in ("found", "hf", "tone", "patch", "background", "gender"):
+        for name in ("found", "hf", "tone", "patch", "cast", "background", "gender"):
             getattr(self, name).extend(getattr(other, name))
 
     def scores(self) -> dict[str, Any]:
-        """Face-found rate, high-frequency ratio, skin-tone, colour-patch and background statistics and
-        gender-kept rate (None when not measured)."""
+        """Face-found rate, high-frequency ratio, skin-tone, colour-patch, colour-cast and background
+        statistics and gender-kept rate (None when not measured)."""
         k = torch.cat(self.gender) if self.gender else torch.zeros(0, dtype=torch.bool)
         f = torch.cat(self.found) if self.found else torch.zeros(0, dtype=torch.bool)
         r = torch.cat(self.hf) if self.hf else torch.zeros(0)
         c = torch.cat(self.tone) if self.tone else torch.zeros(0)
         b = torch.cat(self.background) if self.background else torch.zeros(0)
         q = torch.cat(self.patch) if self.patch else torch.zeros(0)
+        v = torch.cat(self.cast) if self.cast else torch.zeros(0)
         return {
             "background_ok": float((b <= BACKGROUND_AREA_LIMIT).float().mean()) if b.numel() else None,
             "background_change_mean": float(b.mean()) if b.numel() else None,
@@ -330,6 +335,8 @@ class _OutputChecks:
             "tone_change_mean": float(c.mean()) if c.numel() else None,
             "patch_ok": float((q <= PATCH_LIMIT).float().mean()) if q.numel() else None,
             "patch_change_median": float(q.median()) if q.numel() else None,
+            "cast_ok": float((v <= CAST_LIMIT).float().mean()) if v.numel() else None,
+            "colour_cast_median": float(v.median()) if v.numel() else None,
             "gender_kept": float(k.float().mean()) if k.numel() else None,
             "face_found_rate": float(f.float().mean()) if f.numel() else None,
             "hf_ratio_median": float(r.median()) if r.numel() else None,
@@ -464,7 +471,7 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
         _log(f"  {word}: age MAE {entry['age_mae']:.2f}, ID {entry['id_similarity']:.4f}, face found "
              f"{_pct(entry.get('face_found_rate'))}, HF ratio <= {HF_RATIO_LIMIT:g} "
              f"{_pct(entry.get('hf_ratio_ok'))}, tone ok {_pct(entry.get('tone_ok'))}, patch ok "
-             f"{_pct(entry.get('patch_ok'))}", verbose)
+             f"{_pct(entry.get('patch_ok'))}, cast ok {_pct(entry.get('cast_ok'))}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
     overall.update(pooled.scores())
@@ -804,7 +811,8 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
     first = next(iter(models))
     options = dict(cfg.pipeline_options)
     if options:
-        guards = {k: getattr(baseline, k) for k in ("tone_guard", "background_guard") if hasattr(baseline, k)}
+        guards = {k: getattr(baseline, k) for k in ("tone_guard", "background_guard", "saturation_guard")
+                  if hasattr(baseline, k)}
         report["notes"].append(f"PADA pipelines run with options {options} (the baseline without; its "
                                f"guards: {guards or 'none'})")
     for pipe in models.values():
@@ -896,8 +904,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     if "baseline" in report:
         rows[f"DiffAE linear (strength {report['baseline']['strength']:g})"] = report["baseline"]
     lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | face found ↑ | HF ratio ≤ 1.5 ↑ | "
-              "tone ok ↑ | patch ok ↑ | bg kept ↑ | gender kept ↑ | FD ↓ | div-ID (high/low/both) | div-px |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "tone ok ↑ | patch ok ↑ | cast ok ↑ | bg kept ↑ | gender kept ↑ | FD ↓ | "
+              "div-ID (high/low/both) | div-px |", "|---" * 15 + "|"]
     for name, sub in rows.items():
         for word, e in sub["per_target"].items():
             modes = e.get("modes", {})
@@ -907,7 +915,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                          f"{_fmt(e['age_mean'], 1)} | {_fmt(e['id_similarity'], 4)} | "
                          f"{_pct(e.get('face_found_rate'))} | {_pct(e.get('hf_ratio_ok'))} | "
                          f"{_pct(e.get('tone_ok'))} | {_pct(e.get('patch_ok'))} | "
-                         f"{_pct(e.get('background_ok'))} | "
+                         f"{_pct(e.get('cast_ok'))} | {_pct(e.get('background_ok'))} | "
                          f"{_pct(e.get('gender_kept'))} | {_fmt(e.get('fd'))} | "
                          f"{div} | {px} |")
     lines += ["", "| model | Age MAE ↓ | ID ↑ | FD ↓ |", "|---|---|---|---|"]
@@ -941,7 +949,8 @@ def summary_table(report: dict[str, Any]) -> str:
     """A one-screen text summary (lines <= 110 characters): per model, per target the failure scores
     (face found, share of outputs with high-frequency ratio <= 1.5, its median, share blurred, share whose
     skin keeps its shading: ``tone ok``, share whose skin colour changed evenly: ``patch``, share whose
-    background stays: ``bg ok``, share read as the input's
+    head's colour did not grow more vivid: ``cast``, share whose background stays: ``bg ok``, share read
+    as the input's
     gender: ``gender``), ID and Age MAE; then
     lifespan monotonicity, diversity, reference-guided aging and the issue's acceptance checks
     (PASS / FAIL / – not measured)."""
@@ -959,7 +968,7 @@ def summary_table(report: dict[str, Any]) -> str:
     for name, sub in rows.items():
         lines += [f"-- {name}",
                   f"   {'target':<18}{'face':>10}{'HF ok':>7}{'HF med':>8}{'blur':>6}{'tone ok':>8}"
-                  f"{'patch':>6}{'bg ok':>6}{'gender':>7}{'ID':>7}{'MAE':>7}{'age':>6}"]
+                  f"{'patch':>6}{'cast':>6}{'bg ok':>6}{'gender':>7}{'ID':>7}{'MAE':>7}{'age':>6}"]
         o = sub["overall"]
         for word, e in [*sub["per_target"].items(), ("all", o)]:
             label = "all (worst)" if word == "all" else f"{word} ({e['target_age']:g})"
@@ -969,7 +978,7 @@ def summary_table(report: dict[str, Any]) -> str:
             lines.append(f"   {label:<18}{face:>10}{_pct(e.get('hf_ratio_ok')):>7}"
                          f"{_fmt(e.get('hf_ratio_median')):>8}{_pct(e.get('hf_ratio_blurred')):>6}"
                          f"{_pct(e.get('tone_ok')):>8}{_pct(e.get('patch_ok')):>6}"
-                         f"{_pct(e.get('background_ok')):>6}"
+                         f"{_pct(e.get('cast_ok')):>6}{_pct(e.get('background_ok')):>6}"
                          f"{_pct(e.get('gender_kept')):>7}"
                          f"{_fmt(e.get('id_similarity'), 3):>7}"
                          f"{_fmt(e.get('age_mae'), 1):>7}{_fmt(e.get('age_mean'), 1):>6}")
@@ -981,7 +990,8 @@ def summary_table(report: dict[str, Any]) -> str:
             ages = " ".join(_fmt(v, 0) for v in ls["age_mean_per_group"].values())
             lines.append(f"   lifespan: Spearman {_fmt(ls['spearman'], 3)} ({ls['n_faces']} faces); face "
                          f"{_pct(ls.get('face_found_rate'))}, HF ok {_pct(ls.get('hf_ratio_ok'))}, tone ok "
-                         f"{_pct(ls.get('tone_ok'))}, patch {_pct(ls.get('patch_ok'))}, bg ok "
+                         f"{_pct(ls.get('tone_ok'))}, patch {_pct(ls.get('patch_ok'))}, cast "
+                         f"{_pct(ls.get('cast_ok'))}, bg ok "
                          f"{_pct(ls.get('background_ok'))}, gender "
                          f"{_pct(ls.get('gender_kept'))}, ID {_fmt(ls.get('id_similarity'), 3)}")
             lines.append(f"   lifespan ages by group: {ages}")

@@ -69,6 +69,10 @@ PATCH_SIGMA = 1.5 / 64
 #: (0-1 scale; reported). Set by eye on the shipped model's 16 held-out faces (session 23): outputs above it
 #: show pale, red or grey patches, those below a face tinted as a whole or not at all
 PATCH_LIMIT = 0.025
+#: an output's head counts as colour-cast when its colour grew more vivid than this on average
+#: (:func:`colour_cast`, 0-1 chroma scale; reported). Set by eye on v7f's 64 eighty outputs of the 16
+#: held-out faces (session 24): those above it have orange hair or an orange-red face
+CAST_LIMIT = 0.015
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -163,16 +167,54 @@ def tone_change(outputs: torch.Tensor, inputs: torch.Tensor, step: float = TONE_
         return (d[:, m].abs() > step).float().mean(1)
 
 
-def smooth_chroma(images: torch.Tensor, sigma: float = PATCH_SIGMA) -> torch.Tensor:
-    """``(B, 2, H, W)`` chroma (BT.601 Cb and Cr of the [0, 1] image, each in [-0.5, 0.5]) after a Gaussian
-    blur of ``sigma`` × the side. Differentiable."""
+#: BT.601 chroma scales: Cb = CB * (B - Y), Cr = CR * (R - Y) on the [0, 1] scale
+_CB, _CR = 0.564, 0.713
+
+
+def to_luma_chroma(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, 3, H, W)`` images in [-1, 1] -> luma ``(B, 1, H, W)`` in [0, 1] and chroma ``(B, 2, H, W)``
+    (BT.601 Cb, Cr, each in [-0.5, 0.5]). Differentiable; :func:`from_luma_chroma` inverts it."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
     x = (images.clamp(-1, 1) + 1) / 2
     w = torch.tensor(_LUMA, dtype=images.dtype, device=images.device).view(1, 3, 1, 1)
     y = (x * w).sum(1, keepdim=True)
-    cbcr = torch.cat([0.564 * (x[:, 2:3] - y), 0.713 * (x[:, 0:1] - y)], 1)
-    return gaussian_blur(cbcr, max(float(sigma) * images.shape[-1], 1e-3))
+    return y, torch.cat([_CB * (x[:, 2:3] - y), _CR * (x[:, 0:1] - y)], 1)
+
+
+def from_luma_chroma(luma: torch.Tensor, chroma: torch.Tensor) -> torch.Tensor:
+    """The images in [-1, 1] (not clamped) of luma ``(B, 1, H, W)`` and chroma ``(B, 2, H, W)``
+    (:func:`to_luma_chroma`)."""
+    r = luma + chroma[:, 1:2] / _CR
+    b = luma + chroma[:, 0:1] / _CB
+    g = (luma - _LUMA[0] * r - _LUMA[2] * b) / _LUMA[1]
+    return torch.cat([r, g, b], 1) * 2.0 - 1.0
+
+
+def smooth_chroma(images: torch.Tensor, sigma: float = PATCH_SIGMA) -> torch.Tensor:
+    """``(B, 2, H, W)`` chroma (BT.601 Cb and Cr of the [0, 1] image, each in [-0.5, 0.5]) after a Gaussian
+    blur of ``sigma`` × the side. Differentiable."""
+    return gaussian_blur(to_luma_chroma(images)[1], max(float(sigma) * images.shape[-1], 1e-3))
+
+
+def chroma_strength(images: torch.Tensor, sigma: float = 2 / 64) -> torch.Tensor:
+    """``(B, 1, H, W)`` how vivid each region's colour is: the length of the smoothed chroma
+    (:func:`smooth_chroma`, blur ``sigma`` × the side; 0 = grey). Differentiable."""
+    return smooth_chroma(images, sigma).norm(dim=1, keepdim=True)
+
+
+def colour_cast(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` how much more vivid each output's head (face and hair, :func:`head_mask`) is than its input
+    (``(B, ...)`` or one ``(1, ...)`` for all): the mean over the head of the rise of
+    :func:`chroma_strength` (0-1 scale; falls count as 0). 0 when colour only faded (greying hair) or
+    kept; above :data:`CAST_LIMIT`, a colour cast (orange hair, warmed skin)."""
+    if inputs.shape[-2:] != outputs.shape[-2:]:
+        raise ValueError(f"input size {tuple(inputs.shape[-2:])} differs from output size "
+                         f"{tuple(outputs.shape[-2:])}")
+    with torch.no_grad():
+        rise = (chroma_strength(outputs.detach().double().cpu())
+                - chroma_strength(inputs.detach().double().cpu())).clamp_min(0)[:, 0]
+        return rise[:, head_mask(rise.shape[-1])].mean(1).float()
 
 
 def patch_change(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
@@ -188,6 +230,12 @@ def patch_change(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         d = smooth_chroma(outputs.detach().double().cpu()) - smooth_chroma(inputs.detach().double().cpu())
         m = skin_mask(d.shape[-1]).bool()
         return d[:, :, m].var(-1).sum(1).sqrt().float()
+
+
+def head_mask(size: int) -> torch.Tensor:
+    """``(size, size)`` bool mask, True inside the head ellipse of an FFHQ-aligned crop (face and hair; the
+    complement of :func:`background_mask`)."""
+    return ~background_mask(size)
 
 
 def background_mask(size: int) -> torch.Tensor:
