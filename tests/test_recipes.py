@@ -112,6 +112,10 @@ FORMER_SCRIPT["pada-demo64-v7e"] = (
 FORMER_SCRIPT["pada-demo64-v7f"] = (
     FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v7f")
     + " --pada-set background_guard=0.05 --pada-set shift_gain=43:1,60.5:1.3,80:1.6")
+# v7g: v7f plus the saturation guard, one more inference-only default (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7g"] = (
+    FORMER_SCRIPT["pada-demo64-v7f"].replace("runs/pada64v7f", "runs/pada64v7g")
+    + " --pada-set saturation_guard=0.01")
 # v9 (tried in session 20): v7e with the gender hold seen by training too
 FORMER_SCRIPT["pada-demo64-v9"] = (
     FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v9")
@@ -243,8 +247,8 @@ def test_the_script_and_the_registry_use_the_recipes():
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
     # kept to reproduce replaced models and tried runs (docs/pada_method.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
-                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v7e", "pada-demo64-v8",
-                "pada-demo64-v9", "pada-demo64-v10"}
+                "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v7e", "pada-demo64-v7f",
+                "pada-demo64-v8", "pada-demo64-v9", "pada-demo64-v10"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer

@@ -80,7 +80,7 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--saturation-guard", type=float_option(0.0, 1.0, hi_open=True), default=None,
                    metavar="M", help="keep the head's smoothed colour strength at most M (0-1 scale) above "
                    "the input's while sampling: hair may grey, but not turn orange, and the skin is not "
-                   "warmed (default: the model's; 0 = off; docs/pada_method.md)")
+                   "warmed (default: the model's, 0.01 for pada-demo64; 0 = off; docs/pada_method.md)")
     p.add_argument("--patch-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="G",
                    help="with --calibrate, leave out edit lengths whose render's skin colour changed "
                    "unevenly (a patchwork of pale, red or grey regions; the patch score above G, e.g. "
