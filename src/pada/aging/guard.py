@@ -26,8 +26,8 @@ toward grey at the same brightness. Colour may fade (greying hair, paler lips) a
 the input's strength, not intensify: the shipped v7e/v7f models, asked for old faces, paint the hair
 orange and warm the skin (the head's smoothed chroma strength grows in 84–86 % of 64 eighty outputs),
 which the age network reads as old and a person as a colour cast. Default: the model's
-(``PadaConfig.saturation_guard``), ``AgingPipeline.age(saturation_guard=)``,
-``pada age --saturation-guard M``.
+(``PadaConfig.saturation_guard``: 0.01 for the shipped ``pada-demo64`` since v7g, 0 = off),
+``AgingPipeline.age(saturation_guard=)``, ``pada age --saturation-guard M``.
 """
 
 from __future__ import annotations
