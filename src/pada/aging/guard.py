@@ -24,9 +24,9 @@ from growing more vivid: after the same blur, the strength of each pixel's colou
 (Cb, Cr) chroma) may exceed the input's by at most ``saturation``; beyond that the chroma is scaled
 toward grey at the same brightness. Colour may fade (greying hair, paler lips) and change hue within
 the input's strength, not intensify: the shipped v7e/v7f models, asked for old faces, paint the hair
-orange and warm the skin (the head's smoothed chroma strength grows in 84–86 % of 64 eighty outputs),
-which the age network reads as old and a person as a colour cast. Default: the model's
-(``PadaConfig.saturation_guard``: 0.01 for the shipped ``pada-demo64`` since v7g, 0 = off),
+orange and warm the skin (the smoothed chroma strength of hair and skin grows in 81–88 % of v7f's
+sixty and eighty outputs), which the age network reads as old and a person as a colour cast. Default:
+the model's (``PadaConfig.saturation_guard``: 0.01 for the shipped ``pada-demo64`` since v7g, 0 = off),
 ``AgingPipeline.age(saturation_guard=)``, ``pada age --saturation-guard M``.
 """
 
