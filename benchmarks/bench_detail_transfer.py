@@ -10,8 +10,9 @@ of the same results with the evaluation's critics (dlib-age, SFace, dlib-gender,
 * ``transfer``: the detail-transferred results against the S px inputs (what ``pada age`` writes now).
 
 Per view and target: Age MAE to the group centre, mean estimated age, identity (SFace cosine to the input),
-the share of outputs read as the input's gender, the share in which YuNet finds a face, and the share
-whose high-frequency energy is within 1.5x the input's.
+the share of outputs read as the input's gender, the share in which YuNet finds a face, the share
+whose high-frequency energy is within 1.5x the input's, and the shares without colour patchwork and
+without a colour cast (``patch ok``, ``cast ok``: docs/evaluation.md).
 
     python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo   # ~8 min, 2 cores
     python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo --max-images 2 --n 1
@@ -47,7 +48,16 @@ def main(argv=None) -> int:
     from pada.data.groups import AGE_GROUPS, description
     from pada.evaluation.metrics import embed, predict_ages
     from pada.evaluation.runner import load_critics, load_eval_data
-    from pada.evaluation.scores import HF_RATIO_LIMIT, face_found_rate, gender_kept, hf_energy_ratio
+    from pada.evaluation.scores import (
+        CAST_LIMIT,
+        HF_RATIO_LIMIT,
+        PATCH_LIMIT,
+        colour_cast,
+        face_found_rate,
+        gender_kept,
+        hf_energy_ratio,
+        patch_change,
+    )
     from pada.faces.align import aligned_crop
     from pada.faces.io import load_image, to_tensor
 
@@ -89,7 +99,9 @@ def main(argv=None) -> int:
                 "identity": round(sum(ident) / len(ident), 4),
                 "gender_kept": round(float(gender_kept(critics.gender, flat, xs).float().mean()), 4),
                 "face_found": round(face_found_rate(critics.faces, flat), 4),
-                "hf_ok": round(float((hf_energy_ratio(flat, xs) <= HF_RATIO_LIMIT).float().mean()), 4)}
+                "hf_ok": round(float((hf_energy_ratio(flat, xs) <= HF_RATIO_LIMIT).float().mean()), 4),
+                "patch_ok": round(float((patch_change(flat, xs) <= PATCH_LIMIT).float().mean()), 4),
+                "cast_ok": round(float((colour_cast(flat, xs) <= CAST_LIMIT).float().mean()), 4)}
         print(f"{group.word}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     summary = {name: {k: round(sum(t[k] for t in per.values()) / len(per), 4)
                       for k in next(iter(per.values()))} for name, per in views.items()}
