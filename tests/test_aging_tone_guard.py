@@ -123,13 +123,18 @@ def test_background_guard_holds_the_backdrop_and_leaves_the_head():
         ToneGuard(x, 0.1, background=1.2)
 
 
+def _plain_and_held(**guard):
+    """A tiny pipeline whose random decoder changes colours, one face, and its results without and with
+    ``guard`` (same seed)."""
+    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
+    x = faces(1)[0]
+    return p, x, p.age(x, text=TEXT, n=2, seed=1), p.age(x, text=TEXT, n=2, seed=1, **guard)
+
+
 def test_pipeline_background_guard_keeps_the_backdrop():
     from pada.evaluation.scores import background_change
 
-    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
-    x = faces(1)[0]
-    plain = p.age(x, text=TEXT, n=2, seed=1)
-    held = p.age(x, text=TEXT, n=2, seed=1, background_guard=0.03)
+    p, x, plain, held = _plain_and_held(background_guard=0.03)
     assert float(background_change(plain.images, x[None], step=0.07).max()) > 0.2  # a random decoder moves it
     assert float(background_change(held.images, x[None], step=0.07).max()) < 0.05
     sweep = p.lifespan(x, gender="male", frames_per_segment=1, background_guard=0.03)
@@ -200,10 +205,7 @@ def test_pipeline_and_baseline_sample_under_the_saturation_guard():
     from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
     from pada.evaluation.scores import CAST_LIMIT, colour_cast
 
-    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
-    x = faces(1)[0]
-    plain = p.age(x, text=TEXT, n=2, seed=1)
-    held = p.age(x, text=TEXT, n=2, seed=1, saturation_guard=0.005)
+    p, x, plain, held = _plain_and_held(saturation_guard=0.005)
     assert float(colour_cast(plain.images, x[None]).max()) > CAST_LIMIT  # a random decoder paints colour
     assert float(colour_cast(held.images, x[None]).max()) < CAST_LIMIT
     sweep = p.lifespan(x, gender="male", frames_per_segment=1, saturation_guard=0.005)
