@@ -96,39 +96,33 @@ FORMER_SCRIPT["pada-demo64-v7"] = (
     FORMER_SCRIPT["pada-demo64-v6"].replace("runs/pada64v6", "runs/pada64v7")
     .replace("div_target=0.08", "div_target=0.16").replace("dir_spread=0.4", "dir_spread=0.7")
     + " --pada-set shift_age_direction=true --pada-set spread_basis=true")  # the basis: inference only
-# v7c: v7's run with two inference-only defaults stored in the model (trained tensors unchanged)
-FORMER_SCRIPT["pada-demo64-v7c"] = (
-    FORMER_SCRIPT["pada-demo64-v7"].replace("runs/pada64v7", "runs/pada64v7c")
-    + " --pada-set draw_spread=0.12 --pada-set calibrate=true")
-# v7d: v7c plus the tone guard, one more inference-only default (trained tensors unchanged)
-FORMER_SCRIPT["pada-demo64-v7d"] = (
-    FORMER_SCRIPT["pada-demo64-v7c"].replace("runs/pada64v7c", "runs/pada64v7d")
-    + " --pada-set tone_guard=0.1")
-# v7e: v7d plus the gender hold, one more inference-only default (trained tensors unchanged)
-FORMER_SCRIPT["pada-demo64-v7e"] = (
-    FORMER_SCRIPT["pada-demo64-v7d"].replace("runs/pada64v7d", "runs/pada64v7e")
-    + " --pada-set hold_gender=true")
-# v7f: v7e plus the background guard and a longer edit at old targets, inference-only defaults (same tensors)
-FORMER_SCRIPT["pada-demo64-v7f"] = (
-    FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v7f")
-    + " --pada-set background_guard=0.05 --pada-set shift_gain=43:1,60.5:1.3,80:1.6")
-# v7g: v7f plus the saturation guard, one more inference-only default (trained tensors unchanged)
-FORMER_SCRIPT["pada-demo64-v7g"] = (
-    FORMER_SCRIPT["pada-demo64-v7f"].replace("runs/pada64v7f", "runs/pada64v7g")
-    + " --pada-set saturation_guard=0.01")
-# v9 (tried in session 20): v7e with the gender hold seen by training too
-FORMER_SCRIPT["pada-demo64-v9"] = (
-    FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v9")
-    + " --loss-set train_hold=true")
-# v10 (session 22): v7e plus the background guard, both guards seen by training
-FORMER_SCRIPT["pada-demo64-v10"] = (
-    FORMER_SCRIPT["pada-demo64-v7e"].replace("runs/pada64v7e", "runs/pada64v10")
-    + " --pada-set background_guard=0.05 --loss-set train_guard=true")
-# v8 (tried in session 19, not shipped): v7c's run plus L_tone
-FORMER_SCRIPT["pada-demo64-v8"] = (
-    FORMER_SCRIPT["pada-demo64-v7c"].replace("runs/pada64v7c", "runs/pada64v8")
-    + " --loss-set lambda_tone=400 --loss-set tone_margin=0.05")
 
+def _derived(base: str, name: str, extra: str) -> str:
+    """pada-demo64-``base``'s command writing to runs/pada64``name``, with ``extra`` settings added."""
+    command = FORMER_SCRIPT[f"pada-demo64-{base}"]
+    return command.replace(f"runs/pada64{base}", f"runs/pada64{name}") + " " + extra
+
+
+# v7c: v7's run with two inference-only defaults stored in the model (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7c"] = _derived("v7", "v7c",
+                                             "--pada-set draw_spread=0.12 --pada-set calibrate=true")
+# v7d: v7c plus the tone guard, one more inference-only default (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7d"] = _derived("v7c", "v7d", "--pada-set tone_guard=0.1")
+# v7e: v7d plus the gender hold, one more inference-only default (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7e"] = _derived("v7d", "v7e", "--pada-set hold_gender=true")
+# v7f: v7e plus the background guard and a longer edit at old targets, inference-only defaults (same tensors)
+FORMER_SCRIPT["pada-demo64-v7f"] = _derived(
+    "v7e", "v7f", "--pada-set background_guard=0.05 --pada-set shift_gain=43:1,60.5:1.3,80:1.6")
+# v7g: v7f plus the saturation guard, one more inference-only default (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7g"] = _derived("v7f", "v7g", "--pada-set saturation_guard=0.01")
+# v9 (tried in session 20): v7e with the gender hold seen by training too
+FORMER_SCRIPT["pada-demo64-v9"] = _derived("v7e", "v9", "--loss-set train_hold=true")
+# v10 (session 22): v7e plus the background guard, both guards seen by training
+FORMER_SCRIPT["pada-demo64-v10"] = _derived("v7e", "v10",
+                                             "--pada-set background_guard=0.05 --loss-set train_guard=true")
+# v8 (tried in session 19, not shipped): v7c's run plus L_tone
+FORMER_SCRIPT["pada-demo64-v8"] = _derived("v7c", "v8",
+                                            "--loss-set lambda_tone=400 --loss-set tone_margin=0.05")
 
 def _configs(trainer: str, args) -> tuple:
     """What a trainer builds from its parsed options (the settings that reach the run)."""
