@@ -141,6 +141,27 @@ def test_patch_change_flags_a_patchwork_of_colours_not_an_even_tint_or_grey_line
         smooth_chroma(x[:, :1])
 
 
+def test_blotch_flags_uneven_skin_brightness_not_an_even_change_lines_or_hair():
+    from pada.evaluation.scores import BLOTCH_LIMIT, blotch
+
+    x = _smooth(1, 64, seed=3) * 0.5
+    lighter = x + 0.2  # the whole face lighter: even
+    blob = x.clone()
+    blob[..., 18:28, 22:42] += 0.5  # a pale blob on the forehead
+    sockets = x.clone()
+    sockets[..., 27:35, 17:29] -= 0.6  # hollow dark eye sockets
+    sockets[..., 27:35, 35:47] -= 0.6
+    lines = x + 0.2 * ((torch.arange(64) % 4) < 2).float().view(1, 1, 64, 1) - 0.1  # fine lines, all over
+    crown = x.clone()
+    crown[..., :10, :] += 0.5  # the crown lightened (greying hair): outside the skin
+    b = blotch(torch.cat([x, lighter, blob, sockets, lines, crown]), x)
+    assert float(b[0]) == 0.0 and float(b[5]) == 0.0
+    assert float(b[1]) < 1e-6 and float(b[4]) < 0.2 * BLOTCH_LIMIT
+    assert float(b[2]) > 1.2 * BLOTCH_LIMIT and float(b[3]) > 1.2 * BLOTCH_LIMIT
+    with pytest.raises(ValueError, match="differs"):
+        blotch(x, x[..., :32, :32])
+
+
 def test_luma_chroma_round_trip_and_chroma_strength():
     from pada.evaluation.scores import chroma_strength, from_luma_chroma, to_luma_chroma
 
@@ -381,6 +402,8 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert 0 <= old["patch_ok"] <= 1 and old["patch_change_median"] >= 0
     assert sub["lifespan"]["patch_ok"] is not None and "patch_ok" in sub["reference"]
     assert 0 <= old["cast_ok"] <= 1 and old["colour_cast_median"] >= 0 and "cast_ok" in sub["reference"]
+    assert 0 <= old["blotch_ok"] <= 1 and old["blotch_median"] >= 0 and "blotch_ok" in sub["reference"]
+    assert sub["lifespan"]["blotch_ok"] is not None
     assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
     assert sub["lifespan"]["spearman"] == pytest.approx(1.0)
     dw = sub["done_when"]
@@ -389,7 +412,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["overall"]["high_level_diversity"]["id"]["on"] is not None
     text = summary_table(rep)
     assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
-    assert "tone ok" in text and "bg ok" in text and "patch" in text and " cast" in text
+    assert "tone ok" in text and "bg ok" in text and "patch" in text and " cast" in text and " blot" in text
     assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
     # the real pipeline's age() has a fixed signature: an option it does not know is one clear error
     from pada.aging.pipeline import AgingPipeline

@@ -73,6 +73,12 @@ PATCH_LIMIT = 0.025
 #: (:func:`colour_cast`, 0-1 chroma scale; reported). Set by eye on v7f's 64 eighty outputs of the 16
 #: held-out faces (session 24): those above it have orange hair or an orange-red face
 CAST_LIMIT = 0.015
+#: an output's skin counts as blotched when the spread of its smoothed luma change (:func:`blotch`, 0-1
+#: scale) exceeds this (reported; the back-off of :mod:`pada.aging.backoff` holds outputs to it). Set by
+#: eye on v7g's 64 toddler and 64 eighty outputs of the 16 held-out faces sorted by the score (session 25):
+#: above it, pale blobs on the forehead or cheeks, grey smears around the mouth, darkened eye sockets;
+#: below it, a face lightened, darkened or lined as a whole
+BLOTCH_LIMIT = 0.06
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -230,6 +236,22 @@ def patch_change(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         d = smooth_chroma(outputs.detach().double().cpu()) - smooth_chroma(inputs.detach().double().cpu())
         m = skin_mask(d.shape[-1]).bool()
         return d[:, :, m].var(-1).sum(1).sqrt().float()
+
+
+def blotch(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """``(B,)`` how unevenly each output's skin brightness changed against its input (``(B, ...)`` or one
+    ``(1, ...)`` for all): the standard deviation over the skin region (:func:`skin_mask`) of the change of
+    the luma blurred by :data:`PATCH_SIGMA` (0-1 scale). 0 for an unchanged face or one lightened or
+    darkened as a whole; above :data:`BLOTCH_LIMIT`, blotches: a pale blob on the forehead, a grey smear
+    at the mouth, hollow dark eye sockets (what :func:`patch_change` is for colour, this is for brightness;
+    the tone guard bounds each pixel's change, not how unevenly the skin changes within that bound)."""
+    if inputs.shape[-2:] != outputs.shape[-2:]:
+        raise ValueError(f"input size {tuple(inputs.shape[-2:])} differs from output size "
+                         f"{tuple(outputs.shape[-2:])}")
+    with torch.no_grad():
+        o, i = outputs.detach().double().cpu(), inputs.detach().double().cpu()
+        d = (smooth_luma(o, PATCH_SIGMA) - smooth_luma(i, PATCH_SIGMA))[:, 0]
+        return d[:, skin_mask(d.shape[-1]).bool()].std(1).float()
 
 
 def head_mask(size: int) -> torch.Tensor:
@@ -399,9 +421,11 @@ def interpolate_curve(points: Sequence[tuple[float, float]], x: float) -> float 
     return None
 
 
-__all__ = ["BACKGROUND_AREA_LIMIT", "DIVERSITY_MARGIN", "FACE_FOUND_TARGET", "FaceCheck", "FaceFinder",
-           "HF_BLUR_LIMIT", "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET", "PATCH_LIMIT", "PATCH_SIGMA",
-           "SKIN_ELLIPSE", "SPEARMAN_TARGET", "TONE_AREA_LIMIT", "TONE_STEP", "background_change",
-           "background_mask", "face_found_rate", "gaussian_blur", "hf_energy_ratio", "interpolate_curve",
-           "laplacian_energy", "patch_change", "rankdata", "reference_shift", "skin_mask", "smooth_chroma",
-           "smooth_luma", "spearman", "tone_change", "tone_shift"]
+__all__ = ["BACKGROUND_AREA_LIMIT", "BLOTCH_LIMIT", "CAST_LIMIT", "DIVERSITY_MARGIN", "FACE_FOUND_TARGET",
+           "FaceCheck", "FaceFinder", "HF_BLUR_LIMIT", "HF_OK_TARGET", "HF_RATIO_LIMIT", "ID_TARGET",
+           "PATCH_LIMIT", "PATCH_SIGMA", "SKIN_ELLIPSE", "SPEARMAN_TARGET", "TONE_AREA_LIMIT", "TONE_STEP",
+           "background_change", "background_mask", "blotch", "chroma_strength", "colour_cast",
+           "face_found_rate", "from_luma_chroma", "gaussian_blur", "head_mask", "hf_energy_ratio",
+           "interpolate_curve", "laplacian_energy", "patch_change", "rankdata", "reference_shift",
+           "skin_mask", "smooth_chroma", "smooth_luma", "spearman", "to_luma_chroma", "tone_change",
+           "tone_shift"]
