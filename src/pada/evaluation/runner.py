@@ -48,6 +48,7 @@ from pada.evaluation.fid import (
 from pada.evaluation.metrics import Critic, embed, predict_ages, psnr, ssim
 from pada.evaluation.scores import (
     BACKGROUND_AREA_LIMIT,
+    BLOTCH_LIMIT,
     CAST_LIMIT,
     DIVERSITY_MARGIN,
     FACE_FOUND_TARGET,
@@ -59,6 +60,7 @@ from pada.evaluation.scores import (
     SPEARMAN_TARGET,
     TONE_AREA_LIMIT,
     background_change,
+    blotch,
     colour_cast,
     gender_kept,
     hf_energy_ratio,
@@ -291,7 +293,8 @@ def _images_of(result: Any) -> torch.Tensor:
 
 class _OutputChecks:
     """The checks on outputs that catch broken images (face found, high-frequency ratio, skin tone, colour
-    patches, colour cast, background, gender kept), gathered over sources and summarised by :meth:`scores`."""
+    patches, colour cast, blotches, background, gender kept), gathered over sources and summarised by
+    :meth:`scores`."""
 
     def __init__(self) -> None:
         self.found: list[torch.Tensor] = []
@@ -299,6 +302,7 @@ class _OutputChecks:
         self.tone: list[torch.Tensor] = []
         self.patch: list[torch.Tensor] = []
         self.cast: list[torch.Tensor] = []
+        self.blotch: list[torch.Tensor] = []
         self.background: list[torch.Tensor] = []
         self.gender: list[torch.Tensor] = []
 
@@ -308,6 +312,7 @@ class _OutputChecks:
         self.tone.append(tone_change(outs, source))
         self.patch.append(patch_change(outs, source))
         self.cast.append(colour_cast(outs, source))
+        self.blotch.append(blotch(outs, source))
         self.background.append(background_change(outs, source))
         if critics.gender is not None:
             self.gender.append(gender_kept(critics.gender, outs, source))
@@ -315,12 +320,12 @@ class _OutputChecks:
             self.found.append(critics.faces(outs).reshape(-1).bool())
 
     def extend(self, other: _OutputChecks) -> None:
-        for name in ("found", "hf", "tone", "patch", "cast", "background", "gender"):
+        for name in ("found", "hf", "tone", "patch", "cast", "blotch", "background", "gender"):
             getattr(self, name).extend(getattr(other, name))
 
     def scores(self) -> dict[str, Any]:
-        """Face-found rate, high-frequency ratio, skin-tone, colour-patch, colour-cast and background
-        statistics and gender-kept rate (None when not measured)."""
+        """Face-found rate, high-frequency ratio, skin-tone, colour-patch, colour-cast, blotch and
+        background statistics and gender-kept rate (None when not measured)."""
         k = torch.cat(self.gender) if self.gender else torch.zeros(0, dtype=torch.bool)
         f = torch.cat(self.found) if self.found else torch.zeros(0, dtype=torch.bool)
         r = torch.cat(self.hf) if self.hf else torch.zeros(0)
@@ -328,6 +333,7 @@ class _OutputChecks:
         b = torch.cat(self.background) if self.background else torch.zeros(0)
         q = torch.cat(self.patch) if self.patch else torch.zeros(0)
         v = torch.cat(self.cast) if self.cast else torch.zeros(0)
+        u = torch.cat(self.blotch) if self.blotch else torch.zeros(0)
         return {
             "background_ok": float((b <= BACKGROUND_AREA_LIMIT).float().mean()) if b.numel() else None,
             "background_change_mean": float(b.mean()) if b.numel() else None,
@@ -337,6 +343,8 @@ class _OutputChecks:
             "patch_change_median": float(q.median()) if q.numel() else None,
             "cast_ok": float((v <= CAST_LIMIT).float().mean()) if v.numel() else None,
             "colour_cast_median": float(v.median()) if v.numel() else None,
+            "blotch_ok": float((u <= BLOTCH_LIMIT).float().mean()) if u.numel() else None,
+            "blotch_median": float(u.median()) if u.numel() else None,
             "gender_kept": float(k.float().mean()) if k.numel() else None,
             "face_found_rate": float(f.float().mean()) if f.numel() else None,
             "hf_ratio_median": float(r.median()) if r.numel() else None,
@@ -471,7 +479,8 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
         _log(f"  {word}: age MAE {entry['age_mae']:.2f}, ID {entry['id_similarity']:.4f}, face found "
              f"{_pct(entry.get('face_found_rate'))}, HF ratio <= {HF_RATIO_LIMIT:g} "
              f"{_pct(entry.get('hf_ratio_ok'))}, tone ok {_pct(entry.get('tone_ok'))}, patch ok "
-             f"{_pct(entry.get('patch_ok'))}, cast ok {_pct(entry.get('cast_ok'))}", verbose)
+             f"{_pct(entry.get('patch_ok'))}, cast ok {_pct(entry.get('cast_ok'))}, blotch ok "
+             f"{_pct(entry.get('blotch_ok'))}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
     overall.update(pooled.scores())
@@ -811,8 +820,8 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
     first = next(iter(models))
     options = dict(cfg.pipeline_options)
     if options:
-        guards = {k: getattr(baseline, k) for k in ("tone_guard", "background_guard", "saturation_guard")
-                  if hasattr(baseline, k)}
+        guards = {k: getattr(baseline, k) for k in ("tone_guard", "background_guard", "saturation_guard",
+                                                    "blotch_guard") if hasattr(baseline, k)}
         report["notes"].append(f"PADA pipelines run with options {options} (the baseline without; its "
                                f"guards: {guards or 'none'})")
     for pipe in models.values():
@@ -904,8 +913,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     if "baseline" in report:
         rows[f"DiffAE linear (strength {report['baseline']['strength']:g})"] = report["baseline"]
     lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | face found ↑ | HF ratio ≤ 1.5 ↑ | "
-              "tone ok ↑ | patch ok ↑ | cast ok ↑ | bg kept ↑ | gender kept ↑ | FD ↓ | "
-              "div-ID (high/low/both) | div-px |", "|---" * 15 + "|"]
+              "tone ok ↑ | patch ok ↑ | cast ok ↑ | blotch ok ↑ | bg kept ↑ | gender kept ↑ | FD ↓ | "
+              "div-ID (high/low/both) | div-px |", "|---" * 16 + "|"]
     for name, sub in rows.items():
         for word, e in sub["per_target"].items():
             modes = e.get("modes", {})
@@ -915,7 +924,8 @@ def to_markdown(report: dict[str, Any]) -> str:
                          f"{_fmt(e['age_mean'], 1)} | {_fmt(e['id_similarity'], 4)} | "
                          f"{_pct(e.get('face_found_rate'))} | {_pct(e.get('hf_ratio_ok'))} | "
                          f"{_pct(e.get('tone_ok'))} | {_pct(e.get('patch_ok'))} | "
-                         f"{_pct(e.get('cast_ok'))} | {_pct(e.get('background_ok'))} | "
+                         f"{_pct(e.get('cast_ok'))} | {_pct(e.get('blotch_ok'))} | "
+                         f"{_pct(e.get('background_ok'))} | "
                          f"{_pct(e.get('gender_kept'))} | {_fmt(e.get('fd'))} | "
                          f"{div} | {px} |")
     lines += ["", "| model | Age MAE ↓ | ID ↑ | FD ↓ |", "|---|---|---|---|"]
@@ -949,7 +959,8 @@ def summary_table(report: dict[str, Any]) -> str:
     """A one-screen text summary (lines <= 110 characters): per model, per target the failure scores
     (face found, share of outputs with high-frequency ratio <= 1.5, its median, share blurred, share whose
     skin keeps its shading: ``tone ok``, share whose skin colour changed evenly: ``patch``, share whose
-    head's colour did not grow more vivid: ``cast``, share whose background stays: ``bg ok``, share read
+    head's colour did not grow more vivid: ``cast``, share whose skin brightness changed evenly: ``blot``,
+    share whose background stays: ``bg ok``, share read
     as the input's
     gender: ``gender``), ID and Age MAE; then
     lifespan monotonicity, diversity, reference-guided aging and the issue's acceptance checks
@@ -967,18 +978,19 @@ def summary_table(report: dict[str, Any]) -> str:
         rows[f"linear baseline (strength {report['baseline']['strength']:g})"] = report["baseline"]
     for name, sub in rows.items():
         lines += [f"-- {name}",
-                  f"   {'target':<18}{'face':>10}{'HF ok':>7}{'HF med':>8}{'blur':>6}{'tone ok':>8}"
-                  f"{'patch':>6}{'cast':>6}{'bg ok':>6}{'gender':>7}{'ID':>7}{'MAE':>7}{'age':>6}"]
+                  f"   {'target':<17}{'face':>10}{'HF ok':>7}{'HF med':>7}{'blur':>6}{'tone ok':>8}"
+                  f"{'patch':>6}{'cast':>6}{'blot':>6}{'bg ok':>6}{'gender':>7}{'ID':>7}{'MAE':>7}{'age':>6}"]
         o = sub["overall"]
         for word, e in [*sub["per_target"].items(), ("all", o)]:
             label = "all (worst)" if word == "all" else f"{word} ({e['target_age']:g})"
             face = _pct(e.get("face_found_rate"))
             if word == "all" and o.get("face_found_min") is not None:
                 face = f"{face} ({_pct(o['face_found_min'])})"
-            lines.append(f"   {label:<18}{face:>10}{_pct(e.get('hf_ratio_ok')):>7}"
-                         f"{_fmt(e.get('hf_ratio_median')):>8}{_pct(e.get('hf_ratio_blurred')):>6}"
+            lines.append(f"   {label:<17}{face:>10}{_pct(e.get('hf_ratio_ok')):>7}"
+                         f"{_fmt(e.get('hf_ratio_median')):>7}{_pct(e.get('hf_ratio_blurred')):>6}"
                          f"{_pct(e.get('tone_ok')):>8}{_pct(e.get('patch_ok')):>6}"
-                         f"{_pct(e.get('cast_ok')):>6}{_pct(e.get('background_ok')):>6}"
+                         f"{_pct(e.get('cast_ok')):>6}{_pct(e.get('blotch_ok')):>6}"
+                         f"{_pct(e.get('background_ok')):>6}"
                          f"{_pct(e.get('gender_kept')):>7}"
                          f"{_fmt(e.get('id_similarity'), 3):>7}"
                          f"{_fmt(e.get('age_mae'), 1):>7}{_fmt(e.get('age_mean'), 1):>6}")
@@ -988,12 +1000,12 @@ def summary_table(report: dict[str, Any]) -> str:
         ls = sub.get("lifespan")
         if ls:
             ages = " ".join(_fmt(v, 0) for v in ls["age_mean_per_group"].values())
-            lines.append(f"   lifespan: Spearman {_fmt(ls['spearman'], 3)} ({ls['n_faces']} faces); face "
-                         f"{_pct(ls.get('face_found_rate'))}, HF ok {_pct(ls.get('hf_ratio_ok'))}, tone ok "
-                         f"{_pct(ls.get('tone_ok'))}, patch {_pct(ls.get('patch_ok'))}, cast "
-                         f"{_pct(ls.get('cast_ok'))}, bg ok "
-                         f"{_pct(ls.get('background_ok'))}, gender "
-                         f"{_pct(ls.get('gender_kept'))}, ID {_fmt(ls.get('id_similarity'), 3)}")
+            lines.append(f"   lifespan: Spearman {_fmt(ls['spearman'], 3)} ({ls['n_faces']} faces), ID "
+                         f"{_fmt(ls.get('id_similarity'), 3)}; face {_pct(ls.get('face_found_rate'))}, "
+                         f"HF ok {_pct(ls.get('hf_ratio_ok'))}, tone ok {_pct(ls.get('tone_ok'))}")
+            lines.append(f"   lifespan: patch {_pct(ls.get('patch_ok'))}, cast {_pct(ls.get('cast_ok'))}, "
+                         f"blotch {_pct(ls.get('blotch_ok'))}, bg ok {_pct(ls.get('background_ok'))}, "
+                         f"gender {_pct(ls.get('gender_kept'))}")
             lines.append(f"   lifespan ages by group: {ages}")
         hl = o.get("high_level_diversity")
         if hl:
