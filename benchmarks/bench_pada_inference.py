@@ -84,6 +84,9 @@ def main() -> None:
                     help="backdrop margin while sampling (default: the model's; 0 = off)")
     ap.add_argument("--saturation-guard", type=float, default=None,
                     help="head colour-strength margin while sampling (default: the model's; 0 = off)")
+    ap.add_argument("--blotch-guard", type=float, default=None,
+                    help="re-render results whose skin brightness changed unevenly beyond this with a "
+                         "shorter edit (default: the model's; 0 = off)")
     ap.add_argument("--out-size", type=int, default=0,
                     help="also carry the results onto an S px crop of the face (detail transfer, as "
                          "pada age --out-size; with --model the demo set's S px crop if built; 0 = off)")
@@ -126,7 +129,8 @@ def main() -> None:
     kw = {"text": "man's face in his sixties", "n": args.n, "steps": args.steps,
           "low_diversity": args.low_diversity, "sampler": args.sampler, "calibrate": args.calibrate,
           "draw_spread": args.draw_spread, "tone_guard": args.tone_guard,
-          "background_guard": args.background_guard, "saturation_guard": args.saturation_guard}
+          "background_guard": args.background_guard, "saturation_guard": args.saturation_guard,
+          "blotch_guard": args.blotch_guard}
     if args.inv_steps:
         kw["inversion_steps"] = args.inv_steps
     if args.out_size:
@@ -150,7 +154,8 @@ def main() -> None:
         "preset": args.preset, "image_size": size, "vl": args.vl, "n_outputs": args.n, "steps": args.steps,
         "low_diversity": args.low_diversity, "calibrate": args.calibrate, "draw_spread": args.draw_spread,
         "tone_guard": args.tone_guard, "background_guard": args.background_guard,
-        "saturation_guard": args.saturation_guard, "out_size": args.out_size or None,
+        "saturation_guard": args.saturation_guard, "blotch_guard": args.blotch_guard,
+        "out_size": args.out_size or None,
         "device": str(device), "threads": torch.get_num_threads(),
         "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},
         "total_seconds_best": round(min(totals), 4), "total_seconds_all": [round(t, 4) for t in totals],

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from pada.aging.backoff import back_off
 from pada.aging.guard import tone_guard as make_tone_guard
 from pada.aging.guard import tone_margin
 from pada.aging.pipeline import (
@@ -161,14 +162,15 @@ class LinearBaselinePipeline:
     The target age comes from ``target_age``, else from a canonical description (its group centre), else
     from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
     diversity (fresh x_T per output) works as in PADA. ``sampler`` / ``steps`` / ``tone_guard`` /
-    ``background_guard`` / ``saturation_guard``: as in ``AgingPipeline`` (evaluation passes the PADA
-    pipeline's, so both are compared at equal sampling; a guard of 0 = off).
+    ``background_guard`` / ``saturation_guard`` / ``blotch_guard``: as in ``AgingPipeline`` (evaluation
+    passes the PADA pipeline's, so both are compared at equal sampling; a guard of 0 = off; the blotch
+    back-off shortens the baseline's edit from the source code the same way).
     """
 
     def __init__(self, diffae, direction: LinearAgeDirection, device: torch.device | str = "cpu",
                  steps: int | None = None, strength: float = 1.0, sampler: str = AGING_SAMPLER,
                  tone_guard: float = 0.0, background_guard: float = 0.0,
-                 saturation_guard: float = 0.0) -> None:
+                 saturation_guard: float = 0.0, blotch_guard: float = 0.0) -> None:
         self.diffae, self.direction = diffae, direction
         spec = get_sampler(sampler)
         self.sampler, self.steps = spec.name, int(steps or spec.default_steps)
@@ -176,6 +178,7 @@ class LinearBaselinePipeline:
         self.tone_guard = tone_margin(tone_guard)
         self.background_guard = tone_margin(background_guard, "background guard")
         self.saturation_guard = tone_margin(saturation_guard, "saturation guard")
+        self.blotch_guard = tone_margin(blotch_guard, "blotch guard")
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             freeze(diffae.to(self.device))
@@ -187,7 +190,7 @@ class LinearBaselinePipeline:
             eta: float = 0.0, target_age: float | None = None, strength: float | None = None,
             batch_size: int | None = None, tone_guard: float | None = None,
             background_guard: float | None = None, saturation_guard: float | None = None,
-            **_: object) -> AgingResult:
+            blotch_guard: float | None = None, **_: object) -> AgingResult:
         del high_diversity
         clock = _Clock(self.device)
         t0 = time.perf_counter()
@@ -216,9 +219,18 @@ class LinearBaselinePipeline:
         guard = make_tone_guard(x, self.tone_guard if tone_guard is None else tone_guard,
                                 self.background_guard if background_guard is None else background_guard,
                                 self.saturation_guard if saturation_guard is None else saturation_guard)
-        images = decode_chunked(self.diffae, x_T if low_diversity else x_T[:1], z_age, steps or self.steps,
-                                eta=eta, generator=gen, batch_size=batch_size, sampler=self.sampler,
-                                x0_guard=guard)
-        clock.lap("decode", t0)
+        def render(rows: list[int] | None, z: torch.Tensor) -> torch.Tensor:
+            start = (x_T if rows is None else x_T[rows]) if low_diversity else x_T[:1]
+            return decode_chunked(self.diffae, start, z, steps or self.steps, eta=eta, generator=gen,
+                                  batch_size=batch_size, sampler=self.sampler, x0_guard=guard)
+
+        images = render(None, z_age)
+        t0 = clock.lap("decode", t0)
+        blotch_guard = tone_margin(self.blotch_guard if blotch_guard is None else blotch_guard,
+                                   "blotch guard")
+        edit_scales = None
+        if blotch_guard > 0:
+            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render)
+            clock.lap("back-off", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds,
-                           timings=clock.times)
+                           timings=clock.times, edit_scales=edit_scales)

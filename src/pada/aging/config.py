@@ -112,6 +112,11 @@ class PadaConfig:
     :func:`~pada.evaluation.scores.patch_change` above g (a patchwork of pale, red or grey regions, which the
     age critic reads as old and a person as broken). 0 = off; ``pada age --patch-guard`` overrides it per
     request.
+    ``blotch_guard``: pada-only, applied at inference after the decode (:func:`pada.aging.backoff.back_off`;
+    training never sees it): b > 0 renders every output whose skin brightness changed unevenly (a
+    :func:`~pada.evaluation.scores.blotch` above b: pale blobs, grey smears, hollow eye sockets) again with
+    its edit shortened to 0.75, then 0.5 of its length, keeping the first render within b (else the least
+    blotched). 0 = off (paper); ``pada age --blotch-guard`` overrides it per request.
     ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
     ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
     z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the
@@ -148,6 +153,7 @@ class PadaConfig:
     background_guard: float = 0.0
     saturation_guard: float = 0.0
     patch_guard: float = 0.0
+    blotch_guard: float = 0.0
     hold_gender: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
@@ -186,6 +192,8 @@ class PadaConfig:
             raise PadaError(f"saturation_guard must be in [0, 1), got {self.saturation_guard}")
         if not 0.0 <= self.patch_guard < 1.0:
             raise PadaError(f"patch_guard must be in [0, 1), got {self.patch_guard}")
+        if not 0.0 <= self.blotch_guard < 1.0:
+            raise PadaError(f"blotch_guard must be in [0, 1), got {self.blotch_guard}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
         if self.has_spread_basis and self.shift_subspace < 3:

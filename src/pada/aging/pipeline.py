@@ -34,6 +34,7 @@ from typing import Any
 
 import torch
 
+from pada.aging.backoff import back_off
 from pada.aging.detail import head_region, transfer_edit, upsample
 from pada.aging.gain import (
     CALIBRATION_FACTORS,
@@ -82,7 +83,9 @@ class AgingResult:
     reconstruction of the input from (x_T, z_src) when asked for. ``calibration``: with ``calibrate=True``,
     the chosen edit factor, the target age, and each candidate render's age reading and high-frequency ratio.
     ``images_hr`` (N, 3, S, S): with ``image_hr``, the results carried onto the sharper crop
-    (:func:`pada.aging.detail.transfer_edit`).
+    (:func:`pada.aging.detail.transfer_edit`). ``edit_scales``: with a blotch guard, each output's edit
+    length relative to the one it was asked for (1.0, or the shorter one :func:`pada.aging.backoff.back_off`
+    rendered it at).
     """
 
     images: torch.Tensor
@@ -93,13 +96,15 @@ class AgingResult:
     reconstruction: torch.Tensor | None = None
     calibration: dict[str, Any] | None = None
     images_hr: torch.Tensor | None = None
+    edit_scales: list[float] | None = None
 
 
 @dataclass
 class LifespanResult:
     """A row of ages: ``images`` (F, 3, H, W) in [-1, 1], ``labels`` F strings, ``anchors`` frame indices;
     ``calibration``: with ``calibrate=True``, each anchor's :meth:`AgingPipeline.calibrate` result;
-    ``images_hr`` (F, 3, S, S): with ``image_hr``, the frames carried onto the sharper crop."""
+    ``images_hr`` (F, 3, S, S): with ``image_hr``, the frames carried onto the sharper crop;
+    ``edit_scales``: with a blotch guard, each frame's edit length relative to the asked one."""
 
     images: torch.Tensor
     labels: list[str]
@@ -107,6 +112,7 @@ class LifespanResult:
     timings: dict[str, float] = field(default_factory=dict)
     calibration: list[dict[str, Any]] | None = None
     images_hr: torch.Tensor | None = None
+    edit_scales: list[float] | None = None
 
 
 class _Clock:
@@ -377,7 +383,8 @@ class AgingPipeline:
             calibrate: bool | None = None, tone_guard: float | None = None,
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
             keep_background: bool = True, background_guard: float | None = None,
-            saturation_guard: float | None = None, patch_guard: float | None = None) -> AgingResult:
+            saturation_guard: float | None = None, patch_guard: float | None = None,
+            blotch_guard: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -422,6 +429,10 @@ class AgingPipeline:
                 (``PadaConfig.saturation_guard``); 0 = off.
             patch_guard: with ``calibrate``, leave out edit lengths whose render's skin colour changed
                 unevenly (:meth:`calibrate`). Default: the model's (``PadaConfig.patch_guard``); 0 = off.
+            blotch_guard: render outputs whose skin brightness changed unevenly beyond this
+                (:func:`~pada.evaluation.scores.blotch`) again with a shorter edit
+                (:func:`pada.aging.backoff.back_off`; ``AgingResult.edit_scales``). Default: the model's
+                (``PadaConfig.blotch_guard``); 0 = off.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -442,6 +453,8 @@ class AgingPipeline:
         if calibrate is None:
             calibrate = bool(self.model.cfg.calibrate)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
+        blotch_guard = tone_margin(self.model.cfg.blotch_guard if blotch_guard is None else blotch_guard,
+                                   "blotch guard")
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = calibration = x_inv = None
@@ -463,6 +476,15 @@ class AgingPipeline:
             if reconstruct:
                 recon = self.decode(x_T[:1], z_src, steps, sampler=sampler).cpu()
         t0 = clock.lap("decode", t0)
+        edit_scales = None
+        if blotch_guard > 0:
+            def render(rows: list[int], z: torch.Tensor) -> torch.Tensor:
+                start = x_T[rows] if x_T.shape[0] > 1 else x_T
+                return self.decode(start, z, steps, eta=eta, generator=gen, batch_size=batch_size,
+                                   sampler=sampler, x0_guard=guard)
+
+            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render)
+            t0 = clock.lap("back-off", t0)
         images_hr = None
         if x_hr is not None:
             if low_diversity:
@@ -473,7 +495,7 @@ class AgingPipeline:
             clock.lap("detail", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
                            timings=clock.times, reconstruction=recon, calibration=calibration,
-                           images_hr=images_hr)
+                           images_hr=images_hr, edit_scales=edit_scales)
 
     @torch.no_grad()
     def infer_gender(self, image: torch.Tensor) -> str:
@@ -491,7 +513,8 @@ class AgingPipeline:
                  tone_guard: float | None = None, hold_gender: bool | None = None,
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
                  keep_background: bool = True, background_guard: float | None = None,
-                 saturation_guard: float | None = None, patch_guard: float | None = None) -> LifespanResult:
+                 saturation_guard: float | None = None, patch_guard: float | None = None,
+                 blotch_guard: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -501,7 +524,8 @@ class AgingPipeline:
         its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
         interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
-        ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``)."""
+        ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``);
+        ``blotch_guard`` too, per frame (``LifespanResult.edit_scales``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -520,6 +544,8 @@ class AgingPipeline:
         # (A, S); bad options fail here, before the inversion
         z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
+        blotch_guard = tone_margin(self.model.cfg.blotch_guard if blotch_guard is None else blotch_guard,
+                                   "blotch guard")
         t0 = clock.lap("encode", t0)
         x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)
@@ -546,12 +572,19 @@ class AgingPipeline:
         images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress,
                              sampler=sampler, x0_guard=guard)
         t0 = clock.lap("decode", t0)
+        edit_scales = None
+        if blotch_guard > 0:
+            images, _, edit_scales = back_off(
+                images, z_src, torch.stack(zs), x, blotch_guard,
+                lambda rows, z: self.decode(x_T, z, steps, batch_size=batch_size, sampler=sampler,
+                                            x0_guard=guard))
+            t0 = clock.lap("back-off", t0)
         images_hr = None
         if x_hr is not None:
             images_hr = self._carry(images, x_T, z_src, x, x_hr, steps, sampler, guard, keep_background)
             clock.lap("detail", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
-                              calibration=calibration, images_hr=images_hr)
+                              calibration=calibration, images_hr=images_hr, edit_scales=edit_scales)
 
 
 DEFAULT_CHUNK = {"cpu": 8, "cuda": 32}  # futures decoded at once when the caller does not say

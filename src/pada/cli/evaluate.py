@@ -137,7 +137,8 @@ def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str,
     pipe = LinearBaselinePipeline(main.diffae, direction, device=device, steps=steps, sampler=main.sampler,
                                   tone_guard=options.get("tone_guard", pcfg.tone_guard),
                                   background_guard=options.get("background_guard", pcfg.background_guard),
-                                  saturation_guard=options.get("saturation_guard", pcfg.saturation_guard))
+                                  saturation_guard=options.get("saturation_guard", pcfg.saturation_guard),
+                                  blotch_guard=options.get("blotch_guard", pcfg.blotch_guard))
     return pipe, note
 
 

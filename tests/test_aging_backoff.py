@@ -1,0 +1,114 @@
+"""The blotch back-off (pada.aging.backoff): outputs whose skin brightness changed unevenly are rendered again
+with a shorter edit, in the pipeline, the lifespan and the linear baseline (tiny random models)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pada.aging.backoff import BACKOFF_SCALES, back_off
+from pada.aging.pipeline import AgingPipeline
+from pada.aging.testing import TinyVL
+from pada.errors import PadaError
+from pada.evaluation.scores import blotch, skin_mask
+from test_aging_helpers import faces, one_thread, tiny_diffae, tiny_model
+
+TEXT = "man's face in his eighties"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    with one_thread():
+        yield
+
+
+def _blob_renderer(x: torch.Tensor, calls: list):
+    """A stand-in decoder: the input with a pale blob on the forehead as bright as the code is long
+    (z_src = 0, so the code's length is the edit's)."""
+    blob = torch.zeros(1, 1, 64, 64)
+    blob[..., 20:30, 24:40] = 1.0
+
+    def render(rows, z):
+        calls.append((list(rows), z.clone()))
+        return (x + z.norm(dim=1).view(-1, 1, 1, 1) * blob).clamp(-1, 1)
+    return render
+
+
+def test_back_off_shortens_only_blotched_edits_and_keeps_the_first_clean_one():
+    x = torch.zeros(1, 3, 64, 64)
+    calls: list = []
+    render = _blob_renderer(x, calls)
+    z_src = torch.zeros(1, 8)
+    z_age = torch.zeros(3, 8)
+    z_age[0, 0], z_age[1, 0], z_age[2, 0] = 0.1, 0.6, 1.6  # clean, blotched at 1 and 0.75, hopeless
+    images = render([0, 1, 2], z_age)
+    calls.clear()
+    before = blotch(images, x)
+    limit = float(blotch(render([0], torch.tensor([[0.32] + [0.0] * 7])), x))  # an edit of 0.32
+    calls.clear()
+    assert float(before[0]) < limit < float(before[1])
+    out, z, scales = back_off(images, z_src, z_age, x, limit, render)
+    assert scales == [1.0, 0.5, 0.5]  # 0.6 -> 0.45 (still over) -> 0.3 (within); 1.6: least blotched
+    assert [rows for rows, _ in calls] == [[1, 2], [1, 2]]  # output 0 was never rendered again
+    assert torch.equal(out[0], images[0]) and torch.equal(z[0], z_age[0])
+    assert torch.allclose(z[1], 0.5 * z_age[1]) and torch.allclose(z[2], 0.5 * z_age[2])
+    after = blotch(out, x)
+    assert float(after[1]) <= limit and limit < float(after[2]) < float(before[2])
+    assert BACKOFF_SCALES == (0.75, 0.5)
+    with pytest.raises(PadaError, match="blotch guard"):
+        back_off(images, z_src, z_age, x, 0.0, render)
+    with pytest.raises(PadaError, match="back-off scales"):
+        back_off(images, z_src, z_age, x, limit, render, scales=(1.2,))
+
+
+def test_pipeline_lifespan_and_baseline_back_off_under_the_blotch_guard():
+    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+
+    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
+    x = faces(1)[0]
+    plain = p.age(x, text=TEXT, n=3, seed=1)
+    assert plain.edit_scales is None
+    score = blotch(plain.images, x[None])
+    limit = float(score.min()) + 0.5 * float(score.max() - score.min())  # at least one output over it
+    held = p.age(x, text=TEXT, n=3, seed=1, blotch_guard=limit)
+    assert len(held.edit_scales) == 3 and set(held.edit_scales) <= {1.0, *BACKOFF_SCALES}
+    after = blotch(held.images, x[None])
+    z_src = p.encode(x[None]).cpu()
+    for k, s in enumerate(held.edit_scales):
+        if float(score[k]) <= limit:  # within the limit: untouched
+            assert s == 1.0 and torch.equal(held.images[k], plain.images[k])
+        else:  # rendered again from the shortened edit, and never more blotched
+            assert s < 1.0 and float(after[k]) <= float(score[k])
+            assert torch.allclose(held.z_age[k], z_src[0] + s * (plain.z_age[k] - z_src[0]), atol=1e-5)
+    assert any(s < 1.0 for s in held.edit_scales)
+    with pytest.raises(PadaError, match="blotch guard"):
+        p.age(x, text=TEXT, n=1, blotch_guard=1.5)
+    # stored in the model: its default, which a request can turn off
+    on = AgingPipeline(p.diffae, p.vl, tiny_model(init_gain=0.3, blotch_guard=limit), steps=4)
+    on.model.load_state_dict(p.model.state_dict())
+    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1).images, held.images)
+    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1, blotch_guard=0.0).images, plain.images)
+    with pytest.raises(PadaError, match="blotch_guard"):
+        tiny_model(blotch_guard=1.0)
+    sweep = p.lifespan(x, gender="male", frames_per_segment=1)
+    swept = p.lifespan(x, gender="male", frames_per_segment=1, blotch_guard=limit)
+    assert len(swept.edit_scales) == sweep.images.shape[0]
+    assert bool((blotch(swept.images, x[None]) <= blotch(sweep.images, x[None]) + 1e-6).all())
+    g = torch.Generator().manual_seed(0)
+    d = LinearAgeDirection.fit(torch.randn(50, 64, generator=g), torch.rand(50, generator=g) * 60 + 10)
+    free = LinearBaselinePipeline(p.diffae, d, steps=4).age(x, target_age=80.0, strength=20.0, n=1)
+    tight = float(blotch(free.images, x[None])[0]) * 0.9
+    base = LinearBaselinePipeline(p.diffae, d, steps=4, blotch_guard=tight)
+    res = base.age(x, target_age=80.0, strength=20.0, n=1)
+    assert base.blotch_guard == pytest.approx(tight) and res.edit_scales[0] < 1.0
+    assert float(blotch(res.images, x[None])[0]) < float(blotch(free.images, x[None])[0])
+    off = base.age(x, target_age=80.0, strength=20.0, n=1, blotch_guard=0.0)  # per call
+    assert torch.equal(off.images, free.images) and off.edit_scales is None
+
+
+def test_blotch_reads_only_the_skin_region():
+    x = torch.zeros(1, 3, 64, 64)
+    crown = x.clone()
+    crown[..., :10, :] = 0.8  # the top of the head lightened: outside the skin ellipse
+    assert not bool(skin_mask(64)[:10].any())
+    assert float(blotch(crown, x)[0]) == 0.0
