@@ -259,9 +259,11 @@ def test_all_faces_whole_photo(tmp_path, capsys, tiny_pipeline, group_photo):
     out = tmp_path / "g.png"
     assert main(["age", str(path), "--all-faces", "--paste-back", "--age", "70", "-n", "1", "--out", str(out),
                  "--device", "cpu", "--steps", "2"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     faces = [ln for ln in printed.splitlines() if ": face " in ln]
     assert len(faces) == 2 and all("est. age" in ln and "box" in ln for ln in faces)  # input age / gender
+    assert captured.err.count("estimated gender") == 1  # the hint to pass --gender, once
     assert (tmp_path / "g_face0.png").is_file() and (tmp_path / "g_face1.png").is_file()
     whole = np.asarray(Image.open(tmp_path / "g_pasted_0.png"))
     assert whole.shape == img.shape

@@ -86,6 +86,11 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    "unevenly (a patchwork of pale, red or grey regions; the patch score above G, e.g. "
                    "0.02): cleaner old faces that age less (default: the model's, 0 = off; "
                    "docs/pada_method.md)")
+    p.add_argument("--blotch-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="B",
+                   help="render again, with a shorter edit, every result whose skin brightness changed "
+                   "unevenly (a pale blob on the forehead, a grey smear at the mouth, dark eye sockets; "
+                   "the blotch score above B, e.g. 0.06): cleaner results that age less (default: the "
+                   "model's, off for pada-demo64; docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "
@@ -257,6 +262,7 @@ class _Job:
 
     def __init__(self, args: argparse.Namespace, pipe, critics, targets, ref, ref_tile, progress: bool):
         self.args, self.pipe, self.critics, self.targets = args, pipe, critics, targets
+        self.gender_noted = False
         self.ref, self.ref_tile, self.progress = ref, ref_tile, progress
         self.size = int(pipe.diffae.unet.config.image_size)
         self.out_size = _out_size(args, self.size)
@@ -295,6 +301,11 @@ class _Job:
         original, faces = self.faces(path)
         for fr in faces:
             print(f"{path}: {fr.summary()}")
+        if not a.gender and not self.gender_noted and any(t.age is not None for t in self.targets) \
+                and any(fr.est_gender for fr in faces):
+            self.gender_noted = True  # once per run
+            print("note: --age becomes a description for each face's estimated gender, and the small offline "
+                  "estimate is often wrong; pass --gender female / male when you know it", file=sys.stderr)
         age_faces(self.pipe, faces, self.targets, n=a.num, ref=self.ref, seed=a.seed, gender=a.gender,
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
@@ -302,7 +313,7 @@ class _Job:
                   sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
                   background_guard=a.background_guard, saturation_guard=a.saturation_guard,
-                  patch_guard=a.patch_guard,
+                  patch_guard=a.patch_guard, blotch_guard=a.blotch_guard,
                   **({"keep_background": a.keep_background} if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
@@ -392,7 +403,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         shift_gain=args.shift_gain, tone_guard=args.tone_guard,
                         hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
                         keep_background=args.keep_background, background_guard=args.background_guard,
-                        saturation_guard=args.saturation_guard, patch_guard=args.patch_guard)
+                        saturation_guard=args.saturation_guard, patch_guard=args.patch_guard,
+                        blotch_guard=args.blotch_guard)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
