@@ -12,7 +12,7 @@ in turn (0.75, then 0.5 of its length), and the first render within the limit re
 the least blotched of the tries is kept. Outputs within the limit are not touched, so the back-off costs
 one or two renders per blotched output and nothing otherwise. Like the guards it is inference-only (a pada
 addition, not the paper's); it trades some of the edit's length — so some age — on the outputs it
-catches for an image without blotches. Measured effect: docs/pada_method.md ("Blotch back-off").
+catches for an image without blotches. Measured effect: docs/pada_method.md ("Tried in session 25").
 """
 
 from __future__ import annotations
