@@ -61,33 +61,60 @@ def test_back_off_shortens_only_blotched_edits_and_keeps_the_first_clean_one():
         back_off(images, z_src, z_age, x, limit, render, scales=(1.2,))
 
 
+def test_back_off_around_a_center_shortens_the_shared_edit_and_keeps_each_offset():
+    x = torch.zeros(1, 3, 64, 64)
+    calls: list = []
+    render = _blob_renderer(x, calls)
+    z_src = torch.zeros(1, 8)
+    center = torch.zeros(1, 8)
+    center[0, 0] = 0.6  # the shared edit: blotched at full length, clean at 0.5
+    z_age = center.repeat(3, 1)
+    z_age[0, 1], z_age[1, 1], z_age[2, 2] = 0.05, -0.05, 0.08  # each draw's own offset
+    images = render([0, 1, 2], z_age)
+    limit = float(blotch(render([0], torch.tensor([[0.32, 0.08] + [0.0] * 6])), x))
+    calls.clear()
+    out, z, scales = back_off(images, z_src, z_age, x, limit, render, center=center)
+    assert scales == [0.5, 0.5, 0.5]
+    offsets = z - 0.5 * center
+    assert torch.allclose(offsets, z_age - center)  # the draws stay as far apart as they were
+    assert torch.allclose(z[:, 0], torch.full((3,), 0.3))
+    plain_z = back_off(images, z_src, z_age, x, limit, render)[1]  # without a center the offsets shrink too
+    assert torch.allclose(plain_z, 0.5 * z_age)
+    with pytest.raises(PadaError, match="center"):
+        back_off(images, z_src, z_age, x, limit, render, center=center[0])
+
+
 def test_pipeline_lifespan_and_baseline_back_off_under_the_blotch_guard():
     from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
 
     p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
     x = faces(1)[0]
-    plain = p.age(x, text=TEXT, n=3, seed=1)
+    plain = p.age(x, text=TEXT, n=3, seed=1, eps=0.3)  # draws that differ
     assert plain.edit_scales is None
     score = blotch(plain.images, x[None])
     limit = float(score.min()) + 0.5 * float(score.max() - score.min())  # at least one output over it
-    held = p.age(x, text=TEXT, n=3, seed=1, blotch_guard=limit)
+    held = p.age(x, text=TEXT, n=3, seed=1, eps=0.3, blotch_guard=limit)
     assert len(held.edit_scales) == 3 and set(held.edit_scales) <= {1.0, *BACKOFF_SCALES}
     after = blotch(held.images, x[None])
     z_src = p.encode(x[None]).cpu()
+    e_mean = p.pae(text=TEXT, n=1, high_diversity=False)
+    center = p.modulate(p.encode(x[None]), e_mean).cpu()  # the code of the PAE mean
+    assert not torch.allclose(plain.z_age, center.expand_as(plain.z_age), atol=1e-4)  # the draws differ
     for k, s in enumerate(held.edit_scales):
         if float(score[k]) <= limit:  # within the limit: untouched
             assert s == 1.0 and torch.equal(held.images[k], plain.images[k])
         else:  # rendered again from the shortened edit, and never more blotched
             assert s < 1.0 and float(after[k]) <= float(score[k])
-            assert torch.allclose(held.z_age[k], z_src[0] + s * (plain.z_age[k] - z_src[0]), atol=1e-5)
+            assert torch.allclose(held.z_age[k], z_src[0] + s * (center[0] - z_src[0])
+                                  + (plain.z_age[k] - center[0]), atol=1e-5)
     assert any(s < 1.0 for s in held.edit_scales)
     with pytest.raises(PadaError, match="blotch guard"):
         p.age(x, text=TEXT, n=1, blotch_guard=1.5)
     # stored in the model: its default, which a request can turn off
     on = AgingPipeline(p.diffae, p.vl, tiny_model(init_gain=0.3, blotch_guard=limit), steps=4)
     on.model.load_state_dict(p.model.state_dict())
-    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1).images, held.images)
-    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1, blotch_guard=0.0).images, plain.images)
+    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1, eps=0.3).images, held.images)
+    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1, eps=0.3, blotch_guard=0.0).images, plain.images)
     with pytest.raises(PadaError, match="blotch_guard"):
         tiny_model(blotch_guard=1.0)
     sweep = p.lifespan(x, gender="male", frames_per_segment=1)

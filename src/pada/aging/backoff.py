@@ -1,18 +1,22 @@
 """Blotch back-off: re-render the outputs whose skin brightness changed unevenly with a shorter edit.
 
 The shipped 64-px DiffAE has seen few old faces, and a long edit toward one makes its decoder paint the
-brightening of the upper head (what the age critics read as greying) as a pale blob on a forehead or
-cheek, and at young targets hollow, darkened eye sockets. The tone guard (:mod:`pada.aging.guard`) bounds
-each skin pixel's change; it cannot tell one even change from a blotch within that bound.
+brightening of the upper head (what the age critics read as greying) as a pale blob on a forehead or cheek,
+and at young targets hollow, darkened eye sockets. The tone guard (:mod:`pada.aging.guard`) bounds each skin
+pixel's change; it cannot tell one even change from a blotch within that bound.
 :func:`pada.evaluation.scores.blotch` can: the spread of the smoothed luma change over the skin.
 
-:func:`back_off` checks every output after the decode; an output whose score is above ``limit`` is
-rendered again from the same start noise with its edit ``z_age − z_src`` shortened to each of ``scales``
-in turn (0.75, then 0.5 of its length), and the first render within the limit replaces it; when none is,
-the least blotched of the tries is kept. Outputs within the limit are not touched, so the back-off costs
-one or two renders per blotched output and nothing otherwise. Like the guards it is inference-only (a pada
-addition, not the paper's); it trades some of the edit's length — so some age — on the outputs it
-catches for an image without blotches. Measured effect: docs/pada_method.md ("Tried in session 25").
+:func:`back_off` checks every output after the decode; an output whose score is above ``limit`` is rendered
+again from the same start noise with its edit ``z_age − z_src`` shortened to each of ``scales`` in turn (0.75,
+then 0.5 of its length), and the first render within the limit replaces it; when none is, the least blotched
+of the tries is kept. Given the ``center`` of a request's draws (the code of the PAE mean), only the edit the
+draws share, ``center − z_src``, is shortened and each output keeps its own offset ``z_age − center``: the
+blotch comes from the length of the shared edit, and shortening the offsets too would take away the variation
+PAE sampling adds (measured: docs/pada_method.md, "Tried in session 26"). Outputs within the limit are not
+touched, so the back-off costs one or two renders per blotched output and nothing otherwise. Like the guards
+it is inference-only (a pada addition, not the paper's); it trades some of the edit's length — so some age —
+on the outputs it catches for an image without blotches. Measured effect: docs/pada_method.md ("Tried in
+session 25").
 """
 
 from __future__ import annotations
@@ -29,11 +33,14 @@ BACKOFF_SCALES: tuple[float, ...] = (0.75, 0.5)
 
 def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, image: torch.Tensor,
              limit: float, render: Callable[[list[int], torch.Tensor], torch.Tensor],
-             scales: Sequence[float] = BACKOFF_SCALES) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+             scales: Sequence[float] = BACKOFF_SCALES,
+             center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """Outputs ``images`` (N, 3, H, W), rendered from the codes ``z_age`` (N, S) of the input ``image``
     (1, 3, H, W) whose own code is ``z_src`` (1, S), with those above ``limit`` on
     :func:`~pada.evaluation.scores.blotch` rendered again at shorter edits (module docstring).
     ``render(rows, z)`` renders the codes ``z`` (len(rows), S) from the start noise of outputs ``rows``.
+    ``center`` (1, S): the code the outputs' codes vary around; when given, an output at scale s is
+    rendered from ``z_src + s·(center − z_src) + (z_age − center)``, else from ``z_src + s·(z_age − z_src)``.
     Returns the images, the codes they were rendered from and each output's edit scale (1.0 = kept)."""
     from pada.evaluation.scores import blotch
 
@@ -43,7 +50,14 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
         raise PadaError(f"back-off scales must be in [0, 1), got {list(scales)}")
     images, z_age = images.clone(), z_age.clone()
     z_src = z_src.to(z_age.device, z_age.dtype)
-    edit = z_age - z_src
+    if center is None:  # each output's whole edit is shortened
+        shared, own = z_age - z_src, torch.zeros_like(z_age)
+    else:
+        center = center.to(z_age.device, z_age.dtype)
+        if center.shape != z_src.shape:
+            raise PadaError(f"back-off center must have the shape of z_src {tuple(z_src.shape)}, "
+                            f"got {tuple(center.shape)}")
+        shared, own = (center - z_src).expand_as(z_age), z_age - center
     src = image.detach().cpu()
     score = blotch(images.cpu(), src)
     used = [1.0] * images.shape[0]
@@ -51,7 +65,7 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     for s in scales:
         if not todo:
             break
-        z = z_src + s * edit[todo]
+        z = z_src + s * shared[todo] + own[todo]
         tries = render(todo, z)
         tried = blotch(tries.cpu(), src)
         for j, k in enumerate(todo):

@@ -83,9 +83,9 @@ class AgingResult:
     reconstruction of the input from (x_T, z_src) when asked for. ``calibration``: with ``calibrate=True``,
     the chosen edit factor, the target age, and each candidate render's age reading and high-frequency ratio.
     ``images_hr`` (N, 3, S, S): with ``image_hr``, the results carried onto the sharper crop
-    (:func:`pada.aging.detail.transfer_edit`). ``edit_scales``: with a blotch guard, each output's edit
-    length relative to the one it was asked for (1.0, or the shorter one :func:`pada.aging.backoff.back_off`
-    rendered it at).
+    (:func:`pada.aging.detail.transfer_edit`). ``edit_scales``: with a blotch guard, the length of each
+    output's shared edit (toward the PAE mean's code) relative to the one it was asked for (1.0, or the
+    shorter one :func:`pada.aging.backoff.back_off` rendered it at; the draw's own offset is kept).
     """
 
     images: torch.Tensor
@@ -430,8 +430,9 @@ class AgingPipeline:
             patch_guard: with ``calibrate``, leave out edit lengths whose render's skin colour changed
                 unevenly (:meth:`calibrate`). Default: the model's (``PadaConfig.patch_guard``); 0 = off.
             blotch_guard: render outputs whose skin brightness changed unevenly beyond this
-                (:func:`~pada.evaluation.scores.blotch`) again with a shorter edit
-                (:func:`pada.aging.backoff.back_off`; ``AgingResult.edit_scales``). Default: the model's
+                (:func:`~pada.evaluation.scores.blotch`) again with a shorter shared edit, keeping each
+                draw's offset from the PAE mean's code (:func:`pada.aging.backoff.back_off`;
+                ``AgingResult.edit_scales``). Default: the model's
                 (``PadaConfig.blotch_guard``); 0 = off.
         """
         if n < 1:
@@ -462,12 +463,15 @@ class AgingPipeline:
             x_inv = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)
         x_T = self.start_noise(x.shape[1:], seeds) if low_diversity else x_inv  # noqa: N806
         t0 = clock.lap("invert", t0)
-        if calibrate:
+        e_mean = factor = None
+        if calibrate or blotch_guard > 0:
             e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
+        if calibrate:
             calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x,
                                          x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard)
+            factor = calibration["factor"]
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
-                                  edit_scale=calibration["factor"], hold_gender=hold_gender)
+                                  edit_scale=factor, hold_gender=hold_gender)
             t0 = clock.lap("calibrate", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
@@ -483,7 +487,11 @@ class AgingPipeline:
                 return self.decode(start, z, steps, eta=eta, generator=gen, batch_size=batch_size,
                                    sampler=sampler, x0_guard=guard)
 
-            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render)
+            # the draws vary around the PAE mean's code: only that shared edit is shortened
+            center = self.modulate(z_src, e_mean, None, draw_spread, shift_gain,
+                                   edit_scale=1.0 if factor is None else factor, hold_gender=hold_gender)
+            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render,
+                                                  center=center)
             t0 = clock.lap("back-off", t0)
         images_hr = None
         if x_hr is not None:
