@@ -77,15 +77,15 @@ python3 benchmarks/bench_diffae_quality.py --diffae diffae-demo64-1g --max-faces
 #    defaults stored in the model (draw_spread 0.12, calibrate); v7d adds a third, the tone guard
 #    (tone_guard 0.1), v7e a fourth, the gender hold (hold_gender; the fit of its direction happens before
 #    step 1 and draws nothing from the run's random streams), v7f two more, the background guard
-#    (background_guard 0.05) and a longer edit at old targets (shift_gain), and v7g (shipped) the saturation
-#    guard (saturation_guard 0.01): the same trained tensors.
+#    (background_guard 0.05) and a longer edit at old targets (shift_gain), v7g the saturation guard
+#    (saturation_guard 0.01), and v7h (shipped) the blotch back-off (blotch_guard 0.06): the same trained tensors.
 #    v8 (tried, not shipped: --recipe pada-demo64-v8) trains with L_tone, v9 (--recipe pada-demo64-v9) with
 #    the gender hold seen by the losses, v10 (--recipe pada-demo64-v10) with the background guard seen by them.
 #    v6 is the v4 recipe on the stage-1f DiffAE (v7: --recipe pada-demo64-v7; v6: --recipe pada-demo64-v6;
 #    v5: --recipe pada-demo64-v5, on $RUNS/diffae64f.safetensors; v4: --recipe pada-demo64-v4, on
 #    $RUNS/diffae64e.safetensors).
-python3 -m pada.cli.main train pada --recipe pada-demo64-v7g --out "$RUNS/pada64v7g" --steps "$PADA_STEPS"
-cp "$RUNS/pada64v7g/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
+python3 -m pada.cli.main train pada --recipe pada-demo64-v7h --out "$RUNS/pada64v7h" --steps "$PADA_STEPS"
+cp "$RUNS/pada64v7h/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
 
 # Experimental (issue 16 bake-off, not shipped): the coarse-image-path DiffAE, warm-started from the shipped one.
 # python3 -m pada.cli.main train diffae --data data/demo/aligned/64 --preset pada64c --init-from diffae-demo64 \

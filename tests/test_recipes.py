@@ -115,6 +115,8 @@ FORMER_SCRIPT["pada-demo64-v7f"] = _derived(
     "v7e", "v7f", "--pada-set background_guard=0.05 --pada-set shift_gain=43:1,60.5:1.3,80:1.6")
 # v7g: v7f plus the saturation guard, one more inference-only default (trained tensors unchanged)
 FORMER_SCRIPT["pada-demo64-v7g"] = _derived("v7f", "v7g", "--pada-set saturation_guard=0.01")
+# v7h: v7g plus the blotch back-off, one more inference-only default (trained tensors unchanged)
+FORMER_SCRIPT["pada-demo64-v7h"] = _derived("v7g", "v7h", "--pada-set blotch_guard=0.06")
 # v9 (tried in session 20): v7e with the gender hold seen by training too
 FORMER_SCRIPT["pada-demo64-v9"] = _derived("v7e", "v9", "--loss-set train_hold=true")
 # v10 (session 22): v7e plus the background guard, both guards seen by training
@@ -242,7 +244,7 @@ def test_the_script_and_the_registry_use_the_recipes():
     # kept to reproduce replaced models and tried runs (docs/pada_method.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
                 "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v7e", "pada-demo64-v7f",
-                "pada-demo64-v8", "pada-demo64-v9", "pada-demo64-v10"}
+                "pada-demo64-v7g", "pada-demo64-v8", "pada-demo64-v9", "pada-demo64-v10"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer

@@ -7,16 +7,16 @@ pixel's change; it cannot tell one even change from a blotch within that bound.
 :func:`pada.evaluation.scores.blotch` can: the spread of the smoothed luma change over the skin.
 
 :func:`back_off` checks every output after the decode; an output whose score is above ``limit`` is rendered
-again from the same start noise with its edit ``z_age − z_src`` shortened to each of ``scales`` in turn (0.75,
-then 0.5 of its length), and the first render within the limit replaces it; when none is, the least blotched
-of the tries is kept. Given the ``center`` of a request's draws (the code of the PAE mean), only the edit the
-draws share, ``center − z_src``, is shortened and each output keeps its own offset ``z_age − center``: the
-blotch comes from the length of the shared edit, and shortening the offsets too would take away the variation
-PAE sampling adds (measured: docs/pada_method.md, "Tried in session 26"). Outputs within the limit are not
-touched, so the back-off costs one or two renders per blotched output and nothing otherwise. Like the guards
-it is inference-only (a pada addition, not the paper's); it trades some of the edit's length — so some age —
-on the outputs it catches for an image without blotches. Measured effect: docs/pada_method.md ("Tried in
-session 25").
+again from the same start noise with its edit ``z_age − z_src`` shortened to each of ``scales`` in turn
+(0.75, then 0.5 of its length), and the first render within the limit replaces it; when none is, the least
+blotched of the tries is kept. Given the ``center`` of a request's draws (the code of the PAE mean), only
+the edit the draws share, ``center − z_src``, is shortened and each output keeps its own offset ``z_age −
+center``: the blotch comes mostly from the length of the shared edit, and shortening the offsets too would
+take away the variation PAE sampling adds (measured: docs/pada_method.md, "Shipped model (v7h)"). Outputs
+within the limit are not touched, so the back-off costs one or two renders per blotched output and nothing
+otherwise. Like the guards it is inference-only (a pada addition, not the paper's); it trades some of the
+edit's length — so some age — on the outputs it catches for an image without blotches. Measured effect:
+docs/pada_method.md ("Tried in session 25"); on in the shipped ``pada-demo64`` since v7h (limit 0.06).
 """
 
 from __future__ import annotations

@@ -482,16 +482,14 @@ class AgingPipeline:
         t0 = clock.lap("decode", t0)
         edit_scales = None
         if blotch_guard > 0:
-            def render(rows: list[int], z: torch.Tensor) -> torch.Tensor:
-                start = x_T[rows] if x_T.shape[0] > 1 else x_T
-                return self.decode(start, z, steps, eta=eta, generator=gen, batch_size=batch_size,
-                                   sampler=sampler, x0_guard=guard)
-
             # the draws vary around the PAE mean's code: only that shared edit is shortened
             center = self.modulate(z_src, e_mean, None, draw_spread, shift_gain,
                                    edit_scale=1.0 if factor is None else factor, hold_gender=hold_gender)
-            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render,
-                                                  center=center)
+            images, z_age, edit_scales = back_off(
+                images, z_src, z_age, x, blotch_guard, center=center,
+                render=lambda rows, z: self.decode(x_T[rows] if x_T.shape[0] > 1 else x_T, z, steps, eta=eta,
+                                                   generator=gen, batch_size=batch_size, sampler=sampler,
+                                                   x0_guard=guard))
             t0 = clock.lap("back-off", t0)
         images_hr = None
         if x_hr is not None:

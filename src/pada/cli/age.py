@@ -89,8 +89,8 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--blotch-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="B",
                    help="render again, with a shorter edit, every result whose skin brightness changed "
                    "unevenly (a pale blob on the forehead, a grey smear at the mouth, dark eye sockets; "
-                   "the blotch score above B, e.g. 0.06): cleaner results that age less (default: the "
-                   "model's, off for pada-demo64; docs/pada_method.md)")
+                   "the blotch score above B): cleaner results that age less (default: the model's, 0.06 "
+                   "for pada-demo64; 0 = off; docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "
