@@ -34,11 +34,14 @@ def _blob_renderer(x: torch.Tensor, calls: list):
     return render
 
 
+def _blob_setup():
+    """A black input (z_src = 0), the log of the renders and the stand-in decoder drawing into it."""
+    x, calls = torch.zeros(1, 3, 64, 64), []
+    return x, calls, _blob_renderer(x, calls), torch.zeros(1, 8)
+
+
 def test_back_off_shortens_only_blotched_edits_and_keeps_the_first_clean_one():
-    x = torch.zeros(1, 3, 64, 64)
-    calls: list = []
-    render = _blob_renderer(x, calls)
-    z_src = torch.zeros(1, 8)
+    x, calls, render, z_src = _blob_setup()
     z_age = torch.zeros(3, 8)
     z_age[0, 0], z_age[1, 0], z_age[2, 0] = 0.1, 0.6, 1.6  # clean, blotched at 1 and 0.75, hopeless
     images = render([0, 1, 2], z_age)
@@ -62,10 +65,7 @@ def test_back_off_shortens_only_blotched_edits_and_keeps_the_first_clean_one():
 
 
 def test_back_off_around_a_center_shortens_the_shared_edit_and_keeps_each_offset():
-    x = torch.zeros(1, 3, 64, 64)
-    calls: list = []
-    render = _blob_renderer(x, calls)
-    z_src = torch.zeros(1, 8)
+    x, calls, render, z_src = _blob_setup()
     center = torch.zeros(1, 8)
     center[0, 0] = 0.6  # the shared edit: blotched at full length, clean at 0.5
     z_age = center.repeat(3, 1)
