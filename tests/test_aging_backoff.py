@@ -108,6 +108,10 @@ def test_pipeline_lifespan_and_baseline_back_off_under_the_blotch_guard():
             assert torch.allclose(held.z_age[k], z_src[0] + s * (center[0] - z_src[0])
                                   + (plain.z_age[k] - center[0]), atol=1e-5)
     assert any(s < 1.0 for s in held.edit_scales)
+    for k in range(3):  # an output does not depend on how many others were asked for
+        alone = p.age(x, text=TEXT, n=k + 1, seed=1, eps=0.3, blotch_guard=limit)
+        assert torch.allclose(alone.images[k], held.images[k], atol=1e-4)
+        assert alone.edit_scales[k] == held.edit_scales[k]
     with pytest.raises(PadaError, match="blotch guard"):
         p.age(x, text=TEXT, n=1, blotch_guard=1.5)
     # stored in the model: its default, which a request can turn off
