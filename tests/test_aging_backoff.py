@@ -143,3 +143,25 @@ def test_blotch_reads_only_the_skin_region():
     crown[..., :10, :] = 0.8  # the top of the head lightened: outside the skin ellipse
     assert not bool(skin_mask(64)[:10].any())
     assert float(blotch(crown, x)[0]) == 0.0
+
+
+def test_grid_captions_mark_the_results_the_back_off_shortened():
+    from types import SimpleNamespace
+
+    from pada.aging.photo import FaceResult, age_faces, face_grid, make_targets, result_caption
+
+    x = faces(1)[0]
+    answers = iter([[1.0, 0.5], None])  # the back-off caught result 1 of the first target; then it was off
+
+    def age(image, **_):
+        return SimpleNamespace(images=image.repeat(2, 1, 1, 1), images_hr=None, edit_scales=next(answers))
+
+    fr = FaceResult(0, None, x)
+    targets = make_targets([TEXT, "man's face in his sixties"])
+    age_faces(SimpleNamespace(age=age), [fr], targets, n=2)
+    assert fr.edit_scales == [[1.0, 0.5], None]
+    assert [result_caption(fr, 0, i) for i in range(2)] == ["#0", "#1 x0.5"]
+    assert [result_caption(fr, 1, i) for i in range(2)] == ["#0", "#1"]
+    fr.out_ages = [[31.0, 52.4], [40.0, 41.0]]
+    assert result_caption(fr, 0, 1) == "#1 ~52 x0.5"
+    assert face_grid(fr, targets).ndim == 3  # the grid draws them

@@ -142,10 +142,11 @@ class FaceCritics:
 class FaceResult:
     """One input face and its results. ``outputs[j]``: (N, 3, S, S) in [-1, 1] for ``targets[j]``;
     ``texts[j]`` the text the pipeline was given; ``out_ages[j]`` / ``identity[j]`` per result (empty when
-    no critics were given). With a sharper crop of the face (``image_hr`` (3, S', S'), and for a photo
-    ``face_hr``, its :class:`~pada.faces.align.AlignedFace` at S'), ``outputs_hr[j]`` (N, 3, S', S') are
-    the results carried onto it (:func:`pada.aging.detail.transfer_edit`); grids, pasted photos and the
-    critics' scores then use them."""
+    no critics were given); ``edit_scales[j]``: each result's edit length after the blotch back-off
+    (``AgingResult.edit_scales``; None when the back-off was off). With a sharper crop of the face
+    (``image_hr`` (3, S', S'), and for a photo ``face_hr``, its :class:`~pada.faces.align.AlignedFace` at
+    S'), ``outputs_hr[j]`` (N, 3, S', S') are the results carried onto it
+    (:func:`pada.aging.detail.transfer_edit`); grids, pasted photos and the critics' scores then use them."""
 
     index: int
     face: object  # AlignedFace, or None for an already aligned input
@@ -159,6 +160,7 @@ class FaceResult:
     texts: list[str | None] = field(default_factory=list)
     out_ages: list[list[float]] = field(default_factory=list)
     identity: list[list[float]] = field(default_factory=list)
+    edit_scales: list[list[float] | None] = field(default_factory=list)
 
     def shown(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(results of target ``j``, input) as written: the sharp-crop versions when there are some."""
@@ -206,7 +208,7 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
         g = gender or fr.est_gender
         if g is None and any(t.age is not None for t in targets):
             g = pipe.infer_gender(fr.image[None])
-        fr.outputs, fr.outputs_hr, fr.texts, fr.out_ages, fr.identity = [], [], [], [], []
+        fr.outputs, fr.outputs_hr, fr.texts, fr.out_ages, fr.identity, fr.edit_scales = [], [], [], [], [], []
         for t in targets:
             text = t.text_for(g)
             if progress:
@@ -221,6 +223,7 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
                 require_finite(res.images_hr, what)
                 fr.outputs_hr.append(res.images_hr.float().cpu())
             fr.texts.append(text)
+            fr.edit_scales.append(getattr(res, "edit_scales", None))
             if critics is not None:  # the images the user gets
                 shown, source = fr.shown(len(fr.outputs) - 1)
                 fr.out_ages.append(critics.ages(shown))
@@ -247,6 +250,18 @@ def compose_photo(original: np.ndarray, faces: Sequence[FaceResult], target_inde
     return out
 
 
+def result_caption(fr: FaceResult, j: int, i: int) -> str:
+    """``#1 ~52``: result ``i`` of target ``j`` with its estimated age, and ``x0.5`` when the blotch back-off
+    rendered it with a shorter edit (so it ages less than its siblings)."""
+    cap = f"#{i}"
+    if fr.out_ages:
+        cap += f" ~{fr.out_ages[j][i]:.0f}"
+    scales = fr.edit_scales[j] if j < len(fr.edit_scales) else None
+    if scales is not None and scales[i] < 1.0:
+        cap += f" x{scales[i]:g}"
+    return cap
+
+
 def face_grid(fr: FaceResult, targets: Sequence[Target], ref_tile: np.ndarray | None = None) -> np.ndarray:
     """The labelled grid of one face: a row per target with the input (and reference), then N results."""
     from pada.faces.io import to_uint8
@@ -258,11 +273,7 @@ def face_grid(fr: FaceResult, targets: Sequence[Target], ref_tile: np.ndarray | 
         results = fr.shown(j)[0]
         tiles = [src] + ([ref_tile] if ref_tile is not None and t.ref else []) + list(to_uint8(results))
         caps = [src_cap] + (["reference"] if ref_tile is not None and t.ref else [])
-        for i in range(results.shape[0]):
-            cap = f"#{i}"
-            if fr.out_ages:
-                cap += f" ~{fr.out_ages[j][i]:.0f}"
-            caps.append(cap)
+        caps += [result_caption(fr, j, i) for i in range(results.shape[0])]
         text = fr.texts[j]
         title = t.label if text in (None, t.label) else f"{t.label}: \"{text}\""
         rows.append((title, tiles, caps))
