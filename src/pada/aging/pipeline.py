@@ -283,6 +283,11 @@ class AgingPipeline:
                 raise PadaError(f"hold gender: {exc}") from None
         return z_age.float()
 
+    def blotch_limit(self, value: float | None = None) -> float:
+        """The blotch back-off's limit for a request: ``value``, else the model's ``PadaConfig.blotch_guard``
+        (0 = off); a bad value is a :class:`PadaError` naming it."""
+        return tone_margin(self.model.cfg.blotch_guard if value is None else value, "blotch guard")
+
     def tone_guard(self, image: torch.Tensor, margin: float | None = None,
                    background: float | None = None, saturation: float | None = None) -> ToneGuard | None:
         """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin``, ``background``
@@ -454,8 +459,7 @@ class AgingPipeline:
         if calibrate is None:
             calibrate = bool(self.model.cfg.calibrate)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
-        blotch_guard = tone_margin(self.model.cfg.blotch_guard if blotch_guard is None else blotch_guard,
-                                   "blotch guard")
+        blotch_guard = self.blotch_limit(blotch_guard)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = calibration = x_inv = None
@@ -550,8 +554,7 @@ class AgingPipeline:
         # (A, S); bad options fail here, before the inversion
         z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
-        blotch_guard = tone_margin(self.model.cfg.blotch_guard if blotch_guard is None else blotch_guard,
-                                   "blotch guard")
+        blotch_guard = self.blotch_limit(blotch_guard)
         t0 = clock.lap("encode", t0)
         x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)
