@@ -175,3 +175,41 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
     c1, c2 = k1 ** 2, k2 ** 2
     s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
     return s.flatten(1).mean(1).float()
+
+
+# --------------------------------------------------------------------------------------------------
+# uncertainty of a paired comparison
+# --------------------------------------------------------------------------------------------------
+#: resamples and confidence level of :func:`paired_bootstrap` as the evaluation report uses them
+BOOTSTRAP_DRAWS = 2000
+BOOTSTRAP_LEVEL = 0.95
+
+
+def paired_bootstrap(a: torch.Tensor | Sequence, b: torch.Tensor | Sequence, draws: int = BOOTSTRAP_DRAWS,
+                     level: float = BOOTSTRAP_LEVEL, seed: int = 0) -> dict[str, float]:
+    """How sure is "``a`` is below ``b``"? ``a`` and ``b`` are (T, F) per-face values of two methods on the
+    same F faces (e.g. each face's mean absolute age error, one row per target; a 1-D input is one row).
+    The statistic is ``mean(a) − mean(b)``; the faces (columns) are resampled with replacement, the same
+    faces for both methods (a paired bootstrap: a face that is hard for one is hard for the other), and the
+    ``level`` percentile interval of ``draws`` resamples is returned with the share of resamples in which
+    the difference is below 0: ``{"diff", "low", "high", "share_below", "n_faces", "draws", "level"}``.
+    The faces are what the comparison generalises over; the N outputs per face are averaged first."""
+    a = torch.as_tensor(a, dtype=torch.float64)
+    b = torch.as_tensor(b, dtype=torch.float64)
+    a, b = (t[None] if t.dim() == 1 else t for t in (a, b))
+    if a.dim() != 2 or a.shape != b.shape:
+        raise ValueError(f"paired_bootstrap needs two equally shaped (T, F) tables, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    if a.shape[1] < 2:
+        raise ValueError(f"paired_bootstrap needs at least 2 faces, got {a.shape[1]}")
+    if not 0.0 < level < 1.0 or draws < 1:
+        raise ValueError(f"paired_bootstrap needs 0 < level < 1 and draws >= 1, got {level}, {draws}")
+    per_face = (a - b).mean(0)  # (F,): the T rows weigh equally, as in the overall Age MAE
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randint(0, per_face.numel(), (draws, per_face.numel()), generator=g)
+    stats = per_face[idx].mean(1)
+    tail = (1.0 - level) / 2
+    low, high = torch.quantile(stats, torch.tensor([tail, 1.0 - tail], dtype=torch.float64)).tolist()
+    return {"diff": float(per_face.mean()), "low": low, "high": high,
+            "share_below": float((stats < 0).double().mean()), "n_faces": int(per_face.numel()),
+            "draws": int(draws), "level": float(level)}
