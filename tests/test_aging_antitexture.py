@@ -652,3 +652,37 @@ def test_tone_term_is_zero_within_its_margin_and_pulls_the_skin_shading_back(fro
     assert 0.0 < first and float(obj(pair_batch(), gen(0))["L_tone"]) < first  # the same draws, after
     with pytest.raises(PadaError, match="lambda_tone"):
         LossConfig(lambda_tone=-1.0)
+
+
+def test_blotch_term_is_free_for_an_even_change_and_pulls_a_blob_back(frozen):
+    from pada.aging.losses import blotch_loss
+    from pada.evaluation.scores import blotch
+
+    x = torch.zeros(3, 3, 32, 32)
+    even, blob = x.clone(), x.clone()
+    even[1] += 0.4  # row 1: the whole face 0.2 lighter: even, free
+    blob[2, :, 12:20, 10:22] += 0.6  # row 2: a pale blob on the forehead
+    changed = torch.cat([x[:1], even[1:2], blob[2:3]])
+    per = blotch_loss(x, changed, margin=0.02)
+    assert per.shape == (3,) and float(per[0]) == 0.0 and float(per[1]) < 1e-10 and float(per[2]) > 1e-4
+    # the loss measures what the evaluation's blotch score measures
+    assert float(per[2]) == pytest.approx((float(blotch(changed[2:], x[:1])[0]) - 0.02) ** 2, rel=1e-3)
+    assert float(blotch_loss(x, changed, margin=0.9)[2]) == 0.0  # within a wide margin: free
+    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), lambda_blotch=100.0,
+                     blotch_margin=0.0, t_max=300)
+    assert "L_blotch" not in PadaObjective(tiny_model(), frozen, LossConfig(t_max=300))(pair_batch(), gen())
+    ident = PadaObjective(tiny_model(init_gain=0.0), frozen, cfg)(pair_batch(), gen())
+    assert float(ident["L_blotch"]) < 1e-12  # no shift: x̂0_tar = x̂0_src
+    model = tiny_model(init_gain=0.5)
+    obj = PadaObjective(model, frozen, cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(obj(pair_batch(), gen(0))["L_blotch"])
+    for step in range(10):
+        out = obj(pair_batch(), gen(step))
+        assert torch.allclose(out["total"], cfg.lambda_blotch * out["L_blotch"])
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+    assert 0.0 < first and float(obj(pair_batch(), gen(0))["L_blotch"]) < first  # the same draws, after
+    with pytest.raises(PadaError, match="lambda_blotch"):
+        LossConfig(lambda_blotch=-1.0)

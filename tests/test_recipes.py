@@ -125,6 +125,9 @@ FORMER_SCRIPT["pada-demo64-v10"] = _derived("v7e", "v10",
 # v8 (tried in session 19, not shipped): v7c's run plus L_tone
 FORMER_SCRIPT["pada-demo64-v8"] = _derived("v7c", "v8",
                                             "--loss-set lambda_tone=400 --loss-set tone_margin=0.05")
+# v11 (tried in session 27): v7h's run plus L_blotch
+FORMER_SCRIPT["pada-demo64-v11"] = _derived("v7h", "v11",
+                                             "--loss-set lambda_blotch=300 --loss-set blotch_margin=0.03")
 
 def _configs(trainer: str, args) -> tuple:
     """What a trainer builds from its parsed options (the settings that reach the run)."""
@@ -244,7 +247,8 @@ def test_the_script_and_the_registry_use_the_recipes():
     # kept to reproduce replaced models and tried runs (docs/pada_method.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
                 "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v7e", "pada-demo64-v7f",
-                "pada-demo64-v7g", "pada-demo64-v8", "pada-demo64-v9", "pada-demo64-v10"}
+                "pada-demo64-v7g", "pada-demo64-v8", "pada-demo64-v9", "pada-demo64-v10",
+                "pada-demo64-v11"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
         assert recipes.load_recipe(name).trainer == trainer

@@ -282,6 +282,11 @@ class LossConfig:
     move away from x̂0_src's by ``tone_margin`` (0-1 scale) freely, beyond that quadratically
     (:func:`pada.aging.losses.tone_loss`). The age critics reward darkened eye sockets (young targets) and a
     washed-out face (old ones); a person reads both as a broken image. 0 = off.
+    ``lambda_blotch`` / ``blotch_margin``: weight of L_blotch, which asks the skin's brightness to change
+    evenly: the spread over the skin region of x̂0_tar's smoothed-luma change against x̂0_src (the
+    evaluation's ``blotch`` score) is free up to ``blotch_margin``, beyond that quadratic
+    (:func:`pada.aging.losses.blotch_loss`). Unlike L_tone it lets the whole face lighten or darken; it
+    costs the pale forehead blob and the dark eye sockets the inference back-off catches. 0 = off.
     ``train_hold``: training sees what ``PadaConfig.hold_gender`` renders: every loss gets each edit with its
     part along the gender direction taken out, and the linear age direction (of L_dir, of
     ``shift_age_direction`` and of the spread basis) is fitted with gender as a covariate — the change of z
@@ -324,6 +329,8 @@ class LossConfig:
     train_spread: bool = False
     lambda_tone: float = 0.0
     tone_margin: float = 0.08
+    lambda_blotch: float = 0.0
+    blotch_margin: float = 0.04
     train_hold: bool = False
     train_guard: bool = False
 
@@ -340,6 +347,9 @@ class LossConfig:
         if self.lambda_tone < 0 or not 0.0 <= self.tone_margin < 1.0:
             raise PadaError(f"need lambda_tone >= 0 and tone_margin in [0, 1), got {self.lambda_tone}, "
                             f"{self.tone_margin}")
+        if self.lambda_blotch < 0 or not 0.0 <= self.blotch_margin < 1.0:
+            raise PadaError(f"need lambda_blotch >= 0 and blotch_margin in [0, 1), got {self.lambda_blotch}, "
+                            f"{self.blotch_margin}")
         if self.lambda_dir < 0:
             raise PadaError(f"lambda_dir must be >= 0, got {self.lambda_dir}")
         if not 0.0 < self.dir_gain <= 10.0:
@@ -370,7 +380,8 @@ class LossConfig:
     def weight(self, name: str) -> float:
         return {"L_age": self.w_age, "L_clip": self.lambda_clip, "L_tKL": self.lambda_tkl,
                 "L_id": self.lambda_id, "L_norm": self.lambda_norm, "L_rec": self.lambda_rec,
-                "L_div": self.lambda_div, "L_dir": self.lambda_dir, "L_tone": self.lambda_tone}[name]
+                "L_div": self.lambda_div, "L_dir": self.lambda_dir, "L_tone": self.lambda_tone,
+                "L_blotch": self.lambda_blotch}[name]
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -26,7 +26,8 @@ Which terms apply to which rows:
   face of the target group, the "age anchor" of the text), noised with the row's own (t, noise) and
   denoised with its own z (``ref_features="x0hat"``, paper) or taken clean (``"real"``).
 * L_clip: rows with ref ≠ source and source text ≠ target text (otherwise the text direction is zero).
-* L_id, L_norm: all rows. L_rec: rows with ref = source. L_tone (a pada addition, ``lambda_tone``): all rows.
+* L_id, L_norm: all rows. L_rec: rows with ref = source. L_tone and L_blotch (pada
+  additions, ``lambda_tone``, ``lambda_blotch``): all rows.
 
 With ``LossConfig.train_guard`` every term sees x̂0_tar under the model's guards (held near x̂0_src).
 """
@@ -43,6 +44,7 @@ from pada.aging.augment import apply_view, draw_views, subset
 from pada.aging.config import LossConfig
 from pada.aging.losses import (
     age_triplet_loss,
+    blotch_loss,
     clip_direction_loss,
     diversity_loss,
     identity_loss,
@@ -307,6 +309,8 @@ class PadaObjective:
             out["L_rec"] = masked_mean(per, s.is_same) if s.is_same.any() else s.zero
         if cfg.lambda_tone > 0:
             out["L_tone"] = tone_loss(s.x0_src, s.x0_tar, cfg.tone_margin).mean()
+        if cfg.lambda_blotch > 0:
+            out["L_blotch"] = blotch_loss(s.x0_src, s.x0_tar, cfg.blotch_margin).mean()
         return out
 
     # ---- the terms that need more than one line
