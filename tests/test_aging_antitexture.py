@@ -625,6 +625,26 @@ def test_train_spread_lets_the_critic_losses_see_the_spread_draws_but_not_l_dir(
         PadaObjective(off, frozen, LossConfig(train_spread=True))(batch, gen(1))
 
 
+def _term_alone_trains_down(frozen, name: str, **weights):
+    """Off by default; zero without a shift; the only term of the total when the critics' terms are off;
+    ten Adam steps on it alone lower it on the same draws."""
+    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), t_max=300, **weights)
+    assert name not in PadaObjective(tiny_model(), frozen, LossConfig(t_max=300))(pair_batch(), gen())
+    ident = PadaObjective(tiny_model(init_gain=0.0), frozen, cfg)(pair_batch(), gen())
+    assert float(ident[name]) < 1e-12  # no shift: x̂0_tar = x̂0_src
+    model = tiny_model(init_gain=0.5)
+    obj = PadaObjective(model, frozen, cfg)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = float(obj(pair_batch(), gen(0))[name])
+    for step in range(10):
+        out = obj(pair_batch(), gen(step))
+        assert torch.allclose(out["total"], cfg.weight(name) * out[name])
+        opt.zero_grad()
+        out["total"].backward()
+        opt.step()
+    assert 0.0 < first and float(obj(pair_batch(), gen(0))[name]) < first  # the same draws, after
+
+
 def test_tone_term_is_zero_within_its_margin_and_pulls_the_skin_shading_back(frozen):
     from pada.aging.losses import tone_loss
 
@@ -634,22 +654,7 @@ def test_tone_term_is_zero_within_its_margin_and_pulls_the_skin_shading_back(fro
     per = tone_loss(x, lighter, margin=0.05)
     assert per.shape == (2,) and float(per[0]) == 0.0 and float(per[1]) > 0.0
     assert float(tone_loss(x, lighter, margin=0.5)[1]) == 0.0  # within a wide margin: free
-    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), lambda_tone=100.0,
-                     tone_margin=0.0, t_max=300)
-    assert "L_tone" not in PadaObjective(tiny_model(), frozen, LossConfig(t_max=300))(pair_batch(), gen())
-    ident = PadaObjective(tiny_model(init_gain=0.0), frozen, cfg)(pair_batch(), gen())
-    assert float(ident["L_tone"]) < 1e-12  # no shift: x̂0_tar = x̂0_src
-    model = tiny_model(init_gain=0.5)
-    obj = PadaObjective(model, frozen, cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = float(obj(pair_batch(), gen(0))["L_tone"])
-    for step in range(10):
-        out = obj(pair_batch(), gen(step))
-        assert torch.allclose(out["total"], cfg.lambda_tone * out["L_tone"])
-        opt.zero_grad()
-        out["total"].backward()
-        opt.step()
-    assert 0.0 < first and float(obj(pair_batch(), gen(0))["L_tone"]) < first  # the same draws, after
+    _term_alone_trains_down(frozen, "L_tone", lambda_tone=100.0, tone_margin=0.0)
     with pytest.raises(PadaError, match="lambda_tone"):
         LossConfig(lambda_tone=-1.0)
 
@@ -668,21 +673,6 @@ def test_blotch_term_is_free_for_an_even_change_and_pulls_a_blob_back(frozen):
     # the loss measures what the evaluation's blotch score measures
     assert float(per[2]) == pytest.approx((float(blotch(changed[2:], x[:1])[0]) - 0.02) ** 2, rel=1e-3)
     assert float(blotch_loss(x, changed, margin=0.9)[2]) == 0.0  # within a wide margin: free
-    cfg = LossConfig(disabled=("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec"), lambda_blotch=100.0,
-                     blotch_margin=0.0, t_max=300)
-    assert "L_blotch" not in PadaObjective(tiny_model(), frozen, LossConfig(t_max=300))(pair_batch(), gen())
-    ident = PadaObjective(tiny_model(init_gain=0.0), frozen, cfg)(pair_batch(), gen())
-    assert float(ident["L_blotch"]) < 1e-12  # no shift: x̂0_tar = x̂0_src
-    model = tiny_model(init_gain=0.5)
-    obj = PadaObjective(model, frozen, cfg)
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-    first = float(obj(pair_batch(), gen(0))["L_blotch"])
-    for step in range(10):
-        out = obj(pair_batch(), gen(step))
-        assert torch.allclose(out["total"], cfg.lambda_blotch * out["L_blotch"])
-        opt.zero_grad()
-        out["total"].backward()
-        opt.step()
-    assert 0.0 < first and float(obj(pair_batch(), gen(0))["L_blotch"]) < first  # the same draws, after
+    _term_alone_trains_down(frozen, "L_blotch", lambda_blotch=100.0, blotch_margin=0.0)
     with pytest.raises(PadaError, match="lambda_blotch"):
         LossConfig(lambda_blotch=-1.0)
