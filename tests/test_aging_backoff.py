@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pada.aging.backoff import BACKOFF_SCALES, back_off, back_off_sweep
+from pada.aging.backoff import BACKOFF_SCALES, back_off
 from pada.aging.pipeline import AgingPipeline
 from pada.aging.testing import TinyVL
 from pada.errors import PadaError
@@ -82,38 +82,6 @@ def test_back_off_around_a_center_shortens_the_shared_edit_and_keeps_each_offset
     assert torch.allclose(plain_z, 0.5 * z_age)
     with pytest.raises(PadaError, match="center"):
         back_off(images, z_src, z_age, x, limit, render, center=center[0])
-
-
-def test_sweep_back_off_never_steps_back_along_the_sweep():
-    x, calls, render, z_src = _blob_setup()
-    limit = float(blotch(render([0], torch.tensor([[0.32] + [0.0] * 7])), x))  # edits up to 0.32 are clean
-    frames = torch.zeros(5, 8)
-    frames[:, 0] = torch.tensor([0.2, 0.1, 0.3, 0.45, 1.6])  # frame 1 nearest the input; 3 and 4 blotched
-    images = render(list(range(5)), frames)
-    calls.clear()
-    # each frame's own edit shortened: frame 3 (0.45 -> 0.34 -> 0.225) falls behind frame 2 (0.3)
-    plain = back_off(images, z_src, frames, x, limit, render)[1]
-    assert float(plain[3, 0]) < float(plain[2, 0])
-    calls.clear()
-    out, z, used = back_off_sweep(images, z_src, frames, x, limit, render)
-    # frame 3 toward frame 2's code: 0.3 + 0.75 * 0.15 (over), 0.3 + 0.5 * 0.15 (over), then frame 2 itself;
-    # frame 4 toward frame 3's final code (0.3): 0.3 + 0.75 * 1.3 and 0.3 + 0.5 * 1.3, both over: frame 3's
-    assert [rows for rows, _ in calls] == [[3], [3], [4], [4]]
-    assert torch.allclose(calls[0][1][0, 0], torch.tensor(0.4125)) and torch.allclose(calls[2][1][0, 0],
-                                                                                       torch.tensor(1.275))
-    assert z[:, 0].tolist() == pytest.approx([0.2, 0.1, 0.3, 0.3, 0.3])  # never behind the frame before
-    assert torch.equal(out[:3], images[:3]) and torch.equal(out[4], out[2])
-    assert used == pytest.approx([1.0, 1.0, 1.0, 0.3 / 0.45, 0.3 / 1.6])
-    assert bool((blotch(out, x) <= limit + 1e-6).all())
-    # the frame nearest the input is shortened toward the input itself
-    calls.clear()
-    near = torch.zeros(2, 8)
-    near[:, 0] = torch.tensor([0.5, 0.8])
-    out, z, used = back_off_sweep(render([0, 1], near), z_src, near, x, limit, render)
-    assert calls[1][0] == [0] and torch.allclose(calls[1][1][0, 0], torch.tensor(0.375))
-    assert z[0, 0] == pytest.approx(0.25) and z[1, 0] >= z[0, 0]
-    with pytest.raises(PadaError, match="blotch guard"):
-        back_off_sweep(images, z_src, frames, x, 1.0, render)
 
 
 def test_pipeline_lifespan_and_baseline_back_off_under_the_blotch_guard():

@@ -31,31 +31,6 @@ from pada.errors import PadaError
 BACKOFF_SCALES: tuple[float, ...] = (0.75, 0.5)
 
 
-def _check(limit: float, scales: Sequence[float]) -> None:
-    if not 0.0 < limit < 1.0:
-        raise PadaError(f"blotch guard must be in (0, 1), got {limit:g}")
-    if not scales or not all(0.0 <= s < 1.0 for s in scales):
-        raise PadaError(f"back-off scales must be in [0, 1), got {list(scales)}")
-
-
-def _keep_better(images: torch.Tensor, z: torch.Tensor, score: torch.Tensor, rows: list[int],
-                 z_try: torch.Tensor, render: Callable[[list[int], torch.Tensor], torch.Tensor],
-                 src: torch.Tensor) -> list[int]:
-    """Render the codes ``z_try`` for outputs ``rows``; each try less blotched than its output so far
-    replaces it in ``images``, ``z`` and ``score`` (in place). Returns the rows replaced."""
-    from pada.evaluation.scores import blotch
-
-    tries = render(rows, z_try)
-    tried = blotch(tries.cpu(), src)
-    better = []
-    for j, k in enumerate(rows):
-        if float(tried[j]) < float(score[k]):  # the least blotched so far
-            images[k] = tries[j].to(images.device, images.dtype)
-            z[k], score[k] = z_try[j], tried[j]
-            better.append(k)
-    return better
-
-
 def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, image: torch.Tensor,
              limit: float, render: Callable[[list[int], torch.Tensor], torch.Tensor],
              scales: Sequence[float] = BACKOFF_SCALES,
@@ -69,7 +44,10 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     Returns the images, the codes they were rendered from and each output's edit scale (1.0 = kept)."""
     from pada.evaluation.scores import blotch
 
-    _check(limit, scales)
+    if not 0.0 < limit < 1.0:
+        raise PadaError(f"blotch guard must be in (0, 1), got {limit:g}")
+    if not scales or not all(0.0 <= s < 1.0 for s in scales):
+        raise PadaError(f"back-off scales must be in [0, 1), got {list(scales)}")
     images, z_age = images.clone(), z_age.clone()
     z_src = z_src.to(z_age.device, z_age.dtype)
     if center is None:  # each output's whole edit is shortened
@@ -87,55 +65,15 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     for s in scales:
         if not todo:
             break
-        for k in _keep_better(images, z_age, score, todo, z_src + s * shared[todo] + own[todo], render, src):
-            used[k] = s
+        z = z_src + s * shared[todo] + own[todo]
+        tries = render(todo, z)
+        tried = blotch(tries.cpu(), src)
+        for j, k in enumerate(todo):
+            if float(tried[j]) < float(score[k]):  # the least blotched so far
+                images[k] = tries[j].to(images.device, images.dtype)
+                z_age[k], score[k], used[k] = z[j], tried[j], s
         todo = [k for k in todo if float(score[k]) > limit]
     return images, z_age, used
 
 
-def back_off_sweep(images: torch.Tensor, z_src: torch.Tensor, z_frames: torch.Tensor, image: torch.Tensor,
-                   limit: float, render: Callable[[list[int], torch.Tensor], torch.Tensor],
-                   scales: Sequence[float] = BACKOFF_SCALES,
-                   ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
-    """:func:`back_off` for the frames of a sweep (a lifespan), ``z_frames`` (N, S) in sweep order.
-
-    Shortening each blotched frame's own edit toward ``z_src`` (what :func:`back_off` does) can render an
-    old frame younger than the unblotched frame before it, so the sweep's old end stops aging. Here the
-    frames are taken outward from the one whose code lies nearest ``z_src``, and a blotched frame is
-    shortened toward the code its neighbour on the input's side was finally rendered from (``z_src`` for
-    the nearest frame): it stays at least as far along the sweep as that neighbour. When no try is within
-    ``limit``, the frame keeps the least blotched of its tries, or takes its neighbour's image and code
-    when that one is less blotched still (the sweep pauses for a frame instead of stepping back); the
-    frames must share one start noise (rendered from its neighbour's code, a frame is its neighbour's
-    image). Frames within ``limit`` keep their code. Returns the images, their codes and each frame's
-    edit length projected on its asked edit ``z_frame − z_src`` (1.0 = kept)."""
-    from pada.evaluation.scores import blotch
-
-    _check(limit, scales)
-    images, z = images.clone(), z_frames.clone()
-    z_src = z_src.to(z.device, z.dtype)
-    src = image.detach().cpu()
-    score = blotch(images.cpu(), src)
-    n = z.shape[0]
-    start = int((z - z_src).norm(dim=1).argmin())
-    rings = [[start]] + [[k for k in (start - r, start + r) if 0 <= k < n] for r in range(1, n)]
-    for ring in rings:
-        todo = [k for k in ring if float(score[k]) > limit]
-        nb = {k: k + 1 if k < start else k - 1 for k in todo}  # the neighbour on the input's side
-        anchor = {k: z_src[0] if k == start else z[nb[k]].clone() for k in todo}
-        for s in scales:
-            if not todo:
-                break
-            _keep_better(images, z, score, todo,
-                         torch.stack([anchor[k] + s * (z_frames[k] - anchor[k]) for k in todo]), render, src)
-            todo = [k for k in todo if float(score[k]) > limit]
-        for k in todo:  # still over: the neighbour's frame, if less blotched (a flat step, not a step back)
-            if k != start and float(score[nb[k]]) < float(score[k]):
-                images[k], z[k], score[k] = images[nb[k]], z[nb[k]], score[nb[k]]
-    asked = z_frames - z_src
-    along = ((z - z_src) * asked).sum(1) / asked.pow(2).sum(1).clamp_min(1e-12)
-    used = [1.0 if torch.equal(z[k], z_frames[k]) else float(along[k]) for k in range(n)]
-    return images, z, used
-
-
-__all__ = ["BACKOFF_SCALES", "back_off", "back_off_sweep"]
+__all__ = ["BACKOFF_SCALES", "back_off"]

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from pada.aging.backoff import back_off, back_off_sweep
+from pada.aging.backoff import back_off
 from pada.aging.detail import head_region, transfer_edit, upsample
 from pada.aging.gain import (
     CALIBRATION_FACTORS,
@@ -104,8 +104,7 @@ class LifespanResult:
     """A row of ages: ``images`` (F, 3, H, W) in [-1, 1], ``labels`` F strings, ``anchors`` frame indices;
     ``calibration``: with ``calibrate=True``, each anchor's :meth:`AgingPipeline.calibrate` result;
     ``images_hr`` (F, 3, S, S): with ``image_hr``, the frames carried onto the sharper crop;
-    ``edit_scales``: with a blotch guard, each frame's edit length projected on the asked one (1.0 = kept;
-    :func:`pada.aging.backoff.back_off_sweep`)."""
+    ``edit_scales``: with a blotch guard, each frame's edit length relative to the asked one."""
 
     images: torch.Tensor
     labels: list[str]
@@ -536,9 +535,7 @@ class AgingPipeline:
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
         interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
         ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``);
-        ``blotch_guard`` too, per frame, each blotched frame shortened toward its neighbour on the input's
-        side so the sweep never steps back (:func:`pada.aging.backoff.back_off_sweep`,
-        ``LifespanResult.edit_scales``)."""
+        ``blotch_guard`` too, per frame (``LifespanResult.edit_scales``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -586,7 +583,7 @@ class AgingPipeline:
         t0 = clock.lap("decode", t0)
         edit_scales = None
         if blotch_guard > 0:
-            images, _, edit_scales = back_off_sweep(
+            images, _, edit_scales = back_off(
                 images, z_src, torch.stack(zs), x, blotch_guard,
                 lambda rows, z: self.decode(x_T, z, steps, batch_size=batch_size, sampler=sampler,
                                             x0_guard=guard))
