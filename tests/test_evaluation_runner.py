@@ -211,15 +211,23 @@ def test_run_evaluation_report_markdown_and_files(tmp_path):
     assert rep["baseline"]["strength"] in (1.0, 3.0) and rep["baseline"]["note"] == "fake"
     assert any("also used in training" in n for n in rep["notes"])  # the age evaluator 'bright'
     assert any("not Inception-FID" in n for n in rep["notes"])
-    # per-face errors stored, and the paired bootstrap of PADA against the baseline on the same faces
+    # per-face values stored, and the faces resampled for the checks with thin margins
     pt = rep["models"]["PADA"]["per_target"]["twenties"]
     assert len(pt["age_mae_per_face"]) == data.images.shape[0]
     assert sum(pt["age_mae_per_face"]) / len(pt["age_mae_per_face"]) == pytest.approx(pt["age_mae"], abs=1e-5)
-    bs = rep["models"]["PADA"]["done_when"]["age_mae_below_baseline"]["bootstrap"]
-    assert bs["diff"] == pytest.approx(rep["models"]["PADA"]["done_when"]["age_mae_below_baseline"]["value"],
-                                       abs=1e-5)
-    assert bs["low"] <= bs["diff"] <= bs["high"] and bs["n_faces"] == data.images.shape[0]
-    assert "below 0 in" in summary_table(rep) and "interval over the" in summary_table(rep)
+    assert len(pt["modes"]["both"]["diversity_id_per_face"]) == data.images.shape[0]
+    dw = rep["models"]["PADA"]["done_when"]
+    bs = dw["age_mae_below_baseline"]["bootstrap"]
+    assert bs["value"] == pytest.approx(dw["age_mae_below_baseline"]["value"], abs=1e-5)
+    assert bs["low"] <= bs["value"] <= bs["high"] and bs["n_faces"] == data.images.shape[0]
+    assert bs["pass_share"] == bs["share_below"]  # the check passes below 0
+    div = dw["high_level_diversity"]["bootstrap"]
+    assert div["value"] == pytest.approx(dw["high_level_diversity"]["value"], rel=1e-5)
+    assert div["threshold"] == 0.1 and div["pass_share"] == 1.0 - div["share_below"]
+    assert dw["lifespan_spearman"]["bootstrap"]["value"] == pytest.approx(dw["lifespan_spearman"]["value"])
+    text = summary_table(rep)
+    assert "faces resampled (2000 draws, 95 % interval" in text and "MAE−baseline" in text
+    assert "PAE diversity +" in text
     assert "bootstrap" not in rep["models"]["w/o L_age"]["done_when"]["age_mae_below_baseline"]
     md = to_markdown(rep)
     assert "| w/o L_age | twenties (20.5) |" in md and "DiffAE linear (strength" in md and "PSNR" in md
@@ -328,30 +336,44 @@ def test_gender_kept_per_target_in_the_report_and_summary():
 
 
 def test_paired_bootstrap_of_a_difference_over_faces():
-    from pada.evaluation.metrics import paired_bootstrap
-    from pada.evaluation.runner import age_mae_bootstrap
+    from pada.evaluation.metrics import bootstrap_interval, paired_bootstrap
+    from pada.evaluation.runner import bootstrap_checks
 
     g = torch.Generator().manual_seed(0)
     base = 10 + 5 * torch.rand(2, 16, generator=g)  # (targets, faces): faces differ a lot
     # a method that is 1 year better on every face: the interval is that year exactly
     out = paired_bootstrap(base - 1, base)
-    assert (out["diff"], out["low"], out["high"]) == pytest.approx((-1, -1, -1))
+    assert (out["value"], out["low"], out["high"]) == pytest.approx((-1, -1, -1))
     assert out["share_below"] == 1.0 and out["n_faces"] == 16
     # better on half the faces by 1, worse on the other half by 1: centred on 0, interval straddles it
     sign = torch.tensor([1.0, -1.0]).repeat(8)
     out = paired_bootstrap(base + sign, base, seed=3)
-    assert out["diff"] == pytest.approx(0, abs=1e-9) and out["low"] < 0 < out["high"]
+    assert out["value"] == pytest.approx(0, abs=1e-9) and out["low"] < 0 < out["high"]
     assert 0.2 < out["share_below"] < 0.8
     # pairing: a face offset shared by both methods does not widen the interval
     shared = 20 * torch.rand(1, 16, generator=g)
     a, b = paired_bootstrap(base + sign + shared, base + shared, seed=3), out
     assert (a["low"], a["high"]) == pytest.approx((b["low"], b["high"]))
-    assert paired_bootstrap(base[0] - 1, base[0])["diff"] == pytest.approx(-1)  # one row as a 1-D list
+    assert paired_bootstrap(base[0] - 1, base[0])["value"] == pytest.approx(-1)  # one row as a 1-D list
     with pytest.raises(ValueError, match="equally shaped"):
         paired_bootstrap(base, base[:, :8])
     with pytest.raises(ValueError, match="at least 2 faces"):
         paired_bootstrap([[1.0]], [[2.0]])
-    # reports without per-face errors (written before they were stored) give no interval, not an error
-    sub = {"per_target": {"tens": {"age_mae_per_face": [1.0, 2.0]}}}
-    assert age_mae_bootstrap(sub, {"per_target": {"tens": {}}}) is None
-    assert age_mae_bootstrap(sub, {"per_target": {"tens": {"age_mae_per_face": [2.0, 3.0]}}})["diff"] == -1.0
+    # a ratio of two tables: the interval holds the value, and more faces give a narrower one
+    on, off = 1.2 + 0.3 * torch.rand(1, 64, generator=g), torch.ones(1, 64)
+    ratio = bootstrap_interval(lambda x, y: x.mean((-2, -1)) / y.mean((-2, -1)) - 1, on, off, threshold=0.1)
+    few = bootstrap_interval(lambda x, y: x.mean((-2, -1)) / y.mean((-2, -1)) - 1, on[:, :8], off[:, :8])
+    assert ratio["low"] < ratio["value"] < ratio["high"] and ratio["share_below"] == 0.0
+    assert ratio["high"] - ratio["low"] < few["high"] - few["low"]
+    with pytest.raises(ValueError, match="same F faces"):
+        bootstrap_interval(lambda x, y: x.mean(), on, off[:, :8])
+    # reports without per-face values (written before they were stored) give no interval, not an error
+    sub = {"per_target": {"tens": {"age_mae_per_face": [1.0, 2.0]}},
+           "lifespan": {"spearman_per_face": [0.95, float("nan"), 0.85]}}
+    checks = bootstrap_checks(sub, {"per_target": {"tens": {}}})
+    assert set(checks) == {"lifespan_spearman"}
+    assert checks["lifespan_spearman"]["n_faces"] == 2  # the NaN face left out
+    assert checks["lifespan_spearman"]["value"] == pytest.approx(0.9)
+    paired = bootstrap_checks(sub, {"per_target": {"tens": {"age_mae_per_face": [2.0, 3.0]}}})
+    assert paired["age_mae_below_baseline"]["value"] == -1.0
+    assert paired["age_mae_below_baseline"]["pass_share"] == 1.0

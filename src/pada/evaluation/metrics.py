@@ -178,38 +178,53 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
 
 
 # --------------------------------------------------------------------------------------------------
-# uncertainty of a paired comparison
+# uncertainty over the test faces
 # --------------------------------------------------------------------------------------------------
-#: resamples and confidence level of :func:`paired_bootstrap` as the evaluation report uses them
+#: resamples and confidence level of :func:`bootstrap_interval` as the evaluation report uses them
 BOOTSTRAP_DRAWS = 2000
 BOOTSTRAP_LEVEL = 0.95
 
 
-def paired_bootstrap(a: torch.Tensor | Sequence, b: torch.Tensor | Sequence, draws: int = BOOTSTRAP_DRAWS,
-                     level: float = BOOTSTRAP_LEVEL, seed: int = 0) -> dict[str, float]:
-    """How sure is "``a`` is below ``b``"? ``a`` and ``b`` are (T, F) per-face values of two methods on the
-    same F faces (e.g. each face's mean absolute age error, one row per target; a 1-D input is one row).
-    The statistic is ``mean(a) − mean(b)``; the faces (columns) are resampled with replacement, the same
-    faces for both methods (a paired bootstrap: a face that is hard for one is hard for the other), and the
-    ``level`` percentile interval of ``draws`` resamples is returned with the share of resamples in which
-    the difference is below 0: ``{"diff", "low", "high", "share_below", "n_faces", "draws", "level"}``.
-    The faces are what the comparison generalises over; the N outputs per face are averaged first."""
-    a = torch.as_tensor(a, dtype=torch.float64)
-    b = torch.as_tensor(b, dtype=torch.float64)
-    a, b = (t[None] if t.dim() == 1 else t for t in (a, b))
-    if a.dim() != 2 or a.shape != b.shape:
-        raise ValueError(f"paired_bootstrap needs two equally shaped (T, F) tables, got {tuple(a.shape)} "
-                         f"and {tuple(b.shape)}")
-    if a.shape[1] < 2:
-        raise ValueError(f"paired_bootstrap needs at least 2 faces, got {a.shape[1]}")
+def _table(t: torch.Tensor | Sequence) -> torch.Tensor:
+    t = torch.as_tensor(t, dtype=torch.float64)
+    return t[None] if t.dim() == 1 else t
+
+
+def bootstrap_interval(statistic: Callable[..., torch.Tensor], *tables: torch.Tensor | Sequence,
+                       threshold: float = 0.0, draws: int = BOOTSTRAP_DRAWS, level: float = BOOTSTRAP_LEVEL,
+                       seed: int = 0) -> dict[str, float]:
+    """How much does a score depend on which faces were tested? ``tables``: (T, F) per-face values on the
+    same F faces (one row per target, say; a 1-D input is one row). ``statistic(*tables)`` maps tables of
+    shape (R, T, F) to (R,) — e.g. ``lambda a: a.mean((-2, -1))``. The faces (columns) are resampled with
+    replacement ``draws`` times, the same faces in every table (so a comparison of two methods on the
+    same faces is paired: a face hard for one is hard for the other). Returns ``{"value"`` (on the faces
+    as tested), ``"low", "high"`` (the ``level`` percentile interval), ``"share_below"`` (of the resamples
+    below ``threshold``), ``"threshold", "n_faces", "draws", "level"}``. The interval covers the choice
+    of faces only, not the start-noise seeds or the critics' own errors."""
+    ts = [_table(t) for t in tables]
+    if not ts or any(t.dim() != 2 for t in ts) or len({t.shape[1] for t in ts}) != 1:
+        raise ValueError(f"bootstrap_interval needs (T, F) tables of the same F faces, got "
+                         f"{[tuple(t.shape) for t in ts]}")
+    n = ts[0].shape[1]
+    if n < 2:
+        raise ValueError(f"bootstrap_interval needs at least 2 faces, got {n}")
     if not 0.0 < level < 1.0 or draws < 1:
-        raise ValueError(f"paired_bootstrap needs 0 < level < 1 and draws >= 1, got {level}, {draws}")
-    per_face = (a - b).mean(0)  # (F,): the T rows weigh equally, as in the overall Age MAE
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(0, per_face.numel(), (draws, per_face.numel()), generator=g)
-    stats = per_face[idx].mean(1)
+        raise ValueError(f"bootstrap_interval needs 0 < level < 1 and draws >= 1, got {level}, {draws}")
+    idx = torch.randint(0, n, (draws, n), generator=torch.Generator().manual_seed(seed))
+    stats = statistic(*[t[:, idx].transpose(0, 1) for t in ts]).reshape(draws)  # (draws, T, F) each
     tail = (1.0 - level) / 2
     low, high = torch.quantile(stats, torch.tensor([tail, 1.0 - tail], dtype=torch.float64)).tolist()
-    return {"diff": float(per_face.mean()), "low": low, "high": high,
-            "share_below": float((stats < 0).double().mean()), "n_faces": int(per_face.numel()),
-            "draws": int(draws), "level": float(level)}
+    return {"value": float(statistic(*[t[None] for t in ts]).reshape(())), "low": low, "high": high,
+            "share_below": float((stats < threshold).double().mean()), "threshold": float(threshold),
+            "n_faces": int(n), "draws": int(draws), "level": float(level)}
+
+
+def paired_bootstrap(a: torch.Tensor | Sequence, b: torch.Tensor | Sequence, **kw: Any) -> dict[str, float]:
+    """:func:`bootstrap_interval` of ``mean(a) − mean(b)`` for two methods' (T, F) per-face values on the
+    same faces (e.g. each face's mean absolute age error, one row per target: every row weighs equally,
+    as in the overall Age MAE). ``share_below``: of the resamples in which ``a`` is below ``b``."""
+    a, b = _table(a), _table(b)
+    if a.shape != b.shape:
+        raise ValueError(f"paired_bootstrap needs two equally shaped (T, F) tables, got {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    return bootstrap_interval(lambda x, y: (x - y).mean((-2, -1)), a, b, **kw)

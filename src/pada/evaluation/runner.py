@@ -45,7 +45,15 @@ from pada.evaluation.fid import (
     features_of,
     frechet_distance,
 )
-from pada.evaluation.metrics import Critic, embed, paired_bootstrap, predict_ages, psnr, ssim
+from pada.evaluation.metrics import (
+    Critic,
+    bootstrap_interval,
+    embed,
+    paired_bootstrap,
+    predict_ages,
+    psnr,
+    ssim,
+)
 from pada.evaluation.scores import (
     BACKGROUND_AREA_LIMIT,
     BLOTCH_LIMIT,
@@ -380,7 +388,7 @@ class _Accumulator(_OutputChecks):
         out.update(self.scores())
         if self.div_id:
             out.update(diversity_id=_mean(self.div_id), diversity_pixel=_mean(self.div_px),
-                       diversity_age_std=_mean(self.age_std))
+                       diversity_age_std=_mean(self.age_std), diversity_id_per_face=list(self.div_id))
         return out
 
 
@@ -870,23 +878,58 @@ def _lifespan_rho(sub: dict[str, Any]) -> float | None:
     return ls["spearman"] if ls.get("spearman") is not None else sub["overall"].get("target_spearman")
 
 
-def age_mae_bootstrap(sub: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float] | None:
-    """Paired bootstrap over the faces (:func:`pada.evaluation.metrics.paired_bootstrap`) of one model's
-    Age MAE minus the baseline's, from the reports' per-face errors of the targets both evaluated; None
-    when a report lacks them (e.g. one written before they were stored) or the faces differ."""
-    words = [w for w in sub.get("per_target", {}) if w in baseline.get("per_target", {})]
-    rows = [(sub["per_target"][w].get("age_mae_per_face"), baseline["per_target"][w].get("age_mae_per_face"))
-            for w in words]
-    if not rows or any(a is None or b is None or len(a) != len(b) or len(a) < 2 for a, b in rows):
-        return None
-    return paired_bootstrap([a for a, _ in rows], [b for _, b in rows])
+def _per_face(sub: dict[str, Any], key: str, mode: str | None = None) -> dict[str, list[float]]:
+    """{target: per-face list} of ``key`` in a report's per-target entries (of diversity ``mode``)."""
+    out = {}
+    for word, e in sub.get("per_target", {}).items():
+        v = (e.get("modes", {}).get(mode, {}) if mode else e).get(key)
+        if v is not None:
+            out[word] = v
+    return out
+
+
+def _faces_table(*columns: dict[str, list[float]]) -> list[list[list[float]]] | None:
+    """The targets every mapping has, as one (T, F) table per mapping; None when there are none or the
+    face counts differ (e.g. a report written before per-face values were stored)."""
+    words = [w for w in columns[0] if all(w in c for c in columns[1:])]
+    tables = [[c[w] for w in words] for c in columns]
+    sizes = {len(row) for t in tables for row in t}
+    return tables if words and len(sizes) == 1 and sizes.pop() >= 2 else None
+
+
+def bootstrap_checks(sub: dict[str, Any],
+                     baseline: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """The faces resampled (:func:`pada.evaluation.metrics.bootstrap_interval`) for the checks whose
+    margins a different set of test faces could flip: ``age_mae_below_baseline`` (PADA's per-face error
+    minus the baseline's, paired), ``lifespan_spearman`` (mean of the per-face sweep correlations) and
+    ``high_level_diversity`` (relative div-ID gain of mode ``both`` over ``low``). Each value gets its
+    interval, ``threshold`` (the check's limit) and ``pass_share``: the share of resamples that pass.
+    Checks without per-face values (older reports, or not measured) are left out."""
+    out: dict[str, dict[str, float]] = {}
+    if baseline:
+        t = _faces_table(_per_face(sub, "age_mae_per_face"), _per_face(baseline, "age_mae_per_face"))
+        if t:
+            r = paired_bootstrap(*t)
+            out["age_mae_below_baseline"] = {**r, "pass_share": r["share_below"]}
+    rhos = [r for r in (sub.get("lifespan") or {}).get("spearman_per_face") or []
+            if r is not None and not math.isnan(r)]
+    if len(rhos) >= 2:
+        r = bootstrap_interval(lambda a: a.mean((-2, -1)), rhos, threshold=SPEARMAN_TARGET)
+        out["lifespan_spearman"] = {**r, "pass_share": 1.0 - r["share_below"]}
+    t = _faces_table(*(_per_face(sub, "diversity_id_per_face", m) for m in ("both", "low")))
+    if t:
+        r = bootstrap_interval(lambda on, off: on.mean((-2, -1)) / off.mean((-2, -1)) - 1.0, *t,
+                               threshold=DIVERSITY_MARGIN)
+        out["high_level_diversity"] = {**r, "pass_share": 1.0 - r["share_below"]}
+    return out
 
 
 def done_when(sub: dict[str, Any], baseline: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """The issue's acceptance checks on one model's report: name -> {"value", "target", "pass"}
-    ("pass" None when the score was not measured). With a baseline, the Age MAE check also carries
-    ``"bootstrap"``: the 95 % interval of the difference over the faces (:func:`age_mae_bootstrap`); the
-    check itself passes on the measured difference, as the issue words it."""
+    ("pass" None when the score was not measured). The checks with per-face values (Age MAE against the
+    baseline, lifespan ρ, PAE diversity) also carry ``"bootstrap"`` (:func:`bootstrap_checks`): how the value
+    varies with the choice of test faces; the checks themselves pass on the measured values, as the issue
+    words them."""
     o = sub["overall"]
 
     def check(value: Any, target: str, ok: Callable[[Any], bool]) -> dict[str, Any]:
@@ -905,8 +948,6 @@ def done_when(sub: dict[str, Any], baseline: dict[str, Any] | None = None) -> di
     mae, bmae = o.get("age_mae"), b.get("age_mae")
     out["age_mae_below_baseline"] = check(None if mae is None or bmae is None else mae - bmae,
                                           "< 0 (PADA minus linear baseline at matched ID)", lambda v: v < 0)
-    if baseline:
-        out["age_mae_below_baseline"]["bootstrap"] = age_mae_bootstrap(sub, baseline)
     hl = (o.get("high_level_diversity") or {}).get("id") or {}
     rel = None if hl.get("gain") is None or not hl.get("off") else hl["gain"] / hl["off"]
     out["high_level_diversity"] = check(rel, f">= {DIVERSITY_MARGIN:g} (relative div-ID gain of PAE "
@@ -917,6 +958,8 @@ def done_when(sub: dict[str, Any], baseline: dict[str, Any] | None = None) -> di
     out["reference_toward"] = check(min(fr) if fr else None, "> 0 (share of the input→reference age gap "
                                                              "covered, worse of older / younger references)",
                                     lambda v: v > 0)
+    for name, interval in bootstrap_checks(sub, baseline).items():
+        out[name]["bootstrap"] = interval
     return out
 
 
@@ -971,6 +1014,12 @@ _CHECK_LABELS = {
     "id_similarity": "ID", "age_mae_below_baseline": "MAE<baseline", "high_level_diversity": "PAE diversity",
     "reference_toward": "--ref toward",
 }
+
+
+#: the checks :func:`bootstrap_checks` resamples, as the summary shows them
+_RESAMPLED = (("age_mae_below_baseline", "MAE−baseline", lambda v: f"{v:+.2f}"),
+              ("lifespan_spearman", "lifespan ρ", lambda v: f"{v:.3f}"),
+              ("high_level_diversity", "PAE diversity", lambda v: f"{100 * v:+.1f} %"))
 
 
 def summary_table(report: dict[str, Any]) -> str:
@@ -1046,11 +1095,14 @@ def summary_table(report: dict[str, Any]) -> str:
                      f"{_CHECK_LABELS.get(k, k)}" for k, c in dw.items()]
             lines.append("   done when: " + ", ".join(marks[:4]))
             lines.append("              " + ", ".join(marks[4:]))
-            bs = (dw.get("age_mae_below_baseline") or {}).get("bootstrap")
-            if bs:
-                lines.append(f"   Age MAE minus baseline {bs['diff']:+.2f} years, {100 * bs['level']:.0f} % "
-                             f"interval over the {bs['n_faces']} faces {bs['low']:+.2f} to {bs['high']:+.2f} "
-                             f"(below 0 in {_pct(bs['share_below'])} of resamples)")
+            resampled = [(label, fmt, dw[key]["bootstrap"]) for key, label, fmt in _RESAMPLED
+                         if (dw.get(key) or {}).get("bootstrap")]
+            if resampled:
+                bs = resampled[0][2]
+                lines.append(f"   faces resampled ({bs['draws']} draws, {100 * bs['level']:.0f} % interval, "
+                             "share of draws that pass):")
+                lines += [f"     {label:<14}{fmt(bs['value'])} [{fmt(bs['low'])}, {fmt(bs['high'])}], passes "
+                          f"{_pct(bs['pass_share'])}" for label, fmt, bs in resampled]
     n, nout = report.get("n_faces", 0), cfg["n_outputs"]
     if n < 16 or nout < 4:
         lines.append(f"   ({n} faces, N = {nout}: the issue's acceptance needs >= 16 faces and N >= 4)")
@@ -1085,7 +1137,7 @@ def write_report(report: dict[str, Any], out: str | os.PathLike,
 
 
 __all__ = ["AGE_GROUPS", "Critics", "DIVERSITY_MODES", "EvalConfig", "EvalData", "InversionCache",
-           "age_mae_bootstrap", "apply_max_shift", "check_pipeline_options", "done_when", "evaluate_pipeline",
+           "apply_max_shift", "bootstrap_checks", "check_pipeline_options", "done_when", "evaluate_pipeline",
            "fit_baseline_direction", "lifespan_scores", "load_critics", "load_eval_data", "pick_references",
            "reconstruction_metrics", "reference_scores", "run_evaluation", "search_baseline_strength",
            "summary_table", "to_markdown", "write_report"]
