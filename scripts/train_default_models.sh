@@ -80,7 +80,8 @@ python3 benchmarks/bench_diffae_quality.py --diffae diffae-demo64-1g --max-faces
 #    (background_guard 0.05) and a longer edit at old targets (shift_gain), v7g the saturation guard
 #    (saturation_guard 0.01), and v7h (shipped) the blotch back-off (blotch_guard 0.06): the same trained tensors.
 #    v8 (tried, not shipped: --recipe pada-demo64-v8) trains with L_tone, v9 (--recipe pada-demo64-v9) with
-#    the gender hold seen by the losses, v10 (--recipe pada-demo64-v10) with the background guard seen by them.
+#    the gender hold seen by the losses, v10 (--recipe pada-demo64-v10) with the background guard seen by them,
+#    v11 (--recipe pada-demo64-v11) v7h's run with L_blotch.
 #    v6 is the v4 recipe on the stage-1f DiffAE (v7: --recipe pada-demo64-v7; v6: --recipe pada-demo64-v6;
 #    v5: --recipe pada-demo64-v5, on $RUNS/diffae64f.safetensors; v4: --recipe pada-demo64-v4, on
 #    $RUNS/diffae64e.safetensors).
