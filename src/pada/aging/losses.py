@@ -101,14 +101,13 @@ def tone_loss(x_src: torch.Tensor, x_tar: torch.Tensor, margin: float) -> torch.
 def blotch_loss(x_src: torch.Tensor, x_tar: torch.Tensor, margin: float) -> torch.Tensor:
     """L_blotch (a pada addition): how unevenly the skin's brightness changed between x̂0_src and x̂0_tar,
     the standard deviation over the skin region of the change of the luma blurred by
-    :data:`~pada.evaluation.scores.PATCH_SIGMA` (the measure of :func:`pada.evaluation.scores.blotch`),
-    free up to ``margin``, beyond that quadratic: relu(std − margin)², (B,). An even lightening or
-    darkening of the face costs nothing; a pale blob on the forehead or dark eye sockets do."""
-    from pada.evaluation.scores import PATCH_SIGMA, skin_mask, smooth_luma
+    :data:`~pada.evaluation.scores.PATCH_SIGMA` (:func:`pada.evaluation.scores.luma_spread`, the measure
+    of :func:`~pada.evaluation.scores.blotch`), free up to ``margin``, beyond that quadratic:
+    relu(std − margin)², (B,). An even lightening or darkening of the face costs nothing; a pale blob on
+    the forehead or dark eye sockets do."""
+    from pada.evaluation.scores import luma_spread
 
-    d = (smooth_luma(x_tar.float(), PATCH_SIGMA) - smooth_luma(x_src.float(), PATCH_SIGMA))[:, 0]
-    m = skin_mask(d.shape[-1], d.device).bool()
-    return torch.relu(d[:, m].std(-1) - margin).square()
+    return torch.relu(luma_spread(x_tar.float(), x_src.float()) - margin).square()
 
 
 def rec_loss(x_src: torch.Tensor, x_tar: torch.Tensor, reduction: str = "mean") -> torch.Tensor:

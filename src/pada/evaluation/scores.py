@@ -245,13 +245,18 @@ def blotch(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     darkened as a whole; above :data:`BLOTCH_LIMIT`, blotches: a pale blob on the forehead, a grey smear
     at the mouth, hollow dark eye sockets (what :func:`patch_change` is for colour, this is for brightness;
     the tone guard bounds each pixel's change, not how unevenly the skin changes within that bound)."""
+    with torch.no_grad():
+        return luma_spread(outputs.detach().double().cpu(), inputs.detach().double().cpu()).float()
+
+
+def luma_spread(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """The measure of :func:`blotch` on the tensors as given (their dtype and device), differentiable: the
+    training loss :func:`pada.aging.losses.blotch_loss` is built on it."""
     if inputs.shape[-2:] != outputs.shape[-2:]:
         raise ValueError(f"input size {tuple(inputs.shape[-2:])} differs from output size "
                          f"{tuple(outputs.shape[-2:])}")
-    with torch.no_grad():
-        o, i = outputs.detach().double().cpu(), inputs.detach().double().cpu()
-        d = (smooth_luma(o, PATCH_SIGMA) - smooth_luma(i, PATCH_SIGMA))[:, 0]
-        return d[:, skin_mask(d.shape[-1]).bool()].std(1).float()
+    d = (smooth_luma(outputs, PATCH_SIGMA) - smooth_luma(inputs, PATCH_SIGMA))[:, 0]
+    return d[:, skin_mask(d.shape[-1], d.device).bool()].std(1)
 
 
 def head_mask(size: int) -> torch.Tensor:
@@ -426,6 +431,6 @@ __all__ = ["BACKGROUND_AREA_LIMIT", "BLOTCH_LIMIT", "CAST_LIMIT", "DIVERSITY_MAR
            "PATCH_LIMIT", "PATCH_SIGMA", "SKIN_ELLIPSE", "SPEARMAN_TARGET", "TONE_AREA_LIMIT", "TONE_STEP",
            "background_change", "background_mask", "blotch", "chroma_strength", "colour_cast",
            "face_found_rate", "from_luma_chroma", "gaussian_blur", "head_mask", "hf_energy_ratio",
-           "interpolate_curve", "laplacian_energy", "patch_change", "rankdata", "reference_shift",
-           "skin_mask", "smooth_chroma", "smooth_luma", "spearman", "to_luma_chroma", "tone_change",
-           "tone_shift"]
+           "interpolate_curve", "laplacian_energy", "luma_spread", "patch_change", "rankdata",
+           "reference_shift", "skin_mask", "smooth_chroma", "smooth_luma", "spearman", "to_luma_chroma",
+           "tone_change", "tone_shift"]
