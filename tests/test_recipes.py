@@ -244,7 +244,7 @@ def test_recipes_cli(capsys):
 def test_the_script_and_the_registry_use_the_recipes():
     script = (ROOT / "scripts" / "train_default_models.sh").read_text()
     used = re.findall(r"train (\w+) --recipe ([\w.-]+)", script)
-    # kept to reproduce replaced models and tried runs (docs/pada_method.md)
+    # kept to reproduce replaced models and tried runs (docs/pada_history.md)
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
                 "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v7e", "pada-demo64-v7f",
                 "pada-demo64-v7g", "pada-demo64-v8", "pada-demo64-v9", "pada-demo64-v10",

@@ -16,7 +16,7 @@ take away the variation PAE sampling adds (measured: docs/pada_method.md, "Shipp
 within the limit are not touched, so the back-off costs one or two renders per blotched output and nothing
 otherwise. Like the guards it is inference-only (a pada addition, not the paper's); it trades some of the
 edit's length — so some age — on the outputs it catches for an image without blotches. Measured effect:
-docs/pada_method.md ("Tried in session 25"); on in the shipped ``pada-demo64`` since v7h (limit 0.06).
+docs/pada_history.md ("Tried in session 25"); on in the shipped ``pada-demo64`` since v7h (limit 0.06).
 """
 
 from __future__ import annotations

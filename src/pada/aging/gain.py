@@ -5,7 +5,7 @@ A trained modulation gives a shift d = z_age − z_src per request; the pipeline
 the knots of ``PadaConfig.shift_gain`` (flat beyond the first and last knot). Why: on 12 train faces
 ``pada-demo64`` v7's shift looked too short for old targets ("sixties" read 47, "eighties" 52) and a longer
 one bought more years per unit of identity than the linear baseline (``benchmarks/bench_shift_gain.py``);
-on the 16 held-out faces the same gain did not (docs/pada_method.md, session 16), so the shipped model has
+on the 16 held-out faces the same gain did not (docs/pada_history.md, session 16), so the shipped model has
 none. The option stays for models and data where the calibration holds.
 
 Per-face calibration (``AgingPipeline.age(..., calibrate=True)``, ``pada age --calibrate``) scales each
@@ -18,7 +18,7 @@ whose render stays within :data:`CALIBRATION_HF_GUARD` times the input's high-fr
 :func:`pada.evaluation.scores.patch_change`).
 Why: one trained shift gives every face nearly the same move for one target, so faces that already look
 old overshoot and young-looking ones fall short; the per-face choice cut Age MAE by 1.0 (12 train faces)
-and 1.3 years (16 held-out) at the same identity compared with one factor for all (docs/pada_method.md,
+and 1.3 years (16 held-out) at the same identity compared with one factor for all (docs/pada_history.md,
 session 17).
 
 The target age of a request comes from its PAE embedding: the age group whose text prototype (the

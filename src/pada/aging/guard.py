@@ -10,7 +10,7 @@ at most ``margin`` (0-1 scale) inside the skin region of the aligned crop
 again, equally in R, G and B. Lines, wrinkles and texture (what the blur removes), colour within the
 skin's brightness, the hair and the background are left to the edit. Like the clamp of x̂0 to [-1, 1],
 it is a projection of the sampler's estimate, not a change of the trained model, and costs no network
-calls. Measured effect: docs/pada_method.md ("Shipped model").
+calls. Measured effect: docs/pada_history.md ("Shipped model (v7d)").
 
 With a ``background`` margin the same projection holds the crop outside the head (the soft complement of
 :func:`pada.aging.detail.head_region`: backdrop, shoulders, clothes) near the input, per colour channel
