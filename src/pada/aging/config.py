@@ -44,7 +44,7 @@ class PadaConfig:
     ``max_shift``: pada-only bound on how far the modulation may move a code, relative to its norm:
     the shift d = z_age − z_src is smoothly saturated to ‖d‖ ≤ max_shift·‖z_src‖ (``d·m·tanh(r/m)/r`` with
     r = ‖d‖/‖z_src‖, m = max_shift), in training and at inference, so z_age stays among real codes where
-    the decoder draws faces (docs/pada_method.md, "Keeping z_age near real codes"). 0 = no bound (paper).
+    the decoder draws faces (docs/pada_method.md, "Guards against critic-fooling texture"). 0 = no bound (paper).
     ``shift_subspace``: pada-only; m > 0 projects the shift d onto the m leading principal directions of the
     frozen DiffAE's codes of the training faces (buffer ``modulation.shift_basis``, fitted once when
     training starts), before the bound: z_age may then only move the ways real faces differ, not along
@@ -54,7 +54,7 @@ class PadaConfig:
     direction (the one L_dir aims along, fitted on the training codes and age labels when training starts),
     made orthogonal to the m principal directions. Measured on ``diffae-demo64``: the 16 leading
     directions hold 91 % of that direction's energy, yet walking only their part of it renders far less age
-    (docs/pada_method.md, v7): the missing 9 % lies in directions real faces vary little in overall but
+    (docs/pada_history.md, v7): the missing 9 % lies in directions real faces vary little in overall but
     that change with age. Needs ``shift_subspace`` > 0. False = the principal directions only.
     ``draw_hidden``: pada-only; h > 0 gives the modulation a second input, the PAE draw's standard-normal
     noise η (B, D) (e_age = μ + σ⊙η, or e_txt + ε·η), through a small head Linear(D, h) → LeakyReLU →
