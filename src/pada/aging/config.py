@@ -44,7 +44,8 @@ class PadaConfig:
     ``max_shift``: pada-only bound on how far the modulation may move a code, relative to its norm:
     the shift d = z_age − z_src is smoothly saturated to ‖d‖ ≤ max_shift·‖z_src‖ (``d·m·tanh(r/m)/r`` with
     r = ‖d‖/‖z_src‖, m = max_shift), in training and at inference, so z_age stays among real codes where
-    the decoder draws faces (docs/pada_method.md, "Guards against critic-fooling texture"). 0 = no bound (paper).
+    the decoder draws faces (docs/pada_method.md, "Guards against critic-fooling texture"). 0 = no bound
+    (paper).
     ``shift_subspace``: pada-only; m > 0 projects the shift d onto the m leading principal directions of the
     frozen DiffAE's codes of the training faces (buffer ``modulation.shift_basis``, fitted once when
     training starts), before the bound: z_age may then only move the ways real faces differ, not along
