@@ -162,6 +162,38 @@ def test_blotch_flags_uneven_skin_brightness_not_an_even_change_lines_or_hair():
         blotch(x, x[..., :32, :32])
 
 
+def test_structure_change_flags_a_smeared_or_masked_face_not_an_even_change_lines_or_hair():
+    from pada.evaluation.scores import STRUCTURE_LIMIT, skin_mask, ssim_map, structure_change
+
+    g = torch.Generator().manual_seed(0)
+    grain = 0.15 * torch.randn(1, 3, 64, 64, generator=g).mean(1, keepdim=True)  # skin has local detail
+    x = (_smooth(1, 64, seed=3) * 0.5 + grain).clamp(-1, 1)
+    lighter = x + 0.1  # the whole face lighter
+    lines = x + 0.1 * ((torch.arange(64) % 6) < 1).float().view(1, 1, 64, 1)  # fine lines, all over
+    skin = skin_mask(64).bool()
+    masked = x.clone()
+    masked[..., skin] = 0.3 * masked[..., skin] + 0.5  # a pale mask over the skin, features faint
+    mottled = x + 0.3 * F.interpolate(torch.randn(1, 1, 16, 16, generator=g), size=64, mode="bilinear")
+    crown = x.clone()
+    crown[..., :10, :] += 0.5  # the crown lightened (greying hair): outside the skin
+    s = structure_change(torch.cat([x, lighter, lines, masked, mottled, crown]), x)
+    assert float(s[0]) < 1e-9 and float(s[5]) < 1e-9
+    assert float(s[1]) < 0.1 * STRUCTURE_LIMIT and float(s[2]) < 0.6 * STRUCTURE_LIMIT
+    assert float(s[3]) > 3 * STRUCTURE_LIMIT and float(s[4]) > 3 * STRUCTURE_LIMIT  # flagged
+    # the window scales with the side: the same images at twice the size score alike
+    x2 = F.interpolate(torch.cat([x, masked, mottled]), scale_factor=2, mode="bilinear")
+    s2 = structure_change(x2, x2[:1])
+    assert float(s2[0]) < 1e-9 and float(s2[1]) > 3 * STRUCTURE_LIMIT and float(s2[2]) > 3 * STRUCTURE_LIMIT
+    # the map is differentiable, in the inputs' dtype
+    y = mottled.clone().requires_grad_(True)
+    m = ssim_map(y, x)
+    assert m.shape == (1, 64, 64) and m.dtype == torch.float32
+    m.mean().backward()
+    assert y.grad is not None and float(y.grad.abs().sum()) > 0
+    with pytest.raises(ValueError, match="differs"):
+        structure_change(x, x[..., :32, :32])
+
+
 def test_luma_chroma_round_trip_and_chroma_strength():
     from pada.evaluation.scores import chroma_strength, from_luma_chroma, to_luma_chroma
 
@@ -403,6 +435,8 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["lifespan"]["patch_ok"] is not None and "patch_ok" in sub["reference"]
     assert 0 <= old["cast_ok"] <= 1 and old["colour_cast_median"] >= 0 and "cast_ok" in sub["reference"]
     assert 0 <= old["blotch_ok"] <= 1 and old["blotch_median"] >= 0 and "blotch_ok" in sub["reference"]
+    assert 0 <= old["structure_ok"] <= 1 and old["structure_change_median"] >= 0
+    assert "structure_ok" in sub["reference"] and sub["lifespan"]["structure_ok"] is not None
     assert sub["lifespan"]["blotch_ok"] is not None
     assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
     assert sub["lifespan"]["spearman"] == pytest.approx(1.0)

@@ -66,6 +66,7 @@ from pada.evaluation.scores import (
     ID_TARGET,
     PATCH_LIMIT,
     SPEARMAN_TARGET,
+    STRUCTURE_LIMIT,
     TONE_AREA_LIMIT,
     background_change,
     blotch,
@@ -75,6 +76,7 @@ from pada.evaluation.scores import (
     patch_change,
     reference_shift,
     spearman,
+    structure_change,
     tone_change,
 )
 from pada.outputs import write_text
@@ -301,8 +303,8 @@ def _images_of(result: Any) -> torch.Tensor:
 
 class _OutputChecks:
     """The checks on outputs that catch broken images (face found, high-frequency ratio, skin tone, colour
-    patches, colour cast, blotches, background, gender kept), gathered over sources and summarised by
-    :meth:`scores`."""
+    patches, colour cast, blotches, skin structure, background, gender kept), gathered over sources and
+    summarised by :meth:`scores`."""
 
     def __init__(self) -> None:
         self.found: list[torch.Tensor] = []
@@ -311,6 +313,7 @@ class _OutputChecks:
         self.patch: list[torch.Tensor] = []
         self.cast: list[torch.Tensor] = []
         self.blotch: list[torch.Tensor] = []
+        self.structure: list[torch.Tensor] = []
         self.background: list[torch.Tensor] = []
         self.gender: list[torch.Tensor] = []
 
@@ -321,6 +324,7 @@ class _OutputChecks:
         self.patch.append(patch_change(outs, source))
         self.cast.append(colour_cast(outs, source))
         self.blotch.append(blotch(outs, source))
+        self.structure.append(structure_change(outs, source))
         self.background.append(background_change(outs, source))
         if critics.gender is not None:
             self.gender.append(gender_kept(critics.gender, outs, source))
@@ -328,7 +332,7 @@ class _OutputChecks:
             self.found.append(critics.faces(outs).reshape(-1).bool())
 
     def extend(self, other: _OutputChecks) -> None:
-        for name in ("found", "hf", "tone", "patch", "cast", "blotch", "background", "gender"):
+        for name in ("found", "hf", "tone", "patch", "cast", "blotch", "structure", "background", "gender"):
             getattr(self, name).extend(getattr(other, name))
 
     def scores(self) -> dict[str, Any]:
@@ -342,6 +346,7 @@ class _OutputChecks:
         q = torch.cat(self.patch) if self.patch else torch.zeros(0)
         v = torch.cat(self.cast) if self.cast else torch.zeros(0)
         u = torch.cat(self.blotch) if self.blotch else torch.zeros(0)
+        s = torch.cat(self.structure) if self.structure else torch.zeros(0)
         return {
             "background_ok": float((b <= BACKGROUND_AREA_LIMIT).float().mean()) if b.numel() else None,
             "background_change_mean": float(b.mean()) if b.numel() else None,
@@ -353,6 +358,8 @@ class _OutputChecks:
             "colour_cast_median": float(v.median()) if v.numel() else None,
             "blotch_ok": float((u <= BLOTCH_LIMIT).float().mean()) if u.numel() else None,
             "blotch_median": float(u.median()) if u.numel() else None,
+            "structure_ok": float((s <= STRUCTURE_LIMIT).float().mean()) if s.numel() else None,
+            "structure_change_median": float(s.median()) if s.numel() else None,
             "gender_kept": float(k.float().mean()) if k.numel() else None,
             "face_found_rate": float(f.float().mean()) if f.numel() else None,
             "hf_ratio_median": float(r.median()) if r.numel() else None,
@@ -490,7 +497,7 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
              f"{_pct(entry.get('face_found_rate'))}, HF ratio <= {HF_RATIO_LIMIT:g} "
              f"{_pct(entry.get('hf_ratio_ok'))}, tone ok {_pct(entry.get('tone_ok'))}, patch ok "
              f"{_pct(entry.get('patch_ok'))}, cast ok {_pct(entry.get('cast_ok'))}, blotch ok "
-             f"{_pct(entry.get('blotch_ok'))}", verbose)
+             f"{_pct(entry.get('blotch_ok'))}, structure ok {_pct(entry.get('structure_ok'))}", verbose)
     overall = {k: _mean([per_target[w][k] for w in cfg.targets])
                for k in ("age_mae", "id_similarity", "fd")}
     overall.update(pooled.scores())
@@ -974,8 +981,8 @@ def to_markdown(report: dict[str, Any]) -> str:
     if "baseline" in report:
         rows[f"DiffAE linear (strength {report['baseline']['strength']:g})"] = report["baseline"]
     lines += ["| model | target | Age MAE ↓ | mean age | ID ↑ | face found ↑ | HF ratio ≤ 1.5 ↑ | "
-              "tone ok ↑ | patch ok ↑ | cast ok ↑ | blotch ok ↑ | bg kept ↑ | gender kept ↑ | FD ↓ | "
-              "div-ID (high/low/both) | div-px |", "|---" * 16 + "|"]
+              "tone ok ↑ | patch ok ↑ | cast ok ↑ | blotch ok ↑ | structure ok ↑ | bg kept ↑ | "
+              "gender kept ↑ | FD ↓ | div-ID (high/low/both) | div-px |", "|---" * 17 + "|"]
     for name, sub in rows.items():
         for word, e in sub["per_target"].items():
             modes = e.get("modes", {})
@@ -986,7 +993,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                          f"{_pct(e.get('face_found_rate'))} | {_pct(e.get('hf_ratio_ok'))} | "
                          f"{_pct(e.get('tone_ok'))} | {_pct(e.get('patch_ok'))} | "
                          f"{_pct(e.get('cast_ok'))} | {_pct(e.get('blotch_ok'))} | "
-                         f"{_pct(e.get('background_ok'))} | "
+                         f"{_pct(e.get('structure_ok'))} | {_pct(e.get('background_ok'))} | "
                          f"{_pct(e.get('gender_kept'))} | {_fmt(e.get('fd'))} | "
                          f"{div} | {px} |")
     lines += ["", "| model | Age MAE ↓ | ID ↑ | FD ↓ |", "|---|---|---|---|"]
@@ -1046,7 +1053,8 @@ def summary_table(report: dict[str, Any]) -> str:
     for name, sub in rows.items():
         lines += [f"-- {name}",
                   f"   {'target':<17}{'face':>10}{'HF ok':>7}{'HF med':>7}{'blur':>6}{'tone ok':>8}"
-                  f"{'patch':>6}{'cast':>6}{'blot':>6}{'bg ok':>6}{'gender':>7}{'ID':>7}{'MAE':>7}{'age':>6}"]
+                  f"{'patch':>6}{'cast':>6}{'blot':>6}{'struct':>7}{'bg ok':>6}{'gender':>7}{'ID':>7}"
+                  f"{'MAE':>7}{'age':>6}"]
         o = sub["overall"]
         for word, e in [*sub["per_target"].items(), ("all", o)]:
             label = "all (worst)" if word == "all" else f"{word} ({e['target_age']:g})"
@@ -1057,7 +1065,7 @@ def summary_table(report: dict[str, Any]) -> str:
                          f"{_fmt(e.get('hf_ratio_median')):>7}{_pct(e.get('hf_ratio_blurred')):>6}"
                          f"{_pct(e.get('tone_ok')):>8}{_pct(e.get('patch_ok')):>6}"
                          f"{_pct(e.get('cast_ok')):>6}{_pct(e.get('blotch_ok')):>6}"
-                         f"{_pct(e.get('background_ok')):>6}"
+                         f"{_pct(e.get('structure_ok')):>7}{_pct(e.get('background_ok')):>6}"
                          f"{_pct(e.get('gender_kept')):>7}"
                          f"{_fmt(e.get('id_similarity'), 3):>7}"
                          f"{_fmt(e.get('age_mae'), 1):>7}{_fmt(e.get('age_mean'), 1):>6}")
@@ -1071,7 +1079,8 @@ def summary_table(report: dict[str, Any]) -> str:
                          f"{_fmt(ls.get('id_similarity'), 3)}; face {_pct(ls.get('face_found_rate'))}, "
                          f"HF ok {_pct(ls.get('hf_ratio_ok'))}, tone ok {_pct(ls.get('tone_ok'))}")
             lines.append(f"   lifespan: patch {_pct(ls.get('patch_ok'))}, cast {_pct(ls.get('cast_ok'))}, "
-                         f"blotch {_pct(ls.get('blotch_ok'))}, bg ok {_pct(ls.get('background_ok'))}, "
+                         f"blotch {_pct(ls.get('blotch_ok'))}, structure {_pct(ls.get('structure_ok'))}, "
+                         f"bg ok {_pct(ls.get('background_ok'))}, "
                          f"gender {_pct(ls.get('gender_kept'))}")
             lines.append(f"   lifespan ages by group: {ages}")
         hl = o.get("high_level_diversity")
