@@ -1,5 +1,6 @@
-"""The blotch back-off (pada.aging.backoff): outputs whose skin brightness changed unevenly are rendered again
-with a shorter edit, in the pipeline, the lifespan and the linear baseline (tiny random models)."""
+"""The back-off (pada.aging.backoff): outputs whose skin brightness changed unevenly or whose skin lost its
+structure are rendered again with a shorter edit, in the pipeline, the lifespan and the linear baseline
+(tiny random models)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pada.aging.backoff import BACKOFF_SCALES, back_off
 from pada.aging.pipeline import AgingPipeline
 from pada.aging.testing import TinyVL
 from pada.errors import PadaError
-from pada.evaluation.scores import blotch, skin_mask
+from pada.evaluation.scores import blotch, skin_mask, structure_change
 from test_aging_helpers import faces, one_thread, tiny_diffae, tiny_model
 
 TEXT = "man's face in his eighties"
@@ -51,17 +52,106 @@ def test_back_off_shortens_only_blotched_edits_and_keeps_the_first_clean_one():
     calls.clear()
     assert float(before[0]) < limit < float(before[1])
     out, z, scales = back_off(images, z_src, z_age, x, limit, render)
-    assert scales == [1.0, 0.5, 0.5]  # 0.6 -> 0.45 (still over) -> 0.3 (within); 1.6: least blotched
-    assert [rows for rows, _ in calls] == [[1, 2], [1, 2]]  # output 0 was never rendered again
+    assert scales == [1.0, 0.5, 0.25]  # 0.6 -> 0.45 (still over) -> 0.3 (within); 1.6: least blotched
+    assert [rows for rows, _ in calls] == [[1, 2], [1, 2], [2]]  # output 0 was never rendered again
     assert torch.equal(out[0], images[0]) and torch.equal(z[0], z_age[0])
-    assert torch.allclose(z[1], 0.5 * z_age[1]) and torch.allclose(z[2], 0.5 * z_age[2])
+    assert torch.allclose(z[1], 0.5 * z_age[1]) and torch.allclose(z[2], 0.25 * z_age[2])
     after = blotch(out, x)
     assert float(after[1]) <= limit and limit < float(after[2]) < float(before[2])
-    assert BACKOFF_SCALES == (0.75, 0.5)
+    assert BACKOFF_SCALES == (0.75, 0.5, 0.25)
     with pytest.raises(PadaError, match="blotch guard"):
         back_off(images, z_src, z_age, x, 0.0, render)
     with pytest.raises(PadaError, match="back-off scales"):
         back_off(images, z_src, z_age, x, limit, render, scales=(1.2,))
+
+
+def test_back_off_on_structure_catches_a_masked_face_the_blotch_score_lets_through():
+    g = torch.Generator().manual_seed(0)
+    x = (0.3 * torch.randn(1, 1, 64, 64, generator=g)).expand(1, 3, 64, 64).clone()  # skin with detail
+    skin = skin_mask(64).bool()
+    calls = []
+
+    def render(rows, z):  # the skin's detail fades under an even grey mask as the code grows (z_src = 0)
+        calls.append(list(rows))
+        w = z.norm(dim=1).clamp(max=1.0).view(-1, 1, 1)
+        out = x.repeat(z.shape[0], 1, 1, 1)
+        out[..., skin] = (1 - w) * out[..., skin]
+        return out
+
+    z_src, z_age = torch.zeros(1, 8), torch.zeros(3, 8)
+    z_age[0, 0], z_age[1, 0], z_age[2, 0] = 0.1, 0.8, 0.4
+    images = render([0, 1, 2], z_age)
+    calls.clear()
+    s = structure_change(images, x)
+    limit = float(structure_change(render([0], torch.tensor([[0.25] + [0.0] * 7])), x))
+    calls.clear()
+    assert float(s[0]) < limit < float(s[2]) < float(s[1])
+    loose_blotch = float(blotch(images, x).max()) * 1.01  # the blotch score alone passes them all
+    assert back_off(images, z_src, z_age, x, loose_blotch, render)[2] == [1.0, 1.0, 1.0] and calls == []
+    out, z, scales = back_off(images, z_src, z_age, x, loose_blotch, render, structure_limit=limit)
+    assert scales == [1.0, 0.25, 0.5]  # 0.8 -> 0.6 -> 0.4 -> 0.2 (within); 0.4 -> 0.3 -> 0.2 (within)
+    assert calls == [[1, 2], [1, 2], [1]]
+    assert bool((structure_change(out, x) <= limit).all())
+    only = back_off(images, z_src, z_age, x, 0.0, render, structure_limit=limit)  # the blotch score off
+    assert only[2] == scales and torch.equal(only[0], out)
+    with pytest.raises(PadaError, match="blotch guard or a structure guard"):
+        back_off(images, z_src, z_age, x, 0.0, render)
+    with pytest.raises(PadaError, match="structure guard"):
+        back_off(images, z_src, z_age, x, 0.0, render, structure_limit=1.5)
+
+
+def _masking_decoder(x: torch.Tensor, z_src: torch.Tensor, scale: float):
+    """A stand-in for ``AgingPipeline.decode``: the input ``x`` with its skin faded under an even grey mask
+    as strong as the code's distance from ``z_src`` (times ``scale``, at most 1)."""
+    skin = skin_mask(x.shape[-1]).bool()
+
+    def decode(x_T, z, *args, **kwargs):
+        w = ((z.cpu() - z_src).norm(dim=1) * scale).clamp(max=1.0).view(-1, 1, 1)
+        out = x.repeat(z.shape[0], 1, 1, 1)
+        out[..., skin] = (1 - w) * out[..., skin]
+        return out
+    return decode
+
+
+def test_pipeline_lifespan_and_baseline_take_a_structure_guard():
+    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+
+    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
+    g = torch.Generator().manual_seed(0)
+    x = (0.3 * torch.randn(1, 1, 64, 64, generator=g)).expand(1, 3, 64, 64).clone()  # skin with detail
+    z_src = p.encode(x).cpu()
+    plain = p.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False)
+    d_len = (plain.z_age - z_src).norm(dim=1)
+    p.decode = _masking_decoder(x, z_src, 1.0 / float(d_len.max()))  # the longest edit masks the skin fully
+    plain = p.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False)
+    score = structure_change(plain.images, x)
+    limit = 0.5 * float(score.min())  # every output over it
+    held = p.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False, structure_guard=limit)
+    assert all(s in BACKOFF_SCALES for s in held.edit_scales)
+    assert bool((structure_change(held.images, x) < score).all())
+    assert held.edit_scales == p.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False, blotch_guard=0.0,
+                                     structure_guard=limit).edit_scales  # the blotch score plays no part here
+    on = AgingPipeline(p.diffae, p.vl, tiny_model(init_gain=0.3, structure_guard=limit), steps=4)
+    on.model.load_state_dict(p.model.state_dict())
+    on.decode = p.decode
+    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False).images, held.images)
+    assert torch.equal(on.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False,
+                              structure_guard=0.0).images, plain.images)
+    with pytest.raises(PadaError, match="structure guard"):
+        p.age(x, text=TEXT, n=1, structure_guard=-0.1)
+    with pytest.raises(PadaError, match="structure_guard"):
+        tiny_model(structure_guard=1.0)
+    sweep = p.lifespan(x, gender="male", frames_per_segment=1, calibrate=False)
+    swept = p.lifespan(x, gender="male", frames_per_segment=1, calibrate=False, structure_guard=limit)
+    assert len(swept.edit_scales) == sweep.images.shape[0] and min(swept.edit_scales) < 1.0
+    assert bool((structure_change(swept.images, x) <= structure_change(sweep.images, x) + 1e-6).all())
+    d = LinearAgeDirection.fit(torch.randn(50, 64, generator=g), torch.rand(50, generator=g) * 60 + 10)
+    base = LinearBaselinePipeline(p.diffae, d, steps=4, structure_guard=0.05)
+    assert base.structure_guard == pytest.approx(0.05)
+    res = base.age(x, target_age=80.0, strength=20.0, n=1)
+    assert res.edit_scales is not None and len(res.edit_scales) == 1
+    with pytest.raises(PadaError, match="structure guard"):
+        LinearBaselinePipeline(p.diffae, d, steps=4, structure_guard=2.0)
 
 
 def test_back_off_around_a_center_shortens_the_shared_edit_and_keeps_each_offset():

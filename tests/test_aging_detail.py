@@ -188,13 +188,15 @@ def test_out_size_sets_the_written_faces(tmp_path, capsys, cli_pipe):
     assert keep[-1] is False
     recording, guards = cli_pipe.age, []
     cli_pipe.age = lambda *a, **k: guards.append((k.get("background_guard"), k.get("saturation_guard"),
-                                                  k.get("blotch_guard"))) or recording(*a, **k)
+                                                  k.get("blotch_guard"), k.get("structure_guard"))) \
+        or recording(*a, **k)
     assert main([*base, "--background-guard", "0.05", "--out", str(tmp_path / "b3.png")]) == 0
     assert main([*base, "--out", str(tmp_path / "b4.png")]) == 0
     assert main([*base, "--saturation-guard", "0.01", "--out", str(tmp_path / "b5.png")]) == 0
     assert main([*base, "--blotch-guard", "0.06", "--out", str(tmp_path / "b7.png")]) == 0
-    assert guards == [(0.05, None, None), (None, None, None), (None, 0.01, None),  # None: the model's own
-                      (None, None, 0.06)]
+    assert main([*base, "--structure-guard", "0.13", "--out", str(tmp_path / "b9.png")]) == 0
+    assert guards == [(0.05, None, None, None), (None, None, None, None),  # None: the model's own
+                      (None, 0.01, None, None), (None, None, 0.06, None), (None, None, None, 0.13)]
     capsys.readouterr()
     with pytest.raises(SystemExit) as bad:
         main([*base, "--saturation-guard", "1.5", "--out", str(tmp_path / "b6.png")])
@@ -202,6 +204,9 @@ def test_out_size_sets_the_written_faces(tmp_path, capsys, cli_pipe):
     with pytest.raises(SystemExit) as bad:
         main([*base, "--blotch-guard", "-0.1", "--out", str(tmp_path / "b8.png")])
     assert bad.value.code == 2 and "--blotch-guard" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main([*base, "--structure-guard", "1", "--out", str(tmp_path / "b10.png")])
+    assert bad.value.code == 2 and "--structure-guard" in capsys.readouterr().err
     assert Image.open(tmp_path / "b.png").size == (6 + 2 * 134, 178)  # 128 px tiles
     assert main([*base, "--out-size", "32", "--out", str(tmp_path / "c.png")]) == 0  # the model's size
     assert seen[-1] is None

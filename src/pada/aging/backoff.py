@@ -1,22 +1,27 @@
-"""Blotch back-off: re-render the outputs whose skin brightness changed unevenly with a shorter edit.
+"""Back-off: re-render the outputs whose skin is blotched or whose structure broke with a shorter edit.
 
 The shipped 64-px DiffAE has seen few old faces, and a long edit toward one makes its decoder paint the
 brightening of the upper head (what the age critics read as greying) as a pale blob on a forehead or cheek,
-and at young targets hollow, darkened eye sockets. The tone guard (:mod:`pada.aging.guard`) bounds each skin
-pixel's change; it cannot tell one even change from a blotch within that bound.
-:func:`pada.evaluation.scores.blotch` can: the spread of the smoothed luma change over the skin.
+and at young targets hollow, darkened eye sockets; on some faces it goes further and covers the skin with a
+pale or grey mask, smears the eyes and mouth or mottles the skin. The tone guard (:mod:`pada.aging.guard`)
+bounds each skin pixel's change; it cannot tell one even change from a blotch within that bound.
+:func:`pada.evaluation.scores.blotch` (the spread of the smoothed luma change over the skin) and
+:func:`pada.evaluation.scores.structure_change` (the skin's local structure lost: 1 − SSIM against the
+input) can.
 
-:func:`back_off` checks every output after the decode; an output whose score is above ``limit`` is rendered
-again from the same start noise with its edit ``z_age − z_src`` shortened to each of ``scales`` in turn
-(0.75, then 0.5 of its length), and the first render within the limit replaces it; when none is, the least
-blotched of the tries is kept. Given the ``center`` of a request's draws (the code of the PAE mean), only
+:func:`back_off` checks every output after the decode; an output whose score is above its limit (``limit``
+for the blotch, ``structure_limit`` for the structure; 0 = that score is not checked) is rendered again
+from the same start noise with its edit ``z_age − z_src`` shortened to each of ``scales`` in turn (0.75,
+0.5, then 0.25 of its length), and the first render within the limits replaces it; when none is, the least
+bad of the tries is kept. Given the ``center`` of a request's draws (the code of the PAE mean), only
 the edit the draws share, ``center − z_src``, is shortened and each output keeps its own offset ``z_age −
 center``: the blotch comes mostly from the length of the shared edit, and shortening the offsets too would
 take away the variation PAE sampling adds (measured: docs/pada_method.md, "Shipped model (v7h)"). Outputs
-within the limit are not touched, so the back-off costs one or two renders per blotched output and nothing
-otherwise. Like the guards it is inference-only (a pada addition, not the paper's); it trades some of the
-edit's length — so some age — on the outputs it catches for an image without blotches. Measured effect:
-docs/pada_history.md ("Tried in session 25"); on in the shipped ``pada-demo64`` since v7h (limit 0.06).
+within the limits are not touched, so the back-off costs one to three renders per caught output and
+nothing otherwise. Like the guards it is inference-only (a pada addition, not the paper's); it trades some
+of the edit's length — so some age — on the outputs it catches for an image a person does not call
+broken. Measured effect: docs/pada_history.md ("Tried in session 25", "Tried in session 29"); the blotch
+limit is on in the shipped ``pada-demo64`` since v7h (0.06).
 """
 
 from __future__ import annotations
@@ -28,24 +33,37 @@ import torch
 from pada.errors import PadaError
 
 #: the edit lengths tried, in order, as fractions of an output's own edit
-BACKOFF_SCALES: tuple[float, ...] = (0.75, 0.5)
+BACKOFF_SCALES: tuple[float, ...] = (0.75, 0.5, 0.25)
 
 
 def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, image: torch.Tensor,
              limit: float, render: Callable[[list[int], torch.Tensor], torch.Tensor],
              scales: Sequence[float] = BACKOFF_SCALES,
-             center: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+             center: torch.Tensor | None = None,
+             structure_limit: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     """Outputs ``images`` (N, 3, H, W), rendered from the codes ``z_age`` (N, S) of the input ``image``
     (1, 3, H, W) whose own code is ``z_src`` (1, S), with those above ``limit`` on
-    :func:`~pada.evaluation.scores.blotch` rendered again at shorter edits (module docstring).
+    :func:`~pada.evaluation.scores.blotch` or above ``structure_limit`` on
+    :func:`~pada.evaluation.scores.structure_change` rendered again at shorter edits (module docstring; a
+    limit of 0 leaves its score out, at least one must be on). An output's badness is the largest of its
+    scores over their limits: it passes at 1 or below, and of several tries the least bad is kept.
     ``render(rows, z)`` renders the codes ``z`` (len(rows), S) from the start noise of outputs ``rows``.
     ``center`` (1, S): the code the outputs' codes vary around; when given, an output at scale s is
     rendered from ``z_src + s·(center − z_src) + (z_age − center)``, else from ``z_src + s·(z_age − z_src)``.
     Returns the images, the codes they were rendered from and each output's edit scale (1.0 = kept)."""
-    from pada.evaluation.scores import blotch
+    from pada.evaluation.scores import blotch, structure_change
 
-    if not 0.0 < limit < 1.0:
-        raise PadaError(f"blotch guard must be in (0, 1), got {limit:g}")
+    for value, what in ((limit, "blotch guard"), (structure_limit, "structure guard")):
+        if not 0.0 <= value < 1.0:
+            raise PadaError(f"{what} must be in [0, 1), got {value:g}")
+    if limit == 0 and structure_limit == 0:
+        raise PadaError("the back-off needs a blotch guard or a structure guard above 0")
+
+    def badness(x: torch.Tensor) -> torch.Tensor:
+        parts = [blotch(x, src) / limit] if limit > 0 else []
+        if structure_limit > 0:
+            parts.append(structure_change(x, src) / structure_limit)
+        return torch.stack(parts).amax(0)
     if not scales or not all(0.0 <= s < 1.0 for s in scales):
         raise PadaError(f"back-off scales must be in [0, 1), got {list(scales)}")
     images, z_age = images.clone(), z_age.clone()
@@ -59,20 +77,20 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
                             f"got {tuple(center.shape)}")
         shared, own = (center - z_src).expand_as(z_age), z_age - center
     src = image.detach().cpu()
-    score = blotch(images.cpu(), src)
+    score = badness(images.cpu())
     used = [1.0] * images.shape[0]
-    todo = [k for k in range(images.shape[0]) if float(score[k]) > limit]
+    todo = [k for k in range(images.shape[0]) if float(score[k]) > 1.0]
     for s in scales:
         if not todo:
             break
         z = z_src + s * shared[todo] + own[todo]
         tries = render(todo, z)
-        tried = blotch(tries.cpu(), src)
+        tried = badness(tries.cpu())
         for j, k in enumerate(todo):
             if float(tried[j]) < float(score[k]):  # the least blotched so far
                 images[k] = tries[j].to(images.device, images.dtype)
                 z_age[k], score[k], used[k] = z[j], tried[j], s
-        todo = [k for k in todo if float(score[k]) > limit]
+        todo = [k for k in todo if float(score[k]) > 1.0]
     return images, z_age, used
 
 

@@ -162,15 +162,16 @@ class LinearBaselinePipeline:
     The target age comes from ``target_age``, else from a canonical description (its group centre), else
     from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
     diversity (fresh x_T per output) works as in PADA. ``sampler`` / ``steps`` / ``tone_guard`` /
-    ``background_guard`` / ``saturation_guard`` / ``blotch_guard``: as in ``AgingPipeline`` (evaluation
-    passes the PADA pipeline's, so both are compared at equal sampling; a guard of 0 = off; the blotch
-    back-off shortens the baseline's edit from the source code the same way).
+    ``background_guard`` / ``saturation_guard`` / ``blotch_guard`` / ``structure_guard``: as in
+    ``AgingPipeline`` (evaluation passes the PADA pipeline's, so both are compared at equal sampling; a guard
+    of 0 = off; the back-off shortens the baseline's edit from the source code the same way).
     """
 
     def __init__(self, diffae, direction: LinearAgeDirection, device: torch.device | str = "cpu",
                  steps: int | None = None, strength: float = 1.0, sampler: str = AGING_SAMPLER,
                  tone_guard: float = 0.0, background_guard: float = 0.0,
-                 saturation_guard: float = 0.0, blotch_guard: float = 0.0) -> None:
+                 saturation_guard: float = 0.0, blotch_guard: float = 0.0,
+                 structure_guard: float = 0.0) -> None:
         self.diffae, self.direction = diffae, direction
         spec = get_sampler(sampler)
         self.sampler, self.steps = spec.name, int(steps or spec.default_steps)
@@ -179,6 +180,7 @@ class LinearBaselinePipeline:
         self.background_guard = tone_margin(background_guard, "background guard")
         self.saturation_guard = tone_margin(saturation_guard, "saturation guard")
         self.blotch_guard = tone_margin(blotch_guard, "blotch guard")
+        self.structure_guard = tone_margin(structure_guard, "structure guard")
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             freeze(diffae.to(self.device))
@@ -190,7 +192,8 @@ class LinearBaselinePipeline:
             eta: float = 0.0, target_age: float | None = None, strength: float | None = None,
             batch_size: int | None = None, tone_guard: float | None = None,
             background_guard: float | None = None, saturation_guard: float | None = None,
-            blotch_guard: float | None = None, **_: object) -> AgingResult:
+            blotch_guard: float | None = None, structure_guard: float | None = None,
+            **_: object) -> AgingResult:
         del high_diversity
         clock = _Clock(self.device)
         t0 = time.perf_counter()
@@ -228,9 +231,12 @@ class LinearBaselinePipeline:
         t0 = clock.lap("decode", t0)
         blotch_guard = tone_margin(self.blotch_guard if blotch_guard is None else blotch_guard,
                                    "blotch guard")
+        structure_guard = tone_margin(self.structure_guard if structure_guard is None else structure_guard,
+                                      "structure guard")
         edit_scales = None
-        if blotch_guard > 0:
-            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render)
+        if blotch_guard > 0 or structure_guard > 0:
+            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render,
+                                                  structure_limit=structure_guard)
             clock.lap("back-off", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds,
                            timings=clock.times, edit_scales=edit_scales)

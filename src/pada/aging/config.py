@@ -116,9 +116,13 @@ class PadaConfig:
     ``blotch_guard``: pada-only, applied at inference after the decode (:func:`pada.aging.backoff.back_off`;
     training never sees it): b > 0 renders every output whose skin brightness changed unevenly (a
     :func:`~pada.evaluation.scores.blotch` above b: pale blobs, grey smears, hollow eye sockets) again with
-    the edit its request's draws share shortened to 0.75, then 0.5 of its length (each draw keeping its own
-    offset), keeping the first render within b (else the least blotched). 0 = off (paper; 0.06 in the
-    shipped ``pada-demo64`` since v7h); ``pada age --blotch-guard`` overrides it per request.
+    the edit its request's draws share shortened to 0.75, 0.5, then 0.25 of its length (each draw keeping
+    its own offset), keeping the first render within b (else the least blotched). 0 = off (paper; 0.06 in
+    the shipped ``pada-demo64`` since v7h); ``pada age --blotch-guard`` overrides it per request.
+    ``structure_guard``: pada-only, the same back-off for every output whose skin lost more than s of its
+    local structure against the input (:func:`~pada.evaluation.scores.structure_change` above s: a pale or
+    grey mask over the skin, smeared eyes and mouth, mottled texture); with ``blotch_guard`` too, an output
+    must pass both. 0 = off (paper); ``pada age --structure-guard`` overrides it per request.
     ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
     ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
     z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the
@@ -156,6 +160,7 @@ class PadaConfig:
     saturation_guard: float = 0.0
     patch_guard: float = 0.0
     blotch_guard: float = 0.0
+    structure_guard: float = 0.0
     hold_gender: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
@@ -196,6 +201,8 @@ class PadaConfig:
             raise PadaError(f"patch_guard must be in [0, 1), got {self.patch_guard}")
         if not 0.0 <= self.blotch_guard < 1.0:
             raise PadaError(f"blotch_guard must be in [0, 1), got {self.blotch_guard}")
+        if not 0.0 <= self.structure_guard < 1.0:
+            raise PadaError(f"structure_guard must be in [0, 1), got {self.structure_guard}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
         if self.has_spread_basis and self.shift_subspace < 3:

@@ -288,6 +288,11 @@ class AgingPipeline:
         (0 = off); a bad value is a :class:`PadaError` naming it."""
         return tone_margin(self.model.cfg.blotch_guard if value is None else value, "blotch guard")
 
+    def structure_limit(self, value: float | None = None) -> float:
+        """The structure back-off's limit for a request: ``value``, else the model's
+        ``PadaConfig.structure_guard`` (0 = off); a bad value is a :class:`PadaError` naming it."""
+        return tone_margin(self.model.cfg.structure_guard if value is None else value, "structure guard")
+
     def tone_guard(self, image: torch.Tensor, margin: float | None = None,
                    background: float | None = None, saturation: float | None = None) -> ToneGuard | None:
         """The :class:`~pada.aging.guard.ToneGuard` of ``image`` (1, 3, H, W) at ``margin``, ``background``
@@ -389,7 +394,7 @@ class AgingPipeline:
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
             keep_background: bool = True, background_guard: float | None = None,
             saturation_guard: float | None = None, patch_guard: float | None = None,
-            blotch_guard: float | None = None) -> AgingResult:
+            blotch_guard: float | None = None, structure_guard: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -439,6 +444,9 @@ class AgingPipeline:
                 draw's offset from the PAE mean's code (:func:`pada.aging.backoff.back_off`;
                 ``AgingResult.edit_scales``). Default: the model's
                 (``PadaConfig.blotch_guard``); 0 = off.
+            structure_guard: the same for outputs whose skin lost its local structure beyond this
+                (:func:`~pada.evaluation.scores.structure_change`: a pale mask, smeared features); an output
+                must pass both guards. Default: the model's (``PadaConfig.structure_guard``); 0 = off.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -460,6 +468,7 @@ class AgingPipeline:
             calibrate = bool(self.model.cfg.calibrate)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         blotch_guard = self.blotch_limit(blotch_guard)
+        structure_guard = self.structure_limit(structure_guard)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
         recon = calibration = x_inv = None
@@ -468,7 +477,7 @@ class AgingPipeline:
         x_T = self.start_noise(x.shape[1:], seeds) if low_diversity else x_inv  # noqa: N806
         t0 = clock.lap("invert", t0)
         e_mean = factor = None
-        if calibrate or blotch_guard > 0:
+        if calibrate or blotch_guard > 0 or structure_guard > 0:
             e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
         if calibrate:
             calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x,
@@ -485,12 +494,12 @@ class AgingPipeline:
                 recon = self.decode(x_T[:1], z_src, steps, sampler=sampler).cpu()
         t0 = clock.lap("decode", t0)
         edit_scales = None
-        if blotch_guard > 0:
+        if blotch_guard > 0 or structure_guard > 0:
             # the draws vary around the PAE mean's code: only that shared edit is shortened
             center = self.modulate(z_src, e_mean, None, draw_spread, shift_gain,
                                    edit_scale=1.0 if factor is None else factor, hold_gender=hold_gender)
             images, z_age, edit_scales = back_off(
-                images, z_src, z_age, x, blotch_guard, center=center,
+                images, z_src, z_age, x, blotch_guard, center=center, structure_limit=structure_guard,
                 render=lambda rows, z: self.decode(x_T[rows] if x_T.shape[0] > 1 else x_T, z, steps, eta=eta,
                                                    generator=gen, batch_size=batch_size, sampler=sampler,
                                                    x0_guard=guard))
@@ -524,7 +533,7 @@ class AgingPipeline:
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
                  keep_background: bool = True, background_guard: float | None = None,
                  saturation_guard: float | None = None, patch_guard: float | None = None,
-                 blotch_guard: float | None = None) -> LifespanResult:
+                 blotch_guard: float | None = None, structure_guard: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -535,7 +544,7 @@ class AgingPipeline:
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
         interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
         ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``);
-        ``blotch_guard`` too, per frame (``LifespanResult.edit_scales``)."""
+        ``blotch_guard`` and ``structure_guard`` too, per frame (``LifespanResult.edit_scales``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -555,6 +564,7 @@ class AgingPipeline:
         z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         blotch_guard = self.blotch_limit(blotch_guard)
+        structure_guard = self.structure_limit(structure_guard)
         t0 = clock.lap("encode", t0)
         x_T = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)  # noqa: N806
         t0 = clock.lap("invert", t0)
@@ -582,11 +592,11 @@ class AgingPipeline:
                              sampler=sampler, x0_guard=guard)
         t0 = clock.lap("decode", t0)
         edit_scales = None
-        if blotch_guard > 0:
+        if blotch_guard > 0 or structure_guard > 0:
             images, _, edit_scales = back_off(
                 images, z_src, torch.stack(zs), x, blotch_guard,
                 lambda rows, z: self.decode(x_T, z, steps, batch_size=batch_size, sampler=sampler,
-                                            x0_guard=guard))
+                                            x0_guard=guard), structure_limit=structure_guard)
             t0 = clock.lap("back-off", t0)
         images_hr = None
         if x_hr is not None:

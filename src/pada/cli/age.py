@@ -91,6 +91,11 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    "unevenly (a pale blob on the forehead, a grey smear at the mouth, dark eye sockets; "
                    "the blotch score above B): cleaner results that age less (default: the model's, 0.06 "
                    "for pada-demo64; 0 = off; docs/pada_method.md)")
+    p.add_argument("--structure-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="S",
+                   help="render again, with a shorter edit, every result whose skin lost its structure (a "
+                   "pale or grey mask over the face, smeared eyes or mouth, mottled skin; the structure "
+                   "score above S, e.g. 0.13): fewer broken results that age less (default: the model's; "
+                   "0 = off; docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "
@@ -314,6 +319,7 @@ class _Job:
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
                   background_guard=a.background_guard, saturation_guard=a.saturation_guard,
                   patch_guard=a.patch_guard, blotch_guard=a.blotch_guard,
+                  structure_guard=a.structure_guard,
                   **({"keep_background": a.keep_background} if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
@@ -404,7 +410,7 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
                         keep_background=args.keep_background, background_guard=args.background_guard,
                         saturation_guard=args.saturation_guard, patch_guard=args.patch_guard,
-                        blotch_guard=args.blotch_guard)
+                        blotch_guard=args.blotch_guard, structure_guard=args.structure_guard)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite

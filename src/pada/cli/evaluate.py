@@ -138,7 +138,8 @@ def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str,
                                   tone_guard=options.get("tone_guard", pcfg.tone_guard),
                                   background_guard=options.get("background_guard", pcfg.background_guard),
                                   saturation_guard=options.get("saturation_guard", pcfg.saturation_guard),
-                                  blotch_guard=options.get("blotch_guard", pcfg.blotch_guard))
+                                  blotch_guard=options.get("blotch_guard", pcfg.blotch_guard),
+                                  structure_guard=options.get("structure_guard", pcfg.structure_guard))
     return pipe, note
 
 
