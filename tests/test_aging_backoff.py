@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pada.aging.backoff import BACKOFF_SCALES, back_off
+from pada.aging.backoff import BACKOFF_SCALES, STRUCTURE_BACKOFF_SCALES, back_off
 from pada.aging.pipeline import AgingPipeline
 from pada.aging.testing import TinyVL
 from pada.errors import PadaError
@@ -52,13 +52,13 @@ def test_back_off_shortens_only_blotched_edits_and_keeps_the_first_clean_one():
     calls.clear()
     assert float(before[0]) < limit < float(before[1])
     out, z, scales = back_off(images, z_src, z_age, x, limit, render)
-    assert scales == [1.0, 0.5, 0.25]  # 0.6 -> 0.45 (still over) -> 0.3 (within); 1.6: least blotched
-    assert [rows for rows, _ in calls] == [[1, 2], [1, 2], [2]]  # output 0 was never rendered again
+    assert scales == [1.0, 0.5, 0.5]  # 0.6 -> 0.45 (still over) -> 0.3 (within); 1.6: least blotched
+    assert [rows for rows, _ in calls] == [[1, 2], [1, 2]]  # output 0 was never rendered again
     assert torch.equal(out[0], images[0]) and torch.equal(z[0], z_age[0])
-    assert torch.allclose(z[1], 0.5 * z_age[1]) and torch.allclose(z[2], 0.25 * z_age[2])
+    assert torch.allclose(z[1], 0.5 * z_age[1]) and torch.allclose(z[2], 0.5 * z_age[2])
     after = blotch(out, x)
     assert float(after[1]) <= limit and limit < float(after[2]) < float(before[2])
-    assert BACKOFF_SCALES == (0.75, 0.5, 0.25)
+    assert BACKOFF_SCALES == (0.75, 0.5) and STRUCTURE_BACKOFF_SCALES == (0.75, 0.5, 0.25)
     with pytest.raises(PadaError, match="blotch guard"):
         back_off(images, z_src, z_age, x, 0.0, render)
     with pytest.raises(PadaError, match="back-off scales"):
@@ -127,7 +127,7 @@ def test_pipeline_lifespan_and_baseline_take_a_structure_guard():
     score = structure_change(plain.images, x)
     limit = 0.5 * float(score.min())  # every output over it
     held = p.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False, structure_guard=limit)
-    assert all(s in BACKOFF_SCALES for s in held.edit_scales)
+    assert all(s in STRUCTURE_BACKOFF_SCALES for s in held.edit_scales)
     assert bool((structure_change(held.images, x) < score).all())
     assert held.edit_scales == p.age(x, text=TEXT, n=3, seed=1, eps=0.3, calibrate=False, blotch_guard=0.0,
                                      structure_guard=limit).edit_scales  # the blotch score plays no part here

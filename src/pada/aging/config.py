@@ -116,13 +116,14 @@ class PadaConfig:
     ``blotch_guard``: pada-only, applied at inference after the decode (:func:`pada.aging.backoff.back_off`;
     training never sees it): b > 0 renders every output whose skin brightness changed unevenly (a
     :func:`~pada.evaluation.scores.blotch` above b: pale blobs, grey smears, hollow eye sockets) again with
-    the edit its request's draws share shortened to 0.75, 0.5, then 0.25 of its length (each draw keeping
-    its own offset), keeping the first render within b (else the least blotched). 0 = off (paper; 0.06 in
-    the shipped ``pada-demo64`` since v7h); ``pada age --blotch-guard`` overrides it per request.
+    the edit its request's draws share shortened to 0.75, then 0.5 of its length (each draw keeping its own
+    offset), keeping the first render within b (else the least blotched). 0 = off (paper; 0.06 in the
+    shipped ``pada-demo64`` since v7h); ``pada age --blotch-guard`` overrides it per request.
     ``structure_guard``: pada-only, the same back-off for every output whose skin lost more than s of its
     local structure against the input (:func:`~pada.evaluation.scores.structure_change` above s: a pale or
-    grey mask over the skin, smeared eyes and mouth, mottled texture); with ``blotch_guard`` too, an output
-    must pass both. 0 = off (paper); ``pada age --structure-guard`` overrides it per request.
+    grey mask over the skin, smeared eyes and mouth, mottled texture), trying 0.25 of the edit after 0.5;
+    with ``blotch_guard`` too, an output must pass both. 0 = off (paper; the shipped ``pada-demo64`` too);
+    ``pada age --structure-guard`` overrides it per request.
     ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
     ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
     z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the
