@@ -144,6 +144,17 @@ def gaussian_window(size: int = 11, sigma: float = 1.5, dtype=torch.float64) -> 
     return g / g.sum()
 
 
+def ssim_index(mu_a: torch.Tensor, mu_b: torch.Tensor, e_aa: torch.Tensor, e_bb: torch.Tensor,
+               e_ab: torch.Tensor, k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
+    """The SSIM formula on local moments (windowed means of a, b, a², b², ab; dynamic range 1), elementwise:
+    ``(2 μa μb + C1)(2 σab + C2) / ((μa² + μb² + C1)(σa² + σb² + C2))``, C1 = k1², C2 = k2²."""
+    var_a = e_aa - mu_a ** 2
+    var_b = e_bb - mu_b ** 2
+    cov = e_ab - mu_a * mu_b
+    c1, c2 = k1 ** 2, k2 ** 2
+    return ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
          k1: float = 0.01, k2: float = 0.03) -> torch.Tensor:
     """Structural similarity ``(B,)`` (Wang et al. 2004) between images in [-1, 1].
@@ -168,13 +179,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor, window: int = 11, sigma: float = 1.5,
 
     # separable Gaussian filtering as two float64 matrix products (BLAS; much faster than float64 convs)
     maps = torch.stack([a, b, a * a, b * b, a * b])  # (5, B, C, H, W)
-    mu_a, mu_b, e_aa, e_bb, e_ab = band(h) @ maps @ band(w).T
-    var_a = e_aa - mu_a ** 2
-    var_b = e_bb - mu_b ** 2
-    cov = e_ab - mu_a * mu_b
-    c1, c2 = k1 ** 2, k2 ** 2
-    s = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
-    return s.flatten(1).mean(1).float()
+    return ssim_index(*(band(h) @ maps @ band(w).T), k1, k2).flatten(1).mean(1).float()
 
 
 # --------------------------------------------------------------------------------------------------

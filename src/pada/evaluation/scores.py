@@ -91,8 +91,6 @@ BLOTCH_LIMIT = 0.06
 #: sixty and two toddler results per face; AUC 0.76, blotch 0.58). It rises with any large change too, so a
 #: cleanly aged face far from its input may exceed it; the images decide
 STRUCTURE_LIMIT = 0.13
-#: SSIM's stabilising constants for images on the [0, 1] scale, (0.01 L)^2 and (0.03 L)^2 with L = 1
-_SSIM_C1, _SSIM_C2 = 0.01 ** 2, 0.03 ** 2
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -281,16 +279,12 @@ def ssim_map(outputs: torch.Tensor, inputs: torch.Tensor, sigma: float = PATCH_S
     if inputs.shape[-2:] != outputs.shape[-2:]:
         raise ValueError(f"input size {tuple(inputs.shape[-2:])} differs from output size "
                          f"{tuple(outputs.shape[-2:])}")
+    from pada.evaluation.metrics import ssim_index
+
     s = max(float(sigma) * outputs.shape[-1], 1e-3)
     a, b = to_luma_chroma(outputs)[0], to_luma_chroma(inputs)[0]
     b = b.expand_as(a)
-    mu_a, mu_b = gaussian_blur(a, s), gaussian_blur(b, s)
-    var_a = gaussian_blur(a * a, s) - mu_a * mu_a
-    var_b = gaussian_blur(b * b, s) - mu_b * mu_b
-    cov = gaussian_blur(a * b, s) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + _SSIM_C1) * (2 * cov + _SSIM_C2)
-    den = (mu_a * mu_a + mu_b * mu_b + _SSIM_C1) * (var_a + var_b + _SSIM_C2)
-    return (num / den)[:, 0]
+    return ssim_index(*(gaussian_blur(m, s) for m in (a, b, a * a, b * b, a * b)))[:, 0]
 
 
 def structure_change(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
