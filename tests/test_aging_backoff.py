@@ -255,3 +255,24 @@ def test_grid_captions_mark_the_results_the_back_off_shortened():
     fr.out_ages = [[31.0, 52.4], [40.0, 41.0]]
     assert result_caption(fr, 0, 1) == "#1 ~52 x0.5"
     assert face_grid(fr, targets).ndim == 3  # the grid draws them
+
+
+def test_results_whose_skin_lost_its_structure_are_marked():
+    from types import SimpleNamespace
+
+    from pada.aging.photo import BROKEN_NOTE, FaceResult, age_faces, count_broken, make_targets, result_caption
+    from pada.evaluation.scores import STRUCTURE_LIMIT, gaussian_blur
+
+    x = faces(1)[0]
+    smeared = gaussian_blur(x[None], 6.0)  # the features washed out: what a person calls broken
+
+    def age(image, **_):  # result 0 keeps the face, result 1 is the smeared one
+        return SimpleNamespace(images=torch.cat([image, smeared]), images_hr=None, edit_scales=[1.0, 0.5])
+
+    fr = FaceResult(0, None, x)
+    age_faces(SimpleNamespace(age=age), [fr], make_targets([TEXT]), n=2)
+    kept, lost = fr.structure[0]
+    assert kept < 1e-6 < STRUCTURE_LIMIT < lost
+    assert [result_caption(fr, 0, i) for i in range(2)] == ["#0", "#1 x0.5 !"]
+    assert count_broken([fr]) == 1 and count_broken([FaceResult(1, None, x)]) == 0
+    assert BROKEN_NOTE.format(n=1).startswith("note: 1 result(s) marked '!'")

@@ -324,3 +324,37 @@ def test_folder_mode_csv_bad_files_and_resume(tmp_path, capsys, tiny_pipeline, m
     assert all((out / f"{s}.png").is_file() for s in "abc")
     calls.clear()
     assert main(args) == 1 and calls == ["broken.png"]  # everything else done
+
+
+def test_folder_mode_marks_broken_results_and_resumes_an_old_results_file(tmp_path, capsys, tiny_pipeline):
+    import csv
+
+    from pada.evaluation.scores import STRUCTURE_LIMIT
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    out.mkdir()
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        Image.fromarray((rng.random((64, 64, 3)) * 255).astype(np.uint8)).save(src / name)
+    # a results file of the version before the structure column, with a.png done
+    old = ",".join(age_cli.CSV_FIELDS_V1)
+    (out / "results.csv").write_text(f"{old}\na.png,0,,,,age 70,,0,,\n", encoding="utf-8")
+    def args(dest):
+        return ["age", str(src), "--aligned", "--age", "70", "-n", "2", "--out", str(dest), "--device", "cpu",
+                "--no-estimates", "--steps", "2"]
+
+    assert main(args(out)) == 0
+    rows = list(csv.DictReader(open(out / "results.csv", encoding="utf-8")))
+    assert [r["file"] for r in rows] == ["a.png", "b.png", "b.png"]
+    assert "structure" not in rows[0]  # the old file keeps its own columns
+    # a new file gets the structure score of every result, and the note counts the marked ones
+    capsys.readouterr()
+    fresh = tmp_path / "fresh"
+    assert main(args(fresh)) == 0
+    err = capsys.readouterr().err
+    rows = list(csv.DictReader(open(fresh / "results.csv", encoding="utf-8")))
+    scores = [float(r["structure"]) for r in rows]
+    assert len(scores) == 2 * 2 and all(0.0 <= v <= 2.0 for v in scores)
+    broken = sum(v > STRUCTURE_LIMIT for v in scores)
+    assert (f"note: {broken} result(s) marked '!'" in err) == (broken > 0)

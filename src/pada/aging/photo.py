@@ -12,7 +12,11 @@ aligned face):
 * :func:`compose_photo` -- the whole photo with the i-th result of a target pasted on every face
   (:func:`pada.faces.align.paste_back` with the face-region mask and colour matching);
 * :func:`face_grid` -- one row per target, the input then the N results, each tile captioned
-  (:func:`pada.faces.grid.labelled_grid`, re-exported here).
+  (:func:`pada.faces.grid.labelled_grid`, re-exported here); a result whose skin lost its structure
+  against the input (:func:`pada.evaluation.scores.structure_change` above
+  :data:`~pada.evaluation.scores.STRUCTURE_LIMIT`, the score that agrees with a person's eye on broken
+  faces) is marked ``!`` in its caption (:func:`result_caption`), so a likely broken result is never
+  handed over unmarked.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 from pada.data.groups import GENDERS, description, group_of_age
 from pada.errors import PadaError
+from pada.evaluation.scores import STRUCTURE_LIMIT, structure_change
 from pada.faces.grid import labelled_grid
 from pada.validation import require_finite
 
@@ -143,7 +148,9 @@ class FaceResult:
     """One input face and its results. ``outputs[j]``: (N, 3, S, S) in [-1, 1] for ``targets[j]``;
     ``texts[j]`` the text the pipeline was given; ``out_ages[j]`` / ``identity[j]`` per result (empty when
     no critics were given); ``edit_scales[j]``: each result's edit length after the blotch back-off
-    (``AgingResult.edit_scales``; None when the back-off was off). With a sharper crop of the face
+    (``AgingResult.edit_scales``; None when the back-off was off); ``structure[j]``: each result's
+    :func:`~pada.evaluation.scores.structure_change` against the input at the model's size (always
+    measured; no network). With a sharper crop of the face
     (``image_hr`` (3, S', S'), and for a photo ``face_hr``, its :class:`~pada.faces.align.AlignedFace` at
     S'), ``outputs_hr[j]`` (N, 3, S', S') are the results carried onto it
     (:func:`pada.aging.detail.transfer_edit`); grids, pasted photos and the critics' scores then use them."""
@@ -161,6 +168,7 @@ class FaceResult:
     out_ages: list[list[float]] = field(default_factory=list)
     identity: list[list[float]] = field(default_factory=list)
     edit_scales: list[list[float] | None] = field(default_factory=list)
+    structure: list[list[float]] = field(default_factory=list)
 
     def shown(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(results of target ``j``, input) as written: the sharp-crop versions when there are some."""
@@ -209,6 +217,7 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
         if g is None and any(t.age is not None for t in targets):
             g = pipe.infer_gender(fr.image[None])
         fr.outputs, fr.outputs_hr, fr.texts, fr.out_ages, fr.identity, fr.edit_scales = [], [], [], [], [], []
+        fr.structure = []
         for t in targets:
             text = t.text_for(g)
             if progress:
@@ -219,6 +228,7 @@ def age_faces(pipe, faces: Sequence[FaceResult], targets: Sequence[Target], *, n
             images = res.images.float().cpu()
             require_finite(images, what)
             fr.outputs.append(images)
+            fr.structure.append([float(v) for v in structure_change(images, fr.image[None].float().cpu())])
             if getattr(res, "images_hr", None) is not None:
                 require_finite(res.images_hr, what)
                 fr.outputs_hr.append(res.images_hr.float().cpu())
@@ -251,15 +261,36 @@ def compose_photo(original: np.ndarray, faces: Sequence[FaceResult], target_inde
 
 
 def result_caption(fr: FaceResult, j: int, i: int) -> str:
-    """``#1 ~52``: result ``i`` of target ``j`` with its estimated age, and ``x0.5`` when the blotch back-off
-    rendered it with a shorter edit (so it ages less than its siblings)."""
+    """``#1 ~52``: result ``i`` of target ``j`` with its estimated age, ``x0.5`` when the back-off rendered it
+    with a shorter edit (so it ages less than its siblings), and ``!`` when its skin lost its structure
+    (:func:`structure_broken`: likely a pale mask or smeared features)."""
     cap = f"#{i}"
     if fr.out_ages:
         cap += f" ~{fr.out_ages[j][i]:.0f}"
     scales = fr.edit_scales[j] if j < len(fr.edit_scales) else None
     if scales is not None and scales[i] < 1.0:
         cap += f" x{scales[i]:g}"
+    if structure_broken(fr, j, i):
+        cap += " !"
     return cap
+
+
+def structure_broken(fr: FaceResult, j: int, i: int) -> bool:
+    """Whether result ``i`` of target ``j`` lost more of its skin's structure than
+    :data:`~pada.evaluation.scores.STRUCTURE_LIMIT` (False when it was not measured)."""
+    return j < len(fr.structure) and fr.structure[j][i] > STRUCTURE_LIMIT
+
+
+def count_broken(faces: Sequence[FaceResult]) -> int:
+    """How many results of ``faces`` are marked ``!`` (:func:`structure_broken`)."""
+    return sum(structure_broken(fr, j, i)
+               for fr in faces for j, s in enumerate(fr.structure) for i in range(len(s)))
+
+
+#: what ``pada age`` prints when some results are marked (``{n}``: how many)
+BROKEN_NOTE = ("note: {n} result(s) marked '!' lost the skin's local structure against the input (structure "
+               f"change above {STRUCTURE_LIMIT:g}): a pale mask or smeared features are likely; "
+               "--structure-guard 0.13 renders such results again with a shorter edit")
 
 
 def face_grid(fr: FaceResult, targets: Sequence[Target], ref_tile: np.ndarray | None = None) -> np.ndarray:

@@ -268,6 +268,7 @@ class _Job:
     def __init__(self, args: argparse.Namespace, pipe, critics, targets, ref, ref_tile, progress: bool):
         self.args, self.pipe, self.critics, self.targets = args, pipe, critics, targets
         self.gender_noted = False
+        self.broken = 0  # results marked '!' (skin structure lost) over the run
         self.ref, self.ref_tile, self.progress = ref, ref_tile, progress
         self.size = int(pipe.diffae.unet.config.image_size)
         self.out_size = _out_size(args, self.size)
@@ -298,7 +299,7 @@ class _Job:
 
     def age(self, path: Path, out: Path) -> tuple[list[Path], list[dict]]:
         """Age one photo; write its grid(s) and pasted photos next to ``out``. Returns (files, CSV rows)."""
-        from pada.aging.photo import age_faces, compose_photo, face_grid
+        from pada.aging.photo import age_faces, compose_photo, count_broken, face_grid
         from pada.faces.io import save_image
         from pada.outputs import StagedOutputs
 
@@ -331,6 +332,7 @@ class _Job:
                 dest = _out_name(out, f"face{fr.index}") if a.all_faces else out
                 save_image(staged.stage(dest), face_grid(fr, self.targets, self.ref_tile))
             written = staged.commit()
+        self.broken += count_broken(faces)
         rows = []
         for fr in faces:
             for j, t in enumerate(self.targets):
@@ -340,8 +342,17 @@ class _Job:
                         "input_age": _fmt(fr.est_age), "input_gender": fr.est_gender or "",
                         "output_age": _fmt(fr.out_ages[j][i] if fr.out_ages else None),
                         "identity": _fmt(fr.identity[j][i] if fr.identity else None, 3),
+                        "structure": _fmt(fr.structure[j][i] if j < len(fr.structure) else None, 3),
                         "box": " ".join(f"{float(v):.0f}" for v in fr.face.face.box) if fr.face else ""})
         return written, rows
+
+
+def _note_broken(job: _Job) -> None:
+    """Say how many results are marked '!' (their skin lost its structure), if any."""
+    from pada.aging.photo import BROKEN_NOTE
+
+    if job.broken:
+        print(BROKEN_NOTE.format(n=job.broken), file=sys.stderr)
 
 
 def _fmt(v, digits: int = 1) -> str:
@@ -386,6 +397,7 @@ def run(args: argparse.Namespace) -> int:
     written, _ = job.age(photo, args.out or Path("aged.png"))
     for p in written:
         print(f"wrote {p}")
+    _note_broken(job)
     print(f"done in {time.perf_counter() - t_start:.1f}s on {device}")
     return 0
 
@@ -429,23 +441,28 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
 
 
 CSV_FIELDS = ("file", "face", "box", "input_age", "input_gender", "target", "text", "result", "output_age",
-              "identity")
+              "identity", "structure")
+#: the results file of earlier versions (no ``structure`` column): resumed with its own columns
+CSV_FIELDS_V1 = CSV_FIELDS[:-1]
 
 
-def _done_files(csv_path: Path) -> set[str]:
-    """Files already in the results CSV; a last line cut by an interruption is dropped from the file."""
+def _done_files(csv_path: Path) -> tuple[set[str], tuple[str, ...]]:
+    """(files already in the results CSV, its columns); a last line cut by an interruption is dropped from
+    the file. A file of an earlier version (:data:`CSV_FIELDS_V1`) keeps its columns."""
     import csv
 
     if not csv_path.is_file():
-        return set()
+        return set(), CSV_FIELDS
     raw = csv_path.read_bytes()
     if raw and not raw.endswith(b"\n"):  # killed mid-row: keep the complete rows only
         raw = raw[: raw.rfind(b"\n") + 1]
         csv_path.write_bytes(raw)
     lines = raw.decode("utf-8", errors="replace").splitlines()
-    if not lines or lines[0].split(",")[: len(CSV_FIELDS)] != list(CSV_FIELDS):
+    header = lines[0].split(",") if lines else []
+    fields = next((f for f in (CSV_FIELDS, CSV_FIELDS_V1) if header[: len(f)] == list(f)), None)
+    if fields is None:
         raise PadaError(f"{csv_path}: not a pada results file (unexpected header); choose another --out")
-    return {row["file"] for row in csv.DictReader(lines) if row.get("file")}
+    return {row["file"] for row in csv.DictReader(lines) if row.get("file")}, fields
 
 
 def _folder(job: _Job, folder: Path, out_dir: Path, t_start: float, device) -> int:
@@ -468,14 +485,14 @@ def _folder(job: _Job, folder: Path, out_dir: Path, t_start: float, device) -> i
             for f in files}  # a.jpg and a.png do not overwrite each other
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path = out_dir / "results.csv"
-    done = _done_files(csv_path)
+    done, fields = _done_files(csv_path)
     todo = [f for f in files if f.name not in done]
     if done:
         print(f"{len(files) - len(todo)} of {len(files)} photos already done in {csv_path}; resuming")
     failed = 0
     new_file = not csv_path.is_file()
     with open(csv_path, "a", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
         if new_file:
             writer.writeheader()
             fh.flush()
@@ -491,6 +508,7 @@ def _folder(job: _Job, folder: Path, out_dir: Path, t_start: float, device) -> i
             fh.flush()
             os.fsync(fh.fileno())
     ok = len(todo) - failed
+    _note_broken(job)
     print(f"{ok} photos aged, {len(files) - len(todo)} skipped (done before), {failed} failed; "
           f"results in {csv_path} ({time.perf_counter() - t_start:.1f}s on {device})")
     if failed:
