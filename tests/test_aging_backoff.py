@@ -260,7 +260,15 @@ def test_grid_captions_mark_the_results_the_back_off_shortened():
 def test_results_whose_skin_lost_its_structure_are_marked():
     from types import SimpleNamespace
 
-    from pada.aging.photo import BROKEN_NOTE, FaceResult, age_faces, count_broken, make_targets, result_caption
+    from pada.aging.photo import (
+        BROKEN_NOTE,
+        FaceResult,
+        age_faces,
+        count_broken,
+        make_targets,
+        mark_broken_frames,
+        result_caption,
+    )
     from pada.evaluation.scores import STRUCTURE_LIMIT, gaussian_blur
 
     x = faces(1)[0]
@@ -276,3 +284,7 @@ def test_results_whose_skin_lost_its_structure_are_marked():
     assert [result_caption(fr, 0, i) for i in range(2)] == ["#0", "#1 x0.5 !"]
     assert count_broken([fr]) == 1 and count_broken([FaceResult(1, None, x)]) == 0
     assert BROKEN_NOTE.format(n=1).startswith("note: 1 result(s) marked '!'")
+    # a lifespan's frames: the smeared frame's caption gets the mark, an unlabelled frame gets it alone
+    labels, n = mark_broken_frames(["twenties", "", ""], torch.cat([x[None], smeared, smeared]), x[None])
+    assert labels == ["twenties", "!", "!"] and n == 2
+    assert mark_broken_frames(["sixties"], smeared, x)[0] == ["! sixties"]

@@ -287,6 +287,17 @@ def count_broken(faces: Sequence[FaceResult]) -> int:
                for fr in faces for j, s in enumerate(fr.structure) for i in range(len(s)))
 
 
+def mark_broken_frames(labels: Sequence[str], frames: torch.Tensor,
+                       image: torch.Tensor) -> tuple[list[str], int]:
+    """A lifespan's frame captions, ``!`` put in front of each frame's (F, 3, S, S) whose skin lost its
+    structure against the input ``image`` ((1, 3, S, S) or (3, S, S)) (above
+    :data:`~pada.evaluation.scores.STRUCTURE_LIMIT`), and how many frames that is."""
+    scores = structure_change(frames.float().cpu(), image.reshape(-1, *image.shape[-3:])[:1].float().cpu())
+    broken = [float(v) > STRUCTURE_LIMIT for v in scores]
+    # in front: a long caption is cut at the tile's width, and the mark must stay
+    return [f"! {lab}".strip() if b else lab for lab, b in zip(labels, broken)], sum(broken)
+
+
 #: what ``pada age`` prints when some results are marked (``{n}``: how many)
 BROKEN_NOTE = ("note: {n} result(s) marked '!' lost the skin's local structure against the input (structure "
                f"change above {STRUCTURE_LIMIT:g}): a pale mask or smeared features are likely; "

@@ -424,17 +424,21 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         saturation_guard=args.saturation_guard, patch_guard=args.patch_guard,
                         blotch_guard=args.blotch_guard, structure_guard=args.structure_guard)
     frames = res.images if res.images_hr is None else res.images_hr
+    from pada.aging.photo import BROKEN_NOTE, mark_broken_frames
     from pada.outputs import StagedOutputs
     from pada.validation import require_finite
 
     out = args.out or Path("aged.png")
     require_finite(frames, str(out))  # never a black grid with exit status 0
     with StagedOutputs() as staged:
-        save_image(staged.stage(out), lifespan_grid(frames, res.labels))
+        labels, broken = mark_broken_frames(res.labels, res.images, x)  # scored at the model's size
+        save_image(staged.stage(out), lifespan_grid(frames, labels))
         save_gif(frames, staged.stage(args.gif or out.with_suffix(".gif")))
         written = staged.commit()
     for p in written:
         print(f"wrote {p}")
+    if broken:
+        print(BROKEN_NOTE.format(n=broken).replace("result(s)", "frame(s)"), file=sys.stderr)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
     print(f"done in {time.perf_counter() - t_start:.1f}s ({stages}) on {device}")
     return 0
