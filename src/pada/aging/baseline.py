@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from pada.aging.backoff import back_off
+from pada.aging.backoff import back_off, bound_contrast, contrast_bound_value
 from pada.aging.guard import tone_guard as make_tone_guard
 from pada.aging.guard import tone_margin
 from pada.aging.pipeline import (
@@ -162,7 +162,8 @@ class LinearBaselinePipeline:
     The target age comes from ``target_age``, else from a canonical description (its group centre), else
     from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
     diversity (fresh x_T per output) works as in PADA. ``sampler`` / ``steps`` / ``tone_guard`` /
-    ``background_guard`` / ``saturation_guard`` / ``blotch_guard`` / ``structure_guard``: as in
+    ``background_guard`` / ``saturation_guard`` / ``blotch_guard`` / ``structure_guard`` /
+    ``contrast_bound``: as in
     ``AgingPipeline`` (evaluation passes the PADA pipeline's, so both are compared at equal sampling; a guard
     of 0 = off; the back-off shortens the baseline's edit from the source code the same way).
     """
@@ -171,7 +172,7 @@ class LinearBaselinePipeline:
                  steps: int | None = None, strength: float = 1.0, sampler: str = AGING_SAMPLER,
                  tone_guard: float = 0.0, background_guard: float = 0.0,
                  saturation_guard: float = 0.0, blotch_guard: float = 0.0,
-                 structure_guard: float = 0.0) -> None:
+                 structure_guard: float = 0.0, contrast_bound: float = 0.0) -> None:
         self.diffae, self.direction = diffae, direction
         spec = get_sampler(sampler)
         self.sampler, self.steps = spec.name, int(steps or spec.default_steps)
@@ -181,6 +182,7 @@ class LinearBaselinePipeline:
         self.saturation_guard = tone_margin(saturation_guard, "saturation guard")
         self.blotch_guard = tone_margin(blotch_guard, "blotch guard")
         self.structure_guard = tone_margin(structure_guard, "structure guard")
+        self.contrast_bound = contrast_bound_value(contrast_bound)
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             freeze(diffae.to(self.device))
@@ -193,7 +195,7 @@ class LinearBaselinePipeline:
             batch_size: int | None = None, tone_guard: float | None = None,
             background_guard: float | None = None, saturation_guard: float | None = None,
             blotch_guard: float | None = None, structure_guard: float | None = None,
-            **_: object) -> AgingResult:
+            contrast_bound: float | None = None, **_: object) -> AgingResult:
         del high_diversity
         clock = _Clock(self.device)
         t0 = time.perf_counter()
@@ -208,6 +210,8 @@ class LinearBaselinePipeline:
             raise PadaError("the linear baseline needs target_age, one of the 14 descriptions, or a "
                             "reference image")
         z = self.direction.apply(z_src, target_age, self.strength if strength is None else strength)
+        bound = contrast_bound_value(self.contrast_bound if contrast_bound is None else contrast_bound)
+        z = bound_contrast(self.diffae, z_src, z, bound)
         z_age = z.expand(n, -1)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]

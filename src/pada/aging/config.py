@@ -124,6 +124,12 @@ class PadaConfig:
     grey mask over the skin, smeared eyes and mouth, mottled texture), trying 0.25 of the edit after 0.5;
     with ``blotch_guard`` too, an output must pass both. 0 = off (paper; the shipped ``pada-demo64`` too);
     ``pada age --structure-guard`` overrides it per request.
+    ``contrast_bound``: pada-only, applied at inference to every code that is rendered (the outputs, the
+    calibration's candidate lengths, the lifespan's anchors; :func:`pada.aging.backoff.bound_contrast`;
+    training never sees it): r > 0 shortens each edit z − z_src so that the change it makes to the DiffAE's
+    coarse image, ‖coarse(z) − coarse(z_src)‖, is at most r × the input's own coarse-image contrast
+    ‖coarse(z_src) − its mean‖ (needs a DiffAE with a coarse image path). 0 = off (paper; the shipped
+    ``pada-demo64`` too); ``pada age --contrast-bound`` overrides it per request.
     ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
     ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
     z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the
@@ -162,6 +168,7 @@ class PadaConfig:
     patch_guard: float = 0.0
     blotch_guard: float = 0.0
     structure_guard: float = 0.0
+    contrast_bound: float = 0.0
     hold_gender: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
@@ -204,6 +211,8 @@ class PadaConfig:
             raise PadaError(f"blotch_guard must be in [0, 1), got {self.blotch_guard}")
         if not 0.0 <= self.structure_guard < 1.0:
             raise PadaError(f"structure_guard must be in [0, 1), got {self.structure_guard}")
+        if not 0.0 <= self.contrast_bound <= 10.0:
+            raise PadaError(f"contrast_bound must be in [0, 10], got {self.contrast_bound}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
         if self.has_spread_basis and self.shift_subspace < 3:

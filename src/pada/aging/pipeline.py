@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from pada.aging.backoff import back_off
+from pada.aging.backoff import back_off, bound_contrast, contrast_bound_value
 from pada.aging.detail import head_region, transfer_edit, upsample
 from pada.aging.gain import (
     CALIBRATION_FACTORS,
@@ -252,14 +252,17 @@ class AgingPipeline:
     def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
                  eta: torch.Tensor | None = None, draw_spread: float | None = None,
                  shift_gain: str | None = None, edit_scale: float = 1.0,
-                 hold_gender: bool | None = None) -> torch.Tensor:
+                 hold_gender: bool | None = None, contrast_bound: float | None = None) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
         (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
         (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off). The shift is
         first scaled by its target age's gain (``PadaConfig.shift_gain``; ``shift_gain`` overrides the
         model's spec, "" = off) and by ``edit_scale`` (a per-face calibration's factor, :meth:`calibrate`).
         Last, with ``hold_gender`` (default: the model's ``PadaConfig.hold_gender``), the part of each shift
-        along the gender direction is taken out (:meth:`pada.aging.modulation.AdaptiveModulation.hold`)."""
+        along the gender direction is taken out (:meth:`pada.aging.modulation.AdaptiveModulation.hold`),
+        and with ``contrast_bound`` (default: the model's ``PadaConfig.contrast_bound``; 0 = off) each edit
+        is shortened so that its change to the coarse image stays within that many times the input's
+        coarse-image contrast (:func:`pada.aging.backoff.bound_contrast`)."""
         mod = self.model.modulation
         z = z_src.expand(e_age.shape[0], -1)
         eta = None if eta is None else eta.to(self.device)
@@ -281,7 +284,12 @@ class AgingPipeline:
                 z_age = mod.hold(z, z_age)
             except ValueError as exc:
                 raise PadaError(f"hold gender: {exc}") from None
-        return z_age.float()
+        return bound_contrast(self.diffae, z_src, z_age.float(), self.contrast_limit(contrast_bound))
+
+    def contrast_limit(self, value: float | None = None) -> float:
+        """The contrast bound for a request: ``value``, else the model's ``PadaConfig.contrast_bound``
+        (0 = off); a bad value is a :class:`PadaError` naming it."""
+        return contrast_bound_value(self.model.cfg.contrast_bound if value is None else value)
 
     def blotch_limit(self, value: float | None = None) -> float:
         """The blotch back-off's limit for a request: ``value``, else the model's ``PadaConfig.blotch_guard``
@@ -308,18 +316,23 @@ class AgingPipeline:
                   steps: int | None = None, sampler: str | None = None, shift_gain: str | None = None,
                   factors: Sequence[float] = CALIBRATION_FACTORS,
                   image: torch.Tensor | None = None, x0_guard=None,
-                  hold_gender: bool | None = None, patch_guard: float | None = None) -> dict[str, Any]:
+                  hold_gender: bool | None = None, patch_guard: float | None = None,
+                  contrast_bound: float | None = None) -> dict[str, Any]:
         """Per-face edit length: render the PAE-mean edit (e_mean (1, D)) from x_T (1, ...) at each of
         ``factors``, read each render's age with the VL model (:func:`pada.aging.gain.read_ages`) and pick
         the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`); with the input
         ``image``, lengths whose render carries more than ``CALIBRATION_HF_GUARD`` times its high-frequency
         energy are left out, and with ``patch_guard`` > 0 (default: the model's ``PadaConfig.patch_guard``)
         those whose skin colour changed unevenly (:func:`~pada.evaluation.scores.patch_change` above it);
-        ``x0_guard`` renders them as the request's outputs will be (:meth:`decode`).
+        ``x0_guard`` renders them as the request's outputs will be (:meth:`decode`); ``contrast_bound``
+        (default: the model's) bounds each candidate as :meth:`modulate` bounds an output, so a long
+        candidate of an edit already at the bound renders at the bound.
         Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios", "patches"}``."""
         factors = tuple(float(f) for f in factors)
-        z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain, hold_gender=hold_gender)
-        codes = torch.cat([z_src + f * (z_mean - z_src) for f in factors])
+        z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain, hold_gender=hold_gender,
+                               contrast_bound=0.0)
+        codes = bound_contrast(self.diffae, z_src, torch.cat([z_src + f * (z_mean - z_src) for f in factors]),
+                               self.contrast_limit(contrast_bound))
         renders = self.decode(x_T[:1], codes, steps, sampler=sampler, x0_guard=x0_guard)
         ages = read_ages(self.group_prototypes(), self.vl.encode_image(renders.to(self.device)))
         patch_guard = tone_margin(self.model.cfg.patch_guard if patch_guard is None else patch_guard,
@@ -394,7 +407,8 @@ class AgingPipeline:
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
             keep_background: bool = True, background_guard: float | None = None,
             saturation_guard: float | None = None, patch_guard: float | None = None,
-            blotch_guard: float | None = None, structure_guard: float | None = None) -> AgingResult:
+            blotch_guard: float | None = None, structure_guard: float | None = None,
+            contrast_bound: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -447,6 +461,10 @@ class AgingPipeline:
             structure_guard: the same for outputs whose skin lost its local structure beyond this
                 (:func:`~pada.evaluation.scores.structure_change`: a pale mask, smeared features); an output
                 must pass both guards. Default: the model's (``PadaConfig.structure_guard``); 0 = off.
+            contrast_bound: before anything is rendered, shorten every edit (the calibration's candidates
+                too) so that its change to the DiffAE's coarse image stays within this many times the
+                input's coarse-image contrast (:func:`pada.aging.backoff.bound_contrast`; no extra renders).
+                Default: the model's (``PadaConfig.contrast_bound``); 0 = off.
         """
         if n < 1:
             raise PadaError(f"n must be >= 1, got {n}")
@@ -463,7 +481,7 @@ class AgingPipeline:
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
         z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,  # bad options fail here
-                              hold_gender=hold_gender)
+                              hold_gender=hold_gender, contrast_bound=contrast_bound)
         if calibrate is None:
             calibrate = bool(self.model.cfg.calibrate)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
@@ -481,10 +499,11 @@ class AgingPipeline:
             e_mean = self.pae(text=text, ref=ref, n=1, high_diversity=False, text_weight=text_weight, eps=eps)
         if calibrate:
             calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x,
-                                         x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard)
+                                         x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard,
+                                         contrast_bound=contrast_bound)
             factor = calibration["factor"]
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
-                                  edit_scale=factor, hold_gender=hold_gender)
+                                  edit_scale=factor, hold_gender=hold_gender, contrast_bound=contrast_bound)
             t0 = clock.lap("calibrate", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
@@ -497,7 +516,8 @@ class AgingPipeline:
         if blotch_guard > 0 or structure_guard > 0:
             # the draws vary around the PAE mean's code: only that shared edit is shortened
             center = self.modulate(z_src, e_mean, None, draw_spread, shift_gain,
-                                   edit_scale=1.0 if factor is None else factor, hold_gender=hold_gender)
+                                   edit_scale=1.0 if factor is None else factor, hold_gender=hold_gender,
+                                   contrast_bound=contrast_bound)
             images, z_age, edit_scales = back_off(
                 images, z_src, z_age, x, blotch_guard, center=center, structure_limit=structure_guard,
                 render=lambda rows, z: self.decode(x_T[rows] if x_T.shape[0] > 1 else x_T, z, steps, eta=eta,
@@ -533,7 +553,8 @@ class AgingPipeline:
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
                  keep_background: bool = True, background_guard: float | None = None,
                  saturation_guard: float | None = None, patch_guard: float | None = None,
-                 blotch_guard: float | None = None, structure_guard: float | None = None) -> LifespanResult:
+                 blotch_guard: float | None = None, structure_guard: float | None = None,
+                 contrast_bound: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -544,7 +565,8 @@ class AgingPipeline:
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
         interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
         ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``);
-        ``blotch_guard`` and ``structure_guard`` too, per frame (``LifespanResult.edit_scales``)."""
+        ``blotch_guard`` and ``structure_guard`` too, per frame (``LifespanResult.edit_scales``);
+        ``contrast_bound`` bounds each anchor (and so every frame between two anchors)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -561,7 +583,8 @@ class AgingPipeline:
         e_anchor = torch.cat([self.pae(text=t, ref=ref, n=1, high_diversity=False, text_weight=text_weight)
                               for t in texts])
         # (A, S); bad options fail here, before the inversion
-        z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender)
+        z_anchor = self.modulate(z_src, e_anchor, shift_gain=shift_gain, hold_gender=hold_gender,
+                                 contrast_bound=contrast_bound)
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         blotch_guard = self.blotch_limit(blotch_guard)
         structure_guard = self.structure_limit(structure_guard)
@@ -571,10 +594,12 @@ class AgingPipeline:
         calibration = None
         if self.model.cfg.calibrate if calibrate is None else calibrate:
             calibration = [self.calibrate(x_T, z_src, e_anchor[k:k + 1], steps, sampler, shift_gain, image=x,
-                                          x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard)
+                                          x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard,
+                                          contrast_bound=contrast_bound)
                            for k in range(len(texts))]
             z_anchor = torch.cat([self.modulate(z_src, e_anchor[k:k + 1], shift_gain=shift_gain,
-                                                edit_scale=c["factor"], hold_gender=hold_gender)
+                                                edit_scale=c["factor"], hold_gender=hold_gender,
+                                                contrast_bound=contrast_bound)
                                   for k, c in enumerate(calibration)])
             t0 = clock.lap("calibrate", t0)
         zs, labels, anchors = [], [], []

@@ -96,6 +96,11 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    "pale or grey mask over the face, smeared eyes or mouth, mottled skin; the structure "
                    "score above S, e.g. 0.13): fewer broken results that age less (default: the model's; "
                    "0 = off; docs/pada_method.md)")
+    p.add_argument("--contrast-bound", type=float_option(0.0, 10.0), default=None, metavar="R",
+                   help="shorten every edit, before it is rendered, so that it changes the model's coarse "
+                   "image by at most R times the face's own coarse contrast (e.g. 0.5): a pale, low-contrast "
+                   "face is not drowned by the old-age pattern the edit adds (default: the model's; 0 = off; "
+                   "needs a DiffAE with a coarse image path; docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
                         "does not make her a man (default: the model's, on for pada-demo64; needs a model "
@@ -320,7 +325,7 @@ class _Job:
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
                   background_guard=a.background_guard, saturation_guard=a.saturation_guard,
                   patch_guard=a.patch_guard, blotch_guard=a.blotch_guard,
-                  structure_guard=a.structure_guard,
+                  structure_guard=a.structure_guard, contrast_bound=a.contrast_bound,
                   **({"keep_background": a.keep_background} if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
@@ -422,7 +427,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
                         keep_background=args.keep_background, background_guard=args.background_guard,
                         saturation_guard=args.saturation_guard, patch_guard=args.patch_guard,
-                        blotch_guard=args.blotch_guard, structure_guard=args.structure_guard)
+                        blotch_guard=args.blotch_guard, structure_guard=args.structure_guard,
+                        contrast_bound=args.contrast_bound)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.aging.photo import BROKEN_NOTE, mark_broken_frames
     from pada.outputs import StagedOutputs

@@ -139,7 +139,8 @@ def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str,
                                   background_guard=options.get("background_guard", pcfg.background_guard),
                                   saturation_guard=options.get("saturation_guard", pcfg.saturation_guard),
                                   blotch_guard=options.get("blotch_guard", pcfg.blotch_guard),
-                                  structure_guard=options.get("structure_guard", pcfg.structure_guard))
+                                  structure_guard=options.get("structure_guard", pcfg.structure_guard),
+                                  contrast_bound=options.get("contrast_bound", pcfg.contrast_bound))
     return pipe, note
 
 

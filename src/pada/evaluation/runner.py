@@ -838,7 +838,7 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
     options = dict(cfg.pipeline_options)
     if options:
         guards = {k: getattr(baseline, k) for k in ("tone_guard", "background_guard", "saturation_guard",
-                                                    "blotch_guard", "structure_guard")
+                                                    "blotch_guard", "structure_guard", "contrast_bound")
                   if hasattr(baseline, k)}
         report["notes"].append(f"PADA pipelines run with options {options} (the baseline without; its "
                                f"guards: {guards or 'none'})")
