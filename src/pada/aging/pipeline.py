@@ -482,8 +482,7 @@ class AgingPipeline:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
         z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,  # bad options fail here
                               hold_gender=hold_gender, contrast_bound=contrast_bound)
-        if calibrate is None:
-            calibrate = bool(self.model.cfg.calibrate)
+        calibrate = bool(self.model.cfg.calibrate) if calibrate is None else calibrate
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         blotch_guard = self.blotch_limit(blotch_guard)
         structure_guard = self.structure_limit(structure_guard)
@@ -515,9 +514,8 @@ class AgingPipeline:
         edit_scales = None
         if blotch_guard > 0 or structure_guard > 0:
             # the draws vary around the PAE mean's code: only that shared edit is shortened
-            center = self.modulate(z_src, e_mean, None, draw_spread, shift_gain,
-                                   edit_scale=1.0 if factor is None else factor, hold_gender=hold_gender,
-                                   contrast_bound=contrast_bound)
+            center = self.modulate(z_src, e_mean, None, draw_spread, shift_gain, edit_scale=factor or 1.0,
+                                   hold_gender=hold_gender, contrast_bound=contrast_bound)  # (factor > 0)
             images, z_age, edit_scales = back_off(
                 images, z_src, z_age, x, blotch_guard, center=center, structure_limit=structure_guard,
                 render=lambda rows, z: self.decode(x_T[rows] if x_T.shape[0] > 1 else x_T, z, steps, eta=eta,
