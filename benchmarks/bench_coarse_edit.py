@@ -61,15 +61,6 @@ def coarse_edit_stats(c_src: torch.Tensor, c_age: torch.Tensor, structure: torch
                          "distance_from_mean_face": spearman(s, far)}}
 
 
-def _value(text: str):
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            pass
-    return {"true": True, "false": False}.get(text.lower(), text)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default="pada-demo64", help="PADA model file or registry name")
@@ -88,14 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     from pada.errors import PadaError
     from pada.evaluation.runner import load_eval_data
     from pada.evaluation.scores import structure_change
+    from pada.validation import parse_literal, split_key_value
 
     try:
         options = {}
         for item in args.option:
-            name, sep, value = item.partition("=")
-            if not sep or not name:
-                raise ValueError(f"--option {item!r}: give NAME=VALUE")
-            options[name] = _value(value)
+            name, value = split_key_value(item, "--option", "NAME=VALUE", need_value=True)
+            options[name] = parse_literal(value)
         groups = [group_by_word(w.strip()) for w in args.targets.split(",") if w.strip()]
         pipe = AgingPipeline.from_pretrained(args.model, sampler=args.sampler)
         unet = pipe.diffae.unet
