@@ -24,7 +24,6 @@ About 2 min for 32 faces and three targets on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -117,12 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     out = {"model": args.model, "data": data.source, "n": args.n, "options": options, "per_target": per,
            "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__,
            "machine": platform.machine()}
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        from pada.outputs import write_text
+    from pada.outputs import print_json
 
-        write_text(args.out, text + "\n")
+    print_json(out, args.out)
     return 0
 
 

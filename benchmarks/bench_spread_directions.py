@@ -25,7 +25,6 @@ About 1 min for 8 faces on 2 CPU cores.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 import time
@@ -137,12 +136,9 @@ def main(argv: list[str] | None = None) -> int:
            "base_structure_mean": round(float(torch.stack(lost)[:, 0].mean()), 5), "directions": rows,
            "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__,
            "machine": platform.machine()}
-    text = json.dumps(out, indent=2)
-    print(text)
-    from pada.outputs import write_text
+    from pada.outputs import print_json
 
-    if args.out:
-        write_text(args.out, text + "\n")
+    print_json(out, args.out)
     if grid:
         from pada.faces.grid import save_grid
 

@@ -238,6 +238,18 @@ def test_atomic_write_keeps_old_file_on_error(tmp_path):
     assert target.read_bytes() == EARLIER and sorted(tmp_path.iterdir()) == [target]
 
 
+def test_print_json_prints_and_writes_the_same_report(tmp_path, capsys):
+    import json
+
+    report = {"faces": 3, "scores": [0.5, 0.25]}
+    text = outputs.print_json(report, tmp_path / "r.json")
+    assert json.loads(capsys.readouterr().out) == report == json.loads((tmp_path / "r.json").read_text())
+    assert (tmp_path / "r.json").read_text() == text + "\n"
+    outputs.print_json(report)  # no path: printed only
+    assert json.loads(capsys.readouterr().out) == report
+    assert sorted(tmp_path.iterdir()) == [tmp_path / "r.json"]
+
+
 def test_chart_under_a_file_is_one_line(tmp_path, capsys):
     from test_data import _labelled_folder
 

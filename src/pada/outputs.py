@@ -127,6 +127,18 @@ def write_text(path: str | os.PathLike, text: str, *, fsync: bool = False) -> Pa
     return Path(path)
 
 
+def print_json(data: object, path: str | os.PathLike | None = None) -> str:
+    """Print ``data`` as indented JSON (what the benchmark scripts report) and, given ``path``, also write
+    it there atomically. Returns the text."""
+    import json
+
+    text = json.dumps(data, indent=2)
+    print(text)
+    if path:
+        write_text(path, text + "\n")
+    return text
+
+
 def write_bytes(path: str | os.PathLike, data: bytes, *, fsync: bool = False) -> Path:
     with atomic_open(path, "wb", fsync=fsync) as fh:
         fh.write(data)
