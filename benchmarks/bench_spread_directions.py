@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=None, help="write the JSON here (default: print only)")
     args = ap.parse_args(argv)
 
+    from pada.aging.backoff import coarse_contrast, contrast_bound_value
     from pada.aging.pipeline import AgingPipeline
     from pada.critics.registry import load_critic
     from pada.data.groups import description, group_by_word
@@ -80,10 +81,18 @@ def main(argv: list[str] | None = None) -> int:
     from pada.evaluation.metrics import embed
     from pada.evaluation.runner import _dataset, locate_data
     from pada.evaluation.scores import STRUCTURE_LIMIT, structure_change
+    from pada.outputs import check_output_path, print_json
 
     try:
         if args.faces < 1 or not args.budget > 0:
             raise PadaError(f"--faces must be >= 1 and --budget > 0, got {args.faces} and {args.budget}")
+        try:
+            contrast_bound_value(args.contrast_bound)
+        except PadaError as e:
+            raise PadaError(f"--contrast-bound: {e}") from None
+        for path, option, exts in ((args.out, "--out", (".json",)), (args.grid, "--grid", (".png",))):
+            if path:
+                check_output_path(path, extensions=exts, option=option)
         group = group_by_word(args.target)
         shown = [int(k) for k in args.grid_directions.split(",") if k.strip()] if args.grid else []
         pipe = AgingPipeline.from_pretrained(args.model, sampler="multistep")
@@ -117,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             e_mean = pipe.pae(text=description(group, item["gender"]), n=1, high_diversity=False)
             z_base = pipe.modulate(z_src, e_mean, None, contrast_bound=args.contrast_bound)
             c_src, c_base = coarse(z_src).float(), coarse(z_base).float()
-            unit = args.budget * float((c_src - c_src.mean()).norm())
+            unit = args.budget * float(coarse_contrast(c_src))
             steps = [unit / float((coarse(z_base + d[None]).float() - c_base).norm().clamp_min(1e-12)) * d
                      for d in dirs]
             codes = [z_base] + [z_base + s[None] for s in steps] + [z_base - steps[k][None] for k in shown]
@@ -136,8 +145,6 @@ def main(argv: list[str] | None = None) -> int:
            "base_structure_mean": round(float(torch.stack(lost)[:, 0].mean()), 5), "directions": rows,
            "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__,
            "machine": platform.machine()}
-    from pada.outputs import print_json
-
     print_json(out, args.out)
     if grid:
         from pada.faces.grid import save_grid

@@ -45,3 +45,15 @@ def test_bad_arguments_and_missing_data_are_one_line(tmp_path, capsys):
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 3 and all(ln.startswith("bench_spread_directions: ") for ln in err)
     assert "--faces" in err[0]
+
+
+def test_bad_bound_and_output_paths_are_one_line_before_any_work(tmp_path, capsys):
+    bench = _bench()
+    (tmp_path / "file").write_text("x")
+    assert bench.main(["--contrast-bound", "-1", "--data", str(tmp_path)]) == 2
+    assert bench.main(["--out", str(tmp_path / "r.txt"), "--data", str(tmp_path)]) == 2
+    assert bench.main(["--grid", str(tmp_path / "file" / "g.png"), "--data", str(tmp_path)]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 3 and all(ln.startswith("bench_spread_directions: ") for ln in err)
+    assert "--contrast-bound" in err[0] and "--out" in err[1] and "--grid" in err[2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing written

@@ -61,6 +61,12 @@ def contrast_bound_value(value: float) -> float:
     return v
 
 
+def coarse_contrast(coarse: torch.Tensor) -> torch.Tensor:
+    """The contrast of one coarse image (1, 3, s, s): ‖coarse − its mean‖, the unit of the contrast bound
+    (floored at 1e-8 so a flat image does not divide by zero)."""
+    return (coarse - coarse.mean()).flatten().norm().clamp_min(1e-8)
+
+
 def bound_contrast(diffae, z_src: torch.Tensor, z: torch.Tensor, bound: float) -> torch.Tensor:
     """``z`` (N, S) with each edit ``z − z_src`` (z_src (1, S)) shortened so that the change it makes to
     ``diffae``'s coarse image is at most ``bound`` × the input's coarse-image contrast:
@@ -76,7 +82,7 @@ def bound_contrast(diffae, z_src: torch.Tensor, z: torch.Tensor, bound: float) -
     with torch.no_grad():
         c0 = unet.coarse_image(z_src).float()
         change = (unet.coarse_image(z).float() - c0).flatten(1).norm(dim=1)  # (N,)
-        contrast = (c0 - c0.mean()).flatten().norm().clamp_min(1e-8)
+        contrast = coarse_contrast(c0)
         f = (float(bound) * contrast / change.clamp_min(1e-12)).clamp(max=1.0).to(z.dtype)
     return z_src + f[:, None] * (z - z_src)
 
