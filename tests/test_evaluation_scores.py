@@ -436,6 +436,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert 0 <= old["cast_ok"] <= 1 and old["colour_cast_median"] >= 0 and "cast_ok" in sub["reference"]
     assert 0 <= old["blotch_ok"] <= 1 and old["blotch_median"] >= 0 and "blotch_ok" in sub["reference"]
     assert 0 <= old["structure_ok"] <= 1 and old["structure_change_median"] >= 0
+    assert sub["overall"]["structure_ok_min"] == min(tens["structure_ok"], old["structure_ok"])
     assert "structure_ok" in sub["reference"] and sub["lifespan"]["structure_ok"] is not None
     assert sub["lifespan"]["blotch_ok"] is not None
     assert pipe.kwargs == {"shift_bound": 0.5}  # the option reached age() (the reference run)
@@ -446,6 +447,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert sub["overall"]["high_level_diversity"]["id"]["on"] is not None
     text = summary_table(rep)
     assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
+    assert "structure ok" in text.split("done when:")[1]
     assert "tone ok" in text and "bg ok" in text and "patch" in text and " cast" in text and " blot" in text
     assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
     # the real pipeline's age() has a fixed signature: an option it does not know is one clear error
@@ -460,13 +462,19 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
 
 def test_done_when_against_the_baseline():
     sub = {"overall": {"age_mae": 8.0, "id_similarity": 0.6, "face_found_min": 0.97, "hf_ratio_ok": 0.96,
-                       "high_level_diversity": {"id": {"gain": 0.02, "off": 0.1}}},
+                       "structure_ok_min": 0.96, "high_level_diversity": {"id": {"gain": 0.02, "off": 0.1}}},
            "lifespan": {"spearman": 0.95},
            "reference": {"fraction": 0.3, "older_reference": {"fraction": 0.2},
                          "younger_reference": {"fraction": 0.4}}}
     dw = done_when(sub, {"overall": {"age_mae": 10.0}})
     assert all(c["pass"] for c in dw.values()), dw
     assert dw["high_level_diversity"]["value"] == pytest.approx(0.2)
+    assert len(dw) == 8 and dw["structure_ok_every_target"]["value"] == 0.96
+    # every issue check passing with one target's results broken (v7h: 55 % kept at eighty) is not done
+    sub["overall"]["structure_ok_min"] = 0.55
+    assert done_when(sub, {"overall": {"age_mae": 10.0}})["structure_ok_every_target"]["pass"] is False
+    sub["overall"]["structure_ok_min"] = None  # not measured: no verdict
+    assert done_when(sub)["structure_ok_every_target"]["pass"] is None
     # PAE sampling that adds 0.1 % to the fresh-noise variety is noise, not pluralism
     sub["overall"]["high_level_diversity"]["id"] = {"gain": 0.001, "off": 0.71}
     # the issue's --ref failure: older references give younger outputs, even if younger ones work

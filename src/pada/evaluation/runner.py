@@ -67,6 +67,7 @@ from pada.evaluation.scores import (
     PATCH_LIMIT,
     SPEARMAN_TARGET,
     STRUCTURE_LIMIT,
+    STRUCTURE_OK_TARGET,
     TONE_AREA_LIMIT,
     background_change,
     blotch,
@@ -503,6 +504,8 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
     overall.update(pooled.scores())
     rates = [per_target[w]["face_found_rate"] for w in cfg.targets]
     overall["face_found_min"] = min(rates) if rates and None not in rates else None
+    kept = [per_target[w].get("structure_ok") for w in cfg.targets]
+    overall["structure_ok_min"] = min(kept) if kept and None not in kept else None
     # monotonicity across the targets (a sweep at the main mode's outputs; needs >= 3 targets)
     centres = [group_by_word(w).center for w in cfg.targets]
     overall["target_spearman"] = (_mean([spearman(centres, [face_ages[t][i] for t in range(len(centres))])
@@ -933,11 +936,12 @@ def bootstrap_checks(sub: dict[str, Any],
 
 
 def done_when(sub: dict[str, Any], baseline: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
-    """The issue's acceptance checks on one model's report: name -> {"value", "target", "pass"}
-    ("pass" None when the score was not measured). The checks with per-face values (Age MAE against the
-    baseline, lifespan ρ, PAE diversity) also carry ``"bootstrap"`` (:func:`bootstrap_checks`): how the value
-    varies with the choice of test faces; the checks themselves pass on the measured values, as the issue
-    words them."""
+    """The issue's acceptance checks on one model's report, plus pada's structure check (the share of
+    each target's outputs whose skin kept its structure, :data:`STRUCTURE_OK_TARGET`): name -> {"value",
+    "target", "pass"} ("pass" None when the score was not measured). The checks with per-face values (Age
+    MAE against the baseline, lifespan ρ, PAE diversity) also carry ``"bootstrap"``
+    (:func:`bootstrap_checks`): how the value varies with the choice of test faces; the checks themselves
+    pass on the measured values, as the issue words them."""
     o = sub["overall"]
 
     def check(value: Any, target: str, ok: Callable[[Any], bool]) -> dict[str, Any]:
@@ -948,6 +952,10 @@ def done_when(sub: dict[str, Any], baseline: dict[str, Any] | None = None) -> di
                                          lambda v: v >= FACE_FOUND_TARGET),
         "hf_ratio_ok": check(o.get("hf_ratio_ok"), f">= {HF_OK_TARGET:g} of outputs at ratio <= "
                                                    f"{HF_RATIO_LIMIT:g}", lambda v: v >= HF_OK_TARGET),
+        "structure_ok_every_target": check(o.get("structure_ok_min"),
+                                           f">= {STRUCTURE_OK_TARGET:g} of outputs at structure change <= "
+                                           f"{STRUCTURE_LIMIT:g} (worst target; pada's)",
+                                           lambda v: v >= STRUCTURE_OK_TARGET),
         "lifespan_spearman": check(_lifespan_rho(sub), f">= {SPEARMAN_TARGET:g}",
                                    lambda v: v >= SPEARMAN_TARGET),
         "id_similarity": check(o.get("id_similarity"), f">= {ID_TARGET:g}", lambda v: v >= ID_TARGET),
@@ -1018,7 +1026,8 @@ def _pct(v: Any) -> str:
 
 
 _CHECK_LABELS = {
-    "face_found_every_target": "face found", "hf_ratio_ok": "HF ok", "lifespan_spearman": "lifespan ρ",
+    "face_found_every_target": "face found", "hf_ratio_ok": "HF ok",
+    "structure_ok_every_target": "structure ok", "lifespan_spearman": "lifespan ρ",
     "id_similarity": "ID", "age_mae_below_baseline": "MAE<baseline", "high_level_diversity": "PAE diversity",
     "reference_toward": "--ref toward",
 }
