@@ -170,3 +170,82 @@ def test_evaluation_baseline_gets_the_model_bound_or_the_option(tmp_path):
     assert _baseline(args, None, main, None, 32, "cpu", 2)[0].contrast_bound == pytest.approx(0.3)
     args.pipeline_option = [("contrast_bound", 0.2)]
     assert _baseline(args, None, main, None, 32, "cpu", 2)[0].contrast_bound == pytest.approx(0.2)
+
+
+def test_bound_per_row_source_and_its_gradient_for_training():
+    d = _linear_stand_in(2)
+    g = torch.Generator().manual_seed(4)
+    z_src = torch.randn(3, 8, generator=g)
+    edits = torch.randn(3, 8, generator=g) * torch.tensor([[0.05], [2.0], [3.0]])
+    rows = torch.cat([bound_contrast(d, z_src[k:k + 1], z_src[k:k + 1] + edits[k:k + 1], 0.4)
+                      for k in range(3)])
+    torch.testing.assert_close(bound_contrast(d, z_src, z_src + edits, 0.4), rows)  # one source per row
+    assert torch.equal(rows[0], (z_src + edits)[0])
+    # grad=True: a held edit's rendered length is fixed, so the gradient cannot lengthen it
+    z = (z_src + edits).requires_grad_(True)
+    out = bound_contrast(d, z_src, z, 0.4, grad=True)
+    torch.testing.assert_close(out.detach(), rows)
+    (out * edits).sum().backward()  # how far each output goes along its own edit
+    along = (z.grad * edits).sum(dim=1)
+    assert along[0] == pytest.approx(float(edits[0].square().sum()), rel=1e-5)  # unheld: free
+    torch.testing.assert_close(along[1:], torch.zeros(2), atol=1e-5, rtol=0)  # held: no longer at any length
+    z2 = (z_src + edits).requires_grad_(True)
+    (bound_contrast(d, z_src, z2, 0.4) * edits).sum().backward()  # inference form: the factor is a constant
+    assert float((z2.grad * edits).sum(dim=1)[1]) > 0.01
+
+
+def _coarse_frozen():
+    from pada.aging.objective import Frozen
+    from pada.aging.testing import TinyAgeCritic, TinyIdentityCritic
+
+    return Frozen(_coarse_pipeline().diffae, TinyVL(dim=32), TinyAgeCritic(), TinyIdentityCritic())
+
+
+def test_train_bound_shows_the_losses_the_bounded_edit():
+    from pada.aging.config import LossConfig
+    from pada.aging.objective import PadaObjective
+    from pada.aging.train import PadaTask, PadaTaskOptions
+    from test_aging_helpers import PairDataset, frozen_set, pair_batch
+
+    fr = _coarse_frozen()
+    model = tiny_model(init_gain=0.5)
+
+    def step(cfg):
+        obj = PadaObjective(model, fr, cfg)
+        s = obj._read_batch(pair_batch(4))
+        obj._embed(s)
+        s.eta = torch.randn(s.B, 32, generator=torch.Generator().manual_seed(1))
+        s.mu, s.sigma = model.age_encoder(s.e_img)
+        s.z_age = obj._modulate(s.z_src, obj._e_age(s, s.eta), s.eta)
+        return s, obj._spread(s, s.z_age, s.eta)
+
+    s, free = step(LossConfig())
+    ratio = _ratio_rows(fr.diffae, s.z_src, free)
+    bound = 0.5 * float(ratio.max())
+    s, held = step(LossConfig(train_bound=bound))
+    assert torch.equal(s.z_age, free)  # L_dir / L_norm still see the modulation's own shift
+    torch.testing.assert_close(held, bound_contrast(fr.diffae, s.z_src, free, bound))
+    # at the bound up to the tiny network's non-linear coarse path (the factor assumes a linear one)
+    assert float(_ratio_rows(fr.diffae, s.z_src, held).max()) <= bound * 1.05
+    assert held.requires_grad and not torch.equal(held, free)
+    objective = PadaObjective(model, fr, LossConfig(train_bound=bound))
+    losses = objective(pair_batch(4), torch.Generator().manual_seed(0))
+    model.zero_grad()
+    losses["total"].backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    with pytest.raises(PadaError, match="train_bound must be in"):
+        LossConfig(train_bound=-0.5)
+    plain = frozen_set()  # a DiffAE without a coarse path: one line before any training
+    options = PadaTaskOptions(sample_faces=0, loss={"train_bound": 0.5})
+    with pytest.raises(PadaError, match="train_bound=R needs a DiffAE with a coarse image path"):
+        PadaTask(options, diffae=plain[0], vl=plain[1], age_critic=plain[2], id_critic=plain[3],
+                 dataset=PairDataset(8)).build()
+
+
+def _ratio_rows(diffae, z_src, z):
+    """(N,) coarse change of each row's edit over its own source's coarse contrast."""
+    c0 = diffae.unet.coarse_image(z_src)
+    flat = c0.flatten(1)
+    contrast = (flat - flat.mean(dim=1, keepdim=True)).norm(dim=1)
+    return (diffae.unet.coarse_image(z) - c0).flatten(1).norm(dim=1).detach() / contrast

@@ -64,26 +64,37 @@ def contrast_bound_value(value: float) -> float:
 def coarse_contrast(coarse: torch.Tensor) -> torch.Tensor:
     """The contrast of one coarse image (1, 3, s, s): ‖coarse − its mean‖, the unit of the contrast bound
     (floored at 1e-8 so a flat image does not divide by zero)."""
-    return (coarse - coarse.mean()).flatten().norm().clamp_min(1e-8)
+    return _row_contrast(coarse)[0]
 
 
-def bound_contrast(diffae, z_src: torch.Tensor, z: torch.Tensor, bound: float) -> torch.Tensor:
-    """``z`` (N, S) with each edit ``z − z_src`` (z_src (1, S)) shortened so that the change it makes to
+def _row_contrast(coarse: torch.Tensor) -> torch.Tensor:
+    """(B,) :func:`coarse_contrast` of each row of ``coarse`` (B, 3, s, s)."""
+    flat = coarse.flatten(1)
+    return (flat - flat.mean(dim=1, keepdim=True)).norm(dim=1).clamp_min(1e-8)
+
+
+def bound_contrast(diffae, z_src: torch.Tensor, z: torch.Tensor, bound: float, *,
+                   grad: bool = False) -> torch.Tensor:
+    """``z`` (N, S) with each edit ``z − z_src`` shortened so that the change it makes to
     ``diffae``'s coarse image is at most ``bound`` × the input's coarse-image contrast:
     ‖coarse(z) − coarse(z_src)‖ ≤ bound·‖coarse(z_src) − mean(coarse(z_src))‖ (the scale factor
-    min(1, bound / ratio) is computed on the coarse image and applied to the whole edit). ``bound`` 0 returns
-    ``z`` unchanged; a DiffAE without a coarse image path is a :class:`PadaError`."""
+    min(1, bound / ratio) is computed on the coarse image and applied to the whole edit). ``z_src`` is one
+    input (1, S) for all rows or one per row (N, S). ``bound`` 0 returns ``z`` unchanged; a DiffAE without a
+    coarse image path is a :class:`PadaError`.
+
+    ``grad=True`` (training, ``LossConfig.train_bound``) keeps the scale factor in the graph: where the
+    bound holds an edit, its rendered length is fixed, so a loss's gradient can turn the edit but not make
+    it longer. Inference computes the factor without gradients."""
     if bound <= 0:
         return z
     unet = getattr(diffae, "unet", None)
     if getattr(unet, "coarse", None) is None:
         raise PadaError("the contrast bound needs a DiffAE with a coarse image path (coarse_size > 0); "
                         "this one has none: set it to 0")
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
         c0 = unet.coarse_image(z_src).float()
         change = (unet.coarse_image(z).float() - c0).flatten(1).norm(dim=1)  # (N,)
-        contrast = coarse_contrast(c0)
-        f = (float(bound) * contrast / change.clamp_min(1e-12)).clamp(max=1.0).to(z.dtype)
+        f = (float(bound) * _row_contrast(c0) / change.clamp_min(1e-12)).clamp(max=1.0).to(z.dtype)
     return z_src + f[:, None] * (z - z_src)
 
 

@@ -315,6 +315,13 @@ class LossConfig:
     smoothed luma and the smoothed colour outside the head held near x̂0_src's (the same row and timestep,
     unedited), so an edit earns nothing from re-toning the skin or the backdrop, and the critics' gradients
     reach only what the guards let through. Needs a guard > 0. False = the losses see x̂0_tar as rendered.
+    ``train_bound``: training sees the contrast bound (``PadaConfig.contrast_bound``,
+    :func:`pada.aging.backoff.bound_contrast`): every loss but L_dir and L_norm gets each draw's code (after
+    the spread, with ``train_spread``) with its edit shortened so that its change to the DiffAE's coarse
+    image is at most this many times the source's coarse-image contrast. The scale factor stays in the
+    graph, so where the bound holds an edit the critics can turn it (toward directions that age more per
+    unit of coarse change) but not lengthen it; L_dir and L_norm still hold the modulation's own shift.
+    Needs a DiffAE with a coarse image path. 0 = off (the losses see the unbounded edit).
     """
 
     w_age: float = 1.0
@@ -351,6 +358,7 @@ class LossConfig:
     blotch_margin: float = 0.04
     train_hold: bool = False
     train_guard: bool = False
+    train_bound: float = 0.0
 
     def __post_init__(self) -> None:
         self.disabled = tuple(self.disabled)
@@ -378,6 +386,8 @@ class LossConfig:
             raise PadaError(f"dir_spread must be in [0, 1), got {self.dir_spread}")
         if self.dir_target not in ("group", "label"):
             raise PadaError(f"dir_target must be 'group' or 'label', got {self.dir_target!r}")
+        if not 0.0 <= self.train_bound <= 10.0:  # also rejects NaN
+            raise PadaError(f"train_bound must be in [0, 10], got {self.train_bound}")
         if self.train_text_eps is not None and not 0.0 <= self.train_text_eps <= 1.0:
             raise PadaError(f"train_text_eps must be in [0, 1], got {self.train_text_eps}")
         bad = [n for n in self.disabled if n not in LOSS_NAMES]

@@ -29,7 +29,8 @@ Which terms apply to which rows:
 * L_id, L_norm: all rows. L_rec: rows with ref = source. L_tone and L_blotch (pada
   additions, ``lambda_tone``, ``lambda_blotch``): all rows.
 
-With ``LossConfig.train_guard`` every term sees x̂0_tar under the model's guards (held near x̂0_src).
+With ``LossConfig.train_guard`` every term sees x̂0_tar under the model's guards (held near x̂0_src); with
+``LossConfig.train_bound`` x̂0_tar is rendered from z_age with its edit held within the contrast bound.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ class _Step:
     mu: torch.Tensor | None = None
     sigma: torch.Tensor | None = None
     z_age: torch.Tensor | None = None
-    z_out: torch.Tensor | None = None  # z_age as rendered: with the draw spread when the losses see it
+    z_out: torch.Tensor | None = None  # z_age as rendered: with the spread / contrast bound the losses see
     # _denoise
     t: torch.Tensor | None = None
     noise: torch.Tensor | None = None
@@ -236,13 +237,19 @@ class PadaObjective:
         return self.model.modulation.hold(z_src, z_age) if self.cfg.train_hold else z_age
 
     def _spread(self, s: _Step, z_age: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
-        """z_age with the model's draw spread added (LossConfig.train_spread), else z_age itself."""
-        if not self.cfg.train_spread:
-            return z_age
-        mod = self.model.modulation
-        if not mod.cfg.draw_spread:
-            raise ValueError("train_spread=true needs a model with draw_spread > 0")
-        return mod.add_spread(s.z_src, z_age, eta)
+        """z_age as the losses see it rendered: with the model's draw spread added
+        (LossConfig.train_spread), then each edit held within the contrast bound (LossConfig.train_bound);
+        with neither, z_age itself."""
+        if self.cfg.train_spread:
+            mod = self.model.modulation
+            if not mod.cfg.draw_spread:
+                raise ValueError("train_spread=true needs a model with draw_spread > 0")
+            z_age = mod.add_spread(s.z_src, z_age, eta)
+        if self.cfg.train_bound > 0:
+            from pada.aging.backoff import bound_contrast
+
+            z_age = bound_contrast(self.frozen.diffae, s.z_src, z_age, self.cfg.train_bound, grad=True)
+        return z_age
 
     def _e_age(self, s: _Step, eta: torch.Tensor) -> torch.Tensor:
         """The PAE's age embedding for the noise ``eta``: image rows μ + σ⊙η (Eq. 5), text rows the

@@ -168,6 +168,9 @@ class PadaTask(TrainTask):
         if self.loss_cfg.train_guard and not (cfg.tone_guard > 0 or cfg.background_guard > 0):
             raise PadaError("--loss-set train_guard=true needs --pada-set tone_guard=M or background_guard=M "
                             "(M > 0: the guard the losses are to see)")
+        if self.loss_cfg.train_bound > 0 and getattr(self._diffae.unet, "coarse", None) is None:
+            raise PadaError("--loss-set train_bound=R needs a DiffAE with a coarse image path "
+                            f"(coarse_size > 0); {o.diffae!r} has none")
         if cfg.stats == "dataset":
             self._compute_stats()
         if cfg.shift_subspace or self.loss_cfg.lambda_dir > 0 or cfg.hold_gender:
