@@ -126,10 +126,11 @@ class PadaConfig:
     ``pada age --structure-guard`` overrides it per request.
     ``contrast_bound``: pada-only, applied at inference to every code that is rendered (the outputs, the
     calibration's candidate lengths, the lifespan's anchors; :func:`pada.aging.backoff.bound_contrast`;
-    training never sees it): r > 0 shortens each edit z − z_src so that the change it makes to the DiffAE's
-    coarse image, ‖coarse(z) − coarse(z_src)‖, is at most r × the input's own coarse-image contrast
-    ‖coarse(z_src) − its mean‖ (needs a DiffAE with a coarse image path). 0 = off (paper; the shipped
-    ``pada-demo64`` too); ``pada age --contrast-bound`` overrides it per request.
+    training sees it only with ``LossConfig.train_bound``): r > 0 shortens each edit z − z_src so that the
+    change it makes to the DiffAE's coarse image, ‖coarse(z) − coarse(z_src)‖, is at most r × the input's
+    own coarse-image contrast ‖coarse(z_src) − its mean‖ (needs a DiffAE with a coarse image path).
+    0 = off (paper); 0.5 in the shipped ``pada-demo64`` since v7i; ``pada age --contrast-bound``
+    overrides it per request.
     ``hold_gender``: pada-only, applied at inference (``AgingPipeline.modulate``; training sees it only with
     ``LossConfig.train_hold``): True takes the part along the gender direction out of every shift
     z_age − z_src (the unit difference of the training codes' mean man and mean woman, fitted with the

@@ -58,7 +58,7 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                         "Larger = more high-level variety, less text fidelity")
     p.add_argument("--draw-spread", type=float_option(0.0, 1.0), default=None, metavar="S",
                    help="spread the N results across the shift subspace by about S*|z| (default: the "
-                        "model's; 0.12 for pada-demo64: visibly different results at a cost in identity; "
+                        "model's; 0.14 for pada-demo64: visibly different results at a cost in identity; "
                         "0 = only the learned draws; docs/pada_method.md)")
     p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
                    help="scale the edit by target age, piecewise-linear through the knots, e.g. "
@@ -99,7 +99,8 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--contrast-bound", type=float_option(0.0, 10.0), default=None, metavar="R",
                    help="shorten every edit, before it is rendered, so that it changes the model's coarse "
                    "image by at most R times the face's own coarse contrast (e.g. 0.5): a pale, low-contrast "
-                   "face is not drowned by the old-age pattern the edit adds (default: the model's; 0 = off; "
+                   "face is not drowned by the old-age pattern the edit adds (default: the model's, 0.5 for "
+                   "pada-demo64; 0 = off; "
                    "needs a DiffAE with a coarse image path; docs/pada_method.md)")
     p.add_argument("--hold-gender", action=argparse.BooleanOptionalAction, default=None,
                    help="take the gender direction out of every edit, so that aging a woman toward eighty "
