@@ -36,14 +36,16 @@ def auc(scores: torch.Tensor, broken: torch.Tensor) -> float | None:
 
 
 def render(pipe, data, labels: dict, n: int) -> dict[str, torch.Tensor]:
-    """The labelled results: for each group of the labels, ``n`` results per face (the labels' call)."""
+    """The labelled results: for each group of the labels, ``n`` results per face (the labels' call, with
+    the labelled model's settings where the shipped file's defaults have moved on: ``how_made.options``)."""
     from pada.data.groups import description, group_by_word
 
+    options = labels.get("how_made", {}).get("options", {})
     out = {}
     for word in sorted({s["group"] for s in labels["sets"]}):
         g = group_by_word(word)
         out[word] = torch.stack([pipe.age(data.images[i:i + 1], text=description(g, data.genders[i]), n=n,
-                                          seed=i).images for i in range(len(data.files))])
+                                          seed=i, **options).images for i in range(len(data.files))])
         print(f"rendered {word}", file=sys.stderr, flush=True)
     return out
 
