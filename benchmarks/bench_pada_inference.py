@@ -77,7 +77,7 @@ def main() -> None:
                     help="per-face edit length first (5 extra renders; default: the model's, "
                          "on for pada-demo64)")
     ap.add_argument("--draw-spread", type=float, default=None,
-                    help="default: the model's (0.12 for pada-demo64)")
+                    help="default: the model's (0.14 for pada-demo64)")
     ap.add_argument("--tone-guard", type=float, default=None,
                     help="skin-shading margin while sampling (default: the model's; 0 = off)")
     ap.add_argument("--background-guard", type=float, default=None,
@@ -87,6 +87,10 @@ def main() -> None:
     ap.add_argument("--blotch-guard", type=float, default=None,
                     help="re-render results whose skin brightness changed unevenly beyond this with a "
                          "shorter edit (default: the model's; 0 = off)")
+    ap.add_argument("--contrast-bound", type=float, default=None,
+                    help="shorten every edit before it is rendered so that its coarse-image change stays "
+                         "within R x the face's coarse contrast (default: the model's, 0.5 for pada-demo64; "
+                         "0 = off)")
     ap.add_argument("--out-size", type=int, default=0,
                     help="also carry the results onto an S px crop of the face (detail transfer, as "
                          "pada age --out-size; with --model the demo set's S px crop if built; 0 = off)")
@@ -130,7 +134,7 @@ def main() -> None:
           "low_diversity": args.low_diversity, "sampler": args.sampler, "calibrate": args.calibrate,
           "draw_spread": args.draw_spread, "tone_guard": args.tone_guard,
           "background_guard": args.background_guard, "saturation_guard": args.saturation_guard,
-          "blotch_guard": args.blotch_guard}
+          "blotch_guard": args.blotch_guard, "contrast_bound": args.contrast_bound}
     if args.inv_steps:
         kw["inversion_steps"] = args.inv_steps
     if args.out_size:
@@ -155,7 +159,7 @@ def main() -> None:
         "low_diversity": args.low_diversity, "calibrate": args.calibrate, "draw_spread": args.draw_spread,
         "tone_guard": args.tone_guard, "background_guard": args.background_guard,
         "saturation_guard": args.saturation_guard, "blotch_guard": args.blotch_guard,
-        "out_size": args.out_size or None,
+        "contrast_bound": args.contrast_bound, "out_size": args.out_size or None,
         "device": str(device), "threads": torch.get_num_threads(),
         "stage_seconds_best": {k: round(v, 4) for k, v in best.items()},
         "total_seconds_best": round(min(totals), 4), "total_seconds_all": [round(t, 4) for t in totals],
