@@ -187,7 +187,7 @@ class PadaObjective:
         s.eta = gaussian_noise((s.B, s.e_txt.shape[1]), generator, s.dev, torch.float32)
         s.mu, s.sigma = self.model.age_encoder(s.e_img)  # rows without an image are computed but unused
         s.z_age = self._modulate(s.z_src, self._e_age(s, s.eta), s.eta)
-        s.z_out = self._spread(s, s.z_age, s.eta)
+        s.z_out = self._rendered(s, s.z_age, s.eta)
         self._denoise(s, generator)
         s.zero = s.z_age.sum() * 0.0
         s.view = draw_views(s.B, self.cfg.augment, generator, s.dev) if self.cfg.augment > 0 else None
@@ -236,7 +236,7 @@ class PadaObjective:
         z_age = self.model.modulation(z_src, e_age, eta)
         return self.model.modulation.hold(z_src, z_age) if self.cfg.train_hold else z_age
 
-    def _spread(self, s: _Step, z_age: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
+    def _rendered(self, s: _Step, z_age: torch.Tensor, eta: torch.Tensor) -> torch.Tensor:
         """z_age as the losses see it rendered: with the model's draw spread added
         (LossConfig.train_spread), then each edit held within the contrast bound (LossConfig.train_bound);
         with neither, z_age itself."""
@@ -355,7 +355,7 @@ class PadaObjective:
     def _diversity_loss(self, s: _Step, generator: torch.Generator | None) -> torch.Tensor:
         """L_div, mode seeking: a second PAE draw must give a different code."""
         eta2 = gaussian_noise(tuple(s.eta.shape), generator, s.dev, torch.float32)
-        z_age2 = self._spread(s, self._modulate(s.z_src, self._e_age(s, eta2), eta2), eta2)
+        z_age2 = self._rendered(s, self._modulate(s.z_src, self._e_age(s, eta2), eta2), eta2)
         z_age = s.z_out
         if self.cfg.div_across:  # only the difference across the age direction counts (LossConfig.div_across)
             if self.age_direction is None:
