@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pada.aging.gain import parse_shift_gain
+from pada.aging.pattern import pattern_value
 from pada.errors import PadaError
 
 LOSS_NAMES = ("L_age", "L_clip", "L_tKL", "L_id", "L_norm", "L_rec")
@@ -83,6 +84,13 @@ class PadaConfig:
     (η = 0) moves nothing. The learned draw head alone kept v7's draws within 0.02–0.03 ‖z_src‖ (the
     identity and age losses pull every draw back to one shift). 0 = off (paper); ``--draw-spread``
     overrides it per request.
+    ``draw_pattern``: pada-only, a sampling choice applied at inference (``AgingPipeline``; training never
+    sees it): τ > 0 shifts each PAE draw's edit between the hair and the rest of the face by a factor
+    t ~ N(0, τ²) clipped to [−1, 1], read off the draw's noise η (:mod:`pada.aging.pattern`): the draw
+    renders (1 + t)·(the edit's coarse change on the hair) + (1 − t)·(the rest), so the N results differ in
+    where they age, by an amount that grows with the edit. Needs a DiffAE with an eigenface coarse code
+    (``coarse_pca``). Applied after ``draw_spread``. 0 = off (paper); ``pada age --draw-pattern`` overrides
+    it per request.
     ``spread_basis``: pada-only; True makes the model carry that basis even with ``draw_spread`` = 0, so a
     request can still ask for a spread (implied by ``draw_spread`` > 0).
     ``shift_gain``: pada-only, applied at inference (``AgingPipeline``; training never sees it): a
@@ -160,6 +168,7 @@ class PadaConfig:
     draw_gain: float = 1.0
     source_input: bool = False
     draw_spread: float = 0.0
+    draw_pattern: float = 0.0
     spread_basis: bool = False
     shift_gain: str = ""
     calibrate: bool = False
@@ -216,6 +225,7 @@ class PadaConfig:
             raise PadaError(f"contrast_bound must be in [0, 10], got {self.contrast_bound}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
+        pattern_value(self.draw_pattern, "draw_pattern")  # PadaError naming the bad value
         if self.has_spread_basis and self.shift_subspace < 3:
             raise PadaError("draw_spread / spread_basis spread the draws over the shift subspace without its "
                             "age directions: needs shift_subspace >= 3")

@@ -48,6 +48,7 @@ from pada.aging.gain import (
 from pada.aging.guard import ToneGuard, tone_guard, tone_margin
 from pada.aging.model import PadaModel
 from pada.aging.pae import gaussian_noise
+from pada.aging.pattern import apply_draw_pattern, pattern_value
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
 from pada.diffusion.samplers import AGING_SAMPLER, get_sampler
 from pada.errors import PadaError
@@ -252,10 +253,13 @@ class AgingPipeline:
     def modulate(self, z_src: torch.Tensor, e_age: torch.Tensor,
                  eta: torch.Tensor | None = None, draw_spread: float | None = None,
                  shift_gain: str | None = None, edit_scale: float = 1.0,
-                 hold_gender: bool | None = None, contrast_bound: float | None = None) -> torch.Tensor:
+                 hold_gender: bool | None = None, contrast_bound: float | None = None,
+                 draw_pattern: float | None = None) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
         (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
-        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off). The shift is
+        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off) and how it shifts
+        its edit between hair and face (``PadaConfig.draw_pattern``, :mod:`pada.aging.pattern`;
+        ``draw_pattern`` overrides the model's value, 0 = off). The shift is
         first scaled by its target age's gain (``PadaConfig.shift_gain``; ``shift_gain`` overrides the
         model's spec, "" = off) and by ``edit_scale`` (a per-face calibration's factor, :meth:`calibrate`).
         Last, with ``hold_gender`` (default: the model's ``PadaConfig.hold_gender``), the part of each shift
@@ -279,6 +283,9 @@ class AgingPipeline:
                 z_age = mod.add_spread(z, z_age, eta, scale)
             except ValueError as exc:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
+        pattern = mod.cfg.draw_pattern if draw_pattern is None else draw_pattern
+        if eta is not None and pattern:
+            z_age = apply_draw_pattern(self.diffae, z, z_age, eta, pattern)
         if self.model.cfg.hold_gender if hold_gender is None else hold_gender:
             try:
                 z_age = mod.hold(z, z_age)
@@ -408,7 +415,7 @@ class AgingPipeline:
             keep_background: bool = True, background_guard: float | None = None,
             saturation_guard: float | None = None, patch_guard: float | None = None,
             blotch_guard: float | None = None, structure_guard: float | None = None,
-            contrast_bound: float | None = None) -> AgingResult:
+            contrast_bound: float | None = None, draw_pattern: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -427,6 +434,9 @@ class AgingPipeline:
                 pipeline's); ``"multistep"`` needs η = 0.
             draw_spread: how far the draws spread across age, in ‖z_src‖ (``PadaConfig.draw_spread``;
                 default: the model's; 0 = off; needs a model built with a spread).
+            draw_pattern: τ, how far each draw shifts its edit between hair and face
+                (``PadaConfig.draw_pattern``, :mod:`pada.aging.pattern`; default: the model's; 0 = off;
+                needs a DiffAE with an eigenface coarse code).
             shift_gain: gain on the shift by target age, "AGE:GAIN,..." (``PadaConfig.shift_gain``;
                 default: the model's; "" = off).
             calibrate: pick this face's edit length first (:meth:`calibrate`: the PAE-mean edit rendered
@@ -480,8 +490,11 @@ class AgingPipeline:
                                            seed=seed, text_weight=text_weight, eps=eps)
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
+        if draw_pattern is not None:
+            draw_pattern = pattern_value(draw_pattern)
         z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,  # bad options fail here
-                              hold_gender=hold_gender, contrast_bound=contrast_bound)
+                              hold_gender=hold_gender, contrast_bound=contrast_bound,
+                              draw_pattern=draw_pattern)
         calibrate = bool(self.model.cfg.calibrate) if calibrate is None else calibrate
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         blotch_guard = self.blotch_limit(blotch_guard)
@@ -502,7 +515,8 @@ class AgingPipeline:
                                          contrast_bound=contrast_bound)
             factor = calibration["factor"]
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
-                                  edit_scale=factor, hold_gender=hold_gender, contrast_bound=contrast_bound)
+                                  edit_scale=factor, hold_gender=hold_gender, contrast_bound=contrast_bound,
+                                  draw_pattern=draw_pattern)
             t0 = clock.lap("calibrate", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():

@@ -16,7 +16,8 @@ so an interrupted run resumes; a bad file gets one line on stderr and the run go
 end if any failed).
 
 Diversity: the PAE is sampled per output (high-level variation: face shape, skin; ``--no-high-diversity``
-uses its mean; ``--draw-spread`` sets how far the draws spread across age); ``--low-diversity`` starts
+uses its mean; ``--draw-spread`` sets how far the draws spread across age, ``--draw-pattern`` how far each
+shifts its ageing between hair and face); ``--low-diversity`` starts
 every output from fresh noise instead of the input's inverted x_T (low-level variation: wrinkle types and
 places). Every output is reproducible from ``--seed``.
 """
@@ -60,6 +61,11 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    help="spread the N results across the shift subspace by about S*|z| (default: the "
                         "model's; 0.14 for pada-demo64: visibly different results at a cost in identity; "
                         "0 = only the learned draws; docs/pada_method.md)")
+    p.add_argument("--draw-pattern", type=float_option(0.0, 10.0), default=None, metavar="T",
+                   help="shift each result's edit between hair and face by a factor ~ N(0, T^2) clipped to "
+                        "+-1, so the N results differ in where they age (default: the model's; 0 = off; "
+                        "needs a DiffAE with an eigenface coarse code, as pada-demo64's; "
+                        "docs/pada_method.md)")
     p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
                    help="scale the edit by target age, piecewise-linear through the knots, e.g. "
                         "\"30.5:1,60.5:1.5\" (default: the model's; \"43:1,60.5:1.3,80:1.6\" for "
@@ -322,7 +328,8 @@ class _Job:
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
                   low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
-                  sampler=a.sampler, draw_spread=a.draw_spread, shift_gain=a.shift_gain,
+                  sampler=a.sampler, draw_spread=a.draw_spread, draw_pattern=a.draw_pattern,
+                  shift_gain=a.shift_gain,
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
                   background_guard=a.background_guard, saturation_guard=a.saturation_guard,
                   patch_guard=a.patch_guard, blotch_guard=a.blotch_guard,
