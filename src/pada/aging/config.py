@@ -85,12 +85,11 @@ class PadaConfig:
     identity and age losses pull every draw back to one shift). 0 = off (paper); ``--draw-spread``
     overrides it per request.
     ``draw_pattern``: pada-only, a sampling choice applied at inference (``AgingPipeline``; training never
-    sees it): τ > 0 shifts each PAE draw's edit between the hair and the rest of the face by a factor
-    t ~ N(0, τ²) clipped to [−1, 1], read off the draw's noise η (:mod:`pada.aging.pattern`): the draw
-    renders (1 + t)·(the edit's coarse change on the hair) + (1 − t)·(the rest), so the N results differ in
-    where they age, by an amount that grows with the edit. Needs a DiffAE with an eigenface coarse code
-    (``coarse_pca``). Applied after ``draw_spread``. 0 = off (paper); ``pada age --draw-pattern`` overrides
-    it per request.
+    sees it): τ > 0 scales the part of each PAE draw's edit that changes the hair by 1 + t, t ~ N(0, τ²)
+    clipped to [−1, 1] and read off the draw's noise η (:mod:`pada.aging.pattern`), so the N results differ
+    in how far the hair ages, by an amount that grows with the edit; the face's part is left alone. Needs a
+    DiffAE with an eigenface coarse code (``coarse_pca``). Applied after ``draw_spread``, before the contrast
+    bound. 0 = off (paper); ``pada age --draw-pattern`` overrides it per request.
     ``spread_basis``: pada-only; True makes the model carry that basis even with ``draw_spread`` = 0, so a
     request can still ask for a spread (implied by ``draw_spread`` > 0).
     ``shift_gain``: pada-only, applied at inference (``AgingPipeline``; training never sees it): a

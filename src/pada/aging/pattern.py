@@ -1,23 +1,21 @@
-"""Ageing-pattern draws: the N results of one request age in different places.
+"""Ageing-pattern draws: the N results of one request differ in how far the hair ages.
 
 On a DiffAE with an eigenface coarse code (``DiffAEConfig.coarse_pca``, the shipped ``diffae-demo64``) an
 edit ``d = z_age − z_src`` reaches the image mostly through the change it makes to the coarse image, and
 that change is linear in the code's last k (eigenface) entries: ``Δcoarse = scale · d_k @ basis``. So the
-edit can be split by region. Its *hair part* ``h`` is the coarse change inside the head but outside the
-skin (:func:`hair_mask`), projected back onto the eigenface basis; the rest ``r = d_k − h`` is the change
-to the face, neck and backdrop. Draw i renders
+edit can be split by region: its *hair part* ``h`` is the coarse change inside the head but outside the skin
+(:func:`hair_mask`), projected back onto the eigenface basis. Draw i renders
 
-    z_src + d + t_i · (h − r)      (on the eigenface entries: (1 + t_i) · h + (1 − t_i) · r)
+    z_src + d + t_i · h        (the hair's change scaled by 1 + t_i, the face's left as the edit has it)
 
-so with t_i > 0 the hair changes more (greys, thins) and the face less, with t_i < 0 the reverse: people
-differ in which shows their age first. ``t_i = τ · (η_i · u)`` clipped to [−1, 1], with η_i the draw's
-standard-normal PAE noise and u a fixed seeded unit vector, so t_i ~ N(0, τ²) and an output's t is the same
-whatever N; the PAE mean (η = 0) is unchanged. The variation scales with the edit: a face asked for its own
-age (an edit near zero) gets N near-identical results, a face asked for eighty N different old faces.
-
-Measured against the shipped spread over the shift subspace's directions (``PadaConfig.draw_spread``,
-which varies lighting, backdrop and hair tone whatever the target): docs/pada_method.md and
-docs/pada_history.md ("Tried in session 34").
+so one result greys (or, at young targets, darkens) the hair twice as far as the edit and another leaves it
+as it was, while the face ages alike in all of them: people differ in how early their hair shows their age.
+``t_i = τ · (η_i · u)`` clipped to [−1, 1], with η_i the draw's standard-normal PAE noise and u a fixed
+seeded unit vector, so t_i ~ N(0, τ²) and an output's t is the same whatever N; the PAE mean (η = 0) is
+unchanged. The variation scales with the edit: a face asked for its own age (an edit near zero) gets N
+near-identical hair, a face asked for eighty N different heads of hair. The face's part is never lengthened:
+an earlier form that moved the edit between hair and face ((1 + t)·h + (1 − t)·(rest)) broke faces whose
+face part it doubled (docs/pada_history.md, "Tried in session 34").
 """
 
 from __future__ import annotations
@@ -77,7 +75,7 @@ def eigenface_code(diffae):
     coarse = getattr(getattr(diffae, "unet", None), "coarse", None)
     pca = getattr(coarse, "pca", None)
     if pca is None:
-        raise PadaError("the draw pattern splits an edit's coarse-image change by region and needs a DiffAE "
+        raise PadaError("the draw pattern finds an edit's coarse-image change on the hair and needs a DiffAE "
                         "with an eigenface coarse code (coarse_pca > 0); this one has none: set it to 0")
     return pca
 
@@ -92,9 +90,9 @@ def hair_part(pca, d_code: torch.Tensor) -> torch.Tensor:
 
 def apply_draw_pattern(diffae, z_src: torch.Tensor, z_age: torch.Tensor, eta: torch.Tensor | None,
                        tau: float) -> torch.Tensor:
-    """``z_age`` (N, S) with each draw's edit shifted between hair and face by its pattern factor (module
-    docstring); ``z_src`` (1 or N, S), ``eta`` (N, D) the draws' PAE noise. Unchanged for ``tau`` 0 or
-    ``eta`` None (the PAE mean); a DiffAE without an eigenface code is a :class:`PadaError`."""
+    """``z_age`` (N, S) with each draw's hair change scaled by 1 + its pattern factor (module docstring);
+    ``z_src`` (1 or N, S), ``eta`` (N, D) the draws' PAE noise. Unchanged for ``tau`` 0 or ``eta`` None (the
+    PAE mean); a DiffAE without an eigenface code is a :class:`PadaError`."""
     tau = pattern_value(tau)
     if eta is None or tau == 0.0:
         return z_age
@@ -105,7 +103,7 @@ def apply_draw_pattern(diffae, z_src: torch.Tensor, z_age: torch.Tensor, eta: to
     h = hair_part(pca, d_code)
     t = pattern_factors(eta.to(z_age.device), tau)
     d = d.clone()
-    d[:, -k:] = d_code + t[:, None] * (2.0 * h - d_code)
+    d[:, -k:] = d_code + t[:, None] * h
     return (z_src + d).to(z_age.dtype)
 
 

@@ -257,8 +257,8 @@ class AgingPipeline:
                  draw_pattern: float | None = None) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
         (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
-        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off) and how it shifts
-        its edit between hair and face (``PadaConfig.draw_pattern``, :mod:`pada.aging.pattern`;
+        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off) and how far its
+        hair ages against the edit's (``PadaConfig.draw_pattern``, :mod:`pada.aging.pattern`;
         ``draw_pattern`` overrides the model's value, 0 = off). The shift is
         first scaled by its target age's gain (``PadaConfig.shift_gain``; ``shift_gain`` overrides the
         model's spec, "" = off) and by ``edit_scale`` (a per-face calibration's factor, :meth:`calibrate`).
@@ -434,7 +434,7 @@ class AgingPipeline:
                 pipeline's); ``"multistep"`` needs η = 0.
             draw_spread: how far the draws spread across age, in ‖z_src‖ (``PadaConfig.draw_spread``;
                 default: the model's; 0 = off; needs a model built with a spread).
-            draw_pattern: τ, how far each draw shifts its edit between hair and face
+            draw_pattern: τ, how far each draw's hair ages more or less than the edit's
                 (``PadaConfig.draw_pattern``, :mod:`pada.aging.pattern`; default: the model's; 0 = off;
                 needs a DiffAE with an eigenface coarse code).
             shift_gain: gain on the shift by target age, "AGE:GAIN,..." (``PadaConfig.shift_gain``;

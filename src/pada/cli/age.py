@@ -17,7 +17,7 @@ end if any failed).
 
 Diversity: the PAE is sampled per output (high-level variation: face shape, skin; ``--no-high-diversity``
 uses its mean; ``--draw-spread`` sets how far the draws spread across age, ``--draw-pattern`` how far each
-shifts its ageing between hair and face); ``--low-diversity`` starts
+one's hair ages against the edit's); ``--low-diversity`` starts
 every output from fresh noise instead of the input's inverted x_T (low-level variation: wrinkle types and
 places). Every output is reproducible from ``--seed``.
 """
@@ -62,8 +62,8 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                         "model's; 0.14 for pada-demo64: visibly different results at a cost in identity; "
                         "0 = only the learned draws; docs/pada_method.md)")
     p.add_argument("--draw-pattern", type=float_option(0.0, 10.0), default=None, metavar="T",
-                   help="shift each result's edit between hair and face by a factor ~ N(0, T^2) clipped to "
-                        "+-1, so the N results differ in where they age (default: the model's; 0 = off; "
+                   help="scale each result's change to the hair by 1 + t, t ~ N(0, T^2) clipped to +-1, so "
+                        "the N results differ in how far the hair ages (default: the model's; 0 = off; "
                         "needs a DiffAE with an eigenface coarse code, as pada-demo64's; "
                         "docs/pada_method.md)")
     p.add_argument("--shift-gain", type=_gain_spec, default=None, metavar="AGE:GAIN,...",
