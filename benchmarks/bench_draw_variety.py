@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from pada.errors import PadaError
     from pada.evaluation.diversity import mean_pairwise_distance
     from pada.evaluation.metrics import embed, predict_ages
-    from pada.evaluation.runner import _dataset, locate_data
+    from pada.evaluation.runner import training_faces
     from pada.evaluation.scores import STRUCTURE_LIMIT, structure_change
     from pada.outputs import check_output_path, print_json
 
@@ -102,18 +102,11 @@ def main(argv: list[str] | None = None) -> int:
             if path:
                 check_output_path(path, extensions=exts, option=option)
         pipe = AgingPipeline.from_pretrained(args.model, sampler="multistep")
-        size = int(pipe.diffae.unet.config.image_size)
-        root, table = locate_data(args.data, size)
-        faces = _dataset(root, table, size, "train", 0.05)
-        if len(faces) == 0:
-            raise PadaError(f"{args.data}: no training faces")
+        items = training_faces(args.data, int(pipe.diffae.unet.config.image_size), args.faces, args.seed)
     except (PadaError, ValueError, OSError) as e:
         print(f"bench_draw_variety: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(args.seed)
-    pick = torch.randperm(len(faces), generator=gen)[:args.faces].tolist()
-    items = [faces[i] for i in pick]
     age_critic, sface = load_critic("dlib-age"), load_critic("sface")
 
     def ident(images):
@@ -154,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     except PadaError as e:
         print(f"bench_draw_variety: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
-    out = {"model": args.model, "data": str(root), "faces": [it["file"] for it in items],
+    out = {"model": args.model, "data": args.data, "faces": [it["file"] for it in items],
            "targets": [g.word for g in groups], "n": args.n, "settings": results,
            "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__,
            "machine": platform.machine()}

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from pada.data.groups import description, group_by_word
     from pada.errors import PadaError
     from pada.evaluation.metrics import embed
-    from pada.evaluation.runner import _dataset, locate_data
+    from pada.evaluation.runner import training_faces
     from pada.evaluation.scores import STRUCTURE_LIMIT, structure_change
     from pada.outputs import check_output_path, print_json
 
@@ -105,22 +105,16 @@ def main(argv: list[str] | None = None) -> int:
         if any(not 0 <= k < dirs.shape[0] for k in shown):
             raise PadaError(f"--grid-directions: the spread has directions 0-{dirs.shape[0] - 1}, "
                             f"got {shown}")
-        root, table = locate_data(args.data, int(unet.config.image_size))
-        faces = _dataset(root, table, int(unet.config.image_size), "train", 0.05)
-        if len(faces) == 0:
-            raise PadaError(f"{args.data}: no training faces")
+        items = training_faces(args.data, int(unet.config.image_size), args.faces, args.seed)
     except (PadaError, ValueError, OSError) as e:
         print(f"bench_spread_directions: {str(e).splitlines()[0]}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
-    gen = torch.Generator().manual_seed(args.seed)
-    pick = torch.randperm(len(faces), generator=gen)[:args.faces].tolist()
     sface = load_critic("sface")
     coarse = unet.coarse_image
     ids, lost, grid, files = [], [], [], []
     with torch.no_grad():
-        for i in pick:
-            item = faces[i]
+        for item in items:
             x = item["image"][None]
             z_src = pipe.encode(x)
             e_mean = pipe.pae(text=description(group, item["gender"]), n=1, high_diversity=False)
@@ -140,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                 grid.append(torch.cat([x, renders[:1]] + [torch.stack([back[j], renders[1 + k]])
                                                           for j, k in enumerate(shown)]))
     rows = direction_table(torch.stack(ids), torch.stack(lost), STRUCTURE_LIMIT)
-    out = {"model": args.model, "data": str(root), "faces": files, "target": args.target,
+    out = {"model": args.model, "data": args.data, "faces": files, "target": args.target,
            "contrast_bound": args.contrast_bound, "budget": args.budget,
            "base_structure_mean": round(float(torch.stack(lost)[:, 0].mean()), 5), "directions": rows,
            "seconds": round(time.perf_counter() - t0, 1), "torch": torch.__version__,

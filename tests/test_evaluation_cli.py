@@ -138,3 +138,18 @@ def test_evaluate_sampler_option_reaches_every_pipeline_and_the_report(face_fold
     rep = json.loads(capsys.readouterr().out)
     assert fakes[-1] == ("m.safetensors", "cpu", 8, "multistep", [])  # the sampler's own default steps
     assert rep["sampling"]["PADA"]["sampler"] == "multistep"
+
+
+def test_training_faces_are_a_seeded_choice_of_the_train_split(face_folder):
+    from pada.errors import PadaError
+    from pada.evaluation.runner import load_eval_data, training_faces
+
+    folder = face_folder
+    a = training_faces(folder, 32, n=3, seed=0)
+    assert [it["file"] for it in a] == [it["file"] for it in training_faces(folder, 32, n=3, seed=0)]
+    assert len(a) == 3 and a[0]["image"].shape == (3, 32, 32)
+    test = set(load_eval_data(folder, 32, test_fraction=0.5).files)
+    every = training_faces(folder, 32, n=100, seed=1, test_fraction=0.5)
+    assert every and not test & {it["file"] for it in every}  # never a test face
+    with pytest.raises(PadaError, match="train split"):
+        training_faces(folder, 32, n=2, test_fraction=0.999999)

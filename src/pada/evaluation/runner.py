@@ -284,6 +284,17 @@ def load_eval_data(data: str | os.PathLike, size: int, labels: str | os.PathLike
                     pool_files=pool_files)
 
 
+def training_faces(data: str | os.PathLike, size: int, n: int, seed: int = 0,
+                   test_fraction: float = 0.05) -> list[dict[str, Any]]:
+    """``n`` faces of the training split of ``data`` (a seeded choice, the same for every run with ``seed``):
+    the dataset items (``image`` (3, S, S), ``file``, ``age``, ``gender``, ...). For benchmarks that tune an
+    inference setting on faces the evaluation does not score. No training face is a :class:`PadaError`."""
+    root, table = locate_data(data, size)
+    faces = _dataset(root, table, size, "train", test_fraction)
+    pick = torch.randperm(len(faces), generator=torch.Generator().manual_seed(seed))[:n].tolist()
+    return [faces[i] for i in pick]
+
+
 # --------------------------------------------------------------------------------------------------
 # helpers
 # --------------------------------------------------------------------------------------------------
@@ -1159,4 +1170,4 @@ __all__ = ["AGE_GROUPS", "Critics", "DIVERSITY_MODES", "EvalConfig", "EvalData",
            "apply_max_shift", "bootstrap_checks", "check_pipeline_options", "done_when", "evaluate_pipeline",
            "fit_baseline_direction", "lifespan_scores", "load_critics", "load_eval_data", "pick_references",
            "reconstruction_metrics", "reference_scores", "run_evaluation", "search_baseline_strength",
-           "summary_table", "to_markdown", "write_report"]
+           "summary_table", "to_markdown", "training_faces", "write_report"]
