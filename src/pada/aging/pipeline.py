@@ -283,7 +283,7 @@ class AgingPipeline:
                 z_age = mod.add_spread(z, z_age, eta, scale)
             except ValueError as exc:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
-        pattern = mod.cfg.draw_pattern if draw_pattern is None else draw_pattern
+        pattern = pattern_value(mod.cfg.draw_pattern if draw_pattern is None else draw_pattern)
         if eta is not None and pattern:
             z_age = apply_draw_pattern(self.diffae, z, z_age, eta, pattern)
         if self.model.cfg.hold_gender if hold_gender is None else hold_gender:
@@ -434,9 +434,7 @@ class AgingPipeline:
                 pipeline's); ``"multistep"`` needs η = 0.
             draw_spread: how far the draws spread across age, in ‖z_src‖ (``PadaConfig.draw_spread``;
                 default: the model's; 0 = off; needs a model built with a spread).
-            draw_pattern: τ, how far each draw's hair ages more or less than the edit's
-                (``PadaConfig.draw_pattern``, :mod:`pada.aging.pattern`; default: the model's; 0 = off;
-                needs a DiffAE with an eigenface coarse code).
+            draw_pattern: how far each draw's hair ages against the edit's (``PadaConfig.draw_pattern``).
             shift_gain: gain on the shift by target age, "AGE:GAIN,..." (``PadaConfig.shift_gain``;
                 default: the model's; "" = off).
             calibrate: pick this face's edit length first (:meth:`calibrate`: the PAE-mean edit rendered
@@ -490,11 +488,8 @@ class AgingPipeline:
                                            seed=seed, text_weight=text_weight, eps=eps)
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
-        if draw_pattern is not None:
-            draw_pattern = pattern_value(draw_pattern)
-        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,  # bad options fail here
-                              hold_gender=hold_gender, contrast_bound=contrast_bound,
-                              draw_pattern=draw_pattern)
+        edit = {"shift_gain": shift_gain, "hold_gender": hold_gender, "contrast_bound": contrast_bound}
+        z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, draw_pattern=draw_pattern, **edit)
         calibrate = bool(self.model.cfg.calibrate) if calibrate is None else calibrate
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)
         blotch_guard = self.blotch_limit(blotch_guard)
@@ -514,9 +509,8 @@ class AgingPipeline:
                                          x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard,
                                          contrast_bound=contrast_bound)
             factor = calibration["factor"]
-            z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, shift_gain,
-                                  edit_scale=factor, hold_gender=hold_gender, contrast_bound=contrast_bound,
-                                  draw_pattern=draw_pattern)
+            z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, edit_scale=factor,
+                                  draw_pattern=draw_pattern, **edit)
             t0 = clock.lap("calibrate", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         with torch.no_grad():
@@ -528,8 +522,7 @@ class AgingPipeline:
         edit_scales = None
         if blotch_guard > 0 or structure_guard > 0:
             # the draws vary around the PAE mean's code: only that shared edit is shortened
-            center = self.modulate(z_src, e_mean, None, draw_spread, shift_gain, edit_scale=factor or 1.0,
-                                   hold_gender=hold_gender, contrast_bound=contrast_bound)  # (factor > 0)
+            center = self.modulate(z_src, e_mean, None, draw_spread, edit_scale=factor or 1.0, **edit)
             images, z_age, edit_scales = back_off(
                 images, z_src, z_age, x, blotch_guard, center=center, structure_limit=structure_guard,
                 render=lambda rows, z: self.decode(x_T[rows] if x_T.shape[0] > 1 else x_T, z, steps, eta=eta,
