@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from pada.errors import PadaError
+from pada.validation import check_number
 
 #: seed of the fixed unit vector u that reads a draw's pattern factor off its PAE noise
 PATTERN_SEED = 4112
@@ -35,13 +36,7 @@ MAX_PATTERN = 10.0
 
 def pattern_value(value: float, what: str = "draw pattern") -> float:
     """``value`` as a float in [0, MAX_PATTERN]; anything else is a :class:`PadaError` naming ``what``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise PadaError(f"{what} must be a number in [0, {MAX_PATTERN:g}], got {value!r}") from None
-    if not 0.0 <= v <= MAX_PATTERN:
-        raise PadaError(f"{what} must be in [0, {MAX_PATTERN:g}], got {value}")
-    return v
+    return float(check_number(what, value, lo=0.0, hi=MAX_PATTERN))
 
 
 @functools.lru_cache(maxsize=4)
