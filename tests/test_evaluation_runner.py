@@ -13,6 +13,7 @@ from pada.data.groups import group_by_word
 from pada.errors import PadaError
 from pada.evaluation.fid import CriticFeatures
 from pada.evaluation.runner import (
+    ID_MATCH_TOLERANCE,
     Critics,
     EvalConfig,
     EvalData,
@@ -228,6 +229,15 @@ def test_run_evaluation_report_markdown_and_files(tmp_path):
     text = summary_table(rep)
     assert "faces resampled (2000 draws, 95 % interval" in text and "MAE−baseline" in text
     assert "PAE diversity +" in text
+    # the identity gap left by matching the strength on the search faces is reported, and said when large
+    gap = dw["age_mae_below_baseline"]["id_gap"]
+    ids = rep["models"]["PADA"]["overall"]["id_similarity"], rep["baseline"]["overall"]["id_similarity"]
+    assert gap == pytest.approx(ids[0] - ids[1])
+    assert ("MAE<baseline not at equal ID" in text) == (abs(gap) > ID_MATCH_TOLERANCE)
+    dw["age_mae_below_baseline"]["id_gap"] = 0.016
+    assert "ID minus the baseline's +0.016 (matched on 2 faces" in summary_table(rep)
+    dw["age_mae_below_baseline"]["id_gap"] = 0.001
+    assert "not at equal ID" not in summary_table(rep)
     assert "bootstrap" not in rep["models"]["w/o L_age"]["done_when"]["age_mae_below_baseline"]
     md = to_markdown(rep)
     assert "| w/o L_age | twenties (20.5) |" in md and "DiffAE linear (strength" in md and "PSNR" in md
