@@ -1058,6 +1058,29 @@ _RESAMPLED = (("age_mae_below_baseline", "MAE−baseline", lambda v: f"{v:+.2f}"
               ("high_level_diversity", "PAE diversity", lambda v: f"{100 * v:+.1f} %"))
 
 
+def _done_when_lines(dw: dict[str, Any] | None, cfg: dict[str, Any]) -> list[str]:
+    """The summary's lines for one model's acceptance checks: pass/fail marks, the baseline's identity gap
+    when it is not small, and the resampled intervals of the checks with thin margins."""
+    if not dw:
+        return []
+    marks = [f"{'–' if c['pass'] is None else 'PASS' if c['pass'] else 'FAIL'} "
+             f"{_CHECK_LABELS.get(k, k)}" for k, c in dw.items()]
+    lines = ["   done when: " + ", ".join(marks[:4]), "              " + ", ".join(marks[4:])]
+    gap = (dw.get("age_mae_below_baseline") or {}).get("id_gap")
+    if gap is not None and abs(gap) > ID_MATCH_TOLERANCE:
+        lines.append(f"   MAE<baseline not at equal ID: ID minus the baseline's {gap:+.3f} "
+                     f"(matched on {cfg.get('baseline_search_images', '?')} faces: --baseline-search-images)")
+    resampled = [(label, fmt, dw[key]["bootstrap"]) for key, label, fmt in _RESAMPLED
+                 if (dw.get(key) or {}).get("bootstrap")]
+    if resampled:
+        bs = resampled[0][2]
+        lines.append(f"   faces resampled ({bs['draws']} draws, {100 * bs['level']:.0f} % interval, "
+                     "share of draws that pass):")
+        lines += [f"     {label:<14}{fmt(bs['value'])} [{fmt(bs['low'])}, {fmt(bs['high'])}], passes "
+                  f"{_pct(bs['pass_share'])}" for label, fmt, bs in resampled]
+    return lines
+
+
 def summary_table(report: dict[str, Any]) -> str:
     """A one-screen text summary (lines <= 110 characters): per model, per target the failure scores
     (face found, share of outputs with high-frequency ratio <= 1.5, its median, share blurred, share whose
@@ -1127,25 +1150,7 @@ def summary_table(report: dict[str, Any]) -> str:
                          f"{_fmt(ref['younger_reference']['fraction'])}), toward {_pct(ref['toward'])} of "
                          f"outputs, {ref['n_pairs']} pairs; face {_pct(ref.get('face_found_rate'))}, "
                          f"ID {_fmt(ref.get('id_similarity'), 3)}")
-        dw = sub.get("done_when")
-        if dw:
-            marks = [f"{'–' if c['pass'] is None else 'PASS' if c['pass'] else 'FAIL'} "
-                     f"{_CHECK_LABELS.get(k, k)}" for k, c in dw.items()]
-            lines.append("   done when: " + ", ".join(marks[:4]))
-            lines.append("              " + ", ".join(marks[4:]))
-            gap = (dw.get("age_mae_below_baseline") or {}).get("id_gap")
-            if gap is not None and abs(gap) > ID_MATCH_TOLERANCE:
-                lines.append(f"   MAE<baseline not at equal ID: ID minus the baseline's {gap:+.3f} "
-                             f"(matched on {cfg.get('baseline_search_images', '?')} faces: "
-                             "--baseline-search-images)")
-            resampled = [(label, fmt, dw[key]["bootstrap"]) for key, label, fmt in _RESAMPLED
-                         if (dw.get(key) or {}).get("bootstrap")]
-            if resampled:
-                bs = resampled[0][2]
-                lines.append(f"   faces resampled ({bs['draws']} draws, {100 * bs['level']:.0f} % interval, "
-                             "share of draws that pass):")
-                lines += [f"     {label:<14}{fmt(bs['value'])} [{fmt(bs['low'])}, {fmt(bs['high'])}], passes "
-                          f"{_pct(bs['pass_share'])}" for label, fmt, bs in resampled]
+        lines += _done_when_lines(sub.get("done_when"), cfg)
     n, nout = report.get("n_faces", 0), cfg["n_outputs"]
     if n < 16 or nout < 4:
         lines.append(f"   ({n} faces, N = {nout}: the issue's acceptance needs >= 16 faces and N >= 4)")
