@@ -362,6 +362,11 @@ def test_lifespan_scores_monotone_vs_shuffled_sweep():
     mono = lifespan_scores(SweepPipeline(), data, _critics(FaceIfBright(0.0)), cfg)
     assert mono["spearman"] == pytest.approx(1.0) and mono["n_faces"] == 2
     assert mono["age_mean_per_group"]["eighties"] == pytest.approx(80.0, abs=1e-4)
+    # each face's seven tiles and its input as read, kept for finding where a sweep's order breaks
+    centres = [g.center for g in AGE_GROUPS]
+    assert mono["ages_per_face"] == [pytest.approx(centres, abs=0.01)] * 2
+    expected = [round(40 + 40 * float(data.images[i].mean()), 2) for i in range(2)]
+    assert mono["input_age_per_face"] == pytest.approx(expected, abs=0.01)
     assert mono["face_found_rate"] == pytest.approx(3 / 7)  # sixties and eighties, and forties (43 > 40)
     shuffled = SweepPipeline(order=(3, 0, 5, 1, 6, 2, 4))
     rho = lifespan_scores(shuffled, data, _critics(), cfg, options={"shift_bound": 0.3, "eps": 0.1})

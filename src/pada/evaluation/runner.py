@@ -652,14 +652,15 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
                     options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Child-to-old sweep of each test face at the seven group descriptions (PAE mean, inverted x_T):
     Spearman correlation of the estimated ages with the group centres (1 = ages rise monotonically),
-    averaged over faces, and the face-found rate, high-frequency ratio and ID of the sweep's tiles.
+    averaged over faces (each face's read ages and its input's are kept: ``ages_per_face``,
+    ``input_age_per_face``), and the face-found rate, high-frequency ratio and ID of the sweep's tiles.
 
     Uses ``pipeline.lifespan(..., frames_per_segment=1)`` when it exists, else one ``age`` call per group
     (the linear baseline).
     """
     options = options or {}
     centres = [g.center for g in AGE_GROUPS]
-    rhos, ages_all, ids, checks = [], [], [], _OutputChecks()
+    rhos, ages_all, inputs, ids, checks = [], [], [], [], _OutputChecks()
     for i in range(data.images.shape[0]):
         x, gender = data.images[i:i + 1], data.genders[i]
         if hasattr(pipeline, "lifespan"):
@@ -670,7 +671,9 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
             tiles = torch.cat([_images_of(pipeline.age(x, text=description(g, gender), n=1, seed=cfg.seed + i,
                                                        high_diversity=False, low_diversity=False,
                                                        steps=cfg.steps, **options)) for g in AGE_GROUPS])
-        ages = predict_ages(critics.age, tiles, cfg.batch_size)
+        ages = predict_ages(critics.age, torch.cat([x, tiles]), cfg.batch_size)
+        inputs.append(float(ages[0]))
+        ages = ages[1:]
         ages_all.append(ages)
         rhos.append(spearman(centres, ages))
         checks.add(critics, tiles, x)
@@ -682,6 +685,9 @@ def lifespan_scores(pipeline: Any, data: EvalData, critics: Critics, cfg: EvalCo
         "age_mean_per_group": {g.word: float(a[:, k].mean()) if a.numel() else None
                                for k, g in enumerate(AGE_GROUPS)},
         "id_similarity": float(torch.cat(ids).mean()) if ids else None,
+        # each face's input and tiles as read, to see where a sweep's order breaks
+        "input_age_per_face": [round(a, 2) for a in inputs],
+        "ages_per_face": [[round(float(v), 2) for v in row] for row in a],
     }
     out.update(checks.scores())
     return out
