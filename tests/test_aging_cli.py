@@ -206,9 +206,15 @@ def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline):
     pasted = sorted(tmp_path.glob("aged_pasted_*.png"))
     assert len(pasted) == 2 and Image.open(pasted[0]).size == Image.open(photo).size
     life = tmp_path / "life.png"
+    seen = []
+    orig = tiny_pipeline.lifespan
+    tiny_pipeline.lifespan = lambda *a, **k: seen.append(k["space"]) or orig(*a, **k)
     assert main(["age", str(photo), "--lifespan", "--frames", "1", "--out", str(life),
                  "--device", "cpu"]) == 0
     assert Image.open(life).size == (6 + 7 * 262, 332) and life.with_suffix(".gif").is_file()
+    assert main(["age", str(photo), "--lifespan", "--frames", "1", "--out", str(life), "--device", "cpu",
+                 "--space-lifespan"]) == 0
+    assert seen == [None, True]  # the model's default unless asked
 
 
 def test_tiny_pipeline_output_is_in_range(tiny_pipeline):

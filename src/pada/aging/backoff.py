@@ -98,6 +98,48 @@ def bound_contrast(diffae, z_src: torch.Tensor, z: torch.Tensor, bound: float, *
     return z_src + f[:, None] * (z - z_src)
 
 
+def edit_sizes(diffae, z_src: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """(N,) how much each edit ``z − z_src`` (z (N, S), z_src (1, S)) changes the face: on a DiffAE with a
+    coarse image path, the change to the coarse image over the input's coarse-image contrast (the contrast
+    bound's measure); otherwise the edit's length in z."""
+    unet = getattr(diffae, "unet", None)
+    if getattr(unet, "coarse", None) is None:
+        return (z - z_src).float().norm(dim=1)
+    c0 = unet.coarse_image(z_src).float()
+    return (unet.coarse_image(z).float() - c0).flatten(1).norm(dim=1) / _row_contrast(c0)
+
+
+def space_anchors(diffae, z_src: torch.Tensor, z_anchor: torch.Tensor, centres: Sequence[float],
+                  source_age: float) -> tuple[torch.Tensor, list[float]]:
+    """A lifespan's anchor codes ``z_anchor`` (A, S) of the input ``z_src`` (1, S), with target ages
+    ``centres``, shortened so the sweep changes the face step by step away from the input's own
+    ``source_age``: on each side of it (younger targets, older targets) every anchor's
+    :func:`edit_sizes` is at most the side's outermost anchor's × its distance to ``source_age`` over the
+    outermost's, and at most that of the next anchor out. Only shortens (each factor ≤ 1; the coarse image
+    is close to linear in the edit's length, so a factor f scales the size by about f). Without it, two
+    anchors that both reach the contrast bound ("sixties", "eighties") render alike, and the young anchors,
+    which the demo data cannot take below its youngest faces, in an order set by noise.
+    Returns the spaced codes and each anchor's factor."""
+    size = edit_sizes(diffae, z_src, z_anchor)
+    c = torch.as_tensor([float(v) for v in centres], dtype=torch.float32)
+    if c.numel() != z_anchor.shape[0]:
+        raise PadaError(f"space_anchors needs one target age per anchor, got {c.numel()} for "
+                        f"{z_anchor.shape[0]} anchors")
+    dist = (c - float(source_age)).abs()
+    new = size.clone()
+    for side in (c < source_age, c >= source_age):
+        order = sorted((int(k) for k in torch.nonzero(side).flatten()), key=lambda k: float(dist[k]))
+        if not order or float(dist[order[-1]]) <= 0:
+            continue
+        outer = order[-1]
+        for k in order:
+            new[k] = min(float(new[k]), float(size[outer] * dist[k] / dist[outer]))
+        for inner, out in reversed(list(zip(order, order[1:]))):
+            new[inner] = min(float(new[inner]), float(new[out]))
+    f = (new / size.clamp_min(1e-12)).clamp(max=1.0)
+    return z_src + f[:, None].to(z_anchor.dtype) * (z_anchor - z_src), [float(v) for v in f]
+
+
 def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, image: torch.Tensor,
              limit: float, render: Callable[[list[int], torch.Tensor], torch.Tensor],
              scales: Sequence[float] | None = None,

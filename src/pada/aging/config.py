@@ -145,6 +145,13 @@ class PadaConfig:
     set where the old are mostly men and the young mostly women (the demo set: 69 % of the faces over 50
     are men, 79 % of those under 26 women), the age direction carries gender, and aging a woman toward
     eighty makes her a man. False = off (paper); ``pada age --no-hold-gender`` turns it off per request.
+    ``space_lifespan``: pada-only, read by the lifespan sweep alone (``AgingPipeline.lifespan``; neither
+    ``age`` nor training reads it): True shortens the sweep's anchors so that, on each side of the input's
+    own age (read by the VL model), each changes the face in proportion to its distance from that age and
+    no more than the next anchor out (:func:`pada.aging.backoff.space_anchors`): the sweep then ages step
+    by step instead of rendering "sixties" and "eighties" alike at the contrast bound. Its "sixties" frame
+    is then milder than ``pada age --text`` "sixties". False = off (paper); ``pada age --lifespan
+    --no-space-lifespan`` turns it off per request.
     """
 
     e_dim: int = 512
@@ -179,6 +186,7 @@ class PadaConfig:
     structure_guard: float = 0.0
     contrast_bound: float = 0.0
     hold_gender: bool = False
+    space_lifespan: bool = False
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)

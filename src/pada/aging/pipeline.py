@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from pada.aging.backoff import back_off, bound_contrast, contrast_bound_value
+from pada.aging.backoff import back_off, bound_contrast, contrast_bound_value, space_anchors
 from pada.aging.detail import head_region, transfer_edit, upsample
 from pada.aging.gain import (
     CALIBRATION_FACTORS,
@@ -105,7 +105,8 @@ class LifespanResult:
     """A row of ages: ``images`` (F, 3, H, W) in [-1, 1], ``labels`` F strings, ``anchors`` frame indices;
     ``calibration``: with ``calibrate=True``, each anchor's :meth:`AgingPipeline.calibrate` result;
     ``images_hr`` (F, 3, S, S): with ``image_hr``, the frames carried onto the sharper crop;
-    ``edit_scales``: with a blotch guard, each frame's edit length relative to the asked one."""
+    ``edit_scales``: with a blotch guard, each frame's edit length relative to the asked one;
+    ``anchor_scales``: with ``space``, each anchor's factor from :func:`pada.aging.backoff.space_anchors`."""
 
     images: torch.Tensor
     labels: list[str]
@@ -114,6 +115,7 @@ class LifespanResult:
     calibration: list[dict[str, Any]] | None = None
     images_hr: torch.Tensor | None = None
     edit_scales: list[float] | None = None
+    anchor_scales: list[float] | None = None
 
 
 class _Clock:
@@ -542,6 +544,13 @@ class AgingPipeline:
                            images_hr=images_hr, edit_scales=edit_scales)
 
     @torch.no_grad()
+    def read_age(self, image: torch.Tensor) -> float:
+        """The age of ``image`` (1, 3, H, W) as the VL model reads it (:func:`pada.aging.gain.read_ages`, the
+        read-out the calibration uses)."""
+        e = self.vl.encode_image(_as_batch(image, "input image").to(self.device))
+        return float(read_ages(self.group_prototypes(), e)[0])
+
+    @torch.no_grad()
     def infer_gender(self, image: torch.Tensor) -> str:
         """Zero-shot gender from the VL model: the gender whose 7 descriptions match the face best."""
         e = self.vl.encode_image(_as_batch(image, "input image").to(self.device)).float()
@@ -559,7 +568,7 @@ class AgingPipeline:
                  keep_background: bool = True, background_guard: float | None = None,
                  saturation_guard: float | None = None, patch_guard: float | None = None,
                  blotch_guard: float | None = None, structure_guard: float | None = None,
-                 contrast_bound: float | None = None) -> LifespanResult:
+                 contrast_bound: float | None = None, space: bool | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -571,7 +580,10 @@ class AgingPipeline:
         interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
         ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``);
         ``blotch_guard`` and ``structure_guard`` too, per frame (``LifespanResult.edit_scales``);
-        ``contrast_bound`` bounds each anchor (and so every frame between two anchors)."""
+        ``contrast_bound`` bounds each anchor (and so every frame between two anchors). ``space`` (default:
+        the model's ``PadaConfig.space_lifespan``): after the calibration, the anchors are shortened to
+        change the face step by step away from the input's own age, read by the VL model
+        (:func:`pada.aging.backoff.space_anchors`; ``LifespanResult.anchor_scales``)."""
         if frames_per_segment < 1:
             raise PadaError("frames_per_segment must be >= 1")
         clock = _Clock(self.device)
@@ -607,6 +619,10 @@ class AgingPipeline:
                                                 contrast_bound=contrast_bound)
                                   for k, c in enumerate(calibration)])
             t0 = clock.lap("calibrate", t0)
+        anchor_scales = None
+        if self.model.cfg.space_lifespan if space is None else space:
+            z_anchor, anchor_scales = space_anchors(self.diffae, z_src, z_anchor, self.target_ages(e_anchor),
+                                                    self.read_age(x))
         zs, labels, anchors = [], [], []
         for k in range(len(texts) - 1):
             for j in range(frames_per_segment):
@@ -633,7 +649,8 @@ class AgingPipeline:
             images_hr = self._carry(images, x_T, z_src, x, x_hr, steps, sampler, guard, keep_background)
             clock.lap("detail", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
-                              calibration=calibration, images_hr=images_hr, edit_scales=edit_scales)
+                              calibration=calibration, images_hr=images_hr, edit_scales=edit_scales,
+                              anchor_scales=anchor_scales)
 
 
 DEFAULT_CHUNK = {"cpu": 8, "cuda": 32}  # futures decoded at once when the caller does not say

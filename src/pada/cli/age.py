@@ -157,6 +157,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--frames", type=int_option(1, LIMITS["frames"]), default=3,
                    help="lifespan frames per age gap (default 3)")
     p.add_argument("--gif", type=Path, default=None, help="lifespan GIF path (default: --out with .gif)")
+    p.add_argument("--space-lifespan", action=argparse.BooleanOptionalAction, default=None,
+                   help="--lifespan: shorten the anchors so the face changes step by step away from its own "
+                        "age (default: the model's)")
     p.add_argument("--out-size", type=int_option(16, LIMITS["out_size"]), default=256, metavar="S",
                    help="side of the written faces in pixels (default 256): the model ages its own size "
                         "(64 for pada-demo64) and the edit is carried onto the photo's S px crop of the "
@@ -436,7 +439,7 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         keep_background=args.keep_background, background_guard=args.background_guard,
                         saturation_guard=args.saturation_guard, patch_guard=args.patch_guard,
                         blotch_guard=args.blotch_guard, structure_guard=args.structure_guard,
-                        contrast_bound=args.contrast_bound)
+                        contrast_bound=args.contrast_bound, space=args.space_lifespan)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.aging.photo import BROKEN_NOTE, mark_broken_frames
     from pada.outputs import StagedOutputs
