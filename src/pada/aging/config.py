@@ -150,8 +150,8 @@ class PadaConfig:
     own age (read by the VL model), each changes the face in proportion to its distance from that age and
     no more than the next anchor out (:func:`pada.aging.backoff.space_anchors`): the sweep then ages step
     by step instead of rendering "sixties" and "eighties" alike at the contrast bound. Its "sixties" frame
-    is then milder than ``pada age --text`` "sixties". False = off (paper); ``pada age --lifespan
-    --no-space-lifespan`` turns it off per request.
+    is then milder than ``pada age --text`` "sixties". False = off (paper); True in the shipped
+    ``pada-demo64`` since v7j; ``pada age --lifespan --no-space-lifespan`` turns it off per request.
     """
 
     e_dim: int = 512
