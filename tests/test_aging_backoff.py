@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pada.aging.backoff import BACKOFF_SCALES, STRUCTURE_BACKOFF_SCALES, back_off
+from pada.aging.backoff import BACKOFF_SCALES, STRUCTURE_BACKOFF_SCALES, STRUCTURE_WHOLE_SCALES, back_off
 from pada.aging.pipeline import AgingPipeline
 from pada.aging.testing import TinyVL
 from pada.errors import PadaError
@@ -98,6 +98,39 @@ def test_back_off_on_structure_catches_a_masked_face_the_blotch_score_lets_throu
         back_off(images, z_src, z_age, x, 0.0, render)
     with pytest.raises(PadaError, match="structure guard"):
         back_off(images, z_src, z_age, x, 0.0, render, structure_limit=1.5)
+
+
+def test_structure_back_off_around_a_center_shortens_the_offset_last():
+    """A draw whose own offset breaks the face: shortening the shared edit cannot clear it, so with the
+    structure checked its whole edit is tried too (blotch-only back-offs keep every offset)."""
+    g = torch.Generator().manual_seed(0)
+    x = (0.3 * torch.randn(1, 1, 64, 64, generator=g)).expand(1, 3, 64, 64).clone()
+    skin = skin_mask(64).bool()
+    calls = []
+
+    def render(rows, z):  # the skin fades as the code's second entry (the draw's offset) grows
+        calls.append(list(rows))
+        w = (2 * z[:, 1].abs()).clamp(max=1.0).view(-1, 1, 1)
+        out = x.repeat(z.shape[0], 1, 1, 1)
+        out[..., skin] = (1 - w) * out[..., skin]
+        return out
+
+    z_src, center = torch.zeros(1, 8), torch.zeros(1, 8)
+    center[0, 0] = 0.6  # the shared edit does no harm here
+    z_age = center.repeat(2, 1)
+    z_age[0, 1], z_age[1, 1] = 0.02, 0.3  # a harmless offset and a breaking one
+    images = render([0, 1], z_age)
+    limit = float(structure_change(render([0], torch.tensor([[0.0, 0.1] + [0.0] * 6])), x))
+    calls.clear()
+    assert float(structure_change(images[:1], x)) < limit < float(structure_change(images[1:], x))
+    out, z, scales = back_off(images, z_src, z_age, x, 0.0, render, center=center, structure_limit=limit)
+    assert STRUCTURE_WHOLE_SCALES == (0.5, 0.25)
+    assert calls == [[1]] * 5  # the shared edit at 0.75, 0.5, 0.25 (no help), the whole at 0.5, 0.25
+    assert scales == [1.0, 0.25] and torch.allclose(z[1], 0.25 * z_age[1])  # offset 0.075: within
+    assert bool((structure_change(out, x) <= limit).all())
+    calls.clear()  # the blotch guard alone never shortens an offset
+    blotchy = back_off(images, z_src, z_age, x, 1e-6, render, center=center)[1]
+    assert len(calls) == len(BACKOFF_SCALES) and torch.equal(blotchy[:, 1], z_age[:, 1])
 
 
 def _masking_decoder(x: torch.Tensor, z_src: torch.Tensor, scale: float):

@@ -48,6 +48,10 @@ BACKOFF_SCALES: tuple[float, ...] = (0.75, 0.5)
 #: the lengths tried when the structure is checked too: the faces whose structure breaks mostly still do at
 #: half the edit (session 29, four such faces at eighty: 1 − SSIM 0.14-0.26 at 0.5, 0.04-0.13 at 0.25)
 STRUCTURE_BACKOFF_SCALES: tuple[float, ...] = (0.75, 0.5, 0.25)
+#: with the structure checked and draws around a centre, the whole edit (the draw's own offset too) is tried
+#: at these lengths after the shared edit's: on the 32 held-out faces at forty, the 8 outputs the shared
+#: edit's tries left over the structure limit all came under it at a whole edit of 0.5 (the offset broke them)
+STRUCTURE_WHOLE_SCALES: tuple[float, ...] = (0.5, 0.25)
 
 
 def contrast_bound_value(value: float) -> float:
@@ -155,7 +159,9 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     ``scales``: the lengths tried (default :data:`BACKOFF_SCALES`, or :data:`STRUCTURE_BACKOFF_SCALES` when
     the structure is checked). ``center`` (1, S): the code the outputs' codes vary around; when given, an
     output at scale s is rendered from ``z_src + s·(center − z_src) + (z_age − center)``, else from
-    ``z_src + s·(z_age − z_src)``.
+    ``z_src + s·(z_age − z_src)``; with a ``center`` and the structure checked, outputs still over after
+    ``scales`` are tried with their whole edit at :data:`STRUCTURE_WHOLE_SCALES` (the draw's own offset
+    shortened too).
     Returns the images, the codes they were rendered from and each output's edit scale (1.0 = kept)."""
     from pada.evaluation.scores import blotch, structure_change
 
@@ -175,6 +181,7 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     if not scales or not all(0.0 <= s < 1.0 for s in scales):
         raise PadaError(f"back-off scales must be in [0, 1), got {list(scales)}")
     images, z_age = images.clone(), z_age.clone()
+    asked = z_age.clone()
     z_src = z_src.to(z_age.device, z_age.dtype)
     if center is None:  # each output's whole edit is shortened
         shared, own = z_age - z_src, torch.zeros_like(z_age)
@@ -188,10 +195,13 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     score = badness(images.cpu())
     used = [1.0] * images.shape[0]
     todo = [k for k in range(images.shape[0]) if float(score[k]) > 1.0]
-    for s in scales:
+    tries_of = [(s, z_src + s * shared + own) for s in scales]
+    if structure_limit > 0 and center is not None:  # then the draw's own offset too
+        tries_of += [(s, z_src + s * (asked - z_src)) for s in STRUCTURE_WHOLE_SCALES]
+    for s, codes in tries_of:
         if not todo:
             break
-        z = z_src + s * shared[todo] + own[todo]
+        z = codes[todo]
         tries = render(todo, z)
         tried = badness(tries.cpu())
         for j, k in enumerate(todo):
@@ -202,4 +212,5 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     return images, z_age, used
 
 
-__all__ = ["BACKOFF_SCALES", "STRUCTURE_BACKOFF_SCALES", "back_off"]
+__all__ = ["BACKOFF_SCALES", "STRUCTURE_BACKOFF_SCALES", "STRUCTURE_WHOLE_SCALES", "back_off",
+           "bound_contrast", "edit_sizes", "space_anchors"]
