@@ -17,7 +17,9 @@ replaces it; when none is, the least
 bad of the tries is kept. Given the ``center`` of a request's draws (the code of the PAE mean), only
 the edit the draws share, ``center − z_src``, is shortened and each output keeps its own offset ``z_age −
 center``: the blotch comes mostly from the length of the shared edit, and shortening the offsets too would
-take away the variation PAE sampling adds (measured: docs/pada_history.md, "Shipped model (v7h)"). Outputs
+take away the variation PAE sampling adds (measured: docs/pada_history.md, "Shipped model (v7h)"); with
+the structure checked, an output the shared edit's tries leave broken is tried last with its whole edit,
+offset included, at 0.5 and 0.25 (a draw's own offset can break a pale face by itself). Outputs
 within the limits are not touched, so the back-off costs one to three renders per caught output and
 nothing otherwise. Like the guards it is inference-only (a pada addition, not the paper's); it trades some
 of the edit's length — so some age — on the outputs it catches for an image a person does not call
