@@ -79,6 +79,12 @@ def _row_contrast(coarse: torch.Tensor) -> torch.Tensor:
     return (flat - flat.mean(dim=1, keepdim=True)).norm(dim=1).clamp_min(1e-8)
 
 
+def _coarse_change(unet, z_src: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N,) ‖coarse(z) − coarse(z_src)‖ of each edit and (1 or N,) the input's coarse-image contrast."""
+    c0 = unet.coarse_image(z_src).float()
+    return (unet.coarse_image(z).float() - c0).flatten(1).norm(dim=1), _row_contrast(c0)
+
+
 def bound_contrast(diffae, z_src: torch.Tensor, z: torch.Tensor, bound: float, *,
                    grad: bool = False) -> torch.Tensor:
     """``z`` (N, S) with each edit ``z − z_src`` shortened so that the change it makes to
@@ -98,9 +104,8 @@ def bound_contrast(diffae, z_src: torch.Tensor, z: torch.Tensor, bound: float, *
         raise PadaError("the contrast bound needs a DiffAE with a coarse image path (coarse_size > 0); "
                         "this one has none: set it to 0")
     with torch.set_grad_enabled(grad and torch.is_grad_enabled()):
-        c0 = unet.coarse_image(z_src).float()
-        change = (unet.coarse_image(z).float() - c0).flatten(1).norm(dim=1)  # (N,)
-        f = (float(bound) * _row_contrast(c0) / change.clamp_min(1e-12)).clamp(max=1.0).to(z.dtype)
+        change, contrast = _coarse_change(unet, z_src, z)
+        f = (float(bound) * contrast / change.clamp_min(1e-12)).clamp(max=1.0).to(z.dtype)
     return z_src + f[:, None] * (z - z_src)
 
 
@@ -111,8 +116,8 @@ def edit_sizes(diffae, z_src: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     unet = getattr(diffae, "unet", None)
     if getattr(unet, "coarse", None) is None:
         return (z - z_src).float().norm(dim=1)
-    c0 = unet.coarse_image(z_src).float()
-    return (unet.coarse_image(z).float() - c0).flatten(1).norm(dim=1) / _row_contrast(c0)
+    change, contrast = _coarse_change(unet, z_src, z)
+    return change / contrast
 
 
 def space_anchors(diffae, z_src: torch.Tensor, z_anchor: torch.Tensor, centres: Sequence[float],
