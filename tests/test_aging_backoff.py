@@ -321,3 +321,58 @@ def test_results_whose_skin_lost_its_structure_are_marked():
     labels, n = mark_broken_frames(["twenties", "", ""], torch.cat([x[None], smeared, smeared]), x[None])
     assert labels == ["twenties", "!", "!"] and n == 2
     assert mark_broken_frames(["sixties"], smeared, x)[0] == ["! sixties"]
+
+
+def test_back_off_scores_each_output_against_its_own_reference():
+    """With one reference per output (the input rendered from each output's fresh start noise), an output
+    equal to its reference is clean however far it is from the input image; a reference of the wrong
+    shape is an error naming it."""
+    x, calls, render, z_src = _blob_setup()
+    z_age = torch.zeros(2, 8)
+    z_age[:, 0] = 0.6
+    images = render([0, 1], z_age)
+    calls.clear()
+    limit = 0.5 * float(blotch(images, x).min())
+    assert back_off(images, z_src, z_age, x, limit, render)[2] != [1.0, 1.0]  # against the image: caught
+    calls.clear()
+    refs = images.clone()
+    refs[1] = x[0]  # output 1 is still scored against the plain input
+    out, _, scales = back_off(images, z_src, z_age, refs, limit, render)
+    assert scales[0] == 1.0 and scales[1] < 1.0 and [rows for rows, _ in calls][0] == [1]
+    assert torch.equal(out[0], images[0])
+    with pytest.raises(PadaError, match="reference"):
+        back_off(images, z_src, z_age, torch.zeros(3, 3, 64, 64), limit, render)
+
+
+def test_pipelines_back_off_fresh_noise_outputs_against_the_input_rendered_from_that_noise(monkeypatch):
+    """From fresh start noise (``low_diversity``) the face is laid out anew, so the pipeline and the linear
+    baseline hand the back-off the input's own code rendered from each output's noise; from the inverted
+    noise, the input image."""
+    import pada.aging.baseline as baseline_mod
+    import pada.aging.pipeline as pipeline_mod
+    from pada.aging.baseline import LinearAgeDirection, LinearBaselinePipeline
+
+    seen = []
+
+    def spy(images, z_src, z_age, image, *args, **kwargs):
+        seen.append(image.detach().cpu().clone())
+        return images, z_age, [1.0] * images.shape[0]
+
+    monkeypatch.setattr(pipeline_mod, "back_off", spy)
+    monkeypatch.setattr(baseline_mod, "back_off", spy)
+    p = AgingPipeline(tiny_diffae(), TinyVL(dim=32), tiny_model(init_gain=0.3), steps=4)
+    x = faces(1)
+    z_src = p.encode(x)
+    p.age(x, text=TEXT, n=3, seed=1, calibrate=False, low_diversity=True, structure_guard=0.1)
+    x_T = p.start_noise(x.shape[1:], [pipeline_mod.output_seed(1, i) for i in range(3)])
+    own = p.decode(x_T, z_src.expand(3, -1), 4, x0_guard=p.tone_guard(x, None, None, None))
+    assert seen[-1].shape == (3, *x.shape[1:]) and torch.allclose(seen[-1], own, atol=1e-5)
+    p.age(x, text=TEXT, n=3, seed=1, calibrate=False, structure_guard=0.1)
+    assert torch.equal(seen[-1], x.cpu())
+    g = torch.Generator().manual_seed(0)
+    d = LinearAgeDirection.fit(torch.randn(50, 64, generator=g), torch.rand(50, generator=g) * 60 + 10)
+    base = LinearBaselinePipeline(p.diffae, d, steps=4, structure_guard=0.1)
+    base.age(x, target_age=80.0, strength=2.0, n=2, low_diversity=True)
+    assert seen[-1].shape == (2, *x.shape[1:]) and not torch.allclose(seen[-1], x.expand(2, -1, -1, -1))
+    base.age(x, target_age=80.0, strength=2.0, n=2)
+    assert torch.equal(seen[-1], x.cpu())

@@ -19,7 +19,9 @@ the edit the draws share, ``center − z_src``, is shortened and each output kee
 center``: the blotch comes mostly from the length of the shared edit, and shortening the offsets too would
 take away the variation PAE sampling adds (measured: docs/pada_history.md, "Shipped model (v7h)"); with
 the structure checked, an output the shared edit's tries leave broken is tried last with its whole edit,
-offset included, at 0.5 and 0.25 (a draw's own offset can break a pale face by itself). Outputs
+offset included, at 0.5 and 0.25 (a draw's own offset can break a pale face by itself). Outputs drawn
+from fresh start noise are scored against the input rendered from the same noise, not the input image
+(their layout is new: against the image, every one fails the structure check; session 37). Outputs
 within the limits are not touched, so the back-off costs one to three renders per caught output and
 nothing otherwise. Like the guards it is inference-only (a pada addition, not the paper's); it trades some
 of the edit's length — so some age — on the outputs it catches for an image a person does not call
@@ -168,7 +170,9 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     output at scale s is rendered from ``z_src + s·(center − z_src) + (z_age − center)``, else from
     ``z_src + s·(z_age − z_src)``; with a ``center`` and the structure checked, outputs still over after
     ``scales`` are tried with their whole edit at :data:`STRUCTURE_WHOLE_SCALES` (the draw's own offset
-    shortened too).
+    shortened too). ``image`` may also hold one reference per output (N, 3, H, W): what each output is
+    scored against, e.g. the input rendered from that output's own fresh start noise (an output drawn from
+    fresh noise has a new layout, so against the input image itself every one of them would fail).
     Returns the images, the codes they were rendered from and each output's edit scale (1.0 = kept)."""
     from pada.evaluation.scores import blotch, structure_change
 
@@ -180,10 +184,11 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
     if scales is None:
         scales = STRUCTURE_BACKOFF_SCALES if structure_limit > 0 else BACKOFF_SCALES
 
-    def badness(x: torch.Tensor) -> torch.Tensor:
-        parts = [blotch(x, src) / limit] if limit > 0 else []
+    def badness(x: torch.Tensor, rows: list[int]) -> torch.Tensor:
+        ref = src if src.shape[0] == 1 else src[rows]
+        parts = [blotch(x, ref) / limit] if limit > 0 else []
         if structure_limit > 0:
-            parts.append(structure_change(x, src) / structure_limit)
+            parts.append(structure_change(x, ref) / structure_limit)
         return torch.stack(parts).amax(0)
     if not scales or not all(0.0 <= s < 1.0 for s in scales):
         raise PadaError(f"back-off scales must be in [0, 1), got {list(scales)}")
@@ -199,7 +204,10 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
                             f"got {tuple(center.shape)}")
         shared, own = (center - z_src).expand_as(z_age), z_age - center
     src = image.detach().cpu()
-    score = badness(images.cpu())
+    if src.ndim != 4 or src.shape[0] not in (1, images.shape[0]):
+        raise PadaError(f"back-off reference must be one image or one per output ({images.shape[0]}), "
+                        f"got shape {tuple(src.shape)}")
+    score = badness(images.cpu(), list(range(images.shape[0])))
     used = [1.0] * images.shape[0]
     todo = [k for k in range(images.shape[0]) if float(score[k]) > 1.0]
     tries_of = [(s, z_src + s * shared + own) for s in scales]
@@ -210,7 +218,7 @@ def back_off(images: torch.Tensor, z_src: torch.Tensor, z_age: torch.Tensor, ima
             break
         z = codes[todo]
         tries = render(todo, z)
-        tried = badness(tries.cpu())
+        tried = badness(tries.cpu(), todo)
         for j, k in enumerate(todo):
             if float(tried[j]) < float(score[k]):  # the least blotched so far
                 images[k] = tries[j].to(images.device, images.dtype)

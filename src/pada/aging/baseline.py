@@ -239,7 +239,9 @@ class LinearBaselinePipeline:
                                       "structure guard")
         edit_scales = None
         if blotch_guard > 0 or structure_guard > 0:
-            images, z_age, edit_scales = back_off(images, z_src, z_age, x, blotch_guard, render,
+            # from fresh noise the face is laid out anew: score against the input rendered from that noise
+            ref = render(None, z_src.expand(n, -1)) if low_diversity else x
+            images, z_age, edit_scales = back_off(images, z_src, z_age, ref, blotch_guard, render,
                                                   structure_limit=structure_guard)
             clock.lap("back-off", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=None, seeds=seeds,

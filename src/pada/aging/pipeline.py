@@ -526,7 +526,9 @@ class AgingPipeline:
             # the draws vary around the PAE mean's code: only that shared edit is shortened
             center = self.modulate(z_src, e_mean, None, draw_spread, edit_scale=factor or 1.0, **edit)
             images, z_age, edit_scales = back_off(
-                images, z_src, z_age, x, blotch_guard, center=center, structure_limit=structure_guard,
+                images, z_src, z_age, self._reference(x, x_T, z_src, low_diversity, steps, eta, seed,
+                                                      batch_size, sampler, guard),
+                blotch_guard, center=center, structure_limit=structure_guard,
                 render=lambda rows, z: self.decode(x_T[rows] if x_T.shape[0] > 1 else x_T, z, steps, eta=eta,
                                                    generator=gen, batch_size=batch_size, sampler=sampler,
                                                    x0_guard=guard))
@@ -542,6 +544,17 @@ class AgingPipeline:
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
                            timings=clock.times, reconstruction=recon, calibration=calibration,
                            images_hr=images_hr, edit_scales=edit_scales)
+
+    def _reference(self, x, x_T, z_src, low_diversity, steps, eta, seed, batch_size, sampler,  # noqa: N803
+                   guard) -> torch.Tensor:
+        """What the back-off scores outputs against: the input ``x`` when they start from its inverted
+        noise; with fresh noise (``low_diversity``) the input's own code rendered from each output's start
+        noise, as the outputs were (a fresh start lays the face out anew)."""
+        if not low_diversity:
+            return x
+        gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
+        return self.decode(x_T, z_src.expand(x_T.shape[0], -1), steps, eta=eta, generator=gen,
+                           batch_size=batch_size, sampler=sampler, x0_guard=guard)
 
     @torch.no_grad()
     def read_age(self, image: torch.Tensor) -> float:
