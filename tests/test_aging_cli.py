@@ -52,6 +52,7 @@ def test_no_trained_model_is_one_clear_line(tmp_path, capsys, monkeypatch):
     assert main(["age", str(f), "--text", "man's face in his sixties", "--device", "cpu"]) == 1
     [line] = _err_lines(capsys)
     assert line.startswith("error: no trained PADA model") and "pada train pada" in line
+    assert line.count("train one with") == 1  # one hint, not the loader's and the command's
     missing = str(tmp_path / "m.safetensors")
     assert main(["age", str(f), "--text", "x", "--model", missing, "--device", "cpu"]) == 1
     [line] = _err_lines(capsys)

@@ -734,7 +734,8 @@ def resolve_model(model: str | Path) -> Path:
         return Path(weights.resolve(str(model)))
     except PadaError as exc:
         raise PadaError(f"PADA model {model!r} is not available ({exc}); train one with "
-                        "`pada train pada --data DIR` and pass --model PATH") from None
+                        "`pada train pada --data DIR --diffae DIFFAE` and pass --model "
+                        "runs/pada/pada.safetensors") from None
 
 
 # GIF helper (grids: pada.faces.grid) ---------------------------------------------------------------

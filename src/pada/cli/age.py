@@ -206,9 +206,7 @@ def load_pipeline(model: str, device, steps: int | None, trust_pickle: bool = Fa
         path = resolve_model(model)
     except PadaError as exc:
         if model == DEFAULT_MODEL:  # says why (missing, or a file that fails its checksum) and what to do
-            raise PadaError(f"no trained PADA model is available (the default {DEFAULT_MODEL!r}: {exc}); "
-                            "train one with `pada train pada --data DIR --diffae DIFFAE` and pass --model "
-                            "runs/pada/pada.safetensors") from None
+            raise PadaError(f"no trained PADA model is available (the default): {exc}") from None
         raise
     return AgingPipeline.from_pretrained(path, device=device, steps=steps, trust_pickle=trust_pickle,
                                          sampler=sampler)
