@@ -130,7 +130,7 @@ class PadaConfig:
     local structure against the input (:func:`~pada.evaluation.scores.structure_change` above s: a pale or
     grey mask over the skin, smeared eyes and mouth, mottled texture), trying 0.25 of the shared edit after
     0.5 and then the whole edit (the draw's own offset too) at 0.5 and 0.25; with ``blotch_guard`` too, an
-    output must pass both. 0 = off (paper; the shipped ``pada-demo64`` too);
+    output must pass both. 0 = off (paper; 0.13 in the shipped ``pada-demo64`` since v7k);
     ``pada age --structure-guard`` overrides it per request.
     ``contrast_bound``: pada-only, applied at inference to every code that is rendered (the outputs, the
     calibration's candidate lengths, the lifespan's anchors; :func:`pada.aging.backoff.bound_contrast`;

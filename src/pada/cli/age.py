@@ -100,8 +100,8 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--structure-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="S",
                    help="render again, with a shorter edit, every result whose skin lost its structure (a "
                    "pale or grey mask over the face, smeared eyes or mouth, mottled skin; the structure "
-                   "score above S, e.g. 0.13): fewer broken results that age less (default: the model's; "
-                   "0 = off; docs/pada_method.md)")
+                   "score above S): fewer broken results that age less (default: the model's, 0.13 for "
+                   "pada-demo64; 0 = off; docs/pada_method.md)")
     p.add_argument("--contrast-bound", type=float_option(0.0, 10.0), default=None, metavar="R",
                    help="shorten every edit, before it is rendered, so that it changes the model's coarse "
                    "image by at most R times the face's own coarse contrast (e.g. 0.5): a pale, low-contrast "
