@@ -115,7 +115,7 @@ def test_shipped_pada_keeps_a_face_for_old_targets():
     inputs, outputs, unbounded = [], [], []
     for i in range(4):
         item = ds[i]
-        for off, out in ((None, outputs), (0.0, unbounded)):  # the shipped defaults; v7h's (no bound, no guard)
+        for off, out in ((None, outputs), (0.0, unbounded)):  # shipped defaults; v7h (no bound or guard)
             res = pipe.age(item["image"], text=description(6, item["gender"]), n=1, high_diversity=False,
                            steps=10, contrast_bound=off, structure_guard=off)
             out.append(res.images)
