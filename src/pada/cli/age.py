@@ -147,7 +147,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
     p.add_argument("--low-diversity", action="store_true",
-                   help="fresh x_T noise per result (not the inversion)")
+                   help="fresh x_T noise per result (not the inversion); the face is drawn anew, and "
+                   "with the shipped demo DiffAE it comes out mottled and often not the person "
+                   "(docs/evaluation.md)")
     _add_edit_options(p)
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")

@@ -1144,9 +1144,12 @@ def summary_table(report: dict[str, Any]) -> str:
         hl = o.get("high_level_diversity")
         if hl:
             d, px, sd = hl["id"], hl["pixel"], hl["age_std"]
+            modes = o.get("modes", {})  # their identity: is the person still there when x_T is fresh?
             lines.append(f"   diversity, PAE sampling on/off (fresh x_T): div-ID {_fmt(d['on'], 4)}/"
                          f"{_fmt(d['off'], 4)}, px {_fmt(px['on'], 3)}/{_fmt(px['off'], 3)}, "
-                         f"age std {_fmt(sd['on'], 1)}/{_fmt(sd['off'], 1)}")
+                         f"age std {_fmt(sd['on'], 1)}/{_fmt(sd['off'], 1)}; ID "
+                         f"{_fmt(modes.get('both', {}).get('id_similarity'), 3)}/"
+                         f"{_fmt(modes.get('low', {}).get('id_similarity'), 3)}")
             lines.append(f"   diversity, PAE sampling only (inverted x_T): div-ID {_fmt(d['high_only'], 4)}, "
                          f"px {_fmt(px['high_only'], 3)}, age std {_fmt(sd['high_only'], 1)}")
         ref = sub.get("reference")
