@@ -525,10 +525,9 @@ class AgingPipeline:
         if blotch_guard > 0 or structure_guard > 0:
             # the draws vary around the PAE mean's code: only that shared edit is shortened
             center = self.modulate(z_src, e_mean, None, draw_spread, edit_scale=factor or 1.0, **edit)
+            ref = self._reference(x, x_T, z_src, low_diversity, steps, eta, seed, batch_size, sampler, guard)
             images, z_age, edit_scales = back_off(
-                images, z_src, z_age, self._reference(x, x_T, z_src, low_diversity, steps, eta, seed,
-                                                      batch_size, sampler, guard),
-                blotch_guard, center=center, structure_limit=structure_guard,
+                images, z_src, z_age, ref, blotch_guard, center=center, structure_limit=structure_guard,
                 render=lambda rows, z: self.decode(x_T[rows] if x_T.shape[0] > 1 else x_T, z, steps, eta=eta,
                                                    generator=gen, batch_size=batch_size, sampler=sampler,
                                                    x0_guard=guard))
