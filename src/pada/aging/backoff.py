@@ -23,8 +23,9 @@ offset included, at 0.5 and 0.25 (a draw's own offset can break a pale face by i
 from fresh start noise are scored against the input rendered from the same noise, not the input image
 (their layout is new: against the image, every one fails the structure check; session 37). Outputs
 within the limits are not touched, so the back-off costs one to two renders per caught output (one to
-five with the structure checked) and nothing otherwise, plus one per output from fresh noise (its reference). Like the guards it is inference-only (a pada addition, not the paper's); it trades some
-of the edit's length — so some age — on the outputs it catches for an image a person does not call
+five with the structure checked) and nothing otherwise, plus one per output from fresh noise (its
+reference). Like the guards it is inference-only (a pada addition, not the paper's); it trades some of the
+edit's length — so some age — on the outputs it catches for an image a person does not call
 broken. Measured effect: docs/pada_history.md ("Tried in session 25", "Tried in session 29"); the blotch
 limit is on in the shipped ``pada-demo64`` since v7h (0.06).
 
