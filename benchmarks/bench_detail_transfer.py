@@ -41,6 +41,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sampler", default="multistep")
     ap.add_argument("--keep-background", action=argparse.BooleanOptionalAction, default=True,
                     help="the edit on the head only (default, as pada age) or on the whole crop")
+    ap.add_argument("--relative-detail", action=argparse.BooleanOptionalAction, default=True,
+                    help="the crop's fine detail scaled by the edit's brightness ratio (default, as pada age)"
+                         " or kept at its amplitude (before session 39)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -80,7 +83,8 @@ def main(argv=None) -> int:
         outs, outs_hr = [], []
         for i in range(len(data.files)):
             res = pipe.age(data.images[i], text=description(group, data.genders[i]), n=args.n, seed=i,
-                           image_hr=src_hr[i], keep_background=args.keep_background)
+                           image_hr=src_hr[i], keep_background=args.keep_background,
+                           relative_detail=args.relative_detail)
             outs.append(res.images)
             outs_hr.append(res.images_hr)
         model = torch.stack(outs)
@@ -109,7 +113,8 @@ def main(argv=None) -> int:
     summary = {name: {k: round(sum(t[k] for t in per.values()) / len(per), 4)
                       for k in next(iter(per.values()))} for name, per in views.items()}
     print(json.dumps({"benchmark": "detail_transfer", "model": args.model, "data": data.source,
-                      "out_size": args.out_size, "keep_background": args.keep_background, "n": args.n,
+                      "out_size": args.out_size, "keep_background": args.keep_background,
+                      "relative_detail": args.relative_detail, "n": args.n,
                       "sampler": args.sampler, "mean": summary,
                       "per_target": views, "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
     return 0

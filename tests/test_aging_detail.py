@@ -9,7 +9,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pada.aging.detail import detail_gain, downsample, head_region, transfer_edit, upsample
+from pada.aging.detail import (
+    RATIO_LIMITS,
+    RATIO_OFFSET,
+    brightness_ratio,
+    detail_gain,
+    downsample,
+    head_region,
+    transfer_edit,
+    upsample,
+)
 from pada.aging.pipeline import AgingPipeline
 from pada.aging.testing import TinyVL
 from pada.errors import PadaError
@@ -48,12 +57,42 @@ def test_a_smooth_edit_moves_the_sharp_crop_by_the_edit_and_keeps_its_detail():
     edit = torch.zeros(1, 3, 32, 32)
     edit[:, 0, :, 16:] = 0.3  # the right half redder (smoothed below)
     edit = F.avg_pool2d(F.pad(edit, (2, 2, 2, 2), mode="replicate"), 5, 1)
-    out = transfer_edit(r + edit, r, hr, keep_detail=True)
-    moved = downsample(out - hr, 32)
-    assert float((moved - edit).abs().max()) < 0.05  # the edit, at the model's scale
-    assert float(moved[:, 1:].abs().max()) < 0.02  # nothing else
-    ratio = _fine(out).pow(2).mean() / _fine(hr).pow(2).mean()
-    assert 0.9 < float(ratio) <= 1.05  # the photo's fine detail is all there
+    for relative in (True, False):
+        out = transfer_edit(r + edit, r, hr, keep_detail=True, relative_detail=relative)
+        moved = downsample(out - hr, 32)
+        assert float((moved - edit).abs().max()) < 0.05  # the edit, at the model's scale
+        assert float(moved[:, 1:].abs().max()) < 0.02  # nothing else
+        # the photo's fine detail is all there: where nothing was brightened, at its own amplitude
+        ratio = _fine(out)[:, 1:].pow(2).mean() / _fine(hr)[:, 1:].pow(2).mean()
+        assert 0.9 < float(ratio) <= 1.05
+
+
+def test_where_the_edit_lightens_the_photos_detail_keeps_its_contrast_to_the_brightness():
+    """Dark hair turning grey: a tone lifted threefold carries three times the strands' detail, so the
+    detail keeps its contrast relative to the brightness (no pale haze); absolute detail stays as it was."""
+    size, h = 128, 32
+    g = torch.Generator().manual_seed(5)
+    noise = (torch.rand(1, 1, size, size, generator=g) * 2 - 1).expand(1, 3, -1, -1)
+    dark = -0.8 + 0.1 * noise  # ~0.1 on the [0, 1] scale, with strands
+    r = downsample(dark, h)
+    y = r.clone()
+    y[..., :, 16:] = 2 * (3 * ((r[..., :, 16:] + 1) / 2)) - 1  # the right half three times as bright
+    out = transfer_edit(y, r, dark, keep_detail=False)
+    kept = transfer_edit(y, r, dark, keep_detail=False, relative_detail=False)
+    inner = (slice(None), slice(None), slice(8, -8))  # away from the step between the halves
+    left, right = (slice(8, 56), slice(72, 120))
+
+    def energy(t, cols):
+        return float(_fine(t, h)[inner + (cols,)].pow(2).mean())
+
+    e0 = energy(dark, right)
+    q = (0.3 + RATIO_OFFSET) / (0.1 + RATIO_OFFSET)  # 0.1 -> 0.3: the amplitude's factor (offset-damped)
+    assert 0.85 * q**2 < energy(out, right) / e0 < 1.15 * q**2 and q > 2
+    assert 0.85 < energy(kept, right) / e0 < 1.15
+    assert 0.85 < energy(out, left) / energy(dark, left) < 1.15  # untouched half: as it was
+    ratio = brightness_ratio(y, r)
+    assert float(ratio.max()) <= RATIO_LIMITS[1] and float(ratio.min()) >= RATIO_LIMITS[0]
+    assert torch.allclose(brightness_ratio(r, r), torch.ones_like(r))
 
 
 def test_a_result_that_smooths_the_face_fades_the_photos_detail_with_it():
@@ -136,12 +175,20 @@ def test_pipeline_carries_its_results_onto_the_sharp_crop(pipe):
     assert torch.allclose(res.images_hr[corner], hr[None].expand(2, -1, -1, -1)[corner], atol=1e-5)
     whole = pipe.age(x, text="man's face in his sixties", n=2, seed=4, image_hr=hr, keep_background=False)
     assert torch.allclose(whole.images_hr, transfer_edit(res.images, base, hr[None], image=x), atol=1e-5)
+    flat = pipe.age(x, text="man's face in his sixties", n=2, seed=4, image_hr=hr, relative_detail=False)
+    absolute = transfer_edit(res.images, base, hr[None], image=x, region=head_region(32),
+                             relative_detail=False)
+    assert torch.allclose(flat.images_hr, absolute, atol=1e-5)
+    assert not torch.allclose(flat.images_hr, res.images_hr, atol=1e-3)  # the ratio did something here
     # its model-size view is the result plus what the decoder lost of the input
     assert float((downsample(whole.images_hr, 32) - (res.images + x - base)).abs().mean()) < 0.02
     fresh = pipe.age(x, text="man's face in his sixties", n=2, seed=4, image_hr=hr, low_diversity=True)
     assert torch.allclose(fresh.images_hr, upsample(fresh.images, 96))  # no pixel-wise counterpart
     life = pipe.lifespan(x, gender="male", frames_per_segment=1, image_hr=hr)
     assert life.images_hr.shape == (7, 3, 96, 96)
+    life_flat = pipe.lifespan(x, gender="male", frames_per_segment=1, image_hr=hr, relative_detail=False)
+    assert torch.equal(life_flat.images, life.images)
+    assert not torch.allclose(life_flat.images_hr, life.images_hr)
 
 
 def test_pipeline_refuses_a_sharp_crop_smaller_than_the_input(pipe):

@@ -5,18 +5,23 @@ read as a smudge. The edit itself (hair turning grey, a longer face, folds, soft
 scales the model sees. :func:`transfer_edit` therefore writes each result at the size of a sharper crop of
 the same face (e.g. the photo's 256 px crop):
 
-    out = up(x + (y - r)) + g · D
+    out = up(x + (y - r)) + g · q · D
 
 where ``x`` is the model's input (the sharp crop, area-downsampled), ``y`` a result and ``r`` the DiffAE's
 own rendering of the input from the same start noise (so that ``y - r`` is the edit, not the decoder's
 reconstruction error), ``up`` bicubic upsampling, and ``D = X - up(down(X))`` the sharp crop's detail finer
 than the model's pixels. ``g`` (in [0, 1], per pixel) is how much of its fine detail the result kept:
 the square root of the ratio of the result's to the reconstruction's local high-frequency energy at the
-model's size. Where the edit smooths the skin (young targets), the photo's pores and lines fade with it;
-where it adds lines, they come from ``y - r``. A result equal to the reconstruction gives back the sharp
-crop itself. With a ``region`` (:func:`head_region`: the face and hair of the aligned crop, soft-edged),
-the edit ``y - r`` is weighted by it, so the photo's background, shoulders and clothes stay as they were:
-the model's changes there (a whitened or darkened backdrop at old targets) are not aging.
+model's size. ``q`` (per pixel and channel) is the edit's local brightness ratio, ``(y + c) / (r + c)`` on
+the [0, 1] scale (``c`` = :data:`RATIO_OFFSET`, bounded to :data:`RATIO_LIMITS`, upsampled): the eye reads
+detail by its contrast relative to the brightness around it, so where the edit lightens dark hair (or a dark
+hat) threefold, the strands' detail is made three times as strong and the hair turns grey strand by strand;
+added at its own amplitude (``relative_detail=False``, before session 39), the same detail under a lifted
+tone reads as a pale haze over the photo. Where the edit smooths the skin (young targets), the photo's pores
+and lines fade with it; where it adds lines, they come from ``y - r``. A result equal to the reconstruction
+gives back the sharp crop itself. With a ``region`` (:func:`head_region`: the face and hair of the aligned
+crop, soft-edged), the edit ``y - r`` is weighted by it, so the photo's background, shoulders and clothes
+stay as they were: the model's changes there (a whitened or darkened backdrop at old targets) are not aging.
 
 What it cannot do: detail the model never drew stays at the model's resolution (wrinkles it adds are soft
 at 256 px), and a result whose layout moved away from the input's (``low_diversity``: fresh start noise)
@@ -36,6 +41,10 @@ from pada.evaluation.scores import gaussian_blur
 #: and the window its local energy is averaged over.
 DETAIL_SIGMA = 1.0
 ENERGY_SIGMA = 2.0
+#: offset (on the [0, 1] scale) of the brightness ratio that scales the crop's fine detail, and the ratio's
+#: bounds: near black the ratio of two small values is mostly noise, so it is damped there and capped
+RATIO_OFFSET = 0.05
+RATIO_LIMITS = (0.25, 4.0)
 #: results blended at once (bounds the S px temporaries whatever N is)
 CHUNK = 8
 
@@ -62,6 +71,13 @@ def detail_gain(outputs: torch.Tensor, reconstruction: torch.Tensor) -> torch.Te
     return (energy(outputs) / energy(reconstruction).clamp_min(1e-6)).sqrt().clamp(0.0, 1.0)
 
 
+def brightness_ratio(outputs: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    """(N, 3, h, w): each result's brightness over the reconstruction's, per pixel and channel, on the [0, 1]
+    scale with :data:`RATIO_OFFSET` added to both and bounded to :data:`RATIO_LIMITS` (module docstring)."""
+    q = (outputs + 1.0 + 2 * RATIO_OFFSET) / (reconstruction + 1.0 + 2 * RATIO_OFFSET)
+    return q.clamp(*RATIO_LIMITS)
+
+
 def head_region(size: int) -> torch.Tensor:
     """(1, 1, size, size) soft mask of the head (face and hair) of an FFHQ-aligned crop
     (:data:`pada.faces.align.HEAD_ELLIPSE`), for ``transfer_edit(region=)``."""
@@ -83,7 +99,7 @@ def _check(name: str, t: torch.Tensor, batch: int | None = None) -> None:
 @torch.no_grad()
 def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr: torch.Tensor,
                   image: torch.Tensor | None = None, keep_detail: bool = True,
-                  region: torch.Tensor | None = None) -> torch.Tensor:
+                  region: torch.Tensor | None = None, relative_detail: bool = True) -> torch.Tensor:
     """The results ``outputs`` (N, 3, h, h) carried onto ``image_hr`` (1, 3, S, S), S >= h: (N, 3, S, S)
     in [-1, 1] (formula in the module docstring).
 
@@ -92,6 +108,8 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     input; default: ``image_hr`` area-downsampled, which is what it is when the crop was shrunk that way.
     ``keep_detail=False``: no gain on the crop's fine detail (every result keeps all of it). ``region``
     (h, h) or (1, 1, h, h) in [0, 1]: where the edit applies (e.g. :func:`head_region`); None: everywhere.
+    ``relative_detail=False``: the crop's fine detail keeps its amplitude wherever the edit changed the
+    brightness (no ``q``), as before session 39.
     """
     _check("outputs", outputs)
     n, h = outputs.shape[0], outputs.shape[-1]
@@ -120,15 +138,18 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     for k in range(0, n, CHUNK):  # a few results at a time: the S px temporaries stay small for any N
         yk = y[k:k + CHUNK]
         base = F.interpolate(x + (yk - r), size=(size, size), mode="bicubic", align_corners=False)
+        gain = torch.ones(1, 1, 1, 1)
         if keep_detail:
             gain = F.interpolate(detail_gain(yk, r.expand(yk.shape[0], -1, -1, -1)), size=(size, size),
                                  mode="bilinear", align_corners=False)
-            base += fine * gain
-        else:
-            base += fine
+        if relative_detail:
+            gain = gain * F.interpolate(brightness_ratio(yk, r), size=(size, size), mode="bilinear",
+                                        align_corners=False)
+        base += fine * gain
         out[k:k + CHUNK] = base.clamp_(-1.0, 1.0)
     return out
 
 
-__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "detail_gain", "downsample", "head_region",
+__all__ = ["CHUNK", "DETAIL_SIGMA", "ENERGY_SIGMA", "RATIO_LIMITS", "RATIO_OFFSET", "brightness_ratio",
+           "detail_gain", "downsample", "head_region",
            "transfer_edit", "upsample"]

@@ -370,13 +370,15 @@ class AgingPipeline:
         return x_hr
 
     def _carry(self, images, x_T, z_src, x, x_hr, steps, sampler, guard,  # noqa: N803
-               keep_background: bool) -> torch.Tensor:
+               keep_background: bool, relative_detail: bool = True) -> torch.Tensor:
         """``images`` carried onto the sharp crop ``x_hr`` (:func:`pada.aging.detail.transfer_edit`): the
         input rendered from the results' start noise ``x_T`` (1, ...) as they were (same steps, sampler,
-        guard), so that result minus render is the edit; head only with ``keep_background``."""
+        guard), so that result minus render is the edit; head only with ``keep_background``; the crop's
+        fine detail scaled by the edit's brightness ratio with ``relative_detail``."""
         base = self.decode(x_T, z_src, steps, sampler=sampler, x0_guard=guard).cpu()
         return transfer_edit(images.cpu(), base, x_hr.cpu(), image=x.cpu(),
-                             region=head_region(x.shape[-1]) if keep_background else None)
+                             region=head_region(x.shape[-1]) if keep_background else None,
+                             relative_detail=relative_detail)
 
     @torch.no_grad()
     def decode(self, x_T: torch.Tensor, z: torch.Tensor, steps: int | None = None, eta: float = 0.0,  # noqa: N803
@@ -407,14 +409,14 @@ class AgingPipeline:
     # ------------------------------------------------------------------------------------------- API
     def age(self, image: torch.Tensor, *, text: str | None = None, ref: torch.Tensor | None = None,
             n: int = 1, high_diversity: bool = True, low_diversity: bool = False, seed: int = 0,
-            steps: int | None = None,
-            eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
+            steps: int | None = None, eta: float = 0.0, text_weight: float = 0.5, eps: float | None = None,
             batch_size: int | None = None, reconstruct: bool = False, progress: bool = False,
             inversion_steps: int | None = None, sampler: str | None = None,
             draw_spread: float | None = None, shift_gain: str | None = None,
             calibrate: bool | None = None, tone_guard: float | None = None,
             hold_gender: bool | None = None, image_hr: torch.Tensor | None = None,
-            keep_background: bool = True, background_guard: float | None = None,
+            keep_background: bool = True, relative_detail: bool = True,
+            background_guard: float | None = None,
             saturation_guard: float | None = None, patch_guard: float | None = None,
             blotch_guard: float | None = None, structure_guard: float | None = None,
             contrast_bound: float | None = None, draw_pattern: float | None = None) -> AgingResult:
@@ -454,6 +456,10 @@ class AgingPipeline:
                 ``low_diversity`` the results' layout is not the input's, so they are upsampled instead.
             keep_background: with ``image_hr``, carry the edit over inside the head only (face and hair,
                 :func:`pada.aging.detail.head_region`), so the photo's background and clothes stay.
+            relative_detail: with ``image_hr``, scale the crop's fine detail by the edit's local brightness
+                ratio (where hair is lightened threefold its strands' detail is tripled, so it turns grey
+                strand by strand instead of under a pale haze; :func:`pada.aging.detail.transfer_edit`).
+                False: the detail keeps its amplitude (before session 39).
             background_guard: keep the crop's smoothed colour outside the head within this distance (0-1
                 scale) of the input's while sampling (:class:`~pada.aging.guard.ToneGuard`). Default: the
                 model's (``PadaConfig.background_guard``); 0 = off.
@@ -538,7 +544,7 @@ class AgingPipeline:
                 images_hr = upsample(images.cpu().float(), x_hr.shape[-1])
             else:  # the input rendered as the results are (same x_T, sampler and guard): y - r is the edit
                 images_hr = self._carry(images, x_T[:1], z_src, x, x_hr, steps, sampler, guard,
-                                        keep_background)
+                                        keep_background, relative_detail)
             clock.lap("detail", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
                            timings=clock.times, reconstruction=recon, calibration=calibration,
@@ -577,7 +583,8 @@ class AgingPipeline:
                  sampler: str | None = None, shift_gain: str | None = None,
                  tone_guard: float | None = None, hold_gender: bool | None = None,
                  calibrate: bool | None = None, image_hr: torch.Tensor | None = None,
-                 keep_background: bool = True, background_guard: float | None = None,
+                 keep_background: bool = True, relative_detail: bool = True,
+                 background_guard: float | None = None,
                  saturation_guard: float | None = None, patch_guard: float | None = None,
                  blotch_guard: float | None = None, structure_guard: float | None = None,
                  contrast_bound: float | None = None, space: bool | None = None) -> LifespanResult:
@@ -589,8 +596,9 @@ class AgingPipeline:
         :meth:`age`. ``calibrate`` (default: the model's ``PadaConfig.calibrate``): each anchor's edit gets
         its own length first (:meth:`calibrate`, 5 renders per anchor), so the anchors are the edits
         :meth:`age` would render for those descriptions (at the PAE mean); frames between anchors
-        interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``background_guard``,
-        ``saturation_guard``, ``patch_guard``: as in :meth:`age` (``LifespanResult.images_hr``);
+        interpolate the calibrated codes. ``image_hr``, ``keep_background``, ``relative_detail``,
+        ``background_guard``, ``saturation_guard``, ``patch_guard``: as in :meth:`age`
+        (``LifespanResult.images_hr``);
         ``blotch_guard`` and ``structure_guard`` too, per frame (``LifespanResult.edit_scales``);
         ``contrast_bound`` bounds each anchor (and so every frame between two anchors). ``space`` (default:
         the model's ``PadaConfig.space_lifespan``): after the calibration, the anchors are shortened to
@@ -658,7 +666,8 @@ class AgingPipeline:
             t0 = clock.lap("back-off", t0)
         images_hr = None
         if x_hr is not None:
-            images_hr = self._carry(images, x_T, z_src, x, x_hr, steps, sampler, guard, keep_background)
+            images_hr = self._carry(images, x_T, z_src, x, x_hr, steps, sampler, guard, keep_background,
+                                    relative_detail)
             clock.lap("detail", t0)
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
                               calibration=calibration, images_hr=images_hr, edit_scales=edit_scales,
