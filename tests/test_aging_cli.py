@@ -158,14 +158,15 @@ def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkey
     assert main([*args, "--out", str(tmp_path / "c.png"), "--lifespan", "--frames", "1", "--steps", "2",
                  "--inversion-steps", "4", "--gender", "female"]) == 0
     assert inv[-1] == 4 and dec[-1] == 2
-    seen = []  # --calibrate reaches the lifespan too (one calibration per anchor)
+    seen = []  # --calibrate and --relative-detail reach the lifespan too (one calibration per anchor)
     real_lifespan = tiny_pipeline.lifespan
-    monkeypatch.setattr(tiny_pipeline, "lifespan", lambda *a, **kw: seen.append(kw.get("calibrate"))
-                        or real_lifespan(*a, **kw))
-    for flag, want in (("--calibrate", True), ("--no-calibrate", False)):
+    monkeypatch.setattr(tiny_pipeline, "lifespan", lambda *a, **kw: seen.append(
+        (kw.get("calibrate"), kw.get("relative_detail"))) or real_lifespan(*a, **kw))
+    for flags, want in ((["--calibrate"], (True, True)), (["--no-calibrate", "--no-relative-detail"],
+                                                          (False, False))):
         assert main([*args, "--out", str(tmp_path / "d.png"), "--lifespan", "--frames", "1", "--steps", "2",
-                     "--gender", "female", flag]) == 0
-        assert seen[-1] is want
+                     "--gender", "female", *flags]) == 0
+        assert seen[-1] == want
 
 
 def test_sampler_option(tmp_path, tiny_pipeline, monkeypatch, capsys):

@@ -220,10 +220,10 @@ def _crop(tmp_path, side):
 def test_out_size_sets_the_written_faces(tmp_path, capsys, cli_pipe):
     from pada.cli.main import main
 
-    seen, keep = [], []
+    seen, keep, relative = [], [], []
     orig = cli_pipe.age
     cli_pipe.age = lambda *a, **k: seen.append(k.get("image_hr")) or keep.append(k.get("keep_background")) \
-        or orig(*a, **k)
+        or relative.append(k.get("relative_detail")) or orig(*a, **k)
     crop = _crop(tmp_path, 160)
     base = ["age", str(crop), "--aligned", "--age", "70", "-n", "1", "--gender", "male", "--device", "cpu",
             "--no-estimates"]
@@ -231,8 +231,11 @@ def test_out_size_sets_the_written_faces(tmp_path, capsys, cli_pipe):
     assert seen[-1].shape == (1, 3, 160, 160)
     assert main([*base, "--out-size", "128", "--out", str(tmp_path / "b.png")]) == 0
     assert seen[-1].shape == (1, 3, 128, 128) and keep[-1] is True
+    assert relative[-1] is True
     assert main([*base, "--no-keep-background", "--out", str(tmp_path / "b2.png")]) == 0
     assert keep[-1] is False
+    assert main([*base, "--no-relative-detail", "--out", str(tmp_path / "b2r.png")]) == 0
+    assert relative[-1] is False and keep[-1] is True
     recording, guards = cli_pipe.age, []
     cli_pipe.age = lambda *a, **k: guards.append((k.get("background_guard"), k.get("saturation_guard"),
                                                   k.get("blotch_guard"), k.get("structure_guard"))) \

@@ -171,6 +171,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--keep-background", action=argparse.BooleanOptionalAction, default=True,
                    help="with --out-size above the model's: carry the edit onto the head only (face and "
                         "hair), keeping the photo's background and clothes (default: on)")
+    p.add_argument("--relative-detail", action=argparse.BooleanOptionalAction, default=True,
+                   help="with --out-size above the model's: scale the photo's fine detail with the edit's "
+                        "change of tone, so lightened hair keeps its strands instead of a pale haze "
+                        "(default: on; --no-relative-detail gives the transfer before session 39)")
     p.add_argument("--paste-back", action="store_true",
                    help="also write the whole photo with the aged faces blended in (per target and result)")
     p.add_argument("--all-faces", action="store_true", help="age every detected face, not only the largest")
@@ -337,7 +341,8 @@ class _Job:
                   background_guard=a.background_guard, saturation_guard=a.saturation_guard,
                   patch_guard=a.patch_guard, blotch_guard=a.blotch_guard,
                   structure_guard=a.structure_guard, contrast_bound=a.contrast_bound,
-                  **({"keep_background": a.keep_background} if self.out_size else {}))
+                  **({"keep_background": a.keep_background, "relative_detail": a.relative_detail}
+                     if self.out_size else {}))
         with StagedOutputs() as staged:  # every output file of the photo, or none
             if a.paste_back:
                 for j in range(len(self.targets)):
@@ -436,7 +441,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
                         shift_gain=args.shift_gain, tone_guard=args.tone_guard,
                         hold_gender=args.hold_gender, calibrate=args.calibrate, image_hr=x_hr,
-                        keep_background=args.keep_background, background_guard=args.background_guard,
+                        keep_background=args.keep_background, relative_detail=args.relative_detail,
+                        background_guard=args.background_guard,
                         saturation_guard=args.saturation_guard, patch_guard=args.patch_guard,
                         blotch_guard=args.blotch_guard, structure_guard=args.structure_guard,
                         contrast_bound=args.contrast_bound, space=args.space_lifespan)
