@@ -106,7 +106,8 @@ def transfer_edit(outputs: torch.Tensor, reconstruction: torch.Tensor, image_hr:
     ``reconstruction`` (1, 3, h, h): the DiffAE's rendering of the input from the results' start noise
     (:meth:`pada.aging.pipeline.AgingPipeline.age` with ``image_hr``). ``image`` (1, 3, h, h): the model's
     input; default: ``image_hr`` area-downsampled, which is what it is when the crop was shrunk that way.
-    ``keep_detail=False``: no gain on the crop's fine detail (every result keeps all of it). ``region``
+    ``keep_detail=False``: no gain ``g`` on the crop's fine detail (every result keeps all of it, still
+    scaled by ``q`` unless ``relative_detail=False``). ``region``
     (h, h) or (1, 1, h, h) in [0, 1]: where the edit applies (e.g. :func:`head_region`); None: everywhere.
     ``relative_detail=False``: the crop's fine detail keeps its amplitude wherever the edit changed the
     brightness (no ``q``), as before session 39.
