@@ -16,6 +16,10 @@ colour cast and without blotches (``patch ok``, ``cast ok``, ``blotch ok``: docs
 
     python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo   # ~8 min, 2 cores
     python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo --max-images 2 --n 1
+
+``--grid FILE.png`` also writes what the scores cannot show (session 39 found a pale haze on a dark cap
+by eye): one row per face (up to ``--grid-faces``), the sharp input and then each target's first
+transferred result, toddler to eighty.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--relative-detail", action=argparse.BooleanOptionalAction, default=True,
                     help="the crop's fine detail scaled by the edit's brightness ratio (default, as pada age)"
                          " or kept at its amplitude (before session 39)")
+    ap.add_argument("--grid", default="", help="write a PNG: each face's input and first result per target")
+    ap.add_argument("--grid-faces", type=int, default=8, help="faces (rows) in --grid")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -79,6 +85,8 @@ def main(argv=None) -> int:
                         for f in data.files])
     critics = load_critics(fid="none")
     views: dict[str, dict[str, dict[str, float]]] = {"model": {}, "upsampled": {}, "transfer": {}}
+    rows = min(args.grid_faces, len(data.files)) if args.grid else 0
+    tiles = [[src_hr[i]] for i in range(rows)]  # per face: the input, then each target's first result
     for group in AGE_GROUPS:
         outs, outs_hr = [], []
         for i in range(len(data.files)):
@@ -87,6 +95,8 @@ def main(argv=None) -> int:
                            relative_detail=args.relative_detail)
             outs.append(res.images)
             outs_hr.append(res.images_hr)
+            if i < rows:
+                tiles[i].append(res.images_hr[0])
         model = torch.stack(outs)
         up = F.interpolate(model.flatten(0, 1), size=args.out_size, mode="bicubic",
                            align_corners=False).clamp(-1, 1).view(*model.shape[:2], 3, args.out_size, -1)
@@ -110,12 +120,16 @@ def main(argv=None) -> int:
                 "cast_ok": round(float((colour_cast(flat, xs) <= CAST_LIMIT).float().mean()), 4),
                 "blotch_ok": round(float((blotch(flat, xs) <= BLOTCH_LIMIT).float().mean()), 4)}
         print(f"{group.word}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    if rows:
+        from pada.faces.grid import save_grid
+
+        save_grid(torch.stack([t for face in tiles for t in face]), args.grid, nrow=1 + len(AGE_GROUPS))
     summary = {name: {k: round(sum(t[k] for t in per.values()) / len(per), 4)
                       for k in next(iter(per.values()))} for name, per in views.items()}
     print(json.dumps({"benchmark": "detail_transfer", "model": args.model, "data": data.source,
                       "out_size": args.out_size, "keep_background": args.keep_background,
                       "relative_detail": args.relative_detail, "n": args.n,
-                      "sampler": args.sampler, "mean": summary,
+                      "sampler": args.sampler, "grid": args.grid or None, "mean": summary,
                       "per_target": views, "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
     return 0
 
