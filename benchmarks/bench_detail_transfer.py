@@ -12,7 +12,8 @@ of the same results with the evaluation's critics (dlib-age, SFace, dlib-gender,
 Per view and target: Age MAE to the group centre, mean estimated age, identity (SFace cosine to the input),
 the share of outputs read as the input's gender, the share in which YuNet finds a face, the share
 whose high-frequency energy is within 1.5x the input's, and the shares without colour patchwork, without a
-colour cast and without blotches (``patch ok``, ``cast ok``, ``blotch ok``: docs/evaluation.md).
+colour cast, without blotches and without a pale haze (``patch ok``, ``cast ok``, ``blotch ok``, ``haze
+ok``: docs/evaluation.md).
 
     python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo   # ~8 min, 2 cores
     python benchmarks/bench_detail_transfer.py --model pada-demo64 --data data/demo --max-images 2 --n 1
@@ -60,12 +61,14 @@ def main(argv=None) -> int:
     from pada.evaluation.scores import (
         BLOTCH_LIMIT,
         CAST_LIMIT,
+        HAZE_LIMIT,
         HF_RATIO_LIMIT,
         PATCH_LIMIT,
         blotch,
         colour_cast,
         face_found_rate,
         gender_kept,
+        haze,
         hf_energy_ratio,
         patch_change,
     )
@@ -118,7 +121,8 @@ def main(argv=None) -> int:
                 "hf_ok": round(float((hf_energy_ratio(flat, xs) <= HF_RATIO_LIMIT).float().mean()), 4),
                 "patch_ok": round(float((patch_change(flat, xs) <= PATCH_LIMIT).float().mean()), 4),
                 "cast_ok": round(float((colour_cast(flat, xs) <= CAST_LIMIT).float().mean()), 4),
-                "blotch_ok": round(float((blotch(flat, xs) <= BLOTCH_LIMIT).float().mean()), 4)}
+                "blotch_ok": round(float((blotch(flat, xs) <= BLOTCH_LIMIT).float().mean()), 4),
+                "haze_ok": round(float((haze(flat, xs) <= HAZE_LIMIT).float().mean()), 4)}
         print(f"{group.word}: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     if rows:
         from pada.faces.grid import save_grid

@@ -194,6 +194,29 @@ def test_structure_change_flags_a_smeared_or_masked_face_not_an_even_change_line
         structure_change(x, x[..., :32, :32])
 
 
+def test_haze_flags_a_lifted_tone_whose_detail_kept_its_amplitude_not_one_kept_in_proportion():
+    from pada.evaluation.scores import HAZE_LIMIT, haze, head_mask
+
+    g = torch.Generator().manual_seed(1)
+    side = 128
+    strands = 0.06 * torch.randn(1, 1, side, side, generator=g).expand(1, 3, -1, -1)  # dark hair's texture
+    x = (-0.8 + strands).clamp(-1, 1)  # ~0.1 on the 0-1 scale
+    band = torch.zeros(1, 1, side, side)
+    band[..., 10:70, 20:108] = 1.0  # the crown, inside the head region
+    # the band's tone 0.1 -> 0.4 on the 0-1 scale (grey hair): its strands at their own amplitude (a haze)
+    # or four times it (kept in proportion); or darkened instead
+    hazy = torch.where(band.bool(), x + 0.6, x)
+    kept = torch.where(band.bool(), -0.2 + 4 * strands, x)
+    darker = torch.where(band.bool(), -0.9 + 0.5 * strands, x)
+    h = haze(torch.cat([x, hazy, kept, darker]), x)
+    share = float((band[0, 0].bool() & head_mask(side)).float().sum() / head_mask(side).float().sum())
+    assert float(h[0]) == 0 and float(h[3]) == 0
+    assert float(h[1]) > 0.4 * share and float(h[1]) > HAZE_LIMIT  # the band counts, but for its edges
+    assert float(h[2]) < 0.1 * share and float(h[2]) < HAZE_LIMIT
+    with pytest.raises(ValueError, match="differs"):
+        haze(x, x[..., :64, :64])
+
+
 def test_luma_chroma_round_trip_and_chroma_strength():
     from pada.evaluation.scores import chroma_strength, from_luma_chroma, to_luma_chroma
 
