@@ -131,6 +131,21 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
                          "--no-estimates", "--steps", "2", *([flag] if flag else [])]) == 0
     finally:
         del tiny_pipeline.age
+    low = []  # --low-diversity and --low-noise reach it too (default: the model's share)
+    tiny_pipeline.age = lambda *a, **kw: low.append((kw.get("low_diversity"), kw.get("low_noise"))) \
+        or real_age(*a, **kw)
+    try:
+        for flags in (["--low-diversity", "--low-noise", "0.3"], ["--low-diversity"]):
+            assert main(["age", str(crop), "--aligned", "--age", "40", "-n", "2", "--out", str(out),
+                         "--device", "cpu", "--no-estimates", "--steps", "2", *flags]) == 0
+    finally:
+        del tiny_pipeline.age
+    assert low == [(True, 0.3), (True, None)]
+    for bad in ("0", "1.5", "x"):
+        with pytest.raises(SystemExit):
+            main(["age", str(crop), "--aligned", "--age", "40", "--out", str(tmp_path / "l.png"),
+                  "--low-diversity", "--low-noise", bad])
+    assert not (tmp_path / "l.png").exists()
     # --calibrate / --no-calibrate, --tone-guard and --no-hold-gender reach the pipeline; without them, the
     # model's defaults (None; the calibration, the guard and the gender hold themselves:
     # tests/test_aging_pipeline.py, test_aging_tone_guard.py, test_aging_hold_gender.py)

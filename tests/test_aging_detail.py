@@ -185,6 +185,12 @@ def test_pipeline_carries_its_results_onto_the_sharp_crop(pipe):
     assert float((downsample(whole.images_hr, 32) - (res.images + x - base)).abs().mean()) < 0.02
     fresh = pipe.age(x, text="man's face in his sixties", n=2, seed=4, image_hr=hr, low_diversity=True)
     assert torch.allclose(fresh.images_hr, upsample(fresh.images, 96))  # no pixel-wise counterpart
+    # a mixed start keeps the input's layout: carried against the input rendered from its inversion, so
+    # each result's drawn detail is part of what is carried (not subtracted by a render from its own start)
+    mixed = pipe.age(x, text="man's face in his sixties", n=2, seed=4, image_hr=hr, low_diversity=True,
+                     low_noise=0.3)
+    assert torch.allclose(mixed.images_hr, transfer_edit(mixed.images, base, hr[None], image=x,
+                                                         region=head_region(32)), atol=1e-5)
     life = pipe.lifespan(x, gender="male", frames_per_segment=1, image_hr=hr)
     assert life.images_hr.shape == (7, 3, 96, 96)
     life_flat = pipe.lifespan(x, gender="male", frames_per_segment=1, image_hr=hr, relative_detail=False)

@@ -477,7 +477,7 @@ def test_run_evaluation_failure_scores_done_when_and_summary():
     assert "tens (10.5)" in text and "lifespan: Spearman 1.000" in text and "FAIL face found" in text
     assert "structure ok" in text.split("done when:")[1]
     assert "tone ok" in text and "bg ok" in text and "patch" in text and " cast" in text and " blot" in text
-    [fresh] = [ln for ln in text.splitlines() if "(fresh x_T)" in ln]  # with the fresh modes' identity
+    [fresh] = [ln for ln in text.splitlines() if "(own x_T)" in ln]  # with those modes' identity
     assert f"; ID {sub['overall']['modes']['both']['id_similarity']:.3f}/" in fresh
     assert len(text.splitlines()) <= 30 and max(map(len, text.splitlines())) <= 130
     # the real pipeline's age() has a fixed signature: an option it does not know is one clear error

@@ -153,6 +153,12 @@ class PadaConfig:
     by step instead of rendering "sixties" and "eighties" alike at the contrast bound. Its "sixties" frame
     is then milder than ``pada age --text`` "sixties". False = off (paper); True in the shipped
     ``pada-demo64`` since v7j; ``pada age --lifespan --no-space-lifespan`` turns it off per request.
+    ``low_noise``: pada-only, read by low-level diversity alone (``AgingPipeline.age(low_diversity=True)``,
+    ``pada age --low-diversity``; training never reads it): each output starts from
+    √(1 − s²)·x_T + s·ε, the input's inverted start noise x_T mixed with a fresh draw ε of its own, so s
+    sets how much of the input's layout and fine detail is drawn anew. 1 = fresh noise alone (paper: the
+    face is drawn anew, which on a DiffAE whose z carries only part of the face is often someone else);
+    ``pada age --low-noise`` overrides it per request.
     """
 
     e_dim: int = 512
@@ -188,6 +194,7 @@ class PadaConfig:
     contrast_bound: float = 0.0
     hold_gender: bool = False
     space_lifespan: bool = False
+    low_noise: float = 1.0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -233,6 +240,8 @@ class PadaConfig:
             raise PadaError(f"contrast_bound must be in [0, 10], got {self.contrast_bound}")
         if not 0.0 <= self.draw_spread <= 1.0:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
+        if not 0.0 < self.low_noise <= 1.0:
+            raise PadaError(f"low_noise must be in (0, 1], got {self.low_noise}")
         pattern_value(self.draw_pattern, "draw_pattern")  # PadaError naming the bad value
         if self.has_spread_basis and self.shift_subspace < 3:
             raise PadaError("draw_spread / spread_basis spread the draws over the shift subspace without its "

@@ -397,6 +397,27 @@ class AgingPipeline:
         """The steps a call runs: ``steps`` if given, else the pipeline's, else the sampler's default."""
         return int(steps or self.steps or get_sampler(sampler or self.sampler).default_steps)
 
+    def low_noise_share(self, value: float | None = None) -> float:
+        """The share of fresh noise in low-level diversity's start noise for a request: ``value``, else the
+        model's ``PadaConfig.low_noise``; a bad value is a :class:`PadaError` naming it."""
+        return low_noise_value(self.model.cfg.low_noise if value is None else value)
+
+    def _start(self, x, z_src, seeds, low_diversity, low_noise, invert, steps, progress, sampler):
+        """``(x_inv, x_T, base)`` of a request: the inverted start noise of ``x`` (None when neither the
+        start nor ``invert`` needs it), every output's start noise (:func:`mix_start_noise` with
+        ``low_diversity``, else ``x_inv``) and the start noise that renders the input as the results
+        are for the detail transfer (None when the results start from fresh noise alone: a new layout)."""
+        share = self.low_noise_share(low_noise) if low_diversity else 0.0
+        x_inv = None
+        if invert or share < 1.0:
+            x_inv = self.invert(x, z_src, steps, progress=progress, sampler=sampler)
+        if not low_diversity:
+            return x_inv, x_inv, x_inv
+        fresh = self.start_noise(x.shape[1:], seeds)
+        if share >= 1.0:
+            return x_inv, fresh, None
+        return x_inv, mix_start_noise(x_inv, fresh, share), x_inv
+
     def start_noise(self, shape: Sequence[int], seeds: Sequence[int]) -> torch.Tensor:
         """Fresh x_T (N, *shape) with output i drawn from its own generator (after its PAE noise)."""
         out = []
@@ -419,13 +440,18 @@ class AgingPipeline:
             background_guard: float | None = None,
             saturation_guard: float | None = None, patch_guard: float | None = None,
             blotch_guard: float | None = None, structure_guard: float | None = None,
-            contrast_bound: float | None = None, draw_pattern: float | None = None) -> AgingResult:
+            contrast_bound: float | None = None, draw_pattern: float | None = None,
+            low_noise: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
             text: target age description (e.g. "man's face in his sixties"); ref: reference face; or both.
             high_diversity: sample the PAE (True) or use its mean (False).
-            low_diversity: fresh x_T noise per output (True) or the inverted x_T of the input (False).
+            low_diversity: low-level diversity: each output starts from the input's inverted x_T mixed
+                with fresh noise of its own (True; ``low_noise``) or from the inverted x_T itself (False).
+            low_noise: with ``low_diversity``, the share s of fresh noise in every output's start,
+                √(1 − s²)·x_T + s·ε (:func:`mix_start_noise`; 1 = fresh noise alone, a face drawn anew).
+                Default: the model's (``PadaConfig.low_noise``).
             seed: request seed; output i uses :func:`output_seed` (seed, i).
             steps: sampler steps T (default: the pipeline's, else the sampler's: multistep 8, ddim 25);
                 eta: DDIM η of the decode (0 = deterministic; > 0 needs ``sampler="ddim"``).
@@ -453,7 +479,9 @@ class AgingPipeline:
             image_hr: a sharper crop of the same face (3, S, S) / (1, 3, S, S), S >= H: the results are
                 also carried onto it (:func:`pada.aging.detail.transfer_edit`; ``AgingResult.images_hr``),
                 at the cost of one more render (the input from the results' start noise). With
-                ``low_diversity`` the results' layout is not the input's, so they are upsampled instead.
+                fresh start noise alone (``low_diversity`` with ``low_noise`` 1) the results' layout is not
+                the input's, so they are upsampled instead; from a mixed start they are carried against
+                the input rendered from its inverted x_T, so each output's drawn detail is carried too.
             keep_background: with ``image_hr``, carry the edit over inside the head only (face and hair,
                 :func:`pada.aging.detail.head_region`), so the photo's background and clothes stay.
             relative_detail: with ``image_hr``, scale the crop's fine detail by the edit's local brightness
@@ -504,10 +532,9 @@ class AgingPipeline:
         structure_guard = self.structure_limit(structure_guard)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
-        recon = calibration = x_inv = None
-        if calibrate or not low_diversity:
-            x_inv = self.invert(x, z_src, inversion_steps or steps, progress=progress, sampler=sampler)
-        x_T = self.start_noise(x.shape[1:], seeds) if low_diversity else x_inv  # noqa: N806
+        recon = calibration = None
+        x_inv, x_T, base = self._start(x, z_src, seeds, low_diversity, low_noise, calibrate,  # noqa: N806
+                                       inversion_steps or steps, progress, sampler)
         t0 = clock.lap("invert", t0)
         e_mean = factor = None
         if calibrate or blotch_guard > 0 or structure_guard > 0:
@@ -539,12 +566,9 @@ class AgingPipeline:
                                                    x0_guard=guard))
             t0 = clock.lap("back-off", t0)
         images_hr = None
-        if x_hr is not None:
-            if low_diversity:
-                images_hr = upsample(images.cpu().float(), x_hr.shape[-1])
-            else:  # the input rendered as the results are (same x_T, sampler and guard): y - r is the edit
-                images_hr = self._carry(images, x_T[:1], z_src, x, x_hr, steps, sampler, guard,
-                                        keep_background, relative_detail)
+        if x_hr is not None:  # base: the input rendered as the results are, so y - r is the edit (+ draw)
+            images_hr = upsample(images.cpu().float(), x_hr.shape[-1]) if base is None else self._carry(
+                images, base[:1], z_src, x, x_hr, steps, sampler, guard, keep_background, relative_detail)
             clock.lap("detail", t0)
         return AgingResult(images=images.cpu(), z_age=z_age.cpu(), e_age=e_age.cpu(), seeds=seeds,
                            timings=clock.times, reconstruction=recon, calibration=calibration,
@@ -675,6 +699,25 @@ class AgingPipeline:
 
 
 DEFAULT_CHUNK = {"cpu": 8, "cuda": 32}  # futures decoded at once when the caller does not say
+
+
+def low_noise_value(value) -> float:
+    """A share of fresh noise as a float in (0, 1]; anything else is a :class:`PadaError` naming it."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise PadaError(f"low noise must be a number in (0, 1], got {value!r}") from None
+    if not 0.0 < v <= 1.0:  # also rejects NaN
+        raise PadaError(f"low noise must be in (0, 1], got {value}")
+    return v
+
+
+def mix_start_noise(x_inv: torch.Tensor, noise: torch.Tensor, share: float) -> torch.Tensor:
+    """Start noise that keeps part of the input's: √(1 − s²)·``x_inv`` + s·``noise`` with s = ``share`` in
+    (0, 1] (``x_inv`` (1 or N, ...) the inverted x_T, ``noise`` (N, ...) fresh unit Gaussians). Both are
+    near unit Gaussians, so the mix is too: s near 0 keeps the input's layout and detail, 1 is fresh noise."""
+    s = low_noise_value(share)
+    return (1.0 - s * s) ** 0.5 * x_inv + s * noise
 
 
 def default_chunk(device: torch.device | str) -> int:

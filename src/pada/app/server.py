@@ -177,7 +177,7 @@ def build_ui(service: AgingService, model_name: str, out_dir: Path):
                     n = gr.Slider(1, lim.max_n, value=min(4, lim.max_n), step=1, label="N results")
                     seed = gr.Number(value=0, precision=0, minimum=0, label="seed")
                 high = gr.Checkbox(label="high-level diversity (aging embedding)", value=True)
-                low = gr.Checkbox(label="low-level diversity (fresh DDIM noise)", value=False)
+                low = gr.Checkbox(label="low-level diversity (fine detail drawn anew)", value=False)
                 paste_back = gr.Checkbox(label="whole photo: blend the aged face back in", value=False)
                 lifespan = gr.Checkbox(label="lifespan sweep (child to old; ignores N, seed, diversity)")
                 gender = gr.Radio(["auto", "female", "male"], value="auto",

@@ -18,8 +18,9 @@ end if any failed).
 Diversity: the PAE is sampled per output (high-level variation: face shape, skin; ``--no-high-diversity``
 uses its mean; ``--draw-spread`` sets how far the draws spread across age, ``--draw-pattern`` how far each
 one's hair ages against the edit's); ``--low-diversity`` starts
-every output from fresh noise instead of the input's inverted x_T (low-level variation: wrinkle types and
-places). Every output is reproducible from ``--seed``.
+every output from the input's inverted x_T mixed with fresh noise of its own (low-level variation: fine
+lines and strands; ``--low-noise`` sets the share, 1 = fresh noise alone). Every output is reproducible
+from ``--seed``.
 """
 
 from __future__ import annotations
@@ -147,9 +148,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--no-high-diversity", action="store_true", help="use the PAE mean instead of samples")
     p.add_argument("--low-diversity", action="store_true",
-                   help="fresh x_T noise per result (not the inversion); the face is drawn anew, and "
-                   "with the shipped demo DiffAE it comes out mottled and often not the person "
-                   "(docs/evaluation.md)")
+                   help="low-level variety: every result starts from the inverted x_T mixed with fresh "
+                        "noise of its own (--low-noise), so fine detail (lines, strands) differs between "
+                        "results")
+    p.add_argument("--low-noise", type=float_option(0.0, 1.0, lo_open=True), default=None, metavar="S",
+                   help="with --low-diversity: the share of fresh noise in each result's start, "
+                        "sqrt(1-S^2)*x_T + S*noise (default: the model's; 1 = fresh noise alone, which "
+                        "draws the face anew and on the demo DiffAE mottled and often as someone else)")
     _add_edit_options(p)
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
@@ -333,7 +338,8 @@ class _Job:
                   "estimate is often wrong; pass --gender female / male when you know it", file=sys.stderr)
         age_faces(self.pipe, faces, self.targets, n=a.num, ref=self.ref, seed=a.seed, gender=a.gender,
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
-                  low_diversity=a.low_diversity, steps=a.steps, text_weight=a.text_weight, eps=a.eps,
+                  low_diversity=a.low_diversity, low_noise=a.low_noise, steps=a.steps,
+                  text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, draw_pattern=a.draw_pattern,
                   shift_gain=a.shift_gain,

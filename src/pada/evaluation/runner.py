@@ -11,7 +11,8 @@ in her sixties") into ``N`` outputs, and the runner measures
 * **FD** (Table 1's FID column, in another feature space by default): Fréchet distance between the
   outputs and the real images of that age group (see :mod:`pada.evaluation.fid`);
 * **diversity** (§4.2, Fig. 7) with high-level diversity only (PAE samples, inverted x_T), low-level only
-  (PAE mean, fresh x_T per output) and both: mean pairwise identity-feature distance, pixel RMS distance
+  (PAE mean, each output's own start: the inverted x_T mixed with fresh noise at the model's share,
+  ``PadaConfig.low_noise``) and both: mean pairwise identity-feature distance, pixel RMS distance
   and the spread (std) of estimated ages among the N outputs of one face;
 * **reconstruction** of the DiffAE stage: PSNR / SSIM of encode → stochastic encode → render;
 * the **DiffAE linear baseline** (Fig. 6) at the strength whose mean ID is closest to PADA's (a small
@@ -536,8 +537,9 @@ def evaluate_pipeline(pipeline: Any, data: EvalData, critics: Critics, cfg: Eval
 
 
 def _high_level(modes: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
-    """PAE sampling on vs off, both with fresh start noise: modes ``both`` vs ``low`` (and ``high`` alone,
-    whose 'off' is the deterministic edit with zero diversity by construction)."""
+    """PAE sampling on vs off, both with low-level diversity (each output's own start noise): modes
+    ``both`` vs ``low`` (and ``high`` alone, whose 'off' is the deterministic edit with zero diversity by
+    construction)."""
     if "both" not in modes or "low" not in modes:
         return None
     out: dict[str, Any] = {}
@@ -992,7 +994,7 @@ def done_when(sub: dict[str, Any], baseline: dict[str, Any] | None = None) -> di
     hl = (o.get("high_level_diversity") or {}).get("id") or {}
     rel = None if hl.get("gain") is None or not hl.get("off") else hl["gain"] / hl["off"]
     out["high_level_diversity"] = check(rel, f">= {DIVERSITY_MARGIN:g} (relative div-ID gain of PAE "
-                                             "sampling, fresh x_T)", lambda v: v >= DIVERSITY_MARGIN)
+                                             "sampling, own x_T per output)", lambda v: v >= DIVERSITY_MARGIN)
     ref = sub.get("reference") or {}
     fr = [ref.get(k, {}).get("fraction") for k in ("older_reference", "younger_reference")]
     fr = [f for f in fr if f is not None]
@@ -1144,8 +1146,8 @@ def summary_table(report: dict[str, Any]) -> str:
         hl = o.get("high_level_diversity")
         if hl:
             d, px, sd = hl["id"], hl["pixel"], hl["age_std"]
-            modes = o.get("modes", {})  # their identity: is the person still there when x_T is fresh?
-            lines.append(f"   diversity, PAE sampling on/off (fresh x_T): div-ID {_fmt(d['on'], 4)}/"
+            modes = o.get("modes", {})  # their identity: is the person still there when x_T is redrawn?
+            lines.append(f"   diversity, PAE sampling on/off (own x_T): div-ID {_fmt(d['on'], 4)}/"
                          f"{_fmt(d['off'], 4)}, px {_fmt(px['on'], 3)}/{_fmt(px['off'], 3)}, "
                          f"age std {_fmt(sd['on'], 1)}/{_fmt(sd['off'], 1)}; ID "
                          f"{_fmt(modes.get('both', {}).get('id_similarity'), 3)}/"
