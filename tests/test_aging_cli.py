@@ -131,16 +131,16 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
                          "--no-estimates", "--steps", "2", *([flag] if flag else [])]) == 0
     finally:
         del tiny_pipeline.age
-    low = []  # --low-diversity and --low-noise reach it too (default: the model's share)
+    low = []  # --low-diversity and --low-noise reach it (default: the model's share; a share implies it)
     tiny_pipeline.age = lambda *a, **kw: low.append((kw.get("low_diversity"), kw.get("low_noise"))) \
         or real_age(*a, **kw)
     try:
-        for flags in (["--low-diversity", "--low-noise", "0.3"], ["--low-diversity"]):
+        for flags in (["--low-diversity", "--low-noise", "0.3"], ["--low-diversity"], ["--low-noise", "1"]):
             assert main(["age", str(crop), "--aligned", "--age", "40", "-n", "2", "--out", str(out),
                          "--device", "cpu", "--no-estimates", "--steps", "2", *flags]) == 0
     finally:
         del tiny_pipeline.age
-    assert low == [(True, 0.3), (True, None)]
+    assert low == [(True, 0.3), (True, None), (True, 1.0)]
     for bad in ("0", "1.5", "x"):
         with pytest.raises(SystemExit):
             main(["age", str(crop), "--aligned", "--age", "40", "--out", str(tmp_path / "l.png"),

@@ -152,9 +152,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                         "noise of its own (--low-noise), so fine detail (lines, strands) differs between "
                         "results")
     p.add_argument("--low-noise", type=float_option(0.0, 1.0, lo_open=True), default=None, metavar="S",
-                   help="with --low-diversity: the share of fresh noise in each result's start, "
-                        "sqrt(1-S^2)*x_T + S*noise (default: the model's; 1 = fresh noise alone, which "
-                        "draws the face anew and on the demo DiffAE mottled and often as someone else)")
+                   help="the share of fresh noise in each result's start with --low-diversity (which it "
+                        "implies), sqrt(1-S^2)*x_T + S*noise (default: the model's; 1 = fresh noise alone, "
+                        "which draws the face anew, on the demo DiffAE mottled and often as someone else)")
     _add_edit_options(p)
     p.add_argument("--text-weight", type=float_option(0.0, 1.0), default=0.5,
                    help="with --text and --ref: how far the PAE mean moves toward the text (0..1)")
@@ -338,7 +338,8 @@ class _Job:
                   "estimate is often wrong; pass --gender female / male when you know it", file=sys.stderr)
         age_faces(self.pipe, faces, self.targets, n=a.num, ref=self.ref, seed=a.seed, gender=a.gender,
                   critics=self.critics, progress=self.progress, high_diversity=not a.no_high_diversity,
-                  low_diversity=a.low_diversity, low_noise=a.low_noise, steps=a.steps,
+                  low_diversity=a.low_diversity or a.low_noise is not None, low_noise=a.low_noise,
+                  steps=a.steps,
                   text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, draw_pattern=a.draw_pattern,
