@@ -129,6 +129,39 @@ def test_shipped_pada_keeps_a_face_for_old_targets():
     assert float(structure_change(torch.cat(unbounded), x).mean()) > float(lost.mean())
 
 
+def test_shipped_pada_low_level_diversity_keeps_the_person():
+    """Low-level diversity with the shipped model (v7l: ``low_noise`` 0.3, the inverted start mixed with fresh
+    noise): the results of one request differ, yet SFace reads them as the input's person, far more than
+    results from fresh start noise alone (v7k's low-level diversity; identity 0.23 on 32 held-out faces)."""
+    import torch
+
+    from pada.aging.pipeline import AgingPipeline
+    from pada.critics.registry import load_critic
+    from pada.data.datasets import AlignedFaceDataset
+    from pada.data.groups import description
+    from pada.evaluation.metrics import embed
+
+    if not (DEMO / "aligned" / "64").is_dir():
+        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
+    ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
+    pipe = AgingPipeline.from_pretrained("pada-demo64")
+    assert pipe.model.cfg.low_noise == pytest.approx(0.3)  # travels with the model file
+    sface = load_critic("sface")
+    ids, variety = {None: [], 1.0: []}, []
+    for i in range(4):
+        item = ds[i]
+        for share in ids:
+            y = pipe.age(item["image"], text=description(6, item["gender"]), n=2, seed=i, steps=10,
+                         high_diversity=False, low_diversity=True, low_noise=share).images
+            e = embed(sface, torch.cat([item["image"][None], y]))
+            ids[share].append(float((e[1:] @ e[0]).mean()))
+            if share is None:
+                variety.append(float((y[0] - y[1]).abs().mean()))
+    kept, fresh = (sum(v) / len(v) for v in ids.values())
+    assert kept > 0.6 and kept > fresh + 0.25, ids
+    assert min(variety) > 0.01, variety  # the two results differ (the PAE mean is shared: only the noise)
+
+
 def test_shipped_pada_results_on_the_photos_crop_are_sharp_and_closer_to_the_person():
     """The detail transfer (``image_hr``) on held-out faces with the shipped model: the 256 px results keep
     the photo's high-frequency energy (the enlarged 64 px results keep about a tenth of it), a face is found
