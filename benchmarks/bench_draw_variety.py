@@ -12,7 +12,7 @@ target the JSON holds what the evaluation's checks read, on these faces:
   evaluation's main mode);
 * ``div_id``: mean pairwise SFace distance among those results;
 * ``div_gain``: the evaluation's PAE-diversity gain, (div-ID with the PAE sampled − without) / without,
-  both from fresh start noise;
+  both with low-level diversity (each output's own start noise, at the model's ``low_noise``);
 * ``age``, ``age_std``: the dlib age critic's mean reading of the results and its spread within a request;
 * ``structure_ok``: share of results whose skin kept its structure
   (:func:`pada.evaluation.scores.structure_change` ≤ ``STRUCTURE_LIMIT``).
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     def ident(images):
         return embed(sface, images, normalize=True)
 
-    off: dict[tuple[int, str], float] = {}  # PAE off, fresh noise: the same for every setting
+    off: dict[tuple[int, str], float] = {}  # PAE off, own start noise: the same for every setting
     results, grid = {}, []
     try:
         for pattern, spread in settings:
@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                     text = description(g, item["gender"])
                     seed = args.seed + f
                     main_out = pipe.age(x, text=text, n=args.n, seed=seed, **opts).images
-                    fresh = pipe.age(x, text=text, n=args.n, seed=seed, low_diversity=True, **opts).images
+                    own = pipe.age(x, text=text, n=args.n, seed=seed, low_diversity=True, **opts).images
                     if (f, g.word) not in off:
                         base = pipe.age(x, text=text, n=args.n, seed=seed, low_diversity=True,
                                         high_diversity=False, **opts).images
@@ -138,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                         "id": float((e[1:] @ e[0]).mean()), "div_id": mean_pairwise_distance(e[1:], "cosine"),
                         "age": float(ages.mean()), "age_std": float(ages.double().std()),
                         "structure_ok": float(kept.mean()),
-                        "div_on": mean_pairwise_distance(ident(fresh), "cosine"),
+                        "div_on": mean_pairwise_distance(ident(own), "cosine"),
                         "div_off": off[(f, g.word)]})
                     block.append(main_out)
                 blocks.append(torch.cat(block))

@@ -12,7 +12,8 @@ Sampling as ``pada age``: ``--sampler multistep`` (default) with its 8 steps; ``
 
 ``--vl``: ``tiny`` (a small random stand-in, default, so the numbers are those of PADA's own stages),
 ``faceclip`` (the offline FaceCLIP, needs its heads) or ``openclip:ViT-B-32:random``.
-``--low-diversity`` replaces the inversion by fresh noise per result.
+``--low-diversity`` starts each result from its own noise (the inversion mixed with fresh noise at the
+model's ``low_noise``; a random model's share is 1, fresh noise alone, which needs no inversion).
 
 ``--model pada-demo64`` (or a PADA file) times the shipped pipeline instead (its DiffAE, its VL model), as
 ``pada age photo --aligned -n 8`` runs it; the report then also gives the seconds of ``import torch`` + pada
