@@ -156,9 +156,10 @@ class PadaConfig:
     ``low_noise``: pada-only, read by low-level diversity alone (``AgingPipeline.age(low_diversity=True)``,
     ``pada age --low-diversity``; training never reads it): each output starts from
     √(1 − s²)·x_T + s·ε, the input's inverted start noise x_T mixed with a fresh draw ε of its own, so s
-    sets how much of the input's layout and fine detail is drawn anew. 1 = fresh noise alone (paper: the
-    face is drawn anew, which on a DiffAE whose z carries only part of the face is often someone else);
-    ``pada age --low-noise`` overrides it per request.
+    sets how much of the input's layout and fine detail is drawn anew. 1 = fresh noise alone (default, as
+    up to v7k: the face is drawn anew, which on a DiffAE whose z carries only part of the face is often
+    someone else); 0.3 in the shipped ``pada-demo64`` since v7l; ``pada age --low-noise`` overrides it per
+    request.
     """
 
     e_dim: int = 512
