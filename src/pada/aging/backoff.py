@@ -20,12 +20,13 @@ center``: the blotch comes mostly from the length of the shared edit, and shorte
 take away the variation PAE sampling adds (measured: docs/pada_history.md, "Shipped model (v7h)"); with
 the structure checked, an output the shared edit's tries leave broken is tried last with its whole edit,
 offset included, at 0.5 and 0.25 (a draw's own offset can break a pale face by itself). Outputs drawn
-from fresh start noise are scored against the input rendered from the same noise, not the input image
-(their layout is new: against the image, every one fails the structure check; session 37). Outputs
+from their own start noise (low-level diversity) are scored against the input rendered from the same
+noise, not the input image (from fresh noise alone their layout is new: against the image, every one
+failed the structure check; session 37). Outputs
 within the limits are not touched, so the back-off costs one to two renders per caught output (one to
-five with the structure checked) and nothing otherwise, plus one per output from fresh noise (its
-reference). Like the guards it is inference-only (a pada addition, not the paper's); it trades some of the
-edit's length — so some age — on the outputs it catches for an image a person does not call
+five with the structure checked) and nothing otherwise, plus one per output from its own start noise
+(its reference). Like the guards it is inference-only (a pada addition, not the paper's); it trades
+some of the edit's length — so some age — on the outputs it catches for an image a person does not call
 broken. Measured effect: docs/pada_history.md ("Tried in session 25", "Tried in session 29"); the blotch
 limit is on in the shipped ``pada-demo64`` since v7h (0.06).
 

@@ -161,7 +161,8 @@ class LinearBaselinePipeline:
 
     The target age comes from ``target_age``, else from a canonical description (its group centre), else
     from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
-    diversity (fresh x_T per output) works as in PADA. ``sampler`` / ``steps`` / ``tone_guard`` /
+    diversity draws a fresh x_T per output (PADA's with ``low_noise`` 1, so the evaluation's ``low`` mode
+    of the baseline shows fresh-noise variety). ``sampler`` / ``steps`` / ``tone_guard`` /
     ``background_guard`` / ``saturation_guard`` / ``blotch_guard`` / ``structure_guard`` /
     ``contrast_bound``: as in
     ``AgingPipeline`` (evaluation passes the PADA pipeline's, so both are compared at equal sampling; a guard

@@ -24,9 +24,10 @@ crop, soft-edged), the edit ``y - r`` is weighted by it, so the photo's backgrou
 stay as they were: the model's changes there (a whitened or darkened backdrop at old targets) are not aging.
 
 What it cannot do: detail the model never drew stays at the model's resolution (wrinkles it adds are soft
-at 256 px), and a result whose layout moved away from the input's (``low_diversity``: fresh start noise)
-has no pixel-wise counterpart in the crop; :meth:`pada.aging.pipeline.AgingPipeline.age` then upsamples
-instead. Measured effect: docs/pada_method.md ("Detail transfer").
+at 256 px), and a result whose layout moved away from the input's (``low_diversity`` from fresh start
+noise alone, ``low_noise`` 1) has no pixel-wise counterpart in the crop;
+:meth:`pada.aging.pipeline.AgingPipeline.age` then upsamples instead. Measured effect:
+docs/pada_method.md ("Detail transfer").
 """
 
 from __future__ import annotations

@@ -14,7 +14,9 @@
    paper's setting ("in all cases"). With a tone guard (``PadaConfig.tone_guard``, :mod:`pada.aging.guard`)
    every step's x̂0 keeps the skin's smoothed brightness near the input's (and, with the background and
    saturation guards, the backdrop's colour and the head's colour strength).
-   Low-level diversity on: each output starts from fresh noise x_T ~ N(0, I); off: the inverted x_T.
+   Low-level diversity on: each output starts from the inverted x_T mixed with fresh noise of its own,
+   √(1 − s²)·x_T + s·ε, ε ~ N(0, I) (s = ``PadaConfig.low_noise``; 1 = fresh noise alone); off: the
+   inverted x_T.
 
 Reproducibility: output i draws its PAE noise and its x_T noise from its own generator seeded by
 :func:`output_seed` (seed, i), so output i is the same whatever N is (up to batched float round-off).
@@ -577,8 +579,8 @@ class AgingPipeline:
     def _reference(self, x, x_T, z_src, low_diversity, steps, eta, seed, batch_size, sampler,  # noqa: N803
                    guard) -> torch.Tensor:
         """What the back-off scores outputs against: the input ``x`` when they start from its inverted
-        noise; with fresh noise (``low_diversity``) the input's own code rendered from each output's start
-        noise, as the outputs were (a fresh start lays the face out anew)."""
+        noise; with low-level diversity (``low_diversity``) the input's own code rendered from each
+        output's start noise, as the outputs were (a drawn start moves the face's layout and detail)."""
         if not low_diversity:
             return x
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
