@@ -529,7 +529,15 @@ def test_monotonicity_across_the_targets_outputs():
                                                                           diversity=False))
     assert two["overall"]["target_spearman"] is None  # two targets say nothing about a trend
     sub = {"overall": {"target_spearman": 0.5}, "lifespan": None}
-    assert done_when(sub)["lifespan_spearman"]["value"] == 0.5  # used when no sweep was run
+    check = done_when(sub)["lifespan_spearman"]
+    assert check["value"] == 0.5 and "no sweep run" in check["target"]  # used, and said, when no sweep ran
+    from pada.evaluation.runner import _done_when_lines
+
+    assert "FAIL lifespan ρ (targets)" in "\n".join(_done_when_lines(done_when(sub), {}))
+    swept = {"overall": {"target_spearman": 0.5}, "lifespan": {"spearman": 0.95}}
+    assert done_when(swept)["lifespan_spearman"]["target"] == ">= 0.9"
+    lines = "\n".join(_done_when_lines(done_when(swept), {}))
+    assert "PASS lifespan ρ" in lines and "(targets)" not in lines
 
 
 def test_max_shift_bounds_the_latent_shift_at_inference():
