@@ -213,6 +213,19 @@ def test_linear_baseline_has_the_same_api(diffae):
     assert torch.allclose(weak.z_age, diffae.encode(x[None]), atol=1e-5)
     assert not torch.allclose(base.age(x, text=TEXT, n=2, low_diversity=True).images[0],
                               base.age(x, text=TEXT, n=2, low_diversity=True).images[1])
+    # low-level diversity from a mixed start, as PADA's (low_noise; the evaluation gives it the model's)
+    from pada.aging.pipeline import decode_chunked, mix_start_noise
+
+    mixed = base.age(x, text=TEXT, n=2, seed=1, low_diversity=True, low_noise=0.3)
+    x_inv = diffae.encode_stochastic(x[None], diffae.encode(x[None]), 3, sampler=base.sampler)
+    fresh = torch.cat([torch.randn((1, 3, 32, 32), generator=torch.Generator().manual_seed(s))
+                       for s in mixed.seeds])
+    want = decode_chunked(diffae, mix_start_noise(x_inv, fresh, 0.3), mixed.z_age, 3, sampler=base.sampler)
+    assert torch.allclose(mixed.images, want, atol=1e-5)
+    shared = LinearBaselinePipeline(diffae, d, steps=3, low_noise=0.3)
+    assert torch.equal(shared.age(x, text=TEXT, n=2, seed=1, low_diversity=True).images, mixed.images)
+    with pytest.raises(PadaError, match="low noise"):
+        LinearBaselinePipeline(diffae, d, low_noise=0.0)
     with pytest.raises(PadaError):
         base.age(x, text="some free text", n=1)
 

@@ -173,6 +173,10 @@ def test_evaluation_baseline_gets_the_model_bound_or_the_option(tmp_path):
     assert _baseline(args, None, main, None, 32, "cpu", 2)[0].contrast_bound == pytest.approx(0.3)
     args.pipeline_option = [("contrast_bound", 0.2)]
     assert _baseline(args, None, main, None, 32, "cpu", 2)[0].contrast_bound == pytest.approx(0.2)
+    # and the low-level diversity's share the same way (the model's, else the option)
+    assert _baseline(args, None, main, None, 32, "cpu", 2)[0].low_noise == main.model.cfg.low_noise
+    args.pipeline_option = [("low_noise", 0.3)]
+    assert _baseline(args, None, main, None, 32, "cpu", 2)[0].low_noise == pytest.approx(0.3)
 
 
 def test_bound_per_row_source_and_its_gradient_for_training():

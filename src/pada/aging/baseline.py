@@ -31,6 +31,8 @@ from pada.aging.pipeline import (
     _as_batch,
     _Clock,
     decode_chunked,
+    low_noise_value,
+    mix_start_noise,
     output_seed,
     target_age_of_text,
 )
@@ -161,10 +163,10 @@ class LinearBaselinePipeline:
 
     The target age comes from ``target_age``, else from a canonical description (its group centre), else
     from a reference image (â of its code). There is no PAE: ``high_diversity`` is ignored; low-level
-    diversity draws a fresh x_T per output (PADA's with ``low_noise`` 1, so the evaluation's ``low`` mode
-    of the baseline shows fresh-noise variety). ``sampler`` / ``steps`` / ``tone_guard`` /
+    diversity starts each output from the inverted x_T mixed with fresh noise of its own at the share
+    ``low_noise`` (as PADA's; 1 = fresh noise alone). ``sampler`` / ``steps`` / ``tone_guard`` /
     ``background_guard`` / ``saturation_guard`` / ``blotch_guard`` / ``structure_guard`` /
-    ``contrast_bound``: as in
+    ``contrast_bound`` / ``low_noise``: as in
     ``AgingPipeline`` (evaluation passes the PADA pipeline's, so both are compared at equal sampling; a guard
     of 0 = off; the back-off shortens the baseline's edit from the source code the same way).
     """
@@ -173,7 +175,7 @@ class LinearBaselinePipeline:
                  steps: int | None = None, strength: float = 1.0, sampler: str = AGING_SAMPLER,
                  tone_guard: float = 0.0, background_guard: float = 0.0,
                  saturation_guard: float = 0.0, blotch_guard: float = 0.0,
-                 structure_guard: float = 0.0, contrast_bound: float = 0.0) -> None:
+                 structure_guard: float = 0.0, contrast_bound: float = 0.0, low_noise: float = 1.0) -> None:
         self.diffae, self.direction = diffae, direction
         spec = get_sampler(sampler)
         self.sampler, self.steps = spec.name, int(steps or spec.default_steps)
@@ -184,6 +186,7 @@ class LinearBaselinePipeline:
         self.blotch_guard = tone_margin(blotch_guard, "blotch guard")
         self.structure_guard = tone_margin(structure_guard, "structure guard")
         self.contrast_bound = contrast_bound_value(contrast_bound)
+        self.low_noise = low_noise_value(low_noise)
         self.device = torch.device(device)
         if isinstance(diffae, torch.nn.Module):
             freeze(diffae.to(self.device))
@@ -196,7 +199,7 @@ class LinearBaselinePipeline:
             batch_size: int | None = None, tone_guard: float | None = None,
             background_guard: float | None = None, saturation_guard: float | None = None,
             blotch_guard: float | None = None, structure_guard: float | None = None,
-            contrast_bound: float | None = None, **_: object) -> AgingResult:
+            contrast_bound: float | None = None, low_noise: float | None = None, **_: object) -> AgingResult:
         del high_diversity
         clock = _Clock(self.device)
         t0 = time.perf_counter()
@@ -216,12 +219,15 @@ class LinearBaselinePipeline:
         z_age = z.expand(n, -1)
         t0 = clock.lap("encode", t0)
         seeds = [output_seed(seed, i) for i in range(n)]
-        if low_diversity:
-            x_T = torch.cat([torch.randn((1, *x.shape[1:]), generator=torch.Generator().manual_seed(s))  # noqa: N806
-                             for s in seeds]).to(self.device)
-        else:
+        share = low_noise_value(self.low_noise if low_noise is None else low_noise) if low_diversity else 0.0
+        x_T = None  # noqa: N806
+        if share < 1.0:
             x_T = self.diffae.encode_stochastic(x, z_src, steps or self.steps,  # noqa: N806
                                                 sampler=self.sampler).float().expand(n, -1, -1, -1)
+        if low_diversity:
+            fresh = torch.cat([torch.randn((1, *x.shape[1:]), generator=torch.Generator().manual_seed(s))
+                               for s in seeds]).to(self.device)
+            x_T = fresh if x_T is None else mix_start_noise(x_T, fresh, share)  # noqa: N806
         t0 = clock.lap("invert", t0)
         gen = torch.Generator(device=self.device).manual_seed(output_seed(seed, -1)) if eta > 0 else None
         guard = make_tone_guard(x, self.tone_guard if tone_guard is None else tone_guard,
@@ -240,7 +246,7 @@ class LinearBaselinePipeline:
                                       "structure guard")
         edit_scales = None
         if blotch_guard > 0 or structure_guard > 0:
-            # from fresh noise the face is laid out anew: score against the input rendered from that noise
+            # from its own start the face's layout moved: score against the input rendered from that start
             ref = render(None, z_src.expand(n, -1)) if low_diversity else x
             images, z_age, edit_scales = back_off(images, z_src, z_age, ref, blotch_guard, render,
                                                   structure_limit=structure_guard)

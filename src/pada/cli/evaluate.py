@@ -140,7 +140,8 @@ def _baseline(args: argparse.Namespace, cfg, main, data, size: int, device: str,
                                   saturation_guard=options.get("saturation_guard", pcfg.saturation_guard),
                                   blotch_guard=options.get("blotch_guard", pcfg.blotch_guard),
                                   structure_guard=options.get("structure_guard", pcfg.structure_guard),
-                                  contrast_bound=options.get("contrast_bound", pcfg.contrast_bound))
+                                  contrast_bound=options.get("contrast_bound", pcfg.contrast_bound),
+                                  low_noise=options.get("low_noise", pcfg.low_noise))
     return pipe, note
 
 

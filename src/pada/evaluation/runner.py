@@ -133,7 +133,7 @@ class EvalConfig:
     ``ref_min_gap`` apart, and check the estimated age moves toward the reference's.
     ``pipeline_options``: extra keyword arguments for the PADA pipeline's ``age`` / ``lifespan`` (e.g. an
     inference-time bound on the latent shift, when the pipeline has one); the baseline does not get them
-    (``pada evaluate`` builds it with the same sampler, steps and guards: tone, background, saturation).
+    (``pada evaluate`` builds it with the same sampler, steps, guards, bound and low-level share).
     """
 
     targets: tuple[str, ...] = DEFAULT_TARGETS
