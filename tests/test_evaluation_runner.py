@@ -287,18 +287,19 @@ def test_tiny_real_pipeline_and_linear_baseline():
     critics = Critics(TinyAgeCritic(), idc, CriticFeatures(idc), {"age": "tiny-age", "identity": "tiny-id",
                                                                  "fid_features": "tiny-id"})
     cfg = EvalConfig(targets=("sixties",), n_outputs=2, steps=2, baseline_strengths=(1.0,),
-                     baseline_search_images=1)
+                     baseline_search_images=1, pipeline_options={"low_noise": 0.3})
     direction, note = fit_baseline_direction(pipe, None, 32, cfg, eval_data=fit_data)
     assert "2 evaluation faces" in note
-    base = LinearBaselinePipeline(pipe.diffae, direction, steps=2)
+    base = LinearBaselinePipeline(pipe.diffae, direction, steps=2, low_noise=0.3)  # as `pada evaluate` does
     rep = run_evaluation({"PADA": pipe}, data, critics, cfg, baseline=base, baseline_note=note)
     e = rep["models"]["PADA"]["per_target"]["sixties"]
     for key in ("age_mae", "id_similarity", "fd"):
         assert math.isfinite(e[key])
-    assert e["modes"]["both"]["diversity_pixel"] > 0  # fresh noise + PAE samples differ
+    assert e["modes"]["both"]["diversity_pixel"] > 0  # own start noise + PAE samples differ
     b = rep["baseline"]["per_target"]["sixties"]
     assert b["modes"]["high"]["diversity_pixel"] == pytest.approx(0.0, abs=1e-6)  # no PAE: identical
     assert b["modes"]["low"]["diversity_pixel"] > 0
+    assert any("'low_noise': 0.3" in n and "low-level share" in n for n in rep["notes"])  # the baseline's too
     r = rep["models"]["PADA"]["reconstruction"]
     assert math.isfinite(r["psnr"]) and -1 <= r["ssim"] <= 1
 

@@ -865,10 +865,11 @@ def run_evaluation(models: dict[str, Any], data: EvalData, critics: Critics, cfg
     options = dict(cfg.pipeline_options)
     if options:
         guards = {k: getattr(baseline, k) for k in ("tone_guard", "background_guard", "saturation_guard",
-                                                    "blotch_guard", "structure_guard", "contrast_bound")
-                  if hasattr(baseline, k)}
+                                                    "blotch_guard", "structure_guard", "contrast_bound",
+                                                    "low_noise") if hasattr(baseline, k)}
         report["notes"].append(f"PADA pipelines run with options {options}; the baseline is not given them "
-                               f"and samples under its own guards: {guards or 'none'}")
+                               "and samples under its own guards, bound and low-level share: "
+                               f"{guards or 'none'}")
     for pipe in models.values():
         check_pipeline_options(pipe, options)
     age_kwargs = {**({} if cfg.text_eps is None else {"eps": cfg.text_eps}), **options}
