@@ -558,6 +558,46 @@ def test_draw_spread_moves_each_draw_across_age_by_about_its_share_of_the_code()
     assert torch.equal(again.modulation.spread(z[:5], eta[:5]), mod.spread(z[:5], eta[:5]))
 
 
+def test_spread_cap_bounds_each_offset_by_its_own_edit_and_keeps_its_direction():
+    from pada.aging.modulation import cap_spread, spread_cap_value
+
+    off = torch.tensor([[3.0, 4.0, 0.0], [0.3, 0.0, 0.4], [0.0, 0.0, 0.0]])  # lengths 5, 0.5, 0
+    shift = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])  # lengths 2, 2, 1
+    capped = cap_spread(off, shift, 0.5)  # limit 1 for every row
+    torch.testing.assert_close(capped[0], off[0] / 5)  # 5 → 1, same direction
+    torch.testing.assert_close(capped[1:], off[1:])  # within the limit (and the zero row): unchanged
+    torch.testing.assert_close(cap_spread(off, 4 * shift, 0.5)[0], off[0] * 4 / 5)  # grows with the edit
+    no_edit = cap_spread(off, torch.zeros_like(shift), 0.5)
+    assert torch.equal(no_edit, torch.zeros_like(off))  # no edit, no spread
+    model, w, readout = _spread_model(0.1)
+    mod = model.modulation
+    mod.set_spread_basis(torch.stack([w, readout]))
+    z = torch.randn(1, 64, generator=gen(14)).expand(6, -1)
+    eta = torch.randn(6, 32, generator=gen(15))
+    edit = torch.randn(6, 64, generator=gen(16)) * torch.tensor([0.01, 0.02, 0.05, 0.5, 1.0, 2.0])[:, None]
+    free, bound = mod.spread(z, eta, shift=edit), mod.spread(z, eta, shift=edit, cap=0.5)
+    assert bool((bound.norm(dim=-1) <= 0.5 * edit.norm(dim=-1) + 1e-6).all())
+    short = free.norm(dim=-1) > 0.5 * edit.norm(dim=-1)
+    assert bool(short[:3].all()) and not bool(short[-1])  # short edits were capped, the longest was not
+    torch.testing.assert_close(bound[~short], free[~short])
+    cos = (bound * free).sum(-1) / (bound.norm(dim=-1) * free.norm(dim=-1))
+    torch.testing.assert_close(cos, torch.ones(6))
+    torch.testing.assert_close(mod.spread(z, eta, shift=edit, cap=0.0), free)  # 0 = no cap
+    # no edit given: nothing to cap by
+    torch.testing.assert_close(mod.spread(z, eta, cap=0.5), mod.spread(z, eta))
+    capped_model, _, _ = _spread_model(0.1)
+    capped_model.cfg.spread_cap = 0.5
+    capped_model.modulation.set_spread_basis(torch.stack([w, readout]))
+    # the model's default
+    torch.testing.assert_close(capped_model.modulation.spread(z, eta, shift=edit), bound)
+    assert spread_cap_value(0.25) == 0.25
+    for bad in (-0.1, 11, float("nan"), "x", None):
+        with pytest.raises(PadaError, match="spread cap"):
+            spread_cap_value(bad)
+    with pytest.raises(PadaError, match="spread_cap must be in"):
+        PadaConfig(spread_cap=-1.0)
+
+
 def test_the_training_task_fits_the_spread_basis_across_the_data_age_direction(frozen):
     from pada.aging.train import PadaTask, PadaTaskOptions
 

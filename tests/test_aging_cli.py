@@ -141,6 +141,20 @@ def test_age_aligned_crop_writes_a_grid(tmp_path, capsys, tiny_pipeline):
     finally:
         del tiny_pipeline.age
     assert low == [(True, 0.3), (True, None), (True, 1.0)]
+    caps = []  # --spread-cap reaches it (default: the model's)
+    tiny_pipeline.age = lambda *a, **kw: caps.append(kw.get("spread_cap")) or real_age(*a, **kw)
+    try:
+        for flags in (["--spread-cap", "0.5"], []):
+            assert main(["age", str(crop), "--aligned", "--age", "40", "-n", "2", "--out", str(out),
+                         "--device", "cpu", "--no-estimates", "--steps", "2", *flags]) == 0
+    finally:
+        del tiny_pipeline.age
+    assert caps == [0.5, None]
+    for bad in ("-1", "11", "x"):
+        with pytest.raises(SystemExit):
+            main(["age", str(crop), "--aligned", "--age", "40", "--out", str(tmp_path / "c.png"),
+                  "--spread-cap", bad])
+    assert not (tmp_path / "c.png").exists()
     for bad in ("0", "1.5", "x"):
         with pytest.raises(SystemExit):
             main(["age", str(crop), "--aligned", "--age", "40", "--out", str(tmp_path / "l.png"),

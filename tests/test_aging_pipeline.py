@@ -427,6 +427,33 @@ def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
         plain.age(faces(1)[0], text=TEXT, n=2, steps=2, draw_spread=0.1)
 
 
+def test_spread_cap_shortens_the_draws_offsets_by_their_own_edit_at_inference(diffae, vl):
+    model = tiny_model(init_gain=0.3, draw_hidden=8, shift_subspace=4, shift_age_direction=True,
+                       draw_spread=0.5)
+    gen = torch.Generator().manual_seed(3)
+    model.modulation.set_subspace(torch.randn(20, model.cfg.z_dim, generator=gen),
+                                  torch.randn(model.cfg.z_dim, generator=gen))
+    model.modulation.set_spread_basis(torch.randn(2, model.cfg.z_dim, generator=gen))
+    p = AgingPipeline(diffae, vl, model, steps=3)
+    z = p.encode(faces(1)[0][None])
+    e_age, eta = p.pae_draws(text=TEXT, n=3, seed=2)
+    learned = model.modulation(z.expand(3, -1), e_age, eta)
+    free = p.modulate(z, e_age, eta) - learned
+    capped = p.modulate(z, e_age, eta, spread_cap=0.1) - learned
+    edit = (learned - z).norm(dim=-1)
+    assert bool((free.norm(dim=-1) > 0.1 * edit).all())  # the test's offsets are long enough to be capped
+    torch.testing.assert_close(capped.norm(dim=-1), 0.1 * edit)
+    expected = model.modulation.spread(z.expand(3, -1), eta, shift=learned - z, cap=0.1)
+    torch.testing.assert_close(capped, expected)
+    r = p.age(faces(1)[0], text=TEXT, n=3, seed=2, steps=2, spread_cap=0.1)
+    torch.testing.assert_close(r.z_age, learned + capped, atol=1e-5, rtol=0)
+    model.cfg.spread_cap = 0.1  # the model's default is read when the request does not say
+    torch.testing.assert_close(p.age(faces(1)[0], text=TEXT, n=3, seed=2, steps=2).z_age, r.z_age)
+    torch.testing.assert_close(p.modulate(z, e_age, eta, spread_cap=0.0) - learned, free)  # 0 = no cap
+    with pytest.raises(PadaError, match="spread cap"):
+        p.age(faces(1)[0], text=TEXT, n=1, steps=2, spread_cap=-1.0)
+
+
 def test_shift_gain_spec_is_parsed_interpolated_and_validated(tmp_path):
     from pada.aging.config import PadaConfig
     from pada.aging.gain import gain_at, parse_shift_gain

@@ -160,6 +160,12 @@ class PadaConfig:
     up to v7k: the face is drawn anew, which on a DiffAE whose z carries only part of the face is often
     someone else); 0.3 in the shipped ``pada-demo64`` since v7l; ``pada age --low-noise`` overrides it per
     request.
+    ``spread_cap``: pada-only, a sampling choice applied at inference with ``draw_spread`` (training never
+    reads it): c > 0 shortens each draw's spread offset to at most c × the length of the draw's own edit
+    (:func:`pada.aging.modulation.cap_spread`), so results asked for little change differ little and those
+    asked for much differ as before. 0 = off (default, as up to v7l: the offset is ``draw_spread`` ·
+    ‖z_src‖ whatever the edit); 0.5 in the shipped ``pada-demo64`` since v7m; ``pada age --spread-cap``
+    overrides it per request.
     """
 
     e_dim: int = 512
@@ -196,6 +202,7 @@ class PadaConfig:
     hold_gender: bool = False
     space_lifespan: bool = False
     low_noise: float = 1.0
+    spread_cap: float = 0.0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -243,6 +250,8 @@ class PadaConfig:
             raise PadaError(f"draw_spread must be in [0, 1], got {self.draw_spread}")
         if not 0.0 < self.low_noise <= 1.0:
             raise PadaError(f"low_noise must be in (0, 1], got {self.low_noise}")
+        if not 0.0 <= self.spread_cap <= 10.0:
+            raise PadaError(f"spread_cap must be in [0, 10], got {self.spread_cap}")
         pattern_value(self.draw_pattern, "draw_pattern")  # PadaError naming the bad value
         if self.has_spread_basis and self.shift_subspace < 3:
             raise PadaError("draw_spread / spread_basis spread the draws over the shift subspace without its "

@@ -46,6 +46,7 @@ from torch import nn
 
 from pada.aging.config import PadaConfig
 from pada.aging.pae import _mlp
+from pada.validation import check_number
 
 
 def _two_fc(d_in: int, hidden: int, d_out: int, gain: float) -> nn.Sequential:
@@ -54,6 +55,28 @@ def _two_fc(d_in: int, hidden: int, d_out: int, gain: float) -> nn.Sequential:
         last.weight.mul_(gain)
         last.bias.zero_()
     return nn.Sequential(nn.Linear(d_in, hidden), nn.LeakyReLU(0.2), last)
+
+
+#: the largest spread cap a request or a model may set (× the draw's own edit)
+MAX_SPREAD_CAP = 10.0
+
+
+def cap_spread(offset: torch.Tensor, shift: torch.Tensor, cap: float) -> torch.Tensor:
+    """``offset`` (B, S) shortened, row by row, to at most ``cap`` × the length of ``shift`` (B, S), each
+    draw's own edit (directions kept; a row already within it is unchanged). Why: the spread's offset is a
+    fixed share of ‖z_src‖, so for a target near the face's own age (an edit a third of the offset's
+    length) the N results were mostly the offset — random changes of lighting, hair tone and backdrop —
+    which on the demo DiffAE also broke faces asked to look younger; with the cap, how much the results
+    differ grows with how far they are asked to move (docs/pada_method.md, "Spread cap")."""
+    limit = float(cap) * shift.norm(dim=-1, keepdim=True)
+    return offset * (limit / offset.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
+
+
+
+def spread_cap_value(value) -> float:
+    """A spread cap as a float in [0, :data:`MAX_SPREAD_CAP`] (0 = no cap); anything else is a
+    :class:`PadaError` naming it."""
+    return float(check_number("spread cap", value, lo=0.0, hi=MAX_SPREAD_CAP))
 
 
 class AdaptiveModulation(nn.Module):
@@ -191,13 +214,18 @@ class AdaptiveModulation(nn.Module):
         return z_src + d - (d @ rows.T) @ rows
 
     def spread(self, z_src: torch.Tensor, eta: torch.Tensor, scale: float | None = None,
-               shift: torch.Tensor | None = None) -> torch.Tensor:
+               shift: torch.Tensor | None = None, cap: float | None = None) -> torch.Tensor:
         """The draw-spread offset (B, S) for draws with noise ``eta`` (B, D) of codes ``z_src`` (B or 1, S):
         ``scale`` (default ``cfg.draw_spread``) · ‖z_src‖ · c·spread_basis / √rank with c = R·η, R (m, D) a
         fixed seeded matrix with orthonormal rows, so c ~ N(0, I) and the offset's mean length is about
         scale·‖z_src‖. Zero for η = 0 (the PAE mean) and for scale 0. ``shift`` (B, S): each draw's own edit
-        z_age − z_src; the offset's part along it is taken out, so a draw neither undoes nor extends it."""
+        z_age − z_src; the offset's part along it is taken out, so a draw neither undoes nor extends it, and
+        with ``cap`` > 0 (default ``cfg.spread_cap``) the offset is shortened to at most ``cap`` × the edit's
+        length, so a draw asked for little change gets little spread (:func:`cap_spread`)."""
         scale = self.cfg.draw_spread if scale is None else float(scale)
+        cap = self.cfg.spread_cap if cap is None else float(cap)
+        if cap < 0:
+            raise ValueError(f"spread cap must be >= 0, got {cap}")
         if scale < 0:
             raise ValueError(f"draw spread must be >= 0, got {scale}")
         if scale == 0:
@@ -215,14 +243,17 @@ class AdaptiveModulation(nn.Module):
         if shift is not None:
             unit = shift / shift.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             off = off - (off * unit).sum(-1, keepdim=True) * unit
+            if cap > 0:
+                off = cap_spread(off, shift, cap)
         return off
 
     def add_spread(self, z_src: torch.Tensor, z_age: torch.Tensor, eta: torch.Tensor,
-                   scale: float | None = None) -> torch.Tensor:
+                   scale: float | None = None, cap: float | None = None) -> torch.Tensor:
         """z_age (B, S) plus each draw's spread offset (:meth:`spread`), its own edit z_age − z_src taken
-        out of the offset (the edit's direction is held fixed, no gradient through it). What inference
-        renders and what ``LossConfig.train_spread`` shows the losses."""
-        return z_age + self.spread(z_src, eta, scale, shift=(z_age - z_src).detach())
+        out of the offset and, with ``cap``, bounding it (the edit's direction and length are held fixed,
+        no gradient through them). What inference renders and what ``LossConfig.train_spread`` shows the
+        losses."""
+        return z_age + self.spread(z_src, eta, scale, shift=(z_age - z_src).detach(), cap=cap)
 
     def source_coords(self, z_src: torch.Tensor) -> torch.Tensor:
         """c (B, m): z_src's coordinates in the shift subspace, standardised by the training codes'."""

@@ -49,6 +49,7 @@ from pada.aging.gain import (
 )
 from pada.aging.guard import ToneGuard, tone_guard, tone_margin
 from pada.aging.model import PadaModel
+from pada.aging.modulation import spread_cap_value
 from pada.aging.pae import gaussian_noise
 from pada.aging.pattern import apply_draw_pattern, pattern_value
 from pada.data.groups import AGE_GROUPS, GENDERS, description, parse_description
@@ -258,10 +259,11 @@ class AgingPipeline:
                  eta: torch.Tensor | None = None, draw_spread: float | None = None,
                  shift_gain: str | None = None, edit_scale: float = 1.0,
                  hold_gender: bool | None = None, contrast_bound: float | None = None,
-                 draw_pattern: float | None = None) -> torch.Tensor:
+                 draw_pattern: float | None = None, spread_cap: float | None = None) -> torch.Tensor:
         """z_age (N, S) = modulation(z_src (1, S), e_age (N, D)) (Eq. 6); ``eta`` (N, D): the draws' noise
         (:meth:`pae_draws`; None = the PAE mean), which also sets each draw's spread offset
-        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off) and how far its
+        (``PadaConfig.draw_spread``; ``draw_spread`` overrides the model's value, 0 = off; at most
+        ``spread_cap`` × the draw's own edit, default the model's ``PadaConfig.spread_cap``) and how far its
         hair ages against the edit's (``PadaConfig.draw_pattern``, :mod:`pada.aging.pattern`;
         ``draw_pattern`` overrides the model's value, 0 = off). The shift is
         first scaled by its target age's gain (``PadaConfig.shift_gain``; ``shift_gain`` overrides the
@@ -284,7 +286,8 @@ class AgingPipeline:
         scale = mod.cfg.draw_spread if draw_spread is None else float(draw_spread)
         if eta is not None and scale > 0:
             try:
-                z_age = mod.add_spread(z, z_age, eta, scale)
+                z_age = mod.add_spread(z, z_age, eta, scale, spread_cap_value(
+                    mod.cfg.spread_cap if spread_cap is None else spread_cap))
             except ValueError as exc:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
         pattern = pattern_value(mod.cfg.draw_pattern if draw_pattern is None else draw_pattern)
@@ -443,7 +446,7 @@ class AgingPipeline:
             saturation_guard: float | None = None, patch_guard: float | None = None,
             blotch_guard: float | None = None, structure_guard: float | None = None,
             contrast_bound: float | None = None, draw_pattern: float | None = None,
-            low_noise: float | None = None) -> AgingResult:
+            low_noise: float | None = None, spread_cap: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -466,6 +469,9 @@ class AgingPipeline:
                 pipeline's); ``"multistep"`` needs η = 0.
             draw_spread: how far the draws spread across age, in ‖z_src‖ (``PadaConfig.draw_spread``;
                 default: the model's; 0 = off; needs a model built with a spread).
+            spread_cap: each draw's spread offset at most this × the length of its own edit
+                (``PadaConfig.spread_cap``, :func:`pada.aging.modulation.cap_spread`; default: the model's;
+                0 = no cap).
             draw_pattern: how far each draw's hair ages against the edit's (``PadaConfig.draw_pattern``).
             shift_gain: gain on the shift by target age, "AGE:GAIN,..." (``PadaConfig.shift_gain``;
                 default: the model's; "" = off).
@@ -526,7 +532,8 @@ class AgingPipeline:
                                            seed=seed, text_weight=text_weight, eps=eps)
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
-        edit = {"shift_gain": shift_gain, "hold_gender": hold_gender, "contrast_bound": contrast_bound}
+        edit = {"shift_gain": shift_gain, "hold_gender": hold_gender, "contrast_bound": contrast_bound,
+                "spread_cap": spread_cap}
         z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, draw_pattern=draw_pattern, **edit)
         calibrate = bool(self.model.cfg.calibrate) if calibrate is None else calibrate
         guard = self.tone_guard(x, tone_guard, background_guard, saturation_guard)

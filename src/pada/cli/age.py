@@ -16,8 +16,9 @@ so an interrupted run resumes; a bad file gets one line on stderr and the run go
 end if any failed).
 
 Diversity: the PAE is sampled per output (high-level variation: face shape, skin; ``--no-high-diversity``
-uses its mean; ``--draw-spread`` sets how far the draws spread across age, ``--draw-pattern`` how far each
-one's hair ages against the edit's); ``--low-diversity`` starts
+uses its mean; ``--draw-spread`` sets how far the draws spread across age, ``--spread-cap`` bounds that
+spread by each draw's own edit, ``--draw-pattern`` how far each one's hair ages against the edit's);
+``--low-diversity`` starts
 every output from the input's inverted x_T mixed with fresh noise of its own (low-level variation: fine
 lines and strands; ``--low-noise`` sets the share, 1 = fresh noise alone). Every output is reproducible
 from ``--seed``.
@@ -62,6 +63,11 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    help="spread the N results across the shift subspace by about S*|z| (default: the "
                         "model's; 0.14 for pada-demo64: visibly different results at a cost in identity; "
                         "0 = only the learned draws; docs/pada_method.md)")
+    p.add_argument("--spread-cap", type=float_option(0.0, 10.0), default=None, metavar="C",
+                   help="shorten each result's spread to at most C times the length of its own edit, so "
+                        "results asked for little change (a target near the face's age) differ little and "
+                        "keep the face (default: the model's; 0 = no cap; "
+                        "docs/pada_method.md)")
     p.add_argument("--draw-pattern", type=float_option(0.0, 10.0), default=None, metavar="T",
                    help="scale each result's change to the hair by 1 + t, t ~ N(0, T^2) clipped to +-1, so "
                         "the N results differ in how far the hair ages (default: the model's; 0 = off; "
@@ -342,7 +348,7 @@ class _Job:
                   steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, draw_pattern=a.draw_pattern,
-                  shift_gain=a.shift_gain,
+                  spread_cap=a.spread_cap, shift_gain=a.shift_gain,
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
                   background_guard=a.background_guard, saturation_guard=a.saturation_guard,
                   patch_guard=a.patch_guard, blotch_guard=a.blotch_guard,
