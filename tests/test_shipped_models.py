@@ -162,6 +162,44 @@ def test_shipped_pada_low_level_diversity_keeps_the_person():
     assert min(variety) > 0.01, variety  # the two results differ (the PAE mean is shared: only the noise)
 
 
+def test_shipped_pada_results_differ_in_proportion_to_how_far_they_are_asked_to_move():
+    """The spread cap of the shipped model (v7m: ``spread_cap`` 0.5, each draw's spread offset at most half
+    its own edit): at "twenties", a short edit for these faces, the N results differ about half as much as
+    with the spread uncapped (where they were mostly the offset: lighting, hair tone, and on young targets
+    broken faces) and keep the person at least as well; at "eighties", a long edit, the cap changes little.
+    On 4 held-out faces; measured on 16 in docs/pada_history.md ("Shipped model (v7m)")."""
+    import torch
+
+    from pada.aging.pipeline import AgingPipeline
+    from pada.critics.registry import load_critic
+    from pada.data.datasets import AlignedFaceDataset
+    from pada.data.groups import description
+    from pada.evaluation.metrics import embed
+
+    if not (DEMO / "aligned" / "64").is_dir():
+        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
+    ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
+    pipe = AgingPipeline.from_pretrained("pada-demo64")
+    assert pipe.model.cfg.spread_cap == pytest.approx(0.5)  # travels with the model file
+    sface = load_critic("sface")
+    variety, ids = {}, {}
+    for group in (2, 6):  # twenties, eighties
+        for cap in (None, 0.0):  # the model's cap, no cap
+            for i in range(4):
+                item = ds[i]
+                y = pipe.age(item["image"], text=description(group, item["gender"]), n=3, seed=i, steps=10,
+                             spread_cap=cap).images
+                e = embed(sface, torch.cat([item["image"][None], y]))
+                ids.setdefault((group, cap), []).append(float((e[1:] @ e[0]).mean()))
+                variety.setdefault((group, cap), []).append(float((y[:, None] - y[None]).abs().mean((2, 3, 4))
+                                                                  .sum() / 6))  # mean over the 3 pairs
+    young = [a / b for a, b in zip(variety[(2, None)], variety[(2, 0.0)])]
+    old = [a / b for a, b in zip(variety[(6, None)], variety[(6, 0.0)])]
+    assert max(young) < 0.7 and min(variety[(2, None)]) > 0.02, variety  # less variety, still some
+    assert min(old) > 0.8, variety  # a long edit keeps its spread
+    assert sum(ids[(2, None)]) >= sum(ids[(2, 0.0)]), ids
+
+
 def test_shipped_pada_results_on_the_photos_crop_are_sharp_and_closer_to_the_person():
     """The detail transfer (``image_hr``) on held-out faces with the shipped model: the 256 px results keep
     the photo's high-frequency energy (the enlarged 64 px results keep about a tenth of it), a face is found
