@@ -161,11 +161,11 @@ class PadaConfig:
     someone else); 0.3 in the shipped ``pada-demo64`` since v7l; ``pada age --low-noise`` overrides it per
     request.
     ``spread_cap``: pada-only, a sampling choice applied with ``draw_spread`` (at inference, and for the
-    losses only where they see the spread, ``LossConfig.train_spread``): c > 0 shortens each draw's spread offset to at most c × the length of the draw's own edit
-    (:func:`pada.aging.modulation.cap_spread`), so results asked for little change differ little and those
-    asked for much differ as before. 0 = off (default, as up to v7l: the offset is ``draw_spread`` ·
-    ‖z_src‖ whatever the edit); 0.5 in the shipped ``pada-demo64`` since v7m; ``pada age --spread-cap``
-    overrides it per request.
+    losses only where they see the spread, ``LossConfig.train_spread``): c > 0 shortens each draw's spread
+    offset to at most c × the length of the draw's own edit (:func:`pada.aging.modulation.cap_spread`), so
+    results asked for little change differ little and those asked for much differ as before. 0 = off
+    (default, as up to v7l: the offset is ``draw_spread`` · ‖z_src‖ whatever the edit); 0.5 in the shipped
+    ``pada-demo64`` since v7m; ``pada age --spread-cap`` overrides it per request.
     """
 
     e_dim: int = 512

@@ -66,7 +66,7 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spread-cap", type=float_option(0.0, 10.0), default=None, metavar="C",
                    help="shorten each result's spread to at most C times the length of its own edit, so "
                         "results asked for little change (a target near the face's age) differ little and "
-                        "keep the face (default: the model's; 0 = no cap; "
+                        "keep the face (default: the model's; 0.5 for pada-demo64; 0 = no cap; "
                         "docs/pada_method.md)")
     p.add_argument("--draw-pattern", type=float_option(0.0, 10.0), default=None, metavar="T",
                    help="scale each result's change to the hair by 1 + t, t ~ N(0, T^2) clipped to +-1, so "
