@@ -398,9 +398,11 @@ def test_default_sampling_is_multistep_with_each_sampler_s_own_steps(diffae, vl)
     assert calls == [(8, "multistep")]
 
 
-def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
+def _spread_setup(diffae, vl, spread: float):
+    """A tiny pipeline whose model spreads its draws by ``spread``, one face's code z, three PAE draws
+    (e_age, eta) and their learned codes (what training sees: no spread)."""
     model = tiny_model(init_gain=0.3, draw_hidden=8, shift_subspace=4, shift_age_direction=True,
-                       draw_spread=0.2)
+                       draw_spread=spread)
     gen = torch.Generator().manual_seed(3)
     model.modulation.set_subspace(torch.randn(20, model.cfg.z_dim, generator=gen),
                                   torch.randn(model.cfg.z_dim, generator=gen))
@@ -408,7 +410,11 @@ def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
     p = AgingPipeline(diffae, vl, model, steps=3)
     z = p.encode(faces(1)[0][None])
     e_age, eta = p.pae_draws(text=TEXT, n=3, seed=2)
-    learned = model.modulation(z.expand(3, -1), e_age, eta)  # what training sees: no spread
+    return p, model, z, e_age, eta, model.modulation(z.expand(3, -1), e_age, eta)
+
+
+def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
+    p, model, z, e_age, eta, learned = _spread_setup(diffae, vl, 0.2)
     spread = p.modulate(z, e_age, eta)
     torch.testing.assert_close(spread - learned,
                                model.modulation.spread(z.expand(3, -1), eta, shift=learned - z))
@@ -428,16 +434,7 @@ def test_draw_spread_separates_the_draws_at_inference_only(diffae, vl):
 
 
 def test_spread_cap_shortens_the_draws_offsets_by_their_own_edit_at_inference(diffae, vl):
-    model = tiny_model(init_gain=0.3, draw_hidden=8, shift_subspace=4, shift_age_direction=True,
-                       draw_spread=0.5)
-    gen = torch.Generator().manual_seed(3)
-    model.modulation.set_subspace(torch.randn(20, model.cfg.z_dim, generator=gen),
-                                  torch.randn(model.cfg.z_dim, generator=gen))
-    model.modulation.set_spread_basis(torch.randn(2, model.cfg.z_dim, generator=gen))
-    p = AgingPipeline(diffae, vl, model, steps=3)
-    z = p.encode(faces(1)[0][None])
-    e_age, eta = p.pae_draws(text=TEXT, n=3, seed=2)
-    learned = model.modulation(z.expand(3, -1), e_age, eta)
+    p, model, z, e_age, eta, learned = _spread_setup(diffae, vl, 0.5)
     free = p.modulate(z, e_age, eta) - learned
     capped = p.modulate(z, e_age, eta, spread_cap=0.1) - learned
     edit = (learned - z).norm(dim=-1)
