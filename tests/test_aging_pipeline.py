@@ -447,8 +447,9 @@ def test_spread_cap_shortens_the_draws_offsets_by_their_own_edit_at_inference(di
     model.cfg.spread_cap = 0.1  # the model's default is read when the request does not say
     torch.testing.assert_close(p.age(faces(1)[0], text=TEXT, n=3, seed=2, steps=2).z_age, r.z_age)
     torch.testing.assert_close(p.modulate(z, e_age, eta, spread_cap=0.0) - learned, free)  # 0 = no cap
-    with pytest.raises(PadaError, match="spread cap"):
-        p.age(faces(1)[0], text=TEXT, n=1, steps=2, spread_cap=-1.0)
+    for draws in (True, False):  # a bad cap is an error whether or not the draws are sampled
+        with pytest.raises(PadaError, match="spread cap"):
+            p.age(faces(1)[0], text=TEXT, n=1, steps=2, spread_cap=-1.0, high_diversity=draws)
 
 
 def test_shift_gain_spec_is_parsed_interpolated_and_validated(tmp_path):

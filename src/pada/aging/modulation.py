@@ -72,7 +72,6 @@ def cap_spread(offset: torch.Tensor, shift: torch.Tensor, cap: float) -> torch.T
     return offset * (limit / offset.norm(dim=-1, keepdim=True).clamp_min(1e-12)).clamp(max=1.0)
 
 
-
 def spread_cap_value(value) -> float:
     """A spread cap as a float in [0, :data:`MAX_SPREAD_CAP`] (0 = no cap); anything else is a
     :class:`PadaError` naming it."""

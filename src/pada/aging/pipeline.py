@@ -284,10 +284,10 @@ class AgingPipeline:
         if edit_scale != 1.0:
             z_age = z + float(edit_scale) * (z_age - z)
         scale = mod.cfg.draw_spread if draw_spread is None else float(draw_spread)
+        cap = spread_cap_value(mod.cfg.spread_cap if spread_cap is None else spread_cap)  # checked every call
         if eta is not None and scale > 0:
             try:
-                z_age = mod.add_spread(z, z_age, eta, scale, spread_cap_value(
-                    mod.cfg.spread_cap if spread_cap is None else spread_cap))
+                z_age = mod.add_spread(z, z_age, eta, scale, cap)
             except ValueError as exc:
                 raise PadaError(f"draw spread {scale:g}: {exc}") from None
         pattern = pattern_value(mod.cfg.draw_pattern if draw_pattern is None else draw_pattern)
