@@ -51,6 +51,16 @@ def test_readme_main_command_runs_verbatim(tmp_path, capsys, monkeypatch):
 
 
 DEMO = Path(__file__).resolve().parents[1] / "data" / "demo"
+
+
+def _held_out(size: int = 64):
+    """The demo set's test split at ``size`` px (the held-out faces); skips the test where it is not built."""
+    from pada.data.datasets import AlignedFaceDataset
+
+    if not (DEMO / "aligned" / str(size)).is_dir():
+        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
+    return AlignedFaceDataset(DEMO / "aligned" / str(size), DEMO / "labels.csv", size=size, split="test")
+
 # (network, least SFace to its own face, least margin over someone else's z) on these 8 faces. Measured
 # (T = 10): diffae-demo64 (stage 1f) own 0.269 vs swapped 0.124; diffae-demo64-1g (built, not shipped: the
 # case runs where its file is installed) own 0.424 vs 0.111.
@@ -101,13 +111,10 @@ def test_shipped_pada_keeps_a_face_for_old_targets():
     import torch
 
     from pada.aging.pipeline import AgingPipeline
-    from pada.data.datasets import AlignedFaceDataset
     from pada.data.groups import description
     from pada.evaluation.scores import STRUCTURE_LIMIT, FaceFinder, hf_energy_ratio, structure_change
 
-    if not (DEMO / "aligned" / "64").is_dir():
-        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
-    ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
+    ds = _held_out()
     pipe = AgingPipeline.from_pretrained("pada-demo64")
     assert pipe.model.cfg.max_shift > 0  # the bounded latent shift travels with the model file
     assert pipe.model.cfg.contrast_bound > 0  # and so does the contrast bound
@@ -137,13 +144,10 @@ def test_shipped_pada_low_level_diversity_keeps_the_person():
 
     from pada.aging.pipeline import AgingPipeline
     from pada.critics.registry import load_critic
-    from pada.data.datasets import AlignedFaceDataset
     from pada.data.groups import description
     from pada.evaluation.metrics import embed
 
-    if not (DEMO / "aligned" / "64").is_dir():
-        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
-    ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
+    ds = _held_out()
     pipe = AgingPipeline.from_pretrained("pada-demo64")
     assert pipe.model.cfg.low_noise == pytest.approx(0.3)  # travels with the model file
     sface = load_critic("sface")
@@ -172,13 +176,10 @@ def test_shipped_pada_results_differ_in_proportion_to_how_far_they_are_asked_to_
 
     from pada.aging.pipeline import AgingPipeline
     from pada.critics.registry import load_critic
-    from pada.data.datasets import AlignedFaceDataset
     from pada.data.groups import description
     from pada.evaluation.metrics import embed
 
-    if not (DEMO / "aligned" / "64").is_dir():
-        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
-    ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
+    ds = _held_out()
     pipe = AgingPipeline.from_pretrained("pada-demo64")
     assert pipe.model.cfg.spread_cap == pytest.approx(0.5)  # travels with the model file
     sface = load_critic("sface")
@@ -210,15 +211,11 @@ def test_shipped_pada_results_on_the_photos_crop_are_sharp_and_closer_to_the_per
     from pada.aging.detail import upsample
     from pada.aging.pipeline import AgingPipeline
     from pada.critics.registry import load_critic
-    from pada.data.datasets import AlignedFaceDataset
     from pada.data.groups import description
     from pada.evaluation.metrics import identity_similarity
     from pada.evaluation.scores import FaceFinder, laplacian_energy
 
-    if not (DEMO / "aligned" / "256").is_dir():
-        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
-    small = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
-    big = AlignedFaceDataset(DEMO / "aligned" / "256", DEMO / "labels.csv", size=256, split="test")
+    big, small = _held_out(256), _held_out()
     pipe = AgingPipeline.from_pretrained("pada-demo64")
     inputs, sharp, enlarged = [], [], []
     for i in range(4):
@@ -245,11 +242,8 @@ def test_shipped_pada_lifespan_ages_step_by_step():
     import torch
 
     from pada.aging.pipeline import AgingPipeline
-    from pada.data.datasets import AlignedFaceDataset
 
-    if not (DEMO / "aligned" / "64").is_dir():
-        pytest.skip(f"demo set not built at {DEMO} (bash scripts/setup.sh builds it)")
-    ds = AlignedFaceDataset(DEMO / "aligned" / "64", DEMO / "labels.csv", size=64, split="test")
+    ds = _held_out()
     pipe = AgingPipeline.from_pretrained("pada-demo64")
     assert pipe.model.cfg.space_lifespan  # the setting travels with the model file
     steps = {}
