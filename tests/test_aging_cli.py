@@ -198,6 +198,30 @@ def test_inversion_steps_apart_from_render_steps(tmp_path, tiny_pipeline, monkey
         assert seen[-1] == want
 
 
+def test_young_cap_option_reaches_age_and_lifespan(tmp_path, tiny_pipeline, monkeypatch, capsys):
+    crop = tmp_path / "crop.png"
+    Image.fromarray((np.random.default_rng(1).random((64, 64, 3)) * 255).astype(np.uint8)).save(crop)
+    seen = []
+    real_age, real_lifespan = tiny_pipeline.age, tiny_pipeline.lifespan
+    monkeypatch.setattr(tiny_pipeline, "age", lambda *a, **kw: seen.append(("age", kw.get("young_cap")))
+                        or real_age(*a, **kw))
+    monkeypatch.setattr(tiny_pipeline, "lifespan", lambda *a, **kw: seen.append(
+        ("life", kw.get("young_cap"))) or real_lifespan(*a, **kw))
+    args = ["age", str(crop), "--aligned", "--age", "10", "-n", "1", "--device", "cpu", "--no-estimates",
+            "--steps", "2", "--calibrate"]
+    assert main([*args, "--out", str(tmp_path / "a.png"), "--young-cap", "0.25"]) == 0
+    assert main([*args, "--out", str(tmp_path / "b.png")]) == 0
+    assert main([*args, "--out", str(tmp_path / "c.png"), "--lifespan", "--frames", "1", "--gender", "male",
+                 "--young-cap", "0"]) == 0
+    assert seen == [("age", 0.25), ("age", None), ("life", 0.0)]  # None: the model's default
+    capsys.readouterr()
+    for bad in ("-0.1", "1.6", "x"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--out", str(tmp_path / "d.png"), "--young-cap", bad])
+        assert exc.value.code == 2 and "--young-cap" in _err_lines(capsys)[0]
+    assert not (tmp_path / "d.png").exists()
+
+
 def test_sampler_option(tmp_path, tiny_pipeline, monkeypatch, capsys):
     from pada.diffusion import SAMPLERS
 

@@ -536,6 +536,47 @@ def test_calibration_read_out_and_choice():
         pick_factor([1, 2, 3, 4, 5], 10, f, patches=[0.0] * 4, patch_guard=0.02)
 
 
+def test_young_cap_gives_targets_younger_than_the_face_short_candidate_lengths():
+    from pada.aging.config import PadaConfig
+    from pada.aging.gain import CALIBRATION_FACTORS, calibration_factors
+
+    assert calibration_factors(2.5, 35.0, 0.5) == (0.25, 0.375, 0.5)  # younger than the face: capped
+    assert calibration_factors(60.5, 35.0, 0.5) == CALIBRATION_FACTORS  # older: the usual lengths
+    assert calibration_factors(35.0, 35.0, 0.5) == CALIBRATION_FACTORS  # its own age is not younger
+    assert calibration_factors(2.5, None, 0.5) == CALIBRATION_FACTORS  # the face's age unknown
+    assert calibration_factors(2.5, 35.0, 0.0) == CALIBRATION_FACTORS  # 0 = off
+    for bad in (-0.1, 1.6, float("nan")):
+        with pytest.raises(PadaError, match="young cap must be in"):
+            calibration_factors(2.5, 35.0, bad)
+        with pytest.raises(PadaError, match="young cap must be in"):
+            PadaConfig(young_cap=bad)
+
+
+def test_young_cap_reaches_the_calibration_of_age_and_lifespan(diffae, vl):
+    p = pipe(diffae, vl)
+    x = faces(1)[0]
+    young = "a toddler girl's face"
+    own = p.read_age(x[None])
+    assert float(p.target_ages(p.pae(text=young, n=1, high_diversity=False))[0]) < own  # a younger target
+    cal = p.age(x, text=young, n=1, steps=2, calibrate=True, young_cap=0.4).calibration
+    assert cal["factors"] == pytest.approx([0.2, 0.3, 0.4]) and cal["factor"] in cal["factors"]
+    assert p.age(x, text=young, n=1, steps=2, calibrate=True).calibration["factors"] == \
+        [0.5, 0.75, 1.0, 1.25, 1.5]  # the model's default: off
+    capped = AgingPipeline(diffae, vl, tiny_model(init_gain=0.3, calibrate=True, young_cap=0.4), steps=4)
+    capped.model.load_state_dict(p.model.state_dict())
+    assert capped.age(x, text=young, n=1, steps=2).calibration == cal  # the model's default read
+    assert capped.age(x, text=TEXT, n=1, steps=2).calibration["factors"] == [0.5, 0.75, 1.0, 1.25, 1.5]
+    life = capped.lifespan(x, texts=[young, TEXT], frames_per_segment=1, steps=2)
+    assert [c["factors"] for c in life.calibration] == [[0.5, 0.75, 1.0, 1.25, 1.5]] * 2  # not the model's
+    life = capped.lifespan(x, texts=[young, TEXT], frames_per_segment=1, steps=2, young_cap=0.4)
+    assert life.calibration[0]["factors"] == pytest.approx([0.2, 0.3, 0.4])  # the toddler anchor: capped
+    assert life.calibration[1]["factors"] == [0.5, 0.75, 1.0, 1.25, 1.5]
+    for call in (lambda: p.age(x, text=young, n=1, steps=2, young_cap=2.0),
+                 lambda: p.lifespan(x, texts=[young, TEXT], steps=2, young_cap=-1.0)):
+        with pytest.raises(PadaError, match="young cap must be in"):
+            call()
+
+
 def test_calibrate_scales_every_edit_by_the_chosen_factor(diffae, vl):
     p = pipe(diffae, vl)
     x = faces(1)[0]

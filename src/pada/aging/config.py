@@ -18,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from pada.aging.gain import parse_shift_gain
+from pada.aging.gain import parse_shift_gain, young_cap_value
 from pada.aging.pattern import pattern_value
 from pada.errors import PadaError
 
@@ -166,6 +166,14 @@ class PadaConfig:
     results asked for little change differ little and those asked for much differ as before. 0 = off
     (default, as up to v7l: the offset is ``draw_spread`` · ‖z_src‖ whatever the edit); 0.5 in the shipped
     ``pada-demo64`` since v7m; ``pada age --spread-cap`` overrides it per request.
+    ``young_cap``: pada-only, applied at inference by the calibration (needs ``calibrate``; training never
+    sees it): c > 0 gives a request whose target is younger than the face (as the VL model reads it) the
+    candidate lengths 0.5c, 0.75c and c instead of 0.5–1.5× (:func:`pada.aging.gain.calibration_factors`):
+    the young edits of the demo DiffAE darken the eyes and brows step by step, which the VL read-out takes
+    for youth, so uncapped the calibration picks the long, broken lengths. 0 = off (default, as up to v7m);
+    0.5 in the shipped ``pada-demo64`` since v7n; ``pada age --young-cap`` overrides it per request. The
+    lifespan sweep does not read it (its young frames would read closer together): ``pada age --lifespan
+    --young-cap C`` caps its anchors when asked.
     """
 
     e_dim: int = 512
@@ -203,6 +211,7 @@ class PadaConfig:
     space_lifespan: bool = False
     low_noise: float = 1.0
     spread_cap: float = 0.0
+    young_cap: float = 0.0
     # Names (or paths) of the frozen models this PADA was trained with; informative + used by loaders.
     diffae: str = ""
     diffae_preset: str = ""  # network preset of an official DiffAE checkpoint (it carries no config)
@@ -253,6 +262,7 @@ class PadaConfig:
         if not 0.0 <= self.spread_cap <= 10.0:
             raise PadaError(f"spread_cap must be in [0, 10], got {self.spread_cap}")
         pattern_value(self.draw_pattern, "draw_pattern")  # PadaError naming the bad value
+        young_cap_value(self.young_cap)
         if self.has_spread_basis and self.shift_subspace < 3:
             raise PadaError("draw_spread / spread_basis spread the draws over the shift subspace without its "
                             "age directions: needs shift_subspace >= 3")

@@ -45,6 +45,12 @@ CALIBRATION_COST = 8.0
 #: a calibration skips lengths whose render carries more than this times the input's high-frequency energy
 #: (the texture check's limit is 1.5; the margin leaves room for the draw spread on top)
 CALIBRATION_HF_GUARD = 1.3
+#: with a young cap c > 0, a request whose target is younger than the face (as the VL model reads it) renders
+#: these fractions of c instead of CALIBRATION_FACTORS: young edits darken the eyes and brows step by step and
+#: the VL read-out takes that for youth, so without a cap it picks the long, broken lengths (session 43)
+YOUNG_FRACTIONS: tuple[float, ...] = (0.5, 0.75, 1.0)
+#: the largest young cap: the longest of CALIBRATION_FACTORS (a larger one would lengthen, not cap)
+MAX_YOUNG_CAP = 1.5
 #: sharpness of the VL age read-out's softmax over the age-group prototypes (cosine similarities)
 READ_SCALE = 10.0
 
@@ -112,6 +118,27 @@ def read_ages(prototypes: torch.Tensor, e_img: torch.Tensor, scale: float = READ
     e = e_img.float() / e_img.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
     w = torch.softmax(scale * (e @ prototypes.to(e.device).float().T), dim=-1)
     return (w * _centres().to(e.device)).sum(-1).cpu()
+
+
+def young_cap_value(value: float) -> float:
+    """``value`` as a young cap (``PadaConfig.young_cap``), a :class:`PadaError` naming it unless it lies in
+    [0, :data:`MAX_YOUNG_CAP`] (0 = off)."""
+    v = float(value)
+    if not 0.0 <= v <= MAX_YOUNG_CAP:
+        raise PadaError(f"young cap must be in [0, {MAX_YOUNG_CAP:g}], got {value}")
+    return v
+
+
+def calibration_factors(target_age: float, source_age: float | None,
+                        young_cap: float = 0.0) -> tuple[float, ...]:
+    """The edit lengths a calibration renders for a request of ``target_age`` on a face read as
+    ``source_age``: :data:`CALIBRATION_FACTORS`, or ``young_cap`` × :data:`YOUNG_FRACTIONS` when the cap is
+    on (> 0) and the target is younger than the face (``source_age`` None: the face's age is unknown, so no
+    cap)."""
+    cap = young_cap_value(young_cap)
+    if cap > 0 and source_age is not None and float(target_age) < float(source_age):
+        return tuple(cap * f for f in YOUNG_FRACTIONS)
+    return CALIBRATION_FACTORS
 
 
 def pick_factor(ages: torch.Tensor | list[float], target: float,

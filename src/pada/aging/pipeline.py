@@ -39,13 +39,14 @@ import torch
 from pada.aging.backoff import back_off, bound_contrast, contrast_bound_value, space_anchors
 from pada.aging.detail import head_region, transfer_edit, upsample
 from pada.aging.gain import (
-    CALIBRATION_FACTORS,
+    calibration_factors,
     group_prototypes,
     parse_shift_gain,
     pick_factor,
     read_ages,
     shift_gains,
     target_ages,
+    young_cap_value,
 )
 from pada.aging.guard import ToneGuard, tone_guard, tone_margin
 from pada.aging.model import PadaModel
@@ -328,20 +329,28 @@ class AgingPipeline:
     @torch.no_grad()
     def calibrate(self, x_T: torch.Tensor, z_src: torch.Tensor, e_mean: torch.Tensor,  # noqa: N803
                   steps: int | None = None, sampler: str | None = None, shift_gain: str | None = None,
-                  factors: Sequence[float] = CALIBRATION_FACTORS,
+                  factors: Sequence[float] | None = None,
                   image: torch.Tensor | None = None, x0_guard=None,
                   hold_gender: bool | None = None, patch_guard: float | None = None,
-                  contrast_bound: float | None = None) -> dict[str, Any]:
+                  contrast_bound: float | None = None, young_cap: float | None = None) -> dict[str, Any]:
         """Per-face edit length: render the PAE-mean edit (e_mean (1, D)) from x_T (1, ...) at each of
-        ``factors``, read each render's age with the VL model (:func:`pada.aging.gain.read_ages`) and pick
-        the factor nearest the request's target age (:func:`pada.aging.gain.pick_factor`); with the input
-        ``image``, lengths whose render carries more than ``CALIBRATION_HF_GUARD`` times its high-frequency
-        energy are left out, and with ``patch_guard`` > 0 (default: the model's ``PadaConfig.patch_guard``)
-        those whose skin colour changed unevenly (:func:`~pada.evaluation.scores.patch_change` above it);
-        ``x0_guard`` renders them as the request's outputs will be (:meth:`decode`); ``contrast_bound``
-        (default: the model's) bounds each candidate as :meth:`modulate` bounds an output, so a long
-        candidate of an edit already at the bound renders at the bound.
+        ``factors`` (default :func:`~pada.aging.gain.calibration_factors`: 0.5–1.5×, or with ``young_cap`` c >
+        0 (default: the model's ``PadaConfig.young_cap``) and a target younger than the input ``image`` as the
+        VL model reads it, 0.5c, 0.75c and c), read each render's age with the VL model
+        (:func:`pada.aging.gain.read_ages`) and pick the factor nearest the request's target age
+        (:func:`pada.aging.gain.pick_factor`); with the input ``image``, lengths whose render carries more
+        than ``CALIBRATION_HF_GUARD`` times its high-frequency energy are left out, and with ``patch_guard`` >
+        0 (default: the model's ``PadaConfig.patch_guard``) those whose skin colour changed unevenly
+        (:func:`~pada.evaluation.scores.patch_change` above it); ``x0_guard`` renders them as the request's
+        outputs will be (:meth:`decode`); ``contrast_bound`` (default: the model's) bounds each candidate as
+        :meth:`modulate` bounds an output, so a long candidate of an edit already at the bound renders at the
+        bound.
         Returns ``{"factor", "target_age", "factors", "read_ages", "hf_ratios", "patches"}``."""
+        target = float(self.target_ages(e_mean[:1])[0])
+        if factors is None:
+            cap = young_cap_value(self.model.cfg.young_cap if young_cap is None else young_cap)
+            source = self.read_age(image) if cap > 0 and image is not None else None
+            factors = calibration_factors(target, source, cap)
         factors = tuple(float(f) for f in factors)
         z_mean = self.modulate(z_src, e_mean[:1], shift_gain=shift_gain, hold_gender=hold_gender,
                                contrast_bound=0.0)
@@ -356,7 +365,6 @@ class AgingPipeline:
             src = _as_batch(image, "input image").cpu()
             hf = hf_energy_ratio(renders, src)
             patches = patch_change(renders, src) if patch_guard > 0 else None
-        target = float(self.target_ages(e_mean[:1])[0])
         factor = pick_factor(ages, target, factors, hf_ratios=hf, patches=patches, patch_guard=patch_guard)
         return {"factor": factor, "target_age": target,
                 "factors": list(factors), "read_ages": [round(float(a), 2) for a in ages],
@@ -446,7 +454,8 @@ class AgingPipeline:
             saturation_guard: float | None = None, patch_guard: float | None = None,
             blotch_guard: float | None = None, structure_guard: float | None = None,
             contrast_bound: float | None = None, draw_pattern: float | None = None,
-            low_noise: float | None = None, spread_cap: float | None = None) -> AgingResult:
+            low_noise: float | None = None, spread_cap: float | None = None,
+            young_cap: float | None = None) -> AgingResult:
         """Age one aligned face (3, H, W) / (1, 3, H, W) in [-1, 1] into ``n`` outputs.
 
         Args:
@@ -505,6 +514,9 @@ class AgingPipeline:
                 (``PadaConfig.saturation_guard``); 0 = off.
             patch_guard: with ``calibrate``, leave out edit lengths whose render's skin colour changed
                 unevenly (:meth:`calibrate`). Default: the model's (``PadaConfig.patch_guard``); 0 = off.
+            young_cap: with ``calibrate``, a target younger than the face (as the VL model reads it) gets
+                edit lengths of at most this (0.5, 0.75 and 1 times it; :meth:`calibrate`). Default: the
+                model's (``PadaConfig.young_cap``); 0 = off (0.5–1.5× as for any target).
             blotch_guard: render outputs whose skin brightness changed unevenly beyond this
                 (:func:`~pada.evaluation.scores.blotch`) again with a shorter shared edit, keeping each
                 draw's offset from the PAE mean's code (:func:`pada.aging.backoff.back_off`;
@@ -532,6 +544,7 @@ class AgingPipeline:
                                            seed=seed, text_weight=text_weight, eps=eps)
         if draw_spread is not None and not 0.0 <= draw_spread <= 1.0:
             raise PadaError(f"draw spread must be in [0, 1], got {draw_spread}")
+        young_cap_value(0.0 if young_cap is None else young_cap)  # a bad value fails before the inversion
         edit = {"shift_gain": shift_gain, "hold_gender": hold_gender, "contrast_bound": contrast_bound,
                 "spread_cap": spread_cap}
         z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, draw_pattern=draw_pattern, **edit)
@@ -551,7 +564,7 @@ class AgingPipeline:
         if calibrate:
             calibration = self.calibrate(x_inv, z_src, e_mean, steps, sampler, shift_gain, image=x,
                                          x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard,
-                                         contrast_bound=contrast_bound)
+                                         contrast_bound=contrast_bound, young_cap=young_cap)
             factor = calibration["factor"]
             z_age = self.modulate(z_src, e_age, draw_noise, draw_spread, edit_scale=factor,
                                   draw_pattern=draw_pattern, **edit)
@@ -620,7 +633,8 @@ class AgingPipeline:
                  background_guard: float | None = None,
                  saturation_guard: float | None = None, patch_guard: float | None = None,
                  blotch_guard: float | None = None, structure_guard: float | None = None,
-                 contrast_bound: float | None = None, space: bool | None = None) -> LifespanResult:
+                 contrast_bound: float | None = None, space: bool | None = None,
+                 young_cap: float | None = None) -> LifespanResult:
         """Fig. 4-style sweep from child to old: z_age at each anchor description (the PAE mean), linear
         interpolation of z_age between consecutive anchors (``frames_per_segment`` frames per gap, anchors
         included), all decoded from the same inverted x_T. Anchors: the 7 group descriptions of ``gender``
@@ -633,7 +647,10 @@ class AgingPipeline:
         ``background_guard``, ``saturation_guard``, ``patch_guard``: as in :meth:`age`
         (``LifespanResult.images_hr``);
         ``blotch_guard`` and ``structure_guard`` too, per frame (``LifespanResult.edit_scales``);
-        ``contrast_bound`` bounds each anchor (and so every frame between two anchors). ``space`` (default:
+        ``contrast_bound`` bounds each anchor (and so every frame between two anchors); ``young_cap``: as in
+        :meth:`age`, for each anchor younger than the face, but off unless given (the model's
+        ``PadaConfig.young_cap`` is not read here: capped, the young frames read closer together and the
+        sweep's order, measured on 32 held-out faces, fell from ρ 0.871 to 0.837). ``space`` (default:
         the model's ``PadaConfig.space_lifespan``): after the calibration, the anchors are shortened to
         change the face step by step away from the input's own age, read by the VL model
         (:func:`pada.aging.backoff.space_anchors`; ``LifespanResult.anchor_scales``)."""
@@ -649,6 +666,7 @@ class AgingPipeline:
         texts = list(texts)
         if len(texts) < 2:
             raise PadaError("a lifespan needs at least two anchor descriptions")
+        young_cap = 0.0 if young_cap is None else young_cap_value(young_cap)
         z_src = self.encode(x)
         e_anchor = torch.cat([self.pae(text=t, ref=ref, n=1, high_diversity=False, text_weight=text_weight)
                               for t in texts])
@@ -665,7 +683,7 @@ class AgingPipeline:
         if self.model.cfg.calibrate if calibrate is None else calibrate:
             calibration = [self.calibrate(x_T, z_src, e_anchor[k:k + 1], steps, sampler, shift_gain, image=x,
                                           x0_guard=guard, hold_gender=hold_gender, patch_guard=patch_guard,
-                                          contrast_bound=contrast_bound)
+                                          contrast_bound=contrast_bound, young_cap=young_cap)
                            for k in range(len(texts))]
             z_anchor = torch.cat([self.modulate(z_src, e_anchor[k:k + 1], shift_gain=shift_gain,
                                                 edit_scale=c["factor"], hold_gender=hold_gender,
@@ -676,17 +694,7 @@ class AgingPipeline:
         if self.model.cfg.space_lifespan if space is None else space:
             z_anchor, anchor_scales = space_anchors(self.diffae, z_src, z_anchor, self.target_ages(e_anchor),
                                                     self.read_age(x))
-        zs, labels, anchors = [], [], []
-        for k in range(len(texts) - 1):
-            for j in range(frames_per_segment):
-                w = j / frames_per_segment
-                zs.append(torch.lerp(z_anchor[k], z_anchor[k + 1], w))
-                labels.append(texts[k] if j == 0 else "")
-                if j == 0:
-                    anchors.append(len(zs) - 1)
-        zs.append(z_anchor[-1])
-        labels.append(texts[-1])
-        anchors.append(len(zs) - 1)
+        zs, labels, anchors = sweep_codes(z_anchor, texts, frames_per_segment)
         images = self.decode(x_T, torch.stack(zs), steps, batch_size=batch_size, progress=progress,
                              sampler=sampler, x0_guard=guard)
         t0 = clock.lap("decode", t0)
@@ -705,6 +713,24 @@ class AgingPipeline:
         return LifespanResult(images=images.cpu(), labels=labels, anchors=anchors, timings=clock.times,
                               calibration=calibration, images_hr=images_hr, edit_scales=edit_scales,
                               anchor_scales=anchor_scales)
+
+
+def sweep_codes(z_anchor: torch.Tensor, texts: Sequence[str],
+                frames_per_segment: int) -> tuple[list[torch.Tensor], list[str], list[int]]:
+    """A lifespan's frames from its anchor codes ``z_anchor`` (A, S): ``frames_per_segment`` codes per gap
+    between consecutive anchors (linear interpolation, the first anchor of each gap included) and the last
+    anchor; each frame's label (its anchor's text, "" between anchors) and the anchors' frame indices."""
+    zs, labels, anchors = [], [], []
+    for k in range(len(texts) - 1):
+        for j in range(frames_per_segment):
+            zs.append(torch.lerp(z_anchor[k], z_anchor[k + 1], j / frames_per_segment))
+            labels.append(texts[k] if j == 0 else "")
+            if j == 0:
+                anchors.append(len(zs) - 1)
+    zs.append(z_anchor[-1])
+    labels.append(texts[-1])
+    anchors.append(len(zs) - 1)
+    return zs, labels, anchors
 
 
 DEFAULT_CHUNK = {"cpu": 8, "cuda": 32}  # futures decoded at once when the caller does not say

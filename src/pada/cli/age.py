@@ -99,6 +99,11 @@ def _add_edit_options(p: argparse.ArgumentParser) -> None:
                    "unevenly (a patchwork of pale, red or grey regions; the patch score above G, e.g. "
                    "0.02): cleaner old faces that age less (default: the model's, 0 = off; "
                    "docs/pada_method.md)")
+    p.add_argument("--young-cap", type=float_option(0.0, 1.5), default=None, metavar="C",
+                   help="with --calibrate, a target younger than the face gets edits of at most C times the "
+                   "model's own edit: the long young edits darken the eyes and brows (default: the "
+                   "model's, 0.5 for pada-demo64; 0 = no cap; a --lifespan is capped only when this is "
+                   "given; docs/pada_method.md)")
     p.add_argument("--blotch-guard", type=float_option(0.0, 1.0, hi_open=True), default=None, metavar="B",
                    help="render again, with a shorter edit, every result whose skin brightness changed "
                    "unevenly (a pale blob on the forehead, a grey smear at the mouth, dark eye sockets; "
@@ -348,7 +353,7 @@ class _Job:
                   steps=a.steps, text_weight=a.text_weight, eps=a.eps,
                   batch_size=a.batch_size, what=str(out), inversion_steps=a.inversion_steps,
                   sampler=a.sampler, draw_spread=a.draw_spread, draw_pattern=a.draw_pattern,
-                  spread_cap=a.spread_cap, shift_gain=a.shift_gain,
+                  spread_cap=a.spread_cap, young_cap=a.young_cap, shift_gain=a.shift_gain,
                   calibrate=a.calibrate, tone_guard=a.tone_guard, hold_gender=a.hold_gender,
                   background_guard=a.background_guard, saturation_guard=a.saturation_guard,
                   patch_guard=a.patch_guard, blotch_guard=a.blotch_guard,
@@ -457,7 +462,8 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
                         background_guard=args.background_guard,
                         saturation_guard=args.saturation_guard, patch_guard=args.patch_guard,
                         blotch_guard=args.blotch_guard, structure_guard=args.structure_guard,
-                        contrast_bound=args.contrast_bound, space=args.space_lifespan)
+                        contrast_bound=args.contrast_bound, space=args.space_lifespan,
+                        young_cap=args.young_cap)
     frames = res.images if res.images_hr is None else res.images_hr
     from pada.aging.photo import BROKEN_NOTE, mark_broken_frames
     from pada.outputs import StagedOutputs
