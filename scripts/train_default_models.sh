@@ -81,8 +81,9 @@ python3 benchmarks/bench_diffae_quality.py --diffae diffae-demo64-1g --max-faces
 #    (saturation_guard 0.01), v7h the blotch back-off (blotch_guard 0.06), v7i the contrast bound
 #    (contrast_bound 0.5) with the draws spread a little wider (draw_spread 0.14), v7j the lifespan's
 #    spaced anchors (space_lifespan), v7k the structure back-off (structure_guard 0.13), v7l low-level
-#    diversity from the inverted start noise mixed with fresh noise (low_noise 0.3), and v7m (shipped) each
-#    draw's spread capped at half its own edit (spread_cap 0.5): the same trained tensors.
+#    diversity from the inverted start noise mixed with fresh noise (low_noise 0.3), v7m each draw's spread
+#    capped at half its own edit (spread_cap 0.5), and v7n (shipped) the calibrated length of targets younger
+#    than the face capped at 0.5 (young_cap 0.5): the same trained tensors.
 #    v8 (tried, not shipped: --recipe pada-demo64-v8) trains with L_tone, v9 (--recipe pada-demo64-v9) with
 #    the gender hold seen by the losses, v10 (--recipe pada-demo64-v10) with the background guard seen by them,
 #    v11 (--recipe pada-demo64-v11) v7h's run with L_blotch, v12 (--recipe pada-demo64-v12) v7i's run with the
@@ -90,8 +91,8 @@ python3 benchmarks/bench_diffae_quality.py --diffae diffae-demo64-1g --max-faces
 #    v6 is the v4 recipe on the stage-1f DiffAE (v7: --recipe pada-demo64-v7; v6: --recipe pada-demo64-v6;
 #    v5: --recipe pada-demo64-v5, on $RUNS/diffae64f.safetensors; v4: --recipe pada-demo64-v4, on
 #    $RUNS/diffae64e.safetensors).
-python3 -m pada.cli.main train pada --recipe pada-demo64-v7m --out "$RUNS/pada64v7m" --steps "$PADA_STEPS"
-cp "$RUNS/pada64v7m/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
+python3 -m pada.cli.main train pada --recipe pada-demo64-v7n --out "$RUNS/pada64v7n" --steps "$PADA_STEPS"
+cp "$RUNS/pada64v7n/pada.safetensors" src/pada/aging/weights/pada_demo64.safetensors
 
 # Experimental (issue 16 bake-off, not shipped): the coarse-image-path DiffAE, warm-started from the shipped one.
 # python3 -m pada.cli.main train diffae --data data/demo/aligned/64 --preset pada64c --init-from diffae-demo64 \

@@ -139,6 +139,8 @@ FORMER_SCRIPT["pada-demo64-v7k"] = _derived("v7j", "v7k", "--pada-set structure_
 FORMER_SCRIPT["pada-demo64-v7l"] = _derived("v7k", "v7l", "--pada-set low_noise=0.3")
 # v7m: v7l with each draw's spread capped by its own edit, an inference-only default (same tensors)
 FORMER_SCRIPT["pada-demo64-v7m"] = _derived("v7l", "v7m", "--pada-set spread_cap=0.5")
+# v7n: v7m with the calibrated length of young targets capped, an inference-only default (same tensors)
+FORMER_SCRIPT["pada-demo64-v7n"] = _derived("v7m", "v7n", "--pada-set young_cap=0.5")
 # v12 (tried in session 33): v7i's run with the contrast bound seen by training
 FORMER_SCRIPT["pada-demo64-v12"] = _derived("v7i", "v12", "--loss-set train_bound=0.5")
 
@@ -261,7 +263,7 @@ def test_the_script_and_the_registry_use_the_recipes():
     replaced = {"pada-demo64-v3", "pada-demo64-v4", "pada-demo64-v5", "pada-demo64-v6",
                 "pada-demo64-v7", "pada-demo64-v7c", "pada-demo64-v7d", "pada-demo64-v7e", "pada-demo64-v7f",
                 "pada-demo64-v7g", "pada-demo64-v7h", "pada-demo64-v7i", "pada-demo64-v7j", "pada-demo64-v7k",
-                "pada-demo64-v7l", "pada-demo64-v8",
+                "pada-demo64-v7l", "pada-demo64-v7m", "pada-demo64-v8",
                 "pada-demo64-v9", "pada-demo64-v10", "pada-demo64-v11", "pada-demo64-v12"}
     assert {n for _, n in used} == set(FORMER_SCRIPT) - replaced
     for trainer, name in used:
