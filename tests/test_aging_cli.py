@@ -253,7 +253,7 @@ def test_sampler_option(tmp_path, tiny_pipeline, monkeypatch, capsys):
 
 
 @pytest.mark.slow
-def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline):
+def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline, capsys):
     out = tmp_path / "aged.png"
     assert main(["age", str(photo), "--ref", str(photo), "-n", "2", "--out", str(out), "--paste-back",
                  "--device", "cpu", "--no-estimates"]) == 0
@@ -261,15 +261,21 @@ def test_age_photo_with_paste_back_and_lifespan(tmp_path, photo, tiny_pipeline):
     pasted = sorted(tmp_path.glob("aged_pasted_*.png"))
     assert len(pasted) == 2 and Image.open(pasted[0]).size == Image.open(photo).size
     life = tmp_path / "life.png"
-    seen = []
+    seen, genders = [], []
     orig = tiny_pipeline.lifespan
-    tiny_pipeline.lifespan = lambda *a, **k: seen.append(k["space"]) or orig(*a, **k)
+    tiny_pipeline.lifespan = lambda *a, **k: (seen.append(k["space"]) or genders.append(k["gender"])
+                                              or orig(*a, **k))
+    capsys.readouterr()
     assert main(["age", str(photo), "--lifespan", "--frames", "1", "--out", str(life),
                  "--device", "cpu"]) == 0
     assert Image.open(life).size == (6 + 7 * 262, 332) and life.with_suffix(".gif").is_file()
+    # no --gender: the estimate the anchors were written for is named, with the hint to pass it
+    note = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note: the lifespan")]
+    assert genders[0] in ("female", "male") and len(note) == 1 and f"({genders[0]})" in note[0]
     assert main(["age", str(photo), "--lifespan", "--frames", "1", "--out", str(life), "--device", "cpu",
-                 "--space-lifespan"]) == 0
+                 "--space-lifespan", "--gender", "female"]) == 0
     assert seen == [None, True]  # the model's default unless asked
+    assert genders[1] == "female" and "note: the lifespan" not in capsys.readouterr().err
 
 
 def test_tiny_pipeline_output_is_in_range(tiny_pipeline):
