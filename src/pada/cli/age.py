@@ -453,12 +453,7 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
     if out_size is not None:
         x_hr = sharp_crop(original if original is not None else load_image(photo), face, out_size, size)[0]
     ref = _load_face(args.ref, size, args.aligned)[0] if args.ref is not None else None
-    gender = args.gender
-    if gender is None:  # the anchors' descriptions need one: say which was assumed (as for --age)
-        gender = pipe.infer_gender(x)
-        print(f"note: the lifespan's descriptions are for the estimated gender ({gender}), and the small "
-              "offline estimate is often wrong; pass --gender female / male when you know it",
-              file=sys.stderr)
+    gender = args.gender or pipe.infer_gender(x)  # the anchors' descriptions need one
     res = pipe.lifespan(x, gender=gender, frames_per_segment=args.frames, steps=args.steps,
                         batch_size=args.batch_size, ref=ref, text_weight=args.text_weight, progress=True,
                         inversion_steps=args.inversion_steps, sampler=args.sampler,
@@ -486,6 +481,10 @@ def _lifespan(args, photo: Path, pipe, size: int, device, t_start: float) -> int
         print(f"wrote {p}")
     if broken:
         print(BROKEN_NOTE.format(n=broken).replace("result(s)", "frame(s)"), file=sys.stderr)
+    if not args.gender:  # said after the files are written: a failure stays one line
+        print(f"note: the lifespan's descriptions are for the estimated gender ({gender}), and the small "
+              "offline estimate is often wrong; pass --gender female / male when you know it",
+              file=sys.stderr)
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in res.timings.items())
     print(f"done in {time.perf_counter() - t_start:.1f}s ({stages}) on {device}")
     return 0
